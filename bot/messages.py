@@ -1,0 +1,137 @@
+"""The vocabulary every layer shares: what comes in, what is stored, what goes out.
+
+Adapters turn platform events into :class:`Incoming`; the engine answers with a stream
+of :data:`ReplyEvent` values (zero or more :class:`TextDelta`, then exactly one
+:class:`ReplyDone`); the store keeps :class:`Turn` values per :class:`ConversationKey`.
+Nothing platform-specific passes this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal, NewType
+
+#: Who owns a conversation: ``account:<id>`` for a linked account,
+#: ``guest:<platform>:<user id>`` for an identity that is not linked.
+OwnerId = NewType("OwnerId", str)
+
+Role = Literal["user", "assistant"]
+
+#: The scope of a private chat (and the web): one history across linked platforms.
+DIRECT_SCOPE = "direct"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A person on one platform: ``(platform, platform user id)``."""
+
+    platform: str
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+def account_owner(account_id: str) -> OwnerId:
+    return OwnerId(f"account:{account_id}")
+
+
+def guest_owner(identity: Identity) -> OwnerId:
+    return OwnerId(f"guest:{identity.platform}:{identity.user_id}")
+
+
+def account_of(owner: OwnerId) -> str | None:
+    """The account id inside an account owner id, or None for a guest."""
+    prefix, _, rest = owner.partition(":")
+    return rest if prefix == "account" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message from any platform, normalised by its adapter.
+
+    ``addressed`` says whether the message is meant for the bot: always true in private
+    chats; in groups, true when the bot was mentioned, replied to or commanded.
+    """
+
+    platform: str
+    user_id: str
+    display_name: str
+    chat_id: str
+    private: bool
+    text: str
+    addressed: bool = True
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.platform, self.user_id)
+
+    @property
+    def scope(self) -> str:
+        """``direct`` for private chats and the web, ``<platform>:<chat id>`` in groups."""
+        return DIRECT_SCOPE if self.private else f"{self.platform}:{self.chat_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """A conversation belongs to ``(owner, persona, scope)``."""
+
+    owner: OwnerId
+    persona_id: str
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One stored message of a conversation.
+
+    ``seq`` increases by one per turn within a conversation. ``author`` is the display
+    name the user had when they wrote (used for ``{{user}}``); for the persona's turns it
+    is the persona's name.
+    """
+
+    seq: int
+    role: Role
+    text: str
+    author: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    """A turn to append; the store assigns ``seq``."""
+
+    role: Role
+    text: str
+    author: str
+    created_at: float
+
+
+class ReplyKind(enum.StrEnum):
+    """What a finished reply is, so adapters and metrics can tell them apart."""
+
+    CHAT = "chat"  #: the persona's answer
+    COMMAND = "command"  #: the answer to a command
+    ERROR = "error"  #: something failed; the text says what, in words for users
+    RATE_LIMITED = "rate_limited"  #: the speaker is sending too fast
+    DENIED = "denied"  #: access control refused the speaker
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of a reply that is still being written."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    """The end of a reply: its whole text (deltas joined, or a command's answer)."""
+
+    text: str
+    kind: ReplyKind
+    persona_name: str | None = None
+
+
+ReplyEvent = TextDelta | ReplyDone

@@ -1,0 +1,192 @@
+"""The ``Store`` protocol: everything PersonaBridge persists, in small intention-named calls.
+
+Every implementation (``MemoryStore``, ``SqliteStore``, later ``DynamoStore``) passes the
+one contract suite in ``tests/store/test_contract.py``. Times are Unix seconds (float)
+passed in by the caller, so tests control the clock and expiry is checked on every read.
+
+Conversations
+    A conversation belongs to a :class:`~bot.messages.ConversationKey`
+    ``(owner, persona, scope)``. The *current* conversation of a key is what the engine
+    reads and appends to; ``reset_conversation`` archives it (it stays stored, and is
+    exported, until the owner forgets) and the next append starts a new one. Versions
+    never go backwards for a key, across resets too, so a stale ``expected_version``
+    never matches a newer conversation.
+
+Linking
+    ``link_identity`` binds a platform identity to an account and moves the identity's
+    guest data to the account: for each ``(persona, scope)``, the guest's current
+    conversation becomes the account's current one when the account has no turns there
+    yet; otherwise it is kept as an archived conversation of the account. Guest
+    preferences are dropped when the account has its own. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self, runtime_checkable
+
+from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, Turn
+
+#: A backend's per-conversation state; must be JSON-serialisable.
+BackendState = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    username: str
+    password_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedIdentity:
+    """A platform identity bound to an account."""
+
+    platform: str
+    user_id: str
+    display_name: str
+    account_id: str
+    linked_at: float
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.platform, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    account_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationWindow:
+    """The recent end of the current conversation of a key.
+
+    ``turns`` are oldest first and hold at most the requested number. ``version`` is
+    what ``append_turns`` expects next; 0 means the key has never had a conversation.
+    """
+
+    version: int
+    turns: tuple[Turn, ...] = ()
+    backend_state: BackendState = field(default_factory=dict)
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """One whole conversation, for export."""
+
+    persona_id: str
+    scope: str
+    archived: bool
+    started_at: float
+    turns: tuple[Turn, ...]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for accounts, identities, codes, sessions, preferences and conversations.
+
+    A store is an async context manager: ``async with store:`` opens its connection (and
+    prepares its schema) and closes it again.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~bot.errors.StoreUnavailable` when the store cannot be used."""
+
+    # -- accounts ---------------------------------------------------------------------
+
+    async def create_account(self, username: str, password_hash: str, now: float) -> Account:
+        """Create an account; raise :class:`~bot.errors.UsernameTaken` when the name is
+        taken in any letter case. The name is kept as given."""
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def find_account(self, username: str) -> Account | None:
+        """The account with this name, compared case-insensitively."""
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None: ...
+
+    async def delete_account(self, account_id: str) -> None:
+        """Remove the account and everything of it: identities, sessions, link codes,
+        preferences and conversations."""
+
+    # -- identities -------------------------------------------------------------------
+
+    async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
+        """The link of this identity, or None for a guest."""
+
+    async def link_identity(
+        self, identity: Identity, display_name: str, account_id: str, now: float
+    ) -> None:
+        """Bind the identity to the account and move its guest data (see module doc).
+        Re-linking to another account moves the binding, not the old account's data."""
+
+    async def unlink_identity(self, identity: Identity) -> None:
+        """Unbind; the account keeps its history, the identity is a guest again."""
+
+    async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
+        """The identities linked to the account, oldest link first."""
+
+    # -- link codes and web sessions (stored by hash, with expiry) -------------------
+
+    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None: ...
+
+    async def take_link_code(self, code_hash: str, now: float) -> str | None:
+        """Consume a code: return its account id once, if it exists and has not expired.
+        Concurrent takes of one code give the account id to exactly one caller."""
+
+    async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None: ...
+
+    async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
+        """The session, unless it is unknown or expired."""
+
+    async def delete_web_session(self, token_hash: str) -> None: ...
+
+    # -- preferences ------------------------------------------------------------------
+
+    async def get_preferences(self, owner: OwnerId) -> dict[str, str]: ...
+
+    async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
+        """Set a preference; ``None`` removes it."""
+
+    # -- conversations ----------------------------------------------------------------
+
+    async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
+        """The newest ``max_turns`` turns of the current conversation, oldest first.
+        Its cost must not grow with the length of the conversation."""
+
+    async def append_turns(
+        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+    ) -> tuple[int, tuple[Turn, ...]]:
+        """Append to the current conversation (starting one if there is none) when its
+        version is still ``expected_version``; else raise
+        :class:`~bot.errors.VersionConflict` and store nothing. Returns the new version
+        and the stored turns with their ``seq``."""
+
+    async def save_conversation_state(
+        self,
+        key: ConversationKey,
+        expected_version: int,
+        *,
+        backend_state: Mapping[str, Any] | None = None,
+        summary: str | None = None,
+    ) -> int:
+        """Replace the backend state and/or summary of the current conversation under the
+        same version check as ``append_turns``; returns the new version."""
+
+    async def reset_conversation(self, key: ConversationKey) -> None:
+        """Archive the current conversation of the key (a no-op when there is none)."""
+
+    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
+        """Every conversation of the owner, current and archived, with all turns."""
+
+    async def forget_owner(self, owner: OwnerId) -> None:
+        """Delete every conversation and preference of the owner."""
