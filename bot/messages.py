@@ -53,6 +53,8 @@ class Incoming:
 
     ``addressed`` says whether the message is meant for the bot: always true in private
     chats; in groups, true when the bot was mentioned, replied to or commanded.
+    ``account_id`` is set only by a front end that authenticated the user itself (the
+    web, by its session): the engine then speaks for that account without a lookup.
     """
 
     platform: str
@@ -62,6 +64,7 @@ class Incoming:
     private: bool
     text: str
     addressed: bool = True
+    account_id: str | None = None
 
     @property
     def identity(self) -> Identity:

@@ -143,7 +143,9 @@ class Store(Protocol):
         """Consume a code: return its account id once, if it exists and has not expired.
         Concurrent takes of one code give the account id to exactly one caller."""
 
-    async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None: ...
+    async def put_web_session(
+        self, token_hash: str, account_id: str, expires_at: float
+    ) -> None: ...
 
     async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
         """The session, unless it is unknown or expired."""

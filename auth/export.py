@@ -1,0 +1,67 @@
+"""An account's data as one JSON-ready document ("export my data").
+
+Everything stored about the account except its password hash: the account, its
+linked identities, its preferences and every conversation (current and archived)
+with all turns. Times are Unix seconds, as stored, plus an ISO 8601 form for people.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.messages import account_owner
+from bot.store.base import Account, Store
+
+EXPORT_FORMAT = "personabridge-export/1"
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+async def export_account(store: Store, account: Account, now: float) -> dict[str, Any]:
+    owner = account_owner(account.id)
+    identities = await store.list_identities(account.id)
+    preferences = await store.get_preferences(owner)
+    conversations = await store.export_owner(owner)
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": iso(now),
+        "account": {
+            "id": account.id,
+            "username": account.username,
+            "created_at": account.created_at,
+            "created": iso(account.created_at),
+        },
+        "identities": [
+            {
+                "platform": link.platform,
+                "user_id": link.user_id,
+                "display_name": link.display_name,
+                "linked_at": link.linked_at,
+                "linked": iso(link.linked_at),
+            }
+            for link in identities
+        ],
+        "preferences": preferences,
+        "conversations": [
+            {
+                "persona_id": record.persona_id,
+                "scope": record.scope,
+                "archived": record.archived,
+                "started_at": record.started_at,
+                "turns": [
+                    {
+                        "seq": turn.seq,
+                        "role": turn.role,
+                        "author": turn.author,
+                        "text": turn.text,
+                        "created_at": turn.created_at,
+                    }
+                    for turn in record.turns
+                ],
+            }
+            for record in conversations
+        ],
+    }

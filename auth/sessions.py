@@ -1,0 +1,71 @@
+"""Web sessions: a random token in the browser's cookie, only its hash in the store.
+
+Someone who reads the store (a backup, a leaked table) learns no usable token. Tokens
+come from :mod:`secrets` (256 bits); a session lasts :data:`SESSION_TTL` from login,
+is replaced by a new one on every login (no session fixation) and deleted on logout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.store.base import Account, Store
+
+SESSION_TTL = 14 * 24 * 3600.0
+_TOKEN_BYTES = 32
+_MAX_TOKEN_LENGTH = 128  # a real token is 43 characters; anything far longer is junk
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session just started: the token goes into the cookie, once."""
+
+    token: str
+    account_id: str
+    expires_at: float
+
+
+class SessionManager:
+    """Starts, resolves and ends web sessions in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = SESSION_TTL,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._store = store
+        self.ttl = ttl
+        self._clock = clock
+
+    async def start(self, account_id: str, *, replacing: str | None = None) -> NewSession:
+        """A new session for the account; ``replacing`` (the token the browser had)
+        is revoked, so a token planted before login is worthless after it."""
+        if replacing:
+            await self.end(replacing)
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        expires_at = self._clock() + self.ttl
+        await self._store.put_web_session(hash_token(token), account_id, expires_at)
+        return NewSession(token, account_id, expires_at)
+
+    async def account(self, token: str | None) -> Account | None:
+        """The account the token is a live session of, or None."""
+        if not token or len(token) > _MAX_TOKEN_LENGTH:
+            return None
+        session = await self._store.get_web_session(hash_token(token), self._clock())
+        if session is None:
+            return None
+        return await self._store.get_account(session.account_id)
+
+    async def end(self, token: str) -> None:
+        if token and len(token) <= _MAX_TOKEN_LENGTH:
+            await self._store.delete_web_session(hash_token(token))

@@ -1,0 +1,148 @@
+"""Wiring: the one place that knows every concrete class.
+
+``Settings -> store, backends, personas, engine, enabled adapters``. :class:`PersonaBridge`
+owns them as one async context manager; ``run`` starts every enabled adapter on the
+current event loop and serves until stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Protocol, Self
+
+from bot.backends.base import Backend
+from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.offline import OfflineBackend
+from bot.config import Settings
+from bot.engine import Engine
+from bot.errors import ConfigError
+from bot.metrics import Metrics
+from bot.personas import PersonaLibrary
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Adapter(Protocol):
+    """A front end. Entering it starts it (connects, listens); leaving it stops it."""
+
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.store.kind == "sqlite":
+        from bot.store.sqlite import SqliteStore
+
+        return SqliteStore(settings.store.sqlite_path)
+    raise ConfigError(
+        "PERSONABRIDGE_STORE__KIND=dynamodb: the DynamoDB store is not available in this "
+        "version yet; use sqlite"
+    )
+
+
+def build_backends(settings: Settings) -> dict[str, Backend]:
+    backends: dict[str, Backend] = {
+        "offline": OfflineBackend(
+            seed=settings.offline.seed, word_delay=settings.offline.word_delay
+        )
+    }
+    return backends
+
+
+def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
+    engine = settings.engine
+    policy = GuardPolicy(
+        first_delta_timeout=engine.first_delta_timeout,
+        total_timeout=engine.total_timeout,
+        retries=engine.retries,
+        retry_backoff=engine.retry_backoff,
+    )
+    return ReplyGuard(backends, policy)
+
+
+def load_personas(settings: Settings) -> PersonaLibrary:
+    return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
+
+
+class PersonaBridge:
+    """Everything one process runs, opened and closed together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        backends: dict[str, Backend] | None = None,
+        personas: PersonaLibrary | None = None,
+        metrics: Metrics | None = None,
+    ):
+        self.settings = settings
+        self.store = store if store is not None else build_store(settings)
+        self.personas = personas if personas is not None else load_personas(settings)
+        self.backends = backends if backends is not None else build_backends(settings)
+        self._check_persona_backends()
+        self.engine = Engine(
+            self.store,
+            self.personas,
+            build_guard(settings, self.backends),
+            settings=settings.engine,
+            rate_limit=settings.rate_limit,
+            access=settings.access,
+            metrics=metrics,
+        )
+        self._stack = AsyncExitStack()
+
+    def _check_persona_backends(self) -> None:
+        for persona in self.personas:
+            chain = [persona.backend, *persona.fallback]
+            if not any(name in self.backends for name in chain):
+                raise ConfigError(
+                    f"persona {persona.id!r} ({persona.source}) needs backend "
+                    f"{persona.backend!r}, which is not configured, and has no configured "
+                    'fallback; add fallback = ["offline"] or configure the backend'
+                )
+            missing = [name for name in chain if name not in self.backends]
+            if missing:
+                log.warning("persona %s: backends not configured: %s", persona.id, missing)
+
+    async def __aenter__(self) -> Self:
+        await self._stack.enter_async_context(self.store)
+        for backend in self.backends.values():
+            self._stack.push_async_callback(backend.aclose)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    def enabled_adapters(self) -> list[Adapter]:
+        """The adapters the settings switch on (none are built in this version)."""
+        return []
+
+    async def serve(self, adapters: Sequence[Adapter], stop: asyncio.Event) -> None:
+        """Start the adapters, wait for ``stop``, stop them in reverse order."""
+        async with AsyncExitStack() as stack:
+            for adapter in adapters:
+                await stack.enter_async_context(adapter)
+                log.info("%s adapter started", adapter.name)
+            await stop.wait()
+            log.info("stopping")
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

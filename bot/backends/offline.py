@@ -1,0 +1,453 @@
+"""The offline persona brain: retrieval over the persona's own card, no network, no key.
+
+A message is answered by the first of these that fits:
+
+1. an intent (greeting, thanks, goodbye, "who are you", "how are you", nothing to
+   read), in the persona's own words when one of its examples says it, else a template
+   with its name and a trait from its personality;
+2. the best BM25 match among its example exchanges (answered with the char line) and
+   knowledge lines (framed in its voice), varied when it was the last reply already;
+3. an in-voice "I don't know that one" that points at what the persona does know.
+
+Replies are deterministic under a seed: each takes its own ``random.Random`` from the
+seed, the persona, the message and the window's length, so scheduling cannot change it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.backends.retrieval import STOPWORDS, WORD, Bm25Index, stem, terms, tokenize, wordset
+from bot.messages import Turn
+from bot.personas import Persona
+from bot.store.base import BackendState
+
+MAX_CHARS = 2000  # a longer message is read from its start: enough to know what it asks
+MIN_SCORE = 0.2  # below this, nothing in the card really matches
+MIN_COVERAGE = 0.3  # share of the question's weight a document must cover to answer it
+RELATED = 0.35  # documents within this share of the best score still answer
+CHAR_WEIGHT = 0.3  # an example's char line matches weakly; its user line strongly
+CONTEXT_WEIGHT = 0.5  # "why?" borrows the previous question's terms at this weight
+COMBINE_CHANCE = 0.3  # how often an example answer is followed by a related fact
+RECENT = 3  # turns of each side looked back at, for repeats and for "why?"
+
+_MACRO = re.compile(r"\{\{[^{}]*\}\}|<(?:BOT|USER)>", re.IGNORECASE)
+_DELTA = re.compile(r"\s*\S+\s*")
+_FIRST_WORD = re.compile(r"[^\W_]+")
+_OPENER = re.compile(r"([A-Z][\w']*(?: [\w']+)?),\s")
+
+# Intents, matched on the message's lowercase words joined by single spaces.
+_INTENTS = {
+    "who": r"who (?:are|r) (?:you|u)|who is this|who s this|what (?:s|is) your name|whats "
+    r"your name|your name|what are you|introduce yourself|tell me about yourself|who am i "
+    r"(?:talking|speaking) (?:to|with)|what can you do|what do you know|what can you tell me",
+    "how": r"how (?:are|r) (?:you|u)(?: doing| today)?|how (?:s|is) it going|how are things|"
+    r"how do you do|how have you been|how (?:s|is) life|(?:are )?you ok|are you well",
+    "thanks": r"thanks?(?: you)?(?: so much| very much)?|thank u|thx|ty|tysm|cheers|many "
+    r"thanks|much appreciated|(?:i )?appreciate it",
+    "goodbye": r"bye(?: bye)?|goodbye|good bye|good ?night|see (?:you|ya)(?: later| soon)?|"
+    r"cya|farewell|take care|(?:i )?(?:gotta|got to|have to|must) go|talk (?:to you )?later|"
+    r"ttyl|later",
+    "greeting": r"hi|hello|hey|heya|hiya|howdy|yo|hallo|hola|bonjour|salut|greetings|good "
+    r"(?:morning|afternoon|evening|day)|morning|evening|what s up|whats up|sup",
+}
+_INTENT = re.compile("|".join(rf"(?P<{k}>{v})\b" for k, v in _INTENTS.items()))
+_PRIORITY = ("who", "how", "thanks", "goodbye", "greeting")
+_FILLER = wordset(
+    "there again much lot lots everyone everybody guys friend buddy mate dear bot sir "
+    "madam miss help ah um uh haha lol hehe though anyway btw"
+)
+_ANAPHOR = re.compile(
+    r"(?:why|how|how so|how come|really|and|and then|then what|what then|what next|tell me "
+    r"more|more|go on|continue|say more|what about it|such as|like what|for (?:example|"
+    r"instance)|example|elaborate|what do you mean|what else|anything else|is that so)\b"
+)
+_PRONOUNS = wordset("it that this they them those these there he she him her its")
+_GENERIC = frozenset(
+    map(
+        stem,
+        wordset(
+            "use make made come give take put see look work run keep kind sort many one "
+            "two new old good bad best better great time day people stuff always never often "
+            "usually sometimes because different part first last start stop find every"
+        ),
+    )
+)
+_NOT_SIGNATURE = wordset("yes no not sure so but and because if when then first also")
+
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "greeting": (
+        "Hello, <USER>! <BOT> here. What's on your mind?",
+        "Hi <USER>! <BOT> at your service. Ask me about {topics}, if you like.",
+        "Hey there, <USER>. <BOT> here — {trait} as ever. What shall we talk about?",
+    ),
+    "thanks": (
+        "You're welcome, <USER>!",
+        "Any time, <USER>. Anything else you'd like to know?",
+        "Glad I could help, <USER>.",
+    ),
+    "goodbye": (
+        "Goodbye, <USER>! Come back any time.",
+        "Take care, <USER>. <BOT> will be here.",
+        "See you soon, <USER>!",
+    ),
+    "who": (
+        "I'm <BOT> — {trait}, or so they tell me. Ask me about {topics}.",
+        "The name's <BOT>. I know a thing or two about {topics}.",
+        "I'm <BOT>. Ask me anything about {topics}.",
+        "I'm <BOT>. What would you like to know, <USER>?",
+    ),
+    "how": (
+        "I'm well, thank you, <USER> — {trait} as ever. And you?",
+        "Doing fine, thanks for asking, <USER>! How about you?",
+        "Not bad at all. What can <BOT> do for you, <USER>?",
+    ),
+    "nudge": (
+        "Hm? Say a few words, <USER> — I'm listening.",
+        "I'm not sure what you mean, <USER>. Try asking me about {topics}.",
+        "<BOT> is all ears, <USER>. What's on your mind?",
+    ),
+    "unknown": (
+        "I don't know that one, <USER>, I'm afraid. I'm better on {topics}.",
+        "That's beyond me, I'm afraid. Ask me about {topics} instead?",
+        "Not something I know much about, <USER>. But {topics}? Happy to help there.",
+        "You've stumped me there. I can tell you about {topics}, though.",
+        "I don't know that one, <USER>, I'm afraid.",
+        "That one's beyond me, <USER>. Try me with something else?",
+    ),
+}
+_OPENERS = ("Like I said, <USER>: ", "Once more, then: ", "In short: ", "To put it another way: ")
+_CLOSERS = (" Does that help?", " Anything else you'd like to know?", " That's the heart of it.")
+_FRAMES = ("{}", "{}", "Here's what I know: {}", "Good question, <USER>. {}", "That one I know. {}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    answer: str  # as written in the card, macros kept
+    knowledge: bool
+    macros: bool  # whether ``answer`` needs expanding at all (most don't: skip the regex)
+
+
+@dataclass(slots=True)
+class _Card:
+    """What the backend derives once from a persona card."""
+
+    persona: Persona
+    fingerprint: int
+    index: Bm25Index
+    docs: tuple[_Doc, ...]
+    intents: dict[str, tuple[str, ...]]
+    topics: tuple[str, ...]
+    trait: str | None
+    signature: str | None
+    name_words: frozenset[str]
+
+
+def _classify(words: list[str], name_words: frozenset[str]) -> tuple[list[str], list[str]]:
+    """The intents at the start of ``words`` (fillers between them skipped) and the words
+    left after them: ``"hey ada, how are you"`` is greeting + how, with nothing left."""
+    found: list[str] = []
+    text = " ".join(words)
+    pos, end = 0, len(text)
+    while pos < end:
+        if match := _INTENT.match(text, pos):
+            found.append(str(match.lastgroup))
+            pos = match.end() + 1
+        else:
+            space = text.find(" ", pos)
+            stop = end if space < 0 else space
+            word = text[pos:stop]
+            if word not in STOPWORDS and word not in _FILLER and word not in name_words:
+                break
+            pos = stop + 1
+    return found, text[pos:].split()
+
+
+def _fingerprint(persona: Persona) -> int:
+    return hash((persona.name, persona.personality, persona.examples, persona.knowledge))
+
+
+def _build(persona: Persona, fingerprint: int) -> _Card:
+    name_words = frozenset(WORD.findall(persona.name.lower()))
+    intents: dict[str, list[str]] = {}
+    docs: list[_Doc] = []
+    fields: list[tuple[tuple[list[str], float], ...]] = []
+    for example in persona.examples:
+        user, answer = _MACRO.sub(" ", example.user), example.char.strip()
+        if not answer:
+            continue
+        found, rest = _classify(WORD.findall(user.lower()), name_words)
+        if found and not rest:
+            intents.setdefault(min(found, key=_PRIORITY.index), []).append(answer)
+            continue
+        docs.append(_Doc(answer, knowledge=False, macros=bool(_MACRO.search(answer))))
+        fields.append(((tokenize(user), 1.0), (tokenize(_MACRO.sub(" ", answer)), CHAR_WEIGHT)))
+    for line in (k.strip() for k in persona.knowledge):
+        if line:
+            docs.append(_Doc(line, knowledge=True, macros=bool(_MACRO.search(line))))
+            fields.append(((tokenize(_MACRO.sub(" ", line)), 1.0),))
+    index = Bm25Index(fields)
+    return _Card(
+        persona=persona,
+        fingerprint=fingerprint,
+        index=index,
+        docs=tuple(docs),
+        intents={k: tuple(v) for k, v in intents.items()},
+        topics=_topics([e.user for e in persona.examples], persona.knowledge, index, name_words),
+        trait=_trait(persona.personality),
+        signature=_signature([d.answer for d in docs if not d.knowledge]),
+        name_words=name_words,
+    )
+
+
+def _topics(
+    questions: Sequence[str], lines: Sequence[str], index: Bm25Index, name_words: frozenset[str]
+) -> tuple[str, ...]:
+    """Words the persona talks about: recurring ones first, then what its examples are
+    asked about, then long words (more often nouns than short ones)."""
+    forms: dict[str, Counter[str]] = {}
+    asked = set(terms(WORD.findall(" ".join(questions).lower())))
+    for text in (*questions, *lines):
+        for i, word in enumerate(WORD.findall(_MACRO.sub(" ", text))):
+            low = word.lower()
+            if len(low) < 3 or not low.isalpha() or low in STOPWORDS or low in name_words:
+                continue
+            term = stem(low)
+            if term in _GENERIC or term not in index.df:
+                continue
+            keep_case = word.isupper() or (i > 0 and word[0].isupper())  # Docker, YAML
+            forms.setdefault(term, Counter())[word if keep_case else low] += 1
+    ranked = sorted(forms, key=lambda t: (-index.df[t], t not in asked, -len(t)))
+    return tuple(_topic_form(forms[t]) for t in ranked[:6])
+
+
+def _topic_form(forms: Counter[str]) -> str:
+    """A name as written mid-sentence ("Docker"), else a plural ("containers")."""
+    for form, _n in forms.most_common():
+        if not form.islower() or (form.endswith("s") and not form.endswith("ss")):
+            return form
+    return forms.most_common(1)[0][0]
+
+
+def _trait(personality: str) -> str | None:
+    """The first short phrase of the personality: "Patient, precise" -> "patient"."""
+    for part in re.split(r"[,;/|\n]|\band\b", personality):
+        phrase = part.strip(" .!-–—\t\"'")
+        if phrase and len(phrase) <= 30 and len(phrase.split()) <= 3 and not _MACRO.search(phrase):
+            return phrase[0].lower() + phrase[1:] if phrase[1:2].islower() else phrase
+    return None
+
+
+def _signature(answers: Sequence[str]) -> str | None:
+    """An interjection the persona opens with more than once ("Arr, ..."), if any."""
+    counts = Counter(m.group(1) for a in answers if (m := _OPENER.match(a)))
+    for word, n in counts.most_common(1):
+        if n >= 2 and word.lower() not in _NOT_SIGNATURE:
+            return word
+    return None
+
+
+def _decap(line: str) -> str | None:
+    """``line`` with a lowercase first letter when that is safe ("The …" but not "Docker …")."""
+    match = _FIRST_WORD.match(line)
+    if match is None or match.start() != 0:
+        return None
+    word = match.group()
+    if word.lower() not in STOPWORDS or word == "I" or not (len(word) == 1 or word[1:].islower()):
+        return None
+    return line[0].lower() + line[1:]
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One reply being written: the card, the user, the dice and the persona's recent
+    replies (most recent first)."""
+
+    card: _Card
+    user: str
+    rng: random.Random
+    recent: tuple[str, ...]
+    asked: list[str]  # the user's previous messages, newest first
+
+    @property
+    def last(self) -> str:
+        return self.recent[0] if self.recent else ""
+
+    def expand(self, raw: str) -> str:
+        return self.card.persona.expand(raw, user=self.user).strip()
+
+    def pick(self, raws: Iterable[str]) -> str:
+        """One of ``raws``, expanded, and not the last reply again when avoidable."""
+        options = [self.expand(r) for r in raws]
+        return self.rng.choice([o for o in options if o != self.last] or options)
+
+    def fill(self, intent: str) -> str:
+        card, rng = self.card, self.rng
+        pool = list(card.topics[:4])
+        count = min(len(pool), 2 if rng.random() < 0.6 else 1)
+        topics = " or ".join(rng.sample(pool, count))
+        templates = _TEMPLATES[intent]
+        if intent == "unknown" and pool:  # always point at what the persona does know
+            templates = tuple(t for t in templates if "{topics}" in t)
+        return self.pick(
+            t.replace("{trait}", card.trait or "").replace("{topics}", topics)
+            for t in templates
+            if (card.trait or "{trait}" not in t) and (pool or "{topics}" not in t)
+        )
+
+    def hello(self, answer: str) -> str:
+        """A greeting to open ``answer`` with, naming the user unless the answer does."""
+        return "Hello!" if self.user in answer else self.expand("Hello, <USER>!")
+
+    def intent(self, intent: str) -> str:
+        own = [
+            o for o in map(self.expand, self.card.intents.get(intent, ())) if o and o != self.last
+        ]
+        return self.rng.choice(own) if own else self.fill(intent)
+
+    def retrieve(self, query: dict[str, float]) -> str | None:
+        hits = [
+            h
+            for h in self.card.index.search(query)
+            if h.score >= MIN_SCORE and h.coverage >= MIN_COVERAGE
+        ]
+        if not hits:
+            return None
+        docs, floor = self.card.docs, max(MIN_SCORE, RELATED * hits[0].score)
+        related = [h.doc for h in hits if h.score >= floor]
+        fresh = related
+        if self.recent:
+            # From the second letter on: a framed fact may have been said as "Well, a …".
+            cores = {
+                d: (self.expand(docs[d].answer) if docs[d].macros else docs[d].answer)[1:]
+                for d in related
+            }
+            said = "\x00".join(self.recent)
+            fresh = [d for d in related if cores[d] not in said]
+            fresh = fresh or [d for d in related if cores[d] not in self.last]
+        if not fresh:
+            # The best answer was the last reply and nothing else fits: say it differently.
+            raw = docs[related[0]].answer
+            return self.pick([o + raw for o in _OPENERS] + [raw + c for c in _CLOSERS])
+        if fresh[0] != related[0]:
+            # The best answer was just given: a fact that elaborates reads better than
+            # the answer to a neighbouring question.
+            fresh.sort(key=lambda d: not docs[d].knowledge)
+        doc = docs[fresh[0]]
+        if doc.knowledge:
+            return self.expand(self.frame(doc.answer))
+        extra = [docs[d] for d in fresh[1:] if docs[d].knowledge]
+        if extra and self.rng.random() < COMBINE_CHANCE:
+            return self.expand(f"{doc.answer} {extra[0].answer}")
+        return self.expand(doc.answer)
+
+    def frame(self, line: str) -> str:
+        """A knowledge line as the persona would say it."""
+        frames = [f.format(line) for f in _FRAMES]
+        if (low := _decap(line)) is not None:
+            frames.append(f"Well, {low}")
+            if self.card.signature:
+                frames += [f"{self.card.signature}, {low}"] * 2
+        return self.rng.choice(frames)
+
+
+def _recent(window: Sequence[Turn], message: Turn) -> tuple[tuple[str, ...], list[str]]:
+    """The persona's last few replies and the user's last few messages, newest first."""
+    replies: list[str] = []
+    asked: list[str] = []
+    for turn in reversed(window):
+        if turn.role == "assistant":
+            replies.append(turn.text.strip())
+        elif turn.seq != message.seq:
+            asked.append(turn.text)
+        if len(replies) >= RECENT and len(asked) >= RECENT:
+            break
+    return tuple(replies[:RECENT]), asked[:RECENT]
+
+
+class OfflineBackend:
+    """Answers from the persona card itself (see the module docstring); no I/O.
+
+    ``seed`` makes replies reproducible (None: a random seed per instance); ``word_delay``
+    pauses between streamed words so a reply reads as it is written.
+    """
+
+    name = "offline"
+
+    def __init__(self, seed: int | None = None, word_delay: float = 0.0) -> None:
+        self._seed = secrets.randbits(64) if seed is None else seed
+        self._word_delay = word_delay
+        self._cards: dict[str, _Card] = {}
+
+    async def reply(
+        self, persona: Persona, window: Sequence[Turn], message: Turn, state: BackendState
+    ) -> AsyncIterator[str]:
+        """Stream :meth:`compose`'s reply word by word (each word with its trailing space)."""
+        for i, delta in enumerate(_DELTA.findall(self.compose(persona, window, message))):
+            if i and self._word_delay > 0:
+                await asyncio.sleep(self._word_delay)
+            yield delta
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def compose(self, persona: Persona, window: Sequence[Turn], message: Turn) -> str:
+        """The whole reply to ``message``, never empty; deterministic for a given seed."""
+        card = self._card(persona)
+        reply = self._reply(card, window, message)
+        text = self._answer(reply, message.text[:MAX_CHARS])
+        # A card line made only of macros can expand to nothing.
+        return text or reply.fill("nudge")
+
+    def _reply(self, card: _Card, window: Sequence[Turn], message: Turn) -> _Reply:
+        recent, asked = _recent(window, message)
+        salt = zlib.crc32(f"{self._seed}\x1f{card.persona.id}\x1f{len(window)}".encode())
+        rng = random.Random(zlib.crc32(message.text.encode("utf-8", "surrogatepass"), salt))
+        return _Reply(card, message.author.strip() or "friend", rng, recent, asked)
+
+    def _answer(self, reply: _Reply, text: str) -> str:
+        card, asked = reply.card, reply.asked
+        words = WORD.findall(text.lower())
+        if not words:
+            return reply.intent("nudge")
+        intents, rest = _classify(words, card.name_words)
+        if intents and (not rest or (intents[0] in ("thanks", "goodbye") and "?" not in text)):
+            main = min(intents, key=_PRIORITY.index)
+            said = reply.intent(main)
+            if main != "greeting" and "greeting" in intents:
+                said = f"{reply.hello(said)} {said}"
+            return said
+        query = dict.fromkeys(terms(rest), 1.0)
+        if asked and len(query) <= 3 and (not query or _is_anaphoric(words)):
+            # The nearest earlier question that had content: "why?" after "and then?".
+            context = next((t for t in map(tokenize, (a[:MAX_CHARS] for a in asked)) if t), [])
+            for term in context:
+                query.setdefault(term, CONTEXT_WEIGHT)
+        answer = reply.retrieve(query) if query else None
+        if answer is None:
+            return reply.fill("unknown" if query or "?" in text else "nudge")
+        if "greeting" in intents:
+            answer = f"{reply.hello(answer)} {answer}"
+        return answer
+
+    def _card(self, persona: Persona) -> _Card:
+        card = self._cards.get(persona.id)
+        if card is not None and card.persona is persona:
+            return card
+        fingerprint = _fingerprint(persona)
+        if card is None or card.fingerprint != fingerprint:
+            card = _build(persona, fingerprint)
+            self._cards[persona.id] = card
+        card.persona = persona  # the same card again: next time the identity check suffices
+        return card
+
+
+def _is_anaphoric(words: list[str]) -> bool:
+    return _ANAPHOR.match(" ".join(words)) is not None or any(w in _PRONOUNS for w in words)

@@ -1,0 +1,169 @@
+"""The ``personabridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.app import PersonaBridge, install_stop_signals, load_personas
+from bot.config import Settings, load_settings
+from bot.errors import PersonaBridgeError
+from bot.personas import Persona, export_toml, load_card
+
+log = logging.getLogger("personabridge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personabridge",
+        description="Chat with a customised AI persona on Discord, Telegram, the web "
+        "and the terminal. Settings come from PERSONABRIDGE_* environment variables, "
+        ".env and personabridge.toml (see the README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "run",
+        help="start every enabled adapter (web, Telegram, Discord)",
+        description="Start every enabled adapter on one event loop and serve until "
+        "interrupted (Ctrl-C or SIGTERM).",
+    )
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat in the terminal",
+        description="Chat with a persona in the terminal. The history is kept in the "
+        "store and continues on the next run. With input from a pipe, each line is a "
+        "message and each reply is printed.",
+    )
+    chat.add_argument("--persona", metavar="ID", help="talk to this persona (see 'personas list')")
+    chat.add_argument(
+        "--as", dest="user", metavar="NAME", help="your name (default: your login name)"
+    )
+
+    personas = commands.add_parser(
+        "personas", help="list, show and import persona cards", description="Persona cards."
+    )
+    actions = personas.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the personas", description="List the personas.")
+    show = actions.add_parser("show", help="show one persona", description="Show one persona.")
+    show.add_argument("id")
+    imp = actions.add_parser(
+        "import",
+        help="import a card (TOML, SillyTavern V2/V3 JSON or PNG)",
+        description="Import a persona card into the personas directory as TOML.",
+    )
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--id", dest="persona_id", help="the id to give it (default: from its name)")
+    imp.add_argument("--force", action="store_true", help="overwrite an existing card file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=logging.WARNING if args.command == "chat" else settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        if args.command == "run":
+            asyncio.run(_run(settings))
+        elif args.command == "chat":
+            return asyncio.run(_chat(settings, args.persona, args.user))
+        else:
+            return _personas(settings, args)
+    except PersonaBridgeError as exc:
+        print(f"personabridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _run(settings: Settings) -> None:
+    async with PersonaBridge(settings) as bridge:
+        adapters = bridge.enabled_adapters()
+        if not adapters:
+            print(
+                "personabridge: no adapter is enabled. The web, Telegram and Discord "
+                "adapters are switched on by PERSONABRIDGE_WEB__*, PERSONABRIDGE_TELEGRAM__TOKEN "
+                "and PERSONABRIDGE_DISCORD__TOKEN once they ship; until then try "
+                "'personabridge chat'.",
+                file=sys.stderr,
+            )
+            return
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await bridge.serve(adapters, stop)
+
+
+async def _chat(settings: Settings, persona_id: str | None, user: str | None) -> int:
+    from adapters.console import ConsoleChat
+
+    async with PersonaBridge(settings) as bridge:
+        if persona_id and bridge.personas.find(persona_id) is None:
+            known = ", ".join(p.id for p in bridge.personas)
+            print(f"personabridge: no persona {persona_id!r} (known: {known})", file=sys.stderr)
+            return 2
+        chat = ConsoleChat(
+            bridge.engine,
+            user_name=user or getpass.getuser() or "you",
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            interactive=sys.stdin.isatty(),
+        )
+        await chat.run(persona_id)
+    return 0
+
+
+def _personas(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "import":
+        return _import(settings, args.file, args.persona_id, args.force)
+    library = load_personas(settings)
+    if args.action == "list":
+        for persona in library:
+            default = " (default)" if persona is library.default else ""
+            print(f"{persona.id}\t{persona.name}{default}\t{persona.backend}\t{persona.source}")
+        return 0
+    print(_describe(library.get(args.id)))
+    return 0
+
+
+def _describe(persona: Persona) -> str:
+    rows = [
+        ("id", persona.id),
+        ("name", persona.name),
+        ("backend", " -> ".join([persona.backend, *persona.fallback])),
+        ("source", persona.source),
+        ("greeting", persona.greeting),
+        ("description", persona.description),
+        ("personality", persona.personality),
+        ("scenario", persona.scenario),
+        ("examples", str(len(persona.examples))),
+        ("knowledge", str(len(persona.knowledge))),
+    ]
+    return "\n".join(f"{name}: {value}" for name, value in rows if value)
+
+
+def _import(settings: Settings, file: Path, persona_id: str | None, force: bool) -> int:
+    persona = load_card(file, persona_id=persona_id)
+    target = settings.personas_dir / f"{persona.id}.toml"
+    if target.exists() and not force:
+        print(f"personabridge: {target} exists (use --force to overwrite)", file=sys.stderr)
+        return 2
+    settings.personas_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(export_toml(persona), encoding="utf-8")
+    load_card(target)  # what we wrote must load again
+    print(f"imported {persona.name!r} as {persona.id} -> {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""The command set, the same words on every platform.
+
+:data:`COMMANDS` describes them for adapters (Discord slash commands, Telegram's
+``setMyCommands``, ``/help``); :class:`CommandHandlers` answers every command except
+``/retry``, which streams a reply and so lives with the chat flow in the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.limits import RateLimiter
+from bot.linking import hash_link_code, looks_like_link_code
+from bot.messages import ConversationKey, Incoming, OwnerId
+from bot.personas import Persona, PersonaLibrary
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+PERSONA_PREFERENCE = "persona"
+FORGET_PREFERENCE = "forget_requested_at"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    name: str
+    args: str
+    description: str
+
+
+COMMANDS: tuple[CommandInfo, ...] = (
+    CommandInfo("start", "", "greeting from your persona"),
+    CommandInfo("help", "", "what I understand"),
+    CommandInfo("reset", "", "start a new conversation (the old one stays until /forget)"),
+    CommandInfo("persona", "[id]", "show your persona, or switch to another"),
+    CommandInfo("personas", "", "list the personas you can talk to"),
+    CommandInfo("link", "CODE", "link this account to your PersonaBridge web account"),
+    CommandInfo("retry", "", "write the last reply again"),
+    CommandInfo("whoami", "", "who I think you are, and where your history lives"),
+    CommandInfo("forget", "", "delete all your conversations and settings (asks first)"),
+)
+COMMAND_NAMES = frozenset(c.name for c in COMMANDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who is speaking and whose conversations they speak for."""
+
+    incoming: Incoming
+    owner: OwnerId
+    #: The account this speaker speaks for; None for a guest.
+    account_id: str | None
+    persona: Persona
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.owner, self.persona.id, self.incoming.scope)
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """``"/persona@my_bot  ada"`` -> ``("persona", "ada")``; None when not a command."""
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    if not name:
+        return None
+    return name, rest.strip()
+
+
+async def set_persona(store: Store, owner: OwnerId, persona_id: str) -> None:
+    await store.set_preference(owner, PERSONA_PREFERENCE, persona_id)
+
+
+def help_text(persona: Persona) -> str:
+    lines = [f"You are talking to {persona.name}. Just write to chat. Commands:"]
+    lines += [f"/{c.name}{' ' + c.args if c.args else ''} — {c.description}" for c in COMMANDS]
+    return "\n".join(lines)
+
+
+class CommandHandlers:
+    """Answers commands with text. Every method takes the speaker and the argument text."""
+
+    def __init__(
+        self,
+        store: Store,
+        personas: PersonaLibrary,
+        *,
+        clock: Callable[[], float],
+        link_attempts: RateLimiter,
+        forget_confirm_seconds: float,
+    ):
+        self._store = store
+        self._personas = personas
+        self._clock = clock
+        self._link_attempts = link_attempts
+        self._forget_confirm_seconds = forget_confirm_seconds
+
+    def handler(self, name: str) -> Callable[[Speaker, str], Awaitable[str]] | None:
+        return {
+            "start": self.start,
+            "help": self.help,
+            "reset": self.reset,
+            "persona": self.persona,
+            "personas": self.list_personas,
+            "link": self.link,
+            "whoami": self.whoami,
+            "forget": self.forget,
+        }.get(name)
+
+    async def start(self, speaker: Speaker, args: str) -> str:
+        if args.lower().startswith("link-"):
+            return await self.link(speaker, args[5:])
+        persona = speaker.persona
+        greeting = persona.expand(persona.greeting, speaker.incoming.display_name)
+        greeting = greeting or f"Hello, I am {persona.name}."
+        return f"{greeting}\n\n(Send /help to see what else I can do.)"
+
+    async def help(self, speaker: Speaker, args: str) -> str:
+        return help_text(speaker.persona)
+
+    async def reset(self, speaker: Speaker, args: str) -> str:
+        await self._store.reset_conversation(speaker.key)
+        persona = speaker.persona
+        greeting = persona.expand(persona.greeting, speaker.incoming.display_name)
+        note = f"New conversation with {persona.name}. The old one is kept until /forget."
+        return f"{note}\n\n{greeting}" if greeting else note
+
+    async def persona(self, speaker: Speaker, args: str) -> str:
+        if not args:
+            return (
+                f"You are talking to {speaker.persona.name} ({speaker.persona.id}). "
+                "Switch with /persona ID; see /personas."
+            )
+        chosen = self._personas.find(args.split()[0].lower())
+        if chosen is None:
+            return f"I don't know a persona called {args!r}. " + self._persona_list()
+        await set_persona(self._store, speaker.owner, chosen.id)
+        greeting = chosen.expand(chosen.greeting, speaker.incoming.display_name)
+        return f"You are now talking to {chosen.name}.\n\n{greeting}".rstrip()
+
+    async def list_personas(self, speaker: Speaker, args: str) -> str:
+        return self._persona_list(current=speaker.persona.id)
+
+    def _persona_list(self, current: str | None = None) -> str:
+        lines = ["Personas:"]
+        for p in self._personas:
+            summary = p.expand(p.description, "you").strip().split("\n", 1)[0][:120]
+            mark = " (current)" if p.id == current else ""
+            lines.append(f"• {p.id} — {p.name}{mark}{': ' + summary if summary else ''}")
+        lines.append("Switch with /persona ID.")
+        return "\n".join(lines)
+
+    async def link(self, speaker: Speaker, args: str) -> str:
+        incoming = speaker.incoming
+        if incoming.account_id is not None:
+            return (
+                "You are signed in here already; /link is for Discord, Telegram and the terminal."
+            )
+        if not args:
+            return (
+                "Send /link CODE with the code from your account page on the web "
+                "(log in, then 'Link a platform')."
+            )
+        if not self._link_attempts.try_acquire(incoming.identity):
+            wait = self._link_attempts.retry_after(incoming.identity)
+            return f"Too many link attempts. Try again in {int(wait // 60) + 1} minutes."
+        if not looks_like_link_code(args):
+            return "That doesn't look like a link code. Codes look like ABCD-EFGH."
+        account_id = await self._store.take_link_code(hash_link_code(args), self._clock())
+        if account_id is None:
+            return "That code is unknown, used or expired. Make a new one on your account page."
+        account = await self._store.get_account(account_id)
+        if account is None:
+            return "That code belongs to an account that no longer exists."
+        await self._store.link_identity(
+            incoming.identity, incoming.display_name, account_id, self._clock()
+        )
+        log.info("linked %s identity to account %s", incoming.platform, account_id)
+        return (
+            f"Linked! This {incoming.platform} account now speaks for {account.username}. "
+            "Your conversations here were kept and moved to your account."
+        )
+
+    async def whoami(self, speaker: Speaker, args: str) -> str:
+        incoming = speaker.incoming
+        lines = [f"You are {incoming.display_name} on {incoming.platform} (id {incoming.user_id})."]
+        account_id = speaker.account_id
+        account = await self._store.get_account(account_id) if account_id else None
+        if account is not None:
+            lines.append(f"Linked to the account {account.username}.")
+        else:
+            lines.append("Not linked: you chat as a guest. Link with /link CODE.")
+        where = "private chat" if incoming.private else "this group (your own history here)"
+        lines.append(f"Persona: {speaker.persona.name} ({speaker.persona.id}); history: {where}.")
+        return "\n".join(lines)
+
+    async def forget(self, speaker: Speaker, args: str) -> str:
+        now = self._clock()
+        prefs = await self._store.get_preferences(speaker.owner)
+        if args.lower() in ("confirm", "yes"):
+            requested = float(prefs.get(FORGET_PREFERENCE, "0") or 0)
+            if now - requested <= self._forget_confirm_seconds:
+                await self._store.forget_owner(speaker.owner)
+                log.info("owner forgot everything")
+                return "Done: every conversation and setting of yours is deleted."
+            return "There is no pending /forget (or it expired). Send /forget first."
+        await self._store.set_preference(speaker.owner, FORGET_PREFERENCE, repr(now))
+        minutes = int(self._forget_confirm_seconds // 60)
+        scope = "your account" if speaker.account_id else "you"
+        return (
+            f"This deletes every conversation and setting of {scope}, on every platform, "
+            f"for good. To go ahead, send /forget confirm within {minutes} minutes."
+        )

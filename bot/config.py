@@ -1,0 +1,261 @@
+"""Settings: environment (``PERSONABRIDGE_`` prefix, ``__`` between levels), ``.env``,
+and an optional TOML file (``PERSONABRIDGE_CONFIG``, default ``./personabridge.toml``).
+
+Precedence, highest first: environment, ``.env``, TOML file, defaults. Settings load once,
+into frozen objects, by :func:`load_settings`; nothing here reads the environment at
+import time. An invalid value raises :class:`~bot.errors.ConfigError` naming the setting
+as it is spelled in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from bot.errors import ConfigError
+
+ENV_PREFIX = "PERSONABRIDGE_"
+DEFAULT_CONFIG_FILE = "./personabridge.toml"
+
+_Frozen = ConfigDict(frozen=True, extra="forbid")
+PositiveFloat = Annotated[float, Field(gt=0)]
+IdList = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment
+
+
+class StoreSettings(BaseModel):
+    model_config = _Frozen
+
+    kind: Literal["sqlite", "dynamodb"] = "sqlite"
+    sqlite_path: Path = Path("./data/personabridge.db")
+    dynamodb_table: str = "personabridge"
+    dynamodb_endpoint_url: str | None = None
+    dynamodb_region: str | None = None
+
+
+class WebSettings(BaseModel):
+    model_config = _Frozen
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    secure_cookies: bool = False
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` when set, else derived from host and port."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+class TelegramSettings(BaseModel):
+    model_config = _Frozen
+
+    token: SecretStr | None = None
+    mode: Literal["polling", "webhook"] = "polling"
+    api_base_url: str = "https://api.telegram.org"
+    webhook_secret: SecretStr | None = None
+
+
+class DiscordSettings(BaseModel):
+    model_config = _Frozen
+
+    token: SecretStr | None = None
+    public_key: str | None = None
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+
+
+class OpenAISettings(BaseModel):
+    model_config = _Frozen
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None
+    model: str | None = None
+
+
+class CharacterAISettings(BaseModel):
+    model_config = _Frozen
+
+    token: SecretStr | None = None
+
+
+class OfflineSettings(BaseModel):
+    model_config = _Frozen
+
+    seed: int | None = None
+    #: Pause between streamed words, so a reply reads as it is written in the browser.
+    word_delay: float = Field(default=0.0, ge=0, le=2)
+
+
+class EngineSettings(BaseModel):
+    """How much history a message sees, and how the backend is guarded."""
+
+    model_config = _Frozen
+
+    window_max_turns: int = Field(default=40, ge=1, le=1000)
+    window_max_chars: int = Field(default=12_000, ge=200)
+    first_delta_timeout: PositiveFloat = 30.0
+    total_timeout: PositiveFloat = 120.0
+    retries: int = Field(default=1, ge=0, le=5)
+    retry_backoff: float = Field(default=0.5, ge=0)
+    forget_confirm_seconds: PositiveFloat = 300.0
+
+
+class RateLimitSettings(BaseModel):
+    """A token bucket per identity: ``burst`` messages at once, refilled at
+    ``per_minute``."""
+
+    model_config = _Frozen
+
+    per_minute: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=8, ge=1)
+    #: Platforms not limited: the console is the operator at their own terminal.
+    exempt_platforms: IdList = ("console",)
+
+    @field_validator("exempt_platforms", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _split(value)
+
+
+class AccessSettings(BaseModel):
+    """Optional allow and block lists. Users are ``platform:user_id``, chats are
+    ``platform:chat_id``; an empty allow list allows everyone."""
+
+    model_config = _Frozen
+
+    allow_users: IdList = ()
+    block_users: IdList = ()
+    allow_chats: IdList = ()
+    block_chats: IdList = ()
+    linked_only: bool = False
+
+    @field_validator("allow_users", "block_users", "allow_chats", "block_chats", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _split(value)
+
+
+def _split(value: Any) -> Any:
+    """``"a, b"`` -> ``("a", "b")``: lists are comma-separated in the environment."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything PersonaBridge can be told. Names are a contract: see the README."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    store: StoreSettings = StoreSettings()
+    personas_dir: Path = Path("./personas")
+    default_persona: str | None = None
+    web: WebSettings = WebSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+    openai: OpenAISettings = OpenAISettings()
+    characterai: CharacterAISettings = CharacterAISettings()
+    offline: OfflineSettings = OfflineSettings()
+    engine: EngineSettings = EngineSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    access: AccessSettings = AccessSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init_settings carries what load_settings passes: the environment it was given
+        # and the TOML file, already merged in the right order.
+        return (init_settings,)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """Reads a given mapping instead of ``os.environ``, so callers (and tests) inject it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool = True) -> Settings:
+    """Load settings from ``environ`` (default: the process environment), ``.env`` and
+    the TOML file named by ``PERSONABRIDGE_CONFIG``. Raises ConfigError on bad values."""
+    environ = os.environ if environ is None else environ
+    config_file = Path(environ.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG_FILE))
+    explicit_file = ENV_PREFIX + "CONFIG" in environ
+    if explicit_file and not config_file.is_file():
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+    try:
+        layers: list[dict[str, Any]] = []
+        if config_file.is_file():
+            layers.append(TomlConfigSettingsSource(Settings, toml_file=config_file)())
+        if use_dotenv:
+            layers.append(_dotenv_layer(environ))
+        layers.append(_MappingEnvSource(Settings, environ)())
+        values: dict[str, Any] = {}
+        for layer in layers:
+            values = _deep_merge(values, layer)
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_env_name(error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise ConfigError(f"invalid setting: {problems}") from exc
+    except SettingsError as exc:  # e.g. bad JSON in a nested value
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigError(f"cannot read settings: {exc}{cause}") from exc
+    except (ValueError, OSError) as exc:  # unreadable or invalid TOML file
+        raise ConfigError(f"cannot read settings from {config_file}: {exc}") from exc
+
+
+def _dotenv_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    env_file = environ.get(ENV_PREFIX + "ENV_FILE", ".env")
+    return DotEnvSettingsSource(Settings, env_file=env_file)()

@@ -1,0 +1,331 @@
+"""The conversation engine: from one :class:`Incoming` to a stream of reply events.
+
+For each message: check access and the rate limit, resolve who is speaking (a guest
+or a linked account), then either answer a command or chat. Chat holds the
+conversation's lock (messages of one conversation never interleave; different
+conversations run concurrently), stores the user's turn *before* asking the backend,
+streams the reply, and stores it once complete. If the backend fails, the user gets one
+clear message and ``/retry`` regenerates from the stored turn: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.backends.guard import ReplyGuard
+from bot.commands import (
+    PERSONA_PREFERENCE,
+    CommandHandlers,
+    Speaker,
+    parse_command,
+    set_persona,
+)
+from bot.config import AccessSettings, EngineSettings, RateLimitSettings
+from bot.errors import BackendError, StoreError, VersionConflict
+from bot.limits import KeyedLocks, RateLimiter
+from bot.messages import (
+    ConversationKey,
+    Incoming,
+    NewTurn,
+    OwnerId,
+    ReplyDone,
+    ReplyEvent,
+    ReplyKind,
+    TextDelta,
+    Turn,
+    account_owner,
+    guest_owner,
+)
+from bot.metrics import Metrics, NullMetrics
+from bot.personas import Persona, PersonaLibrary
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
+APPEND_ATTEMPTS = 5
+#: Commands a guest may use when only linked accounts may chat.
+GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
+
+
+def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
+    """The newest turns that fit in ``max_chars``, oldest first.
+
+    A reply that ``/retry`` replaced is followed directly by its replacement (two
+    assistant turns in a row): only the newer one is shown to the backend.
+    """
+    kept: list[Turn] = []
+    budget = max_chars
+    for turn in reversed(turns):
+        if kept and turn.role == "assistant" and kept[-1].role == "assistant":
+            continue
+        if len(turn.text) > budget:
+            break
+        budget -= len(turn.text)
+        kept.append(turn)
+    kept.reverse()
+    return kept
+
+
+class Engine:
+    """Turns messages into replies. One per process, shared by every adapter."""
+
+    def __init__(
+        self,
+        store: Store,
+        personas: PersonaLibrary,
+        guard: ReplyGuard,
+        *,
+        settings: EngineSettings | None = None,
+        rate_limit: RateLimitSettings | None = None,
+        access: AccessSettings | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.personas = personas
+        self.guard = guard
+        self.settings = settings or EngineSettings()
+        self.access = access or AccessSettings()
+        self.metrics = metrics or NullMetrics()
+        self._clock = clock
+        rate = rate_limit or RateLimitSettings()
+        self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
+        self._rate_exempt = frozenset(rate.exempt_platforms)
+        self._locks = KeyedLocks()
+        self.commands = CommandHandlers(
+            store,
+            personas,
+            clock=clock,
+            link_attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            forget_confirm_seconds=self.settings.forget_confirm_seconds,
+        )
+
+    # -- the one entry point ------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming) -> AsyncGenerator[ReplyEvent, None]:
+        """Answer one message: zero events when it is not for us, else optional
+        :class:`TextDelta` values and exactly one :class:`ReplyDone` last.
+
+        This is the only generator between the backend and the adapter: every word of a
+        reply passes here, so the steps around the stream are plain coroutines.
+        """
+        if not incoming.addressed:
+            return
+        self.metrics.message_in(incoming.platform)
+        done = await self._precheck(incoming)
+        try:
+            if done is None:
+                speaker = await self.resolve(incoming)
+                route = await self._route(speaker)
+                if isinstance(route, ReplyDone):
+                    done = route
+                else:
+                    async with self._locks.hold(speaker.key):
+                        prepared = await self._prepare(speaker, route)
+                        if isinstance(prepared, ReplyDone):
+                            done = prepared
+                        else:
+                            parts: list[str] = []
+                            try:
+                                async for delta in self.guard.stream(*prepared.backend_args):
+                                    parts.append(delta)
+                                    yield TextDelta(delta)
+                            except BackendError as exc:
+                                done = self._backend_failed(prepared.persona, exc)
+                            else:
+                                done = await self._complete(prepared, "".join(parts))
+        except StoreError as exc:
+            log.warning("store failed on a %s message: %s", incoming.platform, exc)
+            self.metrics.error("store")
+            done = ReplyDone(STORE_TROUBLE, ReplyKind.ERROR)
+        self.metrics.message_out(incoming.platform, done.kind)
+        yield done
+
+    async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
+        denial = self._denial(incoming)
+        if denial:
+            return ReplyDone(denial, ReplyKind.DENIED)
+        exempt = incoming.platform in self._rate_exempt
+        if not exempt and not self._rate.try_acquire(incoming.identity):
+            self.metrics.rate_limited(incoming.platform)
+            wait = self._rate.retry_after(incoming.identity)
+            return ReplyDone(
+                f"Slow down a little — you can send another message in {wait:.0f} s.",
+                ReplyKind.RATE_LIMITED,
+            )
+        return None
+
+    def _denial(self, incoming: Incoming) -> str | None:
+        access = self.access
+        user = str(incoming.identity)
+        chat = f"{incoming.platform}:{incoming.chat_id}"
+        if user in access.block_users or (access.allow_users and user not in access.allow_users):
+            return "Sorry, I'm not available to you here."
+        if chat in access.block_chats or (access.allow_chats and chat not in access.allow_chats):
+            return "Sorry, I'm not available in this chat."
+        return None
+
+    async def _route(self, speaker: Speaker) -> str | ReplyDone | None:
+        """What to do with a message: the text to chat with, None for ``/retry``, or
+        the finished answer of any other command."""
+        text = speaker.incoming.text
+        command = parse_command(text)
+        name = command[0] if command else None
+        if self.access.linked_only and speaker.account_id is None and name not in GUEST_COMMANDS:
+            return ReplyDone(
+                "Only linked accounts can chat here. Sign up on the web, then send /link CODE.",
+                ReplyKind.DENIED,
+            )
+        if command is None:
+            return text
+        name, args = command
+        if name == "retry":
+            return None
+        handler = self.commands.handler(name)
+        if handler is None:
+            return ReplyDone(
+                f"I don't know /{name}. Send /help for the commands.", ReplyKind.COMMAND
+            )
+        async with self._locks.hold(speaker.key):
+            answer = await handler(speaker, args)
+        return ReplyDone(answer, ReplyKind.COMMAND, speaker.persona.name)
+
+    # -- who is speaking ----------------------------------------------------------------
+
+    async def resolve(self, incoming: Incoming) -> Speaker:
+        account_id = incoming.account_id
+        if account_id is None:
+            link = await self.store.get_identity(incoming.identity)
+            account_id = link.account_id if link else None
+        owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
+        persona = await self.active_persona(owner)
+        return Speaker(incoming, owner, account_id, persona)
+
+    async def active_persona(self, owner: OwnerId) -> Persona:
+        prefs = await self.store.get_preferences(owner)
+        chosen = prefs.get(PERSONA_PREFERENCE)
+        return (self.personas.find(chosen) if chosen else None) or self.personas.default
+
+    async def set_persona(self, owner: OwnerId, persona_id: str) -> Persona:
+        """Make ``persona_id`` the owner's persona everywhere (UnknownPersona if none)."""
+        persona = self.personas.get(persona_id)
+        await set_persona(self.store, owner, persona.id)
+        return persona
+
+    # -- chat ----------------------------------------------------------------------------
+
+    async def _prepare(self, speaker: Speaker, new_text: str | None) -> _Prepared | ReplyDone:
+        """Store ``new_text`` as the user's turn (before any backend is asked) and gather
+        what the backend needs; with None (``/retry``) answer the last user turn again.
+        Runs under the conversation's lock."""
+        key = speaker.key
+        window = await self.store.load_window(key, self.settings.window_max_turns)
+        version = window.version
+        if new_text is not None:
+            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
+            version, stored = await self._append(key, [turn], version)
+            history, message = list(window.turns), stored[0]
+        else:
+            found = _last_user_turn(window.turns)
+            if found is None:
+                return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
+            history, message = found
+        context = bounded_window(history, self.settings.window_max_chars - len(message.text))
+        return _Prepared(
+            key=key,
+            persona=speaker.persona,
+            context=context,
+            message=message,
+            version=version,
+            old_state=window.backend_state,
+            state=dict(window.backend_state),
+            started=time.perf_counter(),
+        )
+
+    def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
+        log.warning("persona %s could not answer: %s", persona.id, exc)
+        self.metrics.error("backend")
+        return ReplyDone(
+            f"{persona.name} couldn't answer just now. Your message is saved — "
+            "send /retry to try again.",
+            ReplyKind.ERROR,
+            persona.name,
+        )
+
+    async def _complete(self, prepared: _Prepared, reply_text: str) -> ReplyDone:
+        """Store the finished reply (and the backend's state, when it changed)."""
+        persona = prepared.persona
+        self.metrics.backend_latency(persona.backend, time.perf_counter() - prepared.started)
+        text = reply_text.strip()
+        if not text:
+            return ReplyDone(
+                f"{persona.name} had nothing to say. Send /retry to try again.",
+                ReplyKind.ERROR,
+                persona.name,
+            )
+        reply = NewTurn("assistant", text, persona.name, self._clock())
+        version, _ = await self._append(prepared.key, [reply], prepared.version)
+        if prepared.state != prepared.old_state:
+            await self._save_state(prepared.key, prepared.state, version)
+        return ReplyDone(text, ReplyKind.CHAT, persona.name)
+
+    async def _append(
+        self, key: ConversationKey, turns: list[NewTurn], version: int
+    ) -> tuple[int, tuple[Turn, ...]]:
+        """Append under the version check. Another process may have appended to this
+        conversation meanwhile: then take its version and append after it."""
+        for _ in range(APPEND_ATTEMPTS - 1):
+            try:
+                return await self.store.append_turns(key, turns, version, self._clock())
+            except VersionConflict:
+                self.metrics.error("version_conflict")
+                version = (await self.store.load_window(key, 1)).version
+        return await self.store.append_turns(key, turns, version, self._clock())
+
+    async def _save_state(self, key: ConversationKey, state: dict[str, Any], version: int) -> None:
+        for _ in range(APPEND_ATTEMPTS):
+            try:
+                await self.store.save_conversation_state(key, version, backend_state=state)
+                return
+            except VersionConflict:
+                version = (await self.store.load_window(key, 1)).version
+
+    # -- for front ends that show history (web chat, console) ---------------------------
+
+    async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
+        """The turns a user sees when opening a conversation, oldest first."""
+        window = await self.store.load_window(
+            ConversationKey(owner, persona_id, scope), self.settings.window_max_turns
+        )
+        return bounded_window(window.turns, self.settings.window_max_chars)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A stored user turn, ready to be answered."""
+
+    key: ConversationKey
+    persona: Persona
+    context: list[Turn]
+    message: Turn
+    version: int
+    old_state: Mapping[str, Any]
+    state: dict[str, Any]
+    started: float
+
+    @property
+    def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
+        return self.persona, self.context, self.message, self.state
+
+
+def _last_user_turn(turns: Sequence[Turn]) -> tuple[list[Turn], Turn] | None:
+    for index in range(len(turns) - 1, -1, -1):
+        if turns[index].role == "user":
+            return list(turns[:index]), turns[index]
+    return None

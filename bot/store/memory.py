@@ -1,0 +1,333 @@
+"""``MemoryStore``: the whole :class:`~bot.store.base.Store` in dicts.
+
+It passes the same contract suite as the real stores, so it doubles as the fake that
+other components test against. Every method yields to the event loop once, then runs to
+completion without awaiting, so each operation is atomic under asyncio concurrency
+(the way one SQL transaction is) while concurrent callers still interleave between
+operations. ``fail`` injects faults without mocking: it is called with the method name
+before each operation, and an exception it returns is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import count
+from typing import Any, Self
+
+from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.messages import (
+    ConversationKey,
+    Identity,
+    NewTurn,
+    OwnerId,
+    Turn,
+    account_owner,
+    guest_owner,
+)
+from bot.store.base import (
+    Account,
+    ConversationRecord,
+    ConversationWindow,
+    LinkedIdentity,
+    WebSession,
+)
+
+#: Decides whether an operation fails: gets the method name, returns what to raise.
+FaultHook = Callable[[str], BaseException | None]
+
+#: ``(persona_id, scope)``: a conversation key within one owner.
+_Slot = tuple[str, str]
+
+
+@dataclass(eq=False)
+class _Conversation:
+    id: int
+    started_at: float
+    version: int
+    archived: bool = False
+    turns: list[Turn] = field(default_factory=list)
+    backend_state: str = "{}"  # kept as JSON, as a real store would, to refuse what isn't
+    summary: str = ""
+
+
+class MemoryStore:
+    """An in-memory :class:`~bot.store.base.Store`; its data lives as long as the object."""
+
+    def __init__(self, *, fail: FaultHook | None = None) -> None:
+        self._fail = fail
+        self._open = False
+        self._ids = count(1)
+        self._accounts: dict[str, Account] = {}
+        self._names: dict[str, str] = {}  # casefolded username -> account id
+        self._identities: dict[Identity, LinkedIdentity] = {}
+        self._codes: dict[str, tuple[str, float]] = {}
+        self._sessions: dict[str, WebSession] = {}
+        self._prefs: dict[OwnerId, dict[str, str]] = {}
+        # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
+        self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
+
+    async def __aenter__(self) -> Self:
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._open = False
+
+    async def _enter(self, operation: str) -> None:
+        await asyncio.sleep(0)
+        if not self._open:
+            raise StoreUnavailable("the store is not open (use `async with store:`)")
+        if self._fail is not None and (error := self._fail(operation)) is not None:
+            raise error
+
+    async def ping(self) -> None:
+        await self._enter("ping")
+
+    # -- accounts ---------------------------------------------------------------------
+
+    async def create_account(self, username: str, password_hash: str, now: float) -> Account:
+        await self._enter("create_account")
+        folded = username.casefold()
+        if folded in self._names:
+            raise UsernameTaken(f"the username {username!r} is taken")
+        account = Account(secrets.token_hex(8), username, password_hash, now)
+        self._accounts[account.id] = account
+        self._names[folded] = account.id
+        return account
+
+    async def get_account(self, account_id: str) -> Account | None:
+        await self._enter("get_account")
+        return self._accounts.get(account_id)
+
+    async def find_account(self, username: str) -> Account | None:
+        await self._enter("find_account")
+        account_id = self._names.get(username.casefold())
+        return self._accounts.get(account_id) if account_id else None
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        await self._enter("set_password_hash")
+        if (account := self._accounts.get(account_id)) is not None:
+            self._accounts[account_id] = replace(account, password_hash=password_hash)
+
+    async def delete_account(self, account_id: str) -> None:
+        await self._enter("delete_account")
+        account = self._accounts.pop(account_id, None)
+        if account is None:
+            return
+        del self._names[account.username.casefold()]
+        for identity in [
+            i for i, link in self._identities.items() if link.account_id == account_id
+        ]:
+            del self._identities[identity]
+        for code in [c for c, (owner, _) in self._codes.items() if owner == account_id]:
+            del self._codes[code]
+        for token in [t for t, s in self._sessions.items() if s.account_id == account_id]:
+            del self._sessions[token]
+        owner = account_owner(account_id)
+        self._prefs.pop(owner, None)
+        self._conversations.pop(owner, None)
+
+    # -- identities -------------------------------------------------------------------
+
+    async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
+        await self._enter("get_identity")
+        return self._identities.get(identity)
+
+    async def link_identity(
+        self, identity: Identity, display_name: str, account_id: str, now: float
+    ) -> None:
+        await self._enter("link_identity")
+        if account_id not in self._accounts:
+            raise StoreError(f"no account with id {account_id!r}")
+        old = self._identities.get(identity)
+        linked_at = old.linked_at if old is not None and old.account_id == account_id else now
+        self._identities[identity] = LinkedIdentity(
+            identity.platform, identity.user_id, display_name, account_id, linked_at
+        )
+        self._move_guest_data(guest_owner(identity), account_owner(account_id))
+
+    def _move_guest_data(self, guest: OwnerId, owner: OwnerId) -> None:
+        moving = self._conversations.pop(guest, {})
+        target = self._conversations.setdefault(owner, {})
+        for slot, conversations in moving.items():
+            there = target.setdefault(slot, [])
+            current = _current(conversations)
+            if current is not None:
+                theirs = _current(there)
+                if theirs is not None and theirs.turns:
+                    current.archived = True
+                else:
+                    if theirs is not None:
+                        theirs.archived, theirs.version = True, theirs.version + 1
+                    floor = max((c.version for c in there), default=0)
+                    current.version = max(current.version, floor) + 1
+            # the account's current conversation (if any) must stay last
+            merged = sorted(there + conversations, key=lambda c: (not c.archived, c.id))
+            there[:] = merged
+        guest_prefs = self._prefs.pop(guest, {})
+        if guest_prefs and not self._prefs.get(owner):
+            self._prefs[owner] = guest_prefs
+
+    async def unlink_identity(self, identity: Identity) -> None:
+        await self._enter("unlink_identity")
+        self._identities.pop(identity, None)
+
+    async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
+        await self._enter("list_identities")
+        linked = [link for link in self._identities.values() if link.account_id == account_id]
+        return sorted(linked, key=lambda link: link.linked_at)  # stable: ties keep link order
+
+    # -- link codes and web sessions --------------------------------------------------
+
+    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+        await self._enter("put_link_code")
+        if account_id not in self._accounts:
+            raise StoreError(f"no account with id {account_id!r}")
+        self._codes[code_hash] = (account_id, expires_at)
+
+    async def take_link_code(self, code_hash: str, now: float) -> str | None:
+        await self._enter("take_link_code")
+        account_id, expires_at = self._codes.pop(code_hash, (None, 0.0))
+        return account_id if expires_at > now else None
+
+    async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
+        await self._enter("put_web_session")
+        if account_id not in self._accounts:
+            raise StoreError(f"no account with id {account_id!r}")
+        self._sessions[token_hash] = WebSession(account_id, expires_at)
+
+    async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
+        await self._enter("get_web_session")
+        session = self._sessions.get(token_hash)
+        return session if session is not None and session.expires_at > now else None
+
+    async def delete_web_session(self, token_hash: str) -> None:
+        await self._enter("delete_web_session")
+        self._sessions.pop(token_hash, None)
+
+    # -- preferences ------------------------------------------------------------------
+
+    async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
+        await self._enter("get_preferences")
+        return dict(self._prefs.get(owner, {}))
+
+    async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
+        await self._enter("set_preference")
+        prefs = self._prefs.setdefault(owner, {})
+        if value is None:
+            prefs.pop(name, None)
+        else:
+            prefs[name] = value
+        if not prefs:
+            del self._prefs[owner]
+
+    # -- conversations ----------------------------------------------------------------
+
+    def _slot(self, key: ConversationKey) -> list[_Conversation]:
+        return self._conversations.get(key.owner, {}).get((key.persona_id, key.scope), [])
+
+    async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
+        await self._enter("load_window")
+        conversations = self._slot(key)
+        current = _current(conversations)
+        if current is None:
+            return ConversationWindow(max((c.version for c in conversations), default=0))
+        turns = tuple(current.turns[-max_turns:]) if max_turns > 0 else ()
+        return ConversationWindow(
+            current.version, turns, json.loads(current.backend_state), current.summary
+        )
+
+    def _current_for_write(
+        self, key: ConversationKey, expected_version: int, now: float
+    ) -> _Conversation:
+        """The current conversation if ``expected_version`` still holds (a new one, not
+        yet stored, when the key has none); else raise VersionConflict."""
+        conversations = self._slot(key)
+        current = _current(conversations)
+        if current is not None:
+            version = current.version
+        else:
+            version = max((c.version for c in conversations), default=0)
+        if version != expected_version:
+            raise VersionConflict(
+                f"conversation {key} is at version {version}, not {expected_version}"
+            )
+        return current or _Conversation(next(self._ids), now, version)
+
+    def _keep(self, key: ConversationKey, conversation: _Conversation) -> None:
+        slot = self._conversations.setdefault(key.owner, {}).setdefault(
+            (key.persona_id, key.scope), []
+        )
+        if not slot or slot[-1] is not conversation:
+            slot.append(conversation)
+
+    async def append_turns(
+        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+    ) -> tuple[int, tuple[Turn, ...]]:
+        await self._enter("append_turns")
+        conversation = self._current_for_write(key, expected_version, now)
+        if not conversation.turns:
+            conversation.started_at = now
+        first = len(conversation.turns) + 1
+        stored = tuple(
+            Turn(seq, new.role, new.text, new.author, new.created_at)
+            for seq, new in enumerate(turns, start=first)
+        )
+        conversation.turns.extend(stored)
+        conversation.version += 1
+        self._keep(key, conversation)
+        return conversation.version, stored
+
+    async def save_conversation_state(
+        self,
+        key: ConversationKey,
+        expected_version: int,
+        *,
+        backend_state: Mapping[str, Any] | None = None,
+        summary: str | None = None,
+    ) -> int:
+        await self._enter("save_conversation_state")
+        state = None if backend_state is None else json.dumps(dict(backend_state))
+        # a conversation started here has no turns yet; its first append dates it
+        conversation = self._current_for_write(key, expected_version, 0.0)
+        if state is not None:
+            conversation.backend_state = state
+        if summary is not None:
+            conversation.summary = summary
+        conversation.version += 1
+        self._keep(key, conversation)
+        return conversation.version
+
+    async def reset_conversation(self, key: ConversationKey) -> None:
+        await self._enter("reset_conversation")
+        current = _current(self._slot(key))
+        if current is not None:
+            current.archived, current.version = True, current.version + 1
+
+    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
+        await self._enter("export_owner")
+        found = [
+            (conversation, slot)
+            for slot, conversations in self._conversations.get(owner, {}).items()
+            for conversation in conversations
+        ]
+        found.sort(key=lambda pair: pair[0].id)
+        return [
+            ConversationRecord(persona_id, scope, c.archived, c.started_at, tuple(c.turns))
+            for c, (persona_id, scope) in found
+        ]
+
+    async def forget_owner(self, owner: OwnerId) -> None:
+        await self._enter("forget_owner")
+        self._conversations.pop(owner, None)
+        self._prefs.pop(owner, None)
+
+
+def _current(conversations: list[_Conversation]) -> _Conversation | None:
+    if conversations and not conversations[-1].archived:
+        return conversations[-1]
+    return None

@@ -1,0 +1,708 @@
+"""``SqliteStore``: the embedded default :class:`~bot.store.base.Store`, one file in WAL mode.
+
+sqlite3 never runs on the event loop: aiosqlite owns the connection and runs it on its
+one worker thread. A trip to that thread costs far more than a statement, so each store
+operation is a small function run there whole, and operations queued while the thread
+is busy go together in the next trip (group commit): the writes of one trip share one
+``BEGIN IMMEDIATE ... COMMIT``, each inside its own savepoint, so one operation failing
+(a version conflict, say) undoes only its own changes. Results are handed out only after
+the commit, so nobody sees data that did not last.
+
+Several processes may share the file: the version check on conversations happens inside
+the write transaction, so appends never interleave or get lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
+
+import aiosqlite
+
+from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.messages import (
+    ConversationKey,
+    Identity,
+    NewTurn,
+    OwnerId,
+    Turn,
+    account_owner,
+    guest_owner,
+)
+from bot.store.base import (
+    Account,
+    ConversationRecord,
+    ConversationWindow,
+    LinkedIdentity,
+    WebSession,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Most operations sent to the worker thread in one trip (and one transaction).
+_MAX_BATCH = 256
+
+#: The schema, one migration per entry, applied in order; ``PRAGMA user_version`` counts
+#: the applied ones. Append new migrations; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            username_lower TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE identities (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            linked_at REAL NOT NULL,
+            PRIMARY KEY (platform, user_id)
+        )""",
+        "CREATE INDEX identities_account ON identities (account_id, linked_at)",
+        """CREATE TABLE link_codes (
+            code_hash TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX link_codes_account ON link_codes (account_id)",
+        """CREATE TABLE web_sessions (
+            token_hash TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_account ON web_sessions (account_id)",
+        """CREATE TABLE preferences (
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (owner, name)
+        ) WITHOUT ROWID""",
+        # last_seq is the seq of the newest turn: the window is the range above
+        # last_seq - max_turns on the turns primary key, whatever the history's length.
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            archived INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            backend_state TEXT NOT NULL DEFAULT '{}',
+            summary TEXT NOT NULL DEFAULT '',
+            started_at REAL NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX conversations_current
+            ON conversations (owner, persona_id, scope) WHERE archived = 0""",
+        # version is left out so that appends do not rewrite this index
+        "CREATE INDEX conversations_key ON conversations (owner, persona_id, scope, archived)",
+        """CREATE TABLE turns (
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            text TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (conversation_id, seq)
+        ) WITHOUT ROWID""",
+    ),
+)
+
+# The current conversation of a key, else the archived one with the highest version
+# (whose version the next conversation continues from), with the newest turns.
+_LOAD_WINDOW = """
+    SELECT c.archived, c.version, c.backend_state, c.summary,
+           t.seq, t.role, t.text, t.author, t.created_at
+    FROM (SELECT id, archived, version, backend_state, summary, last_seq FROM conversations
+          WHERE owner = ? AND persona_id = ? AND scope = ?
+          ORDER BY archived, version DESC LIMIT 1) AS c
+    LEFT JOIN turns AS t
+      ON c.archived = 0 AND t.conversation_id = c.id AND t.seq > c.last_seq - ?
+    ORDER BY t.seq"""
+
+_BUMP_FOR_APPEND = """
+    UPDATE conversations
+    SET version = version + 1, last_seq = last_seq + ?,
+        started_at = CASE WHEN last_seq = 0 THEN ? ELSE started_at END
+    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0 AND version = ?
+    RETURNING id, version, last_seq"""
+
+_SAVE_STATE = """
+    UPDATE conversations
+    SET version = version + 1, backend_state = coalesce(?, backend_state),
+        summary = coalesce(?, summary)
+    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0 AND version = ?
+    RETURNING version"""
+
+
+class SqliteStore:
+    """A :class:`~bot.store.base.Store` in one SQLite file (created, with its directory,
+    when missing; upgraded to the current schema when older)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 5.0,
+        migrations: Sequence[Sequence[str]] = MIGRATIONS,
+    ) -> None:
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._migrations = migrations
+        self._db: aiosqlite.Connection | None = None
+        self._pending: list[_Job] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def __aenter__(self) -> Self:
+        if self._db is not None:
+            return self
+        try:
+            await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+            db = await aiosqlite.connect(
+                self._path, isolation_level=None, timeout=self._busy_timeout
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {self._path}: {exc}") from exc
+        self._db = db
+        try:
+            await self._call(_prepare, self._busy_timeout, self._migrations)
+        except sqlite3.Error as exc:
+            self._db = None
+            await db.close()
+            raise _translate(exc) from exc
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        while self._drainer is not None:  # finish what was queued
+            await asyncio.shield(self._drainer)
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            await db.execute_fetchall("PRAGMA optimize")
+        except sqlite3.Error:
+            pass  # only a hint for the query planner; closing matters more
+        finally:
+            await db.close()
+
+    # -- the way to the worker thread --------------------------------------------------
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreUnavailable("the SQLite store is not open (use `async with store:`)")
+        return self._db
+
+    async def _call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, ...)`` on aiosqlite's worker thread, in one hop.
+
+        aiosqlite's public API costs one hop per statement (and per BEGIN and COMMIT),
+        and a hop costs far more than a statement, so whole operations and batches of
+        them run as one function there. aiosqlite has no public way to do that: this is
+        the one place that uses its private ``_execute``."""
+        db = self._connection()
+        result = await db._execute(fn, db._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        return cast(T, result)
+
+    async def _submit(self, writes: bool, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Queue one operation for the next batch and wait for its outcome."""
+        self._connection()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(run, writes, future))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Send the queued operations to the worker thread, a batch per hop, until none
+        are left. Operations queued during a hop go together in the next one."""
+        try:
+            while self._pending:
+                await asyncio.sleep(0)  # let callers woken by the last batch queue theirs
+                batch = [job for job in self._pending[:_MAX_BATCH] if not job.future.done()]
+                del self._pending[:_MAX_BATCH]
+                if not batch:
+                    continue
+                try:
+                    outcomes = await self._call(_run_batch, batch)
+                except Exception as exc:  # the batch as a whole failed (BEGIN or COMMIT)
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(_job_error(exc, whole_batch=True))
+                    continue
+                for job, (ok, value) in zip(batch, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if ok:
+                        job.future.set_result(value)
+                    else:
+                        job.future.set_exception(_job_error(value))
+        except BaseException:
+            for job in self._pending:
+                job.future.cancel()
+            self._pending.clear()
+            raise
+        finally:
+            self._drainer = None
+
+    async def _select(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """Run one reading statement and return its rows."""
+        return await self._submit(False, lambda conn: _fetch(conn, sql, parameters))
+
+    async def _change(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """Run one writing statement (in a transaction) and return its rows."""
+        return await self._submit(True, lambda conn: _fetch(conn, sql, parameters))
+
+    async def _write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, ...)`` as one all-or-nothing write."""
+        return await self._submit(True, lambda conn: fn(conn, *args, **kwargs))
+
+    async def ping(self) -> None:
+        await self._select("SELECT 1")
+
+    # -- accounts ---------------------------------------------------------------------
+
+    async def create_account(self, username: str, password_hash: str, now: float) -> Account:
+        account = Account(secrets.token_hex(8), username, password_hash, now)
+        await self._change(
+            "INSERT INTO accounts (id, username, username_lower, password_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (account.id, username, username.casefold(), password_hash, now),
+        )
+        return account
+
+    async def get_account(self, account_id: str) -> Account | None:
+        rows = await self._select(
+            "SELECT id, username, password_hash, created_at FROM accounts WHERE id = ?",
+            (account_id,),
+        )
+        return Account(*rows[0]) if rows else None
+
+    async def find_account(self, username: str) -> Account | None:
+        rows = await self._select(
+            "SELECT id, username, password_hash, created_at FROM accounts WHERE username_lower = ?",
+            (username.casefold(),),
+        )
+        return Account(*rows[0]) if rows else None
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        await self._change(
+            "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)
+        )
+
+    async def delete_account(self, account_id: str) -> None:
+        await self._write(_delete_account, account_id)
+
+    # -- identities -------------------------------------------------------------------
+
+    async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
+        rows = await self._select(
+            "SELECT platform, user_id, display_name, account_id, linked_at FROM identities"
+            " WHERE platform = ? AND user_id = ?",
+            (identity.platform, identity.user_id),
+        )
+        return LinkedIdentity(*rows[0]) if rows else None
+
+    async def link_identity(
+        self, identity: Identity, display_name: str, account_id: str, now: float
+    ) -> None:
+        await self._write(_link_identity, identity, display_name, account_id, now)
+
+    async def unlink_identity(self, identity: Identity) -> None:
+        await self._change(
+            "DELETE FROM identities WHERE platform = ? AND user_id = ?",
+            (identity.platform, identity.user_id),
+        )
+
+    async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
+        rows = await self._select(
+            "SELECT platform, user_id, display_name, account_id, linked_at FROM identities"
+            " WHERE account_id = ? ORDER BY linked_at, rowid",
+            (account_id,),
+        )
+        return [LinkedIdentity(*row) for row in rows]
+
+    # -- link codes and web sessions --------------------------------------------------
+
+    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+        await self._change(
+            "INSERT INTO link_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (code_hash) DO UPDATE"
+            " SET account_id = excluded.account_id, expires_at = excluded.expires_at",
+            (code_hash, account_id, expires_at),
+        )
+
+    async def take_link_code(self, code_hash: str, now: float) -> str | None:
+        # one statement: deleting is what makes the code single-use, also across processes
+        rows = await self._change(
+            "DELETE FROM link_codes WHERE code_hash = ? RETURNING account_id, expires_at",
+            (code_hash,),
+        )
+        return str(rows[0][0]) if rows and rows[0][1] > now else None
+
+    async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
+        await self._change(
+            "INSERT INTO web_sessions (token_hash, account_id, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (token_hash) DO UPDATE"
+            " SET account_id = excluded.account_id, expires_at = excluded.expires_at",
+            (token_hash, account_id, expires_at),
+        )
+
+    async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
+        rows = await self._select(
+            "SELECT account_id, expires_at FROM web_sessions"
+            " WHERE token_hash = ? AND expires_at > ?",
+            (token_hash, now),
+        )
+        return WebSession(*rows[0]) if rows else None
+
+    async def delete_web_session(self, token_hash: str) -> None:
+        await self._change("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+
+    # -- preferences ------------------------------------------------------------------
+
+    async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
+        rows = await self._select("SELECT name, value FROM preferences WHERE owner = ?", (owner,))
+        return {str(name): str(value) for name, value in rows}
+
+    async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
+        if value is None:
+            await self._change(
+                "DELETE FROM preferences WHERE owner = ? AND name = ?", (owner, name)
+            )
+        else:
+            await self._change(
+                "INSERT INTO preferences (owner, name, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (owner, name) DO UPDATE SET value = excluded.value",
+                (owner, name, value),
+            )
+
+    # -- conversations ----------------------------------------------------------------
+
+    async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
+        rows = await self._select(
+            _LOAD_WINDOW, (key.owner, key.persona_id, key.scope, max(max_turns, 0))
+        )
+        if not rows:
+            return ConversationWindow(0)
+        archived, version, state, summary = rows[0][:4]
+        if archived:
+            return ConversationWindow(version)
+        turns = tuple(Turn(*row[4:]) for row in rows if row[4] is not None)
+        backend_state = json.loads(state) if state != "{}" else {}
+        return ConversationWindow(version, turns, backend_state, summary)
+
+    async def append_turns(
+        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+    ) -> tuple[int, tuple[Turn, ...]]:
+        rows = [(t.role, t.text, t.author, t.created_at) for t in turns]
+        version, first = await self._write(_append, key, rows, expected_version, now)
+        stored = tuple(
+            Turn(seq, t.role, t.text, t.author, t.created_at)
+            for seq, t in enumerate(turns, start=first)
+        )
+        return version, stored
+
+    async def save_conversation_state(
+        self,
+        key: ConversationKey,
+        expected_version: int,
+        *,
+        backend_state: Mapping[str, Any] | None = None,
+        summary: str | None = None,
+    ) -> int:
+        state = None if backend_state is None else json.dumps(dict(backend_state))
+        return await self._write(_save_state, key, expected_version, state, summary)
+
+    async def reset_conversation(self, key: ConversationKey) -> None:
+        await self._change(
+            "UPDATE conversations SET archived = 1, version = version + 1"
+            " WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0",
+            (key.owner, key.persona_id, key.scope),
+        )
+
+    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
+        rows = await self._select(
+            "SELECT c.id, c.persona_id, c.scope, c.archived, c.started_at,"
+            " t.seq, t.role, t.text, t.author, t.created_at"
+            " FROM conversations AS c LEFT JOIN turns AS t ON t.conversation_id = c.id"
+            " WHERE c.owner = ? ORDER BY c.id, t.seq",
+            (owner,),
+        )
+        records: list[ConversationRecord] = []
+        turns: list[Turn] = []
+        for index, row in enumerate(rows):
+            if row[5] is not None:
+                turns.append(Turn(*row[5:]))
+            if index + 1 == len(rows) or rows[index + 1][0] != row[0]:
+                records.append(
+                    ConversationRecord(row[1], row[2], bool(row[3]), row[4], tuple(turns))
+                )
+                turns = []
+        return records
+
+    async def forget_owner(self, owner: OwnerId) -> None:
+        await self._write(_forget_owner, owner)
+
+
+@dataclass(slots=True)
+class _Job:
+    run: Callable[[sqlite3.Connection], Any]
+    writes: bool
+    future: asyncio.Future[Any]
+
+
+def _job_error(error: BaseException, *, whole_batch: bool = False) -> BaseException:
+    """The exception a caller sees; every caller gets an exception of its own."""
+    if isinstance(error, sqlite3.Error):
+        translated = _translate(error)
+    elif whole_batch:
+        translated = StoreUnavailable(f"the SQLite store failed: {error!r}")
+    else:
+        return error  # raised on purpose by the operation: VersionConflict, StoreError
+    translated.__cause__ = error
+    return translated
+
+
+# -- what runs on the worker thread -----------------------------------------------------
+
+
+def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
+    """Run the operations in order; writes share one transaction, each in a savepoint.
+    Returns ``(True, result)`` or ``(False, exception)`` per operation; raises when the
+    transaction as a whole fails, which fails every operation of the batch."""
+    outcomes: list[tuple[bool, Any]] = []
+    writes = any(job.writes for job in batch)
+    if writes:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for job in batch:
+            if job.writes:
+                conn.execute("SAVEPOINT job")
+            try:
+                outcomes.append((True, job.run(conn)))
+            except Exception as exc:
+                if job.writes:
+                    conn.execute("ROLLBACK TO job")
+                outcomes.append((False, exc))
+            if job.writes:
+                conn.execute("RELEASE job")
+        if writes:
+            conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, parameters).fetchall()
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError) and "accounts.username_lower" in str(exc):
+        return UsernameTaken("the username is taken (compared case-insensitively)")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"SQLite refused the change: {exc}")
+    return StoreUnavailable(f"SQLite failed: {exc}")
+
+
+def _prepare(
+    conn: sqlite3.Connection, busy_timeout: float, migrations: Sequence[Sequence[str]]
+) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; never corrupt
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    while True:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(migrations):
+            raise StoreUnavailable(
+                f"the SQLite file has schema version {version}, newer than this "
+                f"PersonaBridge knows ({len(migrations)}): upgrade PersonaBridge"
+            )
+        if version == len(migrations):
+            return
+        _in_transaction(conn, _migrate, version, migrations[version])
+
+
+def _migrate(conn: sqlite3.Connection, version: int, statements: Sequence[str]) -> None:
+    # another process may have applied it since we looked
+    if conn.execute("PRAGMA user_version").fetchone()[0] == version:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _in_transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args, **kwargs)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _key(key: ConversationKey) -> tuple[str, str, str]:
+    return key.owner, key.persona_id, key.scope
+
+
+def _newest(conn: sqlite3.Connection, key: ConversationKey) -> tuple[bool, int]:
+    """Whether the key has a current conversation, and the version appends expect."""
+    row = conn.execute(
+        "SELECT archived, version FROM conversations"
+        " WHERE owner = ? AND persona_id = ? AND scope = ?"
+        " ORDER BY archived, version DESC LIMIT 1",
+        _key(key),
+    ).fetchone()
+    return (False, 0) if row is None else (not row[0], row[1])
+
+
+def _start(conn: sqlite3.Connection, key: ConversationKey, expected: int, now: float) -> int:
+    """Start the key's next conversation if ``expected`` matches; return its id."""
+    current, version = _newest(conn, key)
+    if current or version != expected:
+        raise VersionConflict(f"conversation {key} is at version {version}, not {expected}")
+    row = conn.execute(
+        "INSERT INTO conversations (owner, persona_id, scope, version, started_at)"
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (*_key(key), version, now),
+    ).fetchone()
+    return int(row[0])
+
+
+def _append(
+    conn: sqlite3.Connection,
+    key: ConversationKey,
+    rows: Sequence[tuple[str, str, str, float]],
+    expected: int,
+    now: float,
+) -> tuple[int, int]:
+    """Returns the new version and the seq of the first appended turn."""
+    bump = (len(rows), now, *_key(key), expected)
+    row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
+    if row is None:
+        _start(conn, key, expected, now)
+        row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
+    conversation_id, version, last_seq = row
+    first = last_seq - len(rows) + 1
+    conn.executemany(
+        "INSERT INTO turns (conversation_id, seq, role, text, author, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(conversation_id, seq, *turn) for seq, turn in enumerate(rows, start=first)],
+    )
+    return version, first
+
+
+def _save_state(
+    conn: sqlite3.Connection,
+    key: ConversationKey,
+    expected: int,
+    state: str | None,
+    summary: str | None,
+) -> int:
+    save = (state, summary, *_key(key), expected)
+    row = conn.execute(_SAVE_STATE, save).fetchone()
+    if row is None:
+        # a conversation started here has no turns yet; its first append dates it
+        _start(conn, key, expected, 0.0)
+        row = conn.execute(_SAVE_STATE, save).fetchone()
+    return int(row[0])
+
+
+def _link_identity(
+    conn: sqlite3.Connection, identity: Identity, display_name: str, account_id: str, now: float
+) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise StoreError(f"no account with id {account_id!r}")
+    conn.execute(
+        "INSERT INTO identities (platform, user_id, display_name, account_id, linked_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE"
+        " SET display_name = excluded.display_name, account_id = excluded.account_id,"
+        " linked_at = CASE WHEN account_id = excluded.account_id"
+        " THEN linked_at ELSE excluded.linked_at END",
+        (identity.platform, identity.user_id, display_name, account_id, now),
+    )
+    _move_guest_data(conn, guest_owner(identity), account_owner(account_id))
+
+
+def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -> None:
+    moving = conn.execute(
+        "SELECT id, persona_id, scope, version FROM conversations WHERE owner = ? AND archived = 0",
+        (guest,),
+    ).fetchall()
+    for conversation_id, persona_id, scope, version in moving:
+        theirs = conn.execute(
+            "SELECT id, last_seq FROM conversations"
+            " WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0",
+            (owner, persona_id, scope),
+        ).fetchone()
+        if theirs is not None and theirs[1] > 0:
+            conn.execute("UPDATE conversations SET archived = 1 WHERE id = ?", (conversation_id,))
+            continue
+        if theirs is not None:  # started by a state save, no turns: archive it like a reset
+            conn.execute(
+                "UPDATE conversations SET archived = 1, version = version + 1 WHERE id = ?",
+                (theirs[0],),
+            )
+        (floor,) = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM conversations"
+            " WHERE owner = ? AND persona_id = ? AND scope = ?",
+            (owner, persona_id, scope),
+        ).fetchone()
+        conn.execute(
+            "UPDATE conversations SET version = ? WHERE id = ?",
+            (max(version, floor) + 1, conversation_id),
+        )
+    conn.execute("UPDATE conversations SET owner = ? WHERE owner = ?", (owner, guest))
+    if conn.execute("SELECT 1 FROM preferences WHERE owner = ? LIMIT 1", (owner,)).fetchone():
+        conn.execute("DELETE FROM preferences WHERE owner = ?", (guest,))
+    else:
+        conn.execute("UPDATE preferences SET owner = ? WHERE owner = ?", (owner, guest))
+
+
+def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:
+    _forget_owner(conn, account_owner(account_id))
+    # identities, link codes and web sessions go by ON DELETE CASCADE
+    conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+
+
+def _forget_owner(conn: sqlite3.Connection, owner: OwnerId) -> None:
+    conn.execute("DELETE FROM conversations WHERE owner = ?", (owner,))  # turns cascade
+    conn.execute("DELETE FROM preferences WHERE owner = ?", (owner,))

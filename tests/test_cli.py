@@ -1,0 +1,140 @@
+"""The ``personabridge`` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.messages import ConversationKey, Identity, guest_owner
+from bot.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or ROOT,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "data" / "pb.db"),
+        "PERSONABRIDGE_PERSONAS_DIR": str(ROOT / "personas"),
+        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
+        "PERSONABRIDGE_ENV_FILE": str(tmp_path / "none.env"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _config_file(env: dict[str, str]) -> None:
+    Path(env["PERSONABRIDGE_CONFIG"]).write_text("")
+
+
+async def test_two_chat_runs_continue_one_history(env: dict[str, str]) -> None:
+    first = run_cli("chat", "--as", "Tess", stdin="What is Docker?\n", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() and "Traceback" not in first.stderr
+    second = run_cli("chat", "--as", "Tess", stdin="hello again\n/whoami\n", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "Tess on console" in second.stdout
+
+    async with SqliteStore(env["PERSONABRIDGE_STORE__SQLITE_PATH"]) as store:
+        key = ConversationKey(guest_owner(Identity("console", "tess")), "ada", "direct")
+        window = await store.load_window(key, 50)
+    assert [(t.role, t.text) for t in window.turns][0::2] == [
+        ("user", "What is Docker?"),
+        ("user", "hello again"),
+    ]
+    assert [t.role for t in window.turns] == ["user", "assistant", "user", "assistant"]
+    assert window.turns[1].text == first.stdout.strip()
+
+
+def test_chat_with_a_chosen_persona(env: dict[str, str]) -> None:
+    personas = run_cli("personas", "list", env=env)
+    ids = [line.split("\t")[0] for line in personas.stdout.splitlines()]
+    assert len(ids) >= 2
+    other = ids[1]
+    result = run_cli("chat", "--persona", other, stdin="/whoami\n", env=env)
+    assert result.returncode == 0 and f"({other})" in result.stdout
+
+
+def test_chat_with_an_unknown_persona_is_a_clear_error(env: dict[str, str]) -> None:
+    result = run_cli("chat", "--persona", "nobody", env=env)
+    assert result.returncode == 2
+    assert "no persona 'nobody'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_personas_show(env: dict[str, str]) -> None:
+    result = run_cli("personas", "show", "ada", env=env)
+    assert result.returncode == 0 and "name: Professor Ada" in result.stdout
+    missing = run_cli("personas", "show", "nobody", env=env)
+    assert missing.returncode == 2 and "nobody" in missing.stderr
+
+
+def test_personas_import_writes_a_loadable_card(env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    card = tmp_path / "card.json"
+    card.write_text(
+        json.dumps(
+            {
+                "spec": "chara_card_v2",
+                "spec_version": "2.0",
+                "data": {
+                    "name": "Nova Quill",
+                    "description": "A poet of {{user}}'s stars.",
+                    "personality": "dreamy",
+                    "scenario": "",
+                    "first_mes": "Hi {{user}}!",
+                    "mes_example": "<START>\n{{user}}: Hi\n{{char}}: Hello, star-gazer.",
+                },
+            }
+        )
+    )
+    target_dir = tmp_path / "personas"
+    import shutil
+
+    shutil.copytree(ROOT / "personas", target_dir)
+    env = {**env, "PERSONABRIDGE_PERSONAS_DIR": str(target_dir)}
+    result = run_cli("personas", "import", str(card), env=env)
+    assert result.returncode == 0, result.stderr
+    assert (target_dir / "nova-quill.toml").exists()
+    assert "nova-quill\tNova Quill" in run_cli("personas", "list", env=env).stdout
+    again = run_cli("personas", "import", str(card), env=env)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_bad_setting_fails_at_start_naming_it(env: dict[str, str]) -> None:
+    result = run_cli("chat", stdin="hi\n", env={**env, "PERSONABRIDGE_STORE__KIND": "mongo"})
+    assert result.returncode == 2
+    assert "PERSONABRIDGE_STORE__KIND" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--help"], id="top"),
+        pytest.param(["run", "--help"], id="run"),
+        pytest.param(["chat", "--help"], id="chat"),
+        pytest.param(["personas", "--help"], id="personas"),
+        pytest.param(["personas", "import", "--help"], id="personas-import"),
+    ],
+)
+def test_help_everywhere(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 0 and "usage:" in result.stdout

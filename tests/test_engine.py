@@ -1,0 +1,505 @@
+"""The engine end to end over MemoryStore (and SqliteStore where files matter)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+import pytest
+from fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
+
+from bot.backends.base import Backend
+from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.config import AccessSettings, EngineSettings, RateLimitSettings
+from bot.engine import Engine, bounded_window
+from bot.errors import BackendError, BackendTimeout, StoreUnavailable
+from bot.linking import create_link_code
+from bot.messages import (
+    ConversationKey,
+    Incoming,
+    ReplyDone,
+    ReplyKind,
+    TextDelta,
+    Turn,
+    account_owner,
+    guest_owner,
+)
+from bot.personas import PersonaLibrary
+from bot.store.base import Store
+from bot.store.memory import MemoryStore
+from bot.store.sqlite import SqliteStore
+
+FAST = GuardPolicy(first_delta_timeout=0.5, total_timeout=2.0, retries=1, retry_backoff=0)
+
+
+def build_engine(
+    store: Store,
+    backend: Backend,
+    *,
+    policy: GuardPolicy = FAST,
+    extra: Sequence[Backend] = (),
+    **kwargs: object,
+) -> Engine:
+    personas = PersonaLibrary(
+        [
+            make_persona("ada", "Professor Ada", backend=backend.name),
+            make_persona("morrow", "Captain Morrow", backend=backend.name),
+        ]
+    )
+    backends = {b.name: b for b in (backend, *extra)}
+    return Engine(store, personas, ReplyGuard(backends, policy), **kwargs)  # type: ignore[arg-type]
+
+
+def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
+    return Incoming(platform, user, user.title(), chat_id=user, private=True, text=text)
+
+
+def group(user: str, text: str, chat: str = "g1", addressed: bool = True) -> Incoming:
+    return Incoming(
+        "telegram", user, user.title(), chat, private=False, text=text, addressed=addressed
+    )
+
+
+async def send(engine: Engine, incoming: Incoming) -> tuple[list[str], ReplyDone | None]:
+    deltas: list[str] = []
+    done: ReplyDone | None = None
+    async for event in engine.handle(incoming):
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        else:
+            assert done is None, "exactly one ReplyDone"
+            done = event
+    return deltas, done
+
+
+async def reply(engine: Engine, incoming: Incoming) -> ReplyDone:
+    _, done = await send(engine, incoming)
+    assert done is not None
+    return done
+
+
+@pytest.fixture
+async def store() -> MemoryStore:
+    async with MemoryStore() as memory:
+        yield memory
+
+
+def key(user: str, persona: str = "ada", platform: str = "telegram") -> ConversationKey:
+    from bot.messages import Identity
+
+    return ConversationKey(guest_owner(Identity(platform, user)), persona, "direct")
+
+
+# -- chat ----------------------------------------------------------------------------
+
+
+async def test_chat_streams_and_stores_both_turns(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    deltas, done = await send(engine, dm("alice", "hello"))
+    assert done is not None and done.kind is ReplyKind.CHAT
+    assert len(deltas) > 1 and "".join(deltas).strip() == done.text == "re:hello saw:[]"
+    window = await store.load_window(key("alice"), 10)
+    assert [(t.role, t.text) for t in window.turns] == [("user", "hello"), ("assistant", done.text)]
+    assert window.turns[0].author == "Alice"
+
+
+async def test_history_feeds_the_next_reply(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    await reply(engine, dm("alice", "one"))
+    done = await reply(engine, dm("alice", "two"))
+    assert done.text == "re:two saw:[one]"
+
+
+async def test_not_addressed_group_message_yields_nothing(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    events = [e async for e in engine.handle(group("bob", "chatter", addressed=False))]
+    assert events == []
+    assert (
+        await store.load_window(
+            ConversationKey(guest_owner(dm("bob", "").identity), "ada", "telegram:g1"), 5
+        )
+    ).turns == ()
+
+
+async def test_group_members_have_separate_histories(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    await reply(engine, group("alice", "alice-secret"))
+    done = await reply(engine, group("bob", "bob asks"))
+    assert done.text == "re:bob asks saw:[]"
+    # and the group history is not the private one
+    assert (await reply(engine, dm("alice", "private"))).text == "re:private saw:[]"
+
+
+async def test_concurrent_messages_from_many_users_keep_their_own_turns(tmp_path) -> None:
+    """100 concurrent messages from 20 users: each conversation holds exactly its own
+    turns, in order, none lost or duplicated; no reply carries another user's text."""
+    async with SqliteStore(tmp_path / "pb.db") as sqlite:
+        engine = build_engine(sqlite, WindowEcho(pause=0.001))
+        users = [f"user{n}" for n in range(20)]
+        rng = random.Random(7)
+
+        async def user_session(user: str) -> list[ReplyDone]:
+            replies = []
+            for n in range(5):
+                await asyncio.sleep(rng.random() / 200)
+                replies.append(await reply(engine, dm(user, f"{user}-msg{n}")))
+            return replies
+
+        results = await asyncio.gather(*(user_session(u) for u in users))
+        for user, replies in zip(users, results, strict=True):
+            assert [r.kind for r in replies] == [ReplyKind.CHAT] * 5
+            for n, done in enumerate(replies):
+                assert done.text.startswith(f"re:{user}-msg{n} ")
+                others = [u for u in users if u != user]
+                assert not any(f"{o}-msg" in done.text for o in others), done.text
+            window = await sqlite.load_window(key(user), 100)
+            texts = [t.text for t in window.turns]
+            assert texts[0::2] == [f"{user}-msg{n}" for n in range(5)]
+            assert [t.role for t in window.turns] == ["user", "assistant"] * 5
+            assert [t.seq for t in window.turns] == list(range(1, 11))
+
+
+async def test_one_conversation_is_serialised(store: MemoryStore) -> None:
+    engine = build_engine(
+        store, WindowEcho(pause=0.002), rate_limit=RateLimitSettings(per_minute=600, burst=100)
+    )
+    results = await asyncio.gather(*(reply(engine, dm("alice", f"m{n}")) for n in range(10)))
+    assert all(r.kind is ReplyKind.CHAT for r in results)
+    window = await store.load_window(key("alice"), 100)
+    assert [t.role for t in window.turns] == ["user", "assistant"] * 10
+    for user_turn, bot_turn in zip(window.turns[0::2], window.turns[1::2], strict=True):
+        assert bot_turn.text.startswith(f"re:{user_turn.text} ")
+
+
+# -- failures: the user's turn survives, one clear message, /retry works ----------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(BackendError("boom"), id="raises"),
+        pytest.param(("stall", 5), id="times-out"),
+        pytest.param(("partial words", BackendError("cut")), id="fails-mid-stream"),
+        pytest.param(RuntimeError("bug"), id="unexpected-exception"),
+    ],
+)
+async def test_backend_failure_keeps_the_turn_and_retry_answers(
+    store: MemoryStore, failure: object
+) -> None:
+    backend = ScriptedBackend("scripted", [failure], default="the real answer")
+    no_retries = GuardPolicy(first_delta_timeout=0.2, total_timeout=1, retries=0)
+    engine = build_engine(store, backend, policy=no_retries)
+    _, done = await send(engine, dm("alice", "question"))
+    assert done is not None and done.kind is ReplyKind.ERROR
+    assert "/retry" in done.text and "Traceback" not in done.text
+    window = await store.load_window(key("alice"), 10)
+    assert [(t.role, t.text) for t in window.turns] == [("user", "question")]
+
+    retried = await reply(engine, dm("alice", "/retry"))
+    assert retried.kind is ReplyKind.CHAT and retried.text == "the real answer"
+    window = await store.load_window(key("alice"), 10)
+    assert [(t.role, t.text) for t in window.turns] == [
+        ("user", "question"),
+        ("assistant", "the real answer"),
+    ]
+
+
+async def test_retry_replaces_the_last_reply(store: MemoryStore) -> None:
+    backend = ScriptedBackend("scripted", ["first take", "second take"], default="next")
+    engine = build_engine(store, backend)
+    await reply(engine, dm("alice", "q"))
+    assert (await reply(engine, dm("alice", "/retry"))).text == "second take"
+    window = await store.load_window(key("alice"), 10)
+    visible = bounded_window(window.turns, 10_000)
+    assert [t.text for t in visible] == ["q", "second take"]
+
+
+async def test_retry_with_nothing_to_retry(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, dm("alice", "/retry"))
+    assert done.kind is ReplyKind.COMMAND and "nothing to retry" in done.text
+
+
+async def test_store_outage_is_one_clear_message(store: MemoryStore) -> None:
+    failing = MemoryStore(
+        fail=lambda op: StoreUnavailable("down") if op == "append_turns" else None
+    )
+    async with failing:
+        engine = build_engine(failing, WindowEcho())
+        done = await reply(engine, dm("alice", "hello"))
+    assert done.kind is ReplyKind.ERROR and "memory" in done.text
+
+
+async def test_backend_state_is_kept_with_the_conversation(store: MemoryStore) -> None:
+    engine = build_engine(store, StatefulBackend())
+    assert (await reply(engine, dm("alice", "a"))).text == "call 1"
+    assert (await reply(engine, dm("alice", "b"))).text == "call 2"
+    assert (await reply(engine, dm("bob", "c"))).text == "call 1"
+    await reply(engine, dm("alice", "/reset"))
+    assert (await reply(engine, dm("alice", "d"))).text == "call 1"
+
+
+# -- windowing -----------------------------------------------------------------------
+
+
+def _turns(*texts: tuple[str, str]) -> list[Turn]:
+    return [Turn(n + 1, role, text, "x", 0.0) for n, (role, text) in enumerate(texts)]  # type: ignore[arg-type]
+
+
+def test_bounded_window_keeps_the_newest_turns_within_budget() -> None:
+    turns = _turns(("user", "a" * 50), ("assistant", "b" * 50), ("user", "c" * 30))
+    assert [t.seq for t in bounded_window(turns, 85)] == [2, 3]
+    assert [t.seq for t in bounded_window(turns, 200)] == [1, 2, 3]
+    assert bounded_window(turns, 10) == []
+
+
+def test_bounded_window_shows_only_the_newest_of_retried_replies() -> None:
+    turns = _turns(("user", "q"), ("assistant", "old"), ("assistant", "new"), ("user", "q2"))
+    assert [t.text for t in bounded_window(turns, 1000)] == ["q", "new", "q2"]
+
+
+async def test_window_is_bounded_by_characters(store: MemoryStore) -> None:
+    engine = build_engine(
+        store,
+        WindowEcho(),
+        settings=EngineSettings(window_max_chars=200, window_max_turns=50),
+        rate_limit=RateLimitSettings(burst=100),
+    )
+    for n in range(10):
+        await reply(engine, dm("alice", f"{n}" * 20))
+    done = await reply(engine, dm("alice", "last"))
+    seen = done.text.split("saw:[", 1)[1].rstrip("]").split("|")
+    assert seen and seen[-1] == "9" * 20 and "0" * 20 not in seen
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+async def test_start_greets_with_the_persona_and_user_name(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, dm("alice", "/start"))
+    assert done.kind is ReplyKind.COMMAND
+    assert done.text.startswith("Hello Alice, I am Professor Ada.")
+
+
+async def test_help_lists_every_command(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, dm("alice", "/help"))
+    for name in (
+        "start",
+        "help",
+        "reset",
+        "persona",
+        "personas",
+        "link",
+        "retry",
+        "whoami",
+        "forget",
+    ):
+        assert f"/{name}" in done.text
+
+
+async def test_command_addressed_with_bot_name(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, group("alice", "/help@persona_bot"))
+    assert "/reset" in done.text
+
+
+async def test_unknown_command(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, dm("alice", "/dance"))
+    assert "/help" in done.text
+
+
+async def test_reset_starts_a_new_conversation_and_keeps_the_old(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    await reply(engine, dm("alice", "before"))
+    done = await reply(engine, dm("alice", "/reset"))
+    assert "New conversation" in done.text
+    assert (await reply(engine, dm("alice", "after"))).text == "re:after saw:[]"
+    exported = await store.export_owner(key("alice").owner)
+    assert sorted(c.archived for c in exported) == [False, True]
+
+
+async def test_persona_show_switch_and_list(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    assert "Professor Ada" in (await reply(engine, dm("alice", "/persona"))).text
+    switched = await reply(engine, dm("alice", "/persona morrow"))
+    assert "Captain Morrow" in switched.text and "Hello Alice" in switched.text
+    await reply(engine, dm("alice", "to the captain"))
+    assert (await store.load_window(key("alice", "morrow"), 5)).turns[0].text == "to the captain"
+    assert (await store.load_window(key("alice", "ada"), 5)).turns == ()
+    listing = await reply(engine, dm("alice", "/personas"))
+    assert "ada" in listing.text and "morrow — Captain Morrow (current)" in listing.text
+    unknown = await reply(engine, dm("alice", "/persona nobody"))
+    assert "don't know" in unknown.text
+
+
+async def test_link_binds_identity_and_keeps_guest_history(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    account = await store.create_account("Carol", "hash", 0.0)
+    await reply(engine, dm("carol_tg", "guest words"))
+    code = await create_link_code(store, account.id, now=engine_now())
+    done = await reply(engine, dm("carol_tg", f"/link {code.lower()}"))
+    assert "Linked" in done.text and "Carol" in done.text
+    # the same history now follows the account, on another platform too
+    await store.link_identity(dm("carol_dc", "", "discord").identity, "Carol", account.id, 0.0)
+    follow = await reply(engine, dm("carol_dc", "from discord", platform="discord"))
+    assert follow.text == "re:from discord saw:[guest words]"
+    whoami = await reply(engine, dm("carol_dc", "/whoami", platform="discord"))
+    assert "Linked to the account Carol" in whoami.text
+    # the code is single use
+    again = await reply(engine, dm("mallory", f"/link {code}"))
+    assert "unknown, used or expired" in again.text
+
+
+async def test_start_with_link_payload_links(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    account = await store.create_account("dave", "hash", 0.0)
+    code = await create_link_code(store, account.id, now=engine_now())
+    done = await reply(engine, dm("dave_tg", f"/start link-{code.replace('-', '')}"))
+    assert "Linked" in done.text
+    link = await store.get_identity(dm("dave_tg", "").identity)
+    assert link is not None and link.account_id == account.id
+
+
+async def test_link_attempts_are_limited_per_identity(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    answers = [(await reply(engine, dm("eve", "/link AAAA-BBBB"))).text for _ in range(6)]
+    assert all("unknown" in a for a in answers[:5])
+    assert "Too many link attempts" in answers[5]
+
+
+async def test_link_rejects_malformed_codes(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    assert "doesn't look like" in (await reply(engine, dm("eve", "/link hello"))).text
+    assert "code from your account page" in (await reply(engine, dm("eve", "/link"))).text
+
+
+async def test_whoami_for_a_guest(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    done = await reply(engine, dm("alice", "/whoami"))
+    assert "Alice on telegram (id alice)" in done.text and "guest" in done.text
+
+
+async def test_forget_needs_confirmation(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho())
+    await reply(engine, dm("alice", "remember me"))
+    await reply(engine, dm("bob", "bob stays"))
+    ask = await reply(engine, dm("alice", "/forget"))
+    assert "/forget confirm" in ask.text
+    assert (await store.load_window(key("alice"), 5)).turns != ()
+    done = await reply(engine, dm("alice", "/forget confirm"))
+    assert "deleted" in done.text
+    assert await store.export_owner(key("alice").owner) == []
+    assert (await store.load_window(key("bob"), 5)).turns != ()
+    again = await reply(engine, dm("alice", "/forget confirm"))
+    assert "no pending" in again.text
+
+
+# -- limits and access -----------------------------------------------------------------
+
+
+async def test_rate_limit_gives_a_friendly_reply(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho(), rate_limit=RateLimitSettings(per_minute=1, burst=3))
+    kinds = [(await reply(engine, dm("alice", f"m{n}"))).kind for n in range(5)]
+    assert kinds == [ReplyKind.CHAT] * 3 + [ReplyKind.RATE_LIMITED] * 2
+    assert (await reply(engine, dm("bob", "hi"))).kind is ReplyKind.CHAT
+    window = await store.load_window(key("alice"), 20)
+    assert len(window.turns) == 6  # limited messages are not stored
+
+
+@pytest.mark.parametrize(
+    ("access", "incoming", "allowed"),
+    [
+        pytest.param(
+            AccessSettings(block_users=("telegram:alice",)),
+            dm("alice", "x"),
+            False,
+            id="blocked-user",
+        ),
+        pytest.param(
+            AccessSettings(block_users=("telegram:alice",)), dm("bob", "x"), True, id="other-user"
+        ),
+        pytest.param(
+            AccessSettings(allow_users=("telegram:bob",)), dm("alice", "x"), False, id="not-allowed"
+        ),
+        pytest.param(
+            AccessSettings(allow_chats=("telegram:g1",)),
+            group("alice", "x", "g2"),
+            False,
+            id="chat-not-allowed",
+        ),
+        pytest.param(
+            AccessSettings(allow_chats=("telegram:g1",)),
+            group("alice", "x", "g1"),
+            True,
+            id="chat-allowed",
+        ),
+        pytest.param(
+            AccessSettings(block_chats=("telegram:g1",)),
+            group("alice", "x", "g1"),
+            False,
+            id="chat-blocked",
+        ),
+        pytest.param(
+            AccessSettings(linked_only=True), dm("alice", "x"), False, id="guest-when-linked-only"
+        ),
+        pytest.param(
+            AccessSettings(linked_only=True), dm("alice", "/help"), True, id="help-when-linked-only"
+        ),
+    ],
+)
+async def test_access_control(
+    store: MemoryStore, access: AccessSettings, incoming: Incoming, allowed: bool
+) -> None:
+    engine = build_engine(store, WindowEcho(), access=access)
+    done = await reply(engine, incoming)
+    assert (done.kind is not ReplyKind.DENIED) == allowed
+
+
+async def test_linked_account_may_chat_when_linked_only(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho(), access=AccessSettings(linked_only=True))
+    account = await store.create_account("frank", "hash", 0.0)
+    await store.link_identity(dm("frank", "").identity, "Frank", account.id, 0.0)
+    assert (await reply(engine, dm("frank", "hi"))).kind is ReplyKind.CHAT
+    window = await store.load_window(ConversationKey(account_owner(account.id), "ada", "direct"), 5)
+    assert len(window.turns) == 2
+
+
+# -- guard: fallback and retries ------------------------------------------------------
+
+
+async def test_transient_failure_is_retried(store: MemoryStore) -> None:
+    from fakes import failing
+
+    backend = failing(1)
+    engine = build_engine(store, backend)
+    assert (await reply(engine, dm("alice", "hi"))).text == "recovered"
+    assert backend.calls == 2
+
+
+async def test_fallback_backend_answers_when_the_first_is_down(store: MemoryStore) -> None:
+    down = ScriptedBackend("primary", [BackendError("down")] * 5)
+    spare = ScriptedBackend("spare", [], default="spare answer")
+    personas = PersonaLibrary([make_persona(backend="primary", fallback=("spare",))])
+    guard = ReplyGuard({"primary": down, "spare": spare}, FAST)
+    engine = Engine(store, personas, guard)
+    assert (await reply(engine, dm("alice", "hi"))).text == "spare answer"
+
+
+async def test_stalled_stream_times_out() -> None:
+    stall = ScriptedBackend("slow", [("stall", 5)] * 2)
+    guard = ReplyGuard({"slow": stall}, GuardPolicy(first_delta_timeout=0.05, retries=0))
+    persona = make_persona(backend="slow")
+    message = Turn(1, "user", "hi", "A", 0.0)
+    with pytest.raises(BackendTimeout):
+        async for _ in guard.stream(persona, [], message, {}):
+            pass
+
+
+def engine_now() -> float:
+    import time
+
+    return time.time()

@@ -1,0 +1,60 @@
+"""Token buckets and keyed locks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.limits import KeyedLocks, RateLimiter
+from bot.linking import hash_link_code, looks_like_link_code, new_link_code
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_burst_then_refills() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_second=1, burst=3, clock=clock)
+    assert [limiter.try_acquire("a") for _ in range(4)] == [True, True, True, False]
+    assert limiter.retry_after("a") == 1.0
+    clock.now = 1.0
+    assert limiter.try_acquire("a") and not limiter.try_acquire("a")
+    assert limiter.try_acquire("b")
+
+
+def test_bucket_memory_stays_bounded() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_second=1, burst=2, clock=clock, max_keys=100)
+    for n in range(1000):
+        clock.now = n * 10.0  # every earlier bucket has refilled
+        limiter.try_acquire(n)
+    assert len(limiter._buckets) <= 100
+
+
+async def test_keyed_locks_serialise_one_key_and_free_memory() -> None:
+    locks = KeyedLocks()
+    order: list[str] = []
+
+    async def work(key: str, tag: str) -> None:
+        async with locks.hold(key):
+            order.append(f"{tag}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{tag}-")
+
+    await asyncio.gather(work("k", "a"), work("k", "b"), work("other", "c"))
+    a_or_b = [o for o in order if o[0] in "ab"]
+    assert a_or_b in (["a+", "a-", "b+", "b-"], ["b+", "b-", "a+", "a-"])
+    assert order.index("c+") < order.index("a-")  # other keys run concurrently
+    assert len(locks) == 0
+
+
+def test_link_codes_are_typable_and_hash_the_same_however_typed() -> None:
+    code = new_link_code()
+    assert len(code) == 9 and code[4] == "-" and looks_like_link_code(code)
+    assert hash_link_code(code) == hash_link_code(code.lower().replace("-", " "))
+    assert not looks_like_link_code("0000-OOOO")  # look-alikes are not in the alphabet
+    assert len({new_link_code() for _ in range(200)}) == 200
