@@ -199,16 +199,20 @@ class Engine:
     # -- who is speaking ----------------------------------------------------------------
 
     async def resolve(self, incoming: Incoming) -> Speaker:
+        """Who speaks (a guest, or the account the identity is linked to) and with whom."""
         account_id = incoming.account_id
         if account_id is None:
-            link = await self.store.get_identity(incoming.identity)
+            link, prefs = await self.store.resolve_identity(incoming.identity)
             account_id = link.account_id if link else None
+        else:
+            prefs = await self.store.get_preferences(account_owner(account_id))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
-        persona = await self.active_persona(owner)
-        return Speaker(incoming, owner, account_id, persona)
+        return Speaker(incoming, owner, account_id, self._persona_of(prefs))
 
     async def active_persona(self, owner: OwnerId) -> Persona:
-        prefs = await self.store.get_preferences(owner)
+        return self._persona_of(await self.store.get_preferences(owner))
+
+    def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
         return (self.personas.find(chosen) if chosen else None) or self.personas.default
 

@@ -10,7 +10,8 @@ A message is answered by the first of these that fits:
 3. an in-voice "I don't know that one" that points at what the persona does know.
 
 Replies are deterministic under a seed: each takes its own ``random.Random`` from the
-seed, the persona, the message and the window's length, so scheduling cannot change it.
+seed, the persona, the message, the window's length and how often this stored turn was
+answered before (so ``/retry`` phrases it anew), so scheduling cannot change it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import random
 import re
 import secrets
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from bot.personas import Persona
 from bot.store.base import BackendState
 
 MAX_CHARS = 2000  # a longer message is read from its start: enough to know what it asks
+_REMEMBERED_TURNS = 4096
 MIN_SCORE = 0.2  # below this, nothing in the card really matches
 MIN_COVERAGE = 0.3  # share of the question's weight a document must cover to answer it
 RELATED = 0.35  # documents within this share of the best score still answer
@@ -76,7 +78,8 @@ _GENERIC = frozenset(
         wordset(
             "use make made come give take put see look work run keep kind sort many one "
             "two new old good bad best better great time day people stuff always never often "
-            "usually sometimes because different part first last start stop find every"
+            "usually sometimes because different part first last start stop find every small "
+            "big low high little long short less hour minute week year lot"
         ),
     )
 )
@@ -200,21 +203,22 @@ def _build(persona: Persona, fingerprint: int) -> _Card:
         index=index,
         docs=tuple(docs),
         intents={k: tuple(v) for k, v in intents.items()},
-        topics=_topics([e.user for e in persona.examples], persona.knowledge, index, name_words),
+        topics=_topics(persona, index, name_words),
         trait=_trait(persona.personality),
         signature=_signature([d.answer for d in docs if not d.knowledge]),
         name_words=name_words,
     )
 
 
-def _topics(
-    questions: Sequence[str], lines: Sequence[str], index: Bm25Index, name_words: frozenset[str]
-) -> tuple[str, ...]:
-    """Words the persona talks about: recurring ones first, then what its examples are
-    asked about, then long words (more often nouns than short ones)."""
+def _topics(persona: Persona, index: Bm25Index, name_words: frozenset[str]) -> tuple[str, ...]:
+    """Words the persona talks about: its tags that its card mentions, then recurring
+    words, then what its examples are asked about, then long words (more often nouns)."""
     forms: dict[str, Counter[str]] = {}
+    questions = [e.user for e in persona.examples]
     asked = set(terms(WORD.findall(" ".join(questions).lower())))
-    for text in (*questions, *lines):
+    tags = {t: i for i, t in enumerate(tokenize(" ".join(persona.tags)))}
+    answers = [e.char for e in persona.examples]  # for how names are written: "MLOps"
+    for text in (*questions, *persona.knowledge, *answers, *persona.tags):
         for i, word in enumerate(WORD.findall(_MACRO.sub(" ", text))):
             low = word.lower()
             if len(low) < 3 or not low.isalpha() or low in STOPWORDS or low in name_words:
@@ -224,7 +228,9 @@ def _topics(
                 continue
             keep_case = word.isupper() or (i > 0 and word[0].isupper())  # Docker, YAML
             forms.setdefault(term, Counter())[word if keep_case else low] += 1
-    ranked = sorted(forms, key=lambda t: (-index.df[t], t not in asked, -len(t)))
+    ranked = sorted(
+        forms, key=lambda t: (tags.get(t, len(tags)), -index.df[t], t not in asked, -len(t))
+    )
     return tuple(_topic_form(forms[t]) for t in ranked[:6])
 
 
@@ -237,12 +243,25 @@ def _topic_form(forms: Counter[str]) -> str:
 
 
 def _trait(personality: str) -> str | None:
-    """The first short phrase of the personality: "Patient, precise" -> "patient"."""
-    for part in re.split(r"[,;/|\n]|\band\b", personality):
-        phrase = part.strip(" .!-–—\t\"'")
-        if phrase and len(phrase) <= 30 and len(phrase.split()) <= 3 and not _MACRO.search(phrase):
-            return phrase[0].lower() + phrase[1:] if phrase[1:2].islower() else phrase
-    return None
+    """A word for the persona's manner, from its personality: the first one-word phrase
+    ("Patient, precise"), else its first word when that reads as an adjective ("Gruff on
+    the outside"), else the first two-word phrase."""
+    phrases = [
+        p.strip(" .!-–—\t\"'").split()
+        for p in re.split(r"[,;:/|\n.]|\band\b|\bbut\b", personality)
+        if not _MACRO.search(p)
+    ]
+    first = _FIRST_WORD.match(personality.strip())
+    chosen = next((p for p in phrases if len(p) == 1), None)
+    if chosen is None and first is not None:
+        word = first.group().lower()
+        if word not in STOPWORDS and (not word.endswith("s") or word.endswith("ous")):
+            chosen = [first.group()]
+    chosen = chosen or next((p for p in phrases if len(p) == 2), None)
+    if not chosen:
+        return None
+    trait = " ".join(chosen)
+    return trait[0].lower() + trait[1:] if trait[1:2].islower() else trait
 
 
 def _signature(answers: Sequence[str]) -> str | None:
@@ -313,15 +332,17 @@ class _Reply:
         return self.rng.choice(own) if own else self.fill(intent)
 
     def retrieve(self, query: dict[str, float]) -> str | None:
-        hits = [
-            h
-            for h in self.card.index.search(query)
-            if h.score >= MIN_SCORE and h.coverage >= MIN_COVERAGE
-        ]
-        if not hits:
+        index, docs = self.card.index, self.card.docs
+        related: list[int] = []
+        floor = MIN_SCORE
+        for doc, score in index.search(query):
+            if score < floor:
+                break  # ranked: the rest score lower still
+            if index.coverage(query, doc) >= MIN_COVERAGE:
+                floor = floor if related else max(MIN_SCORE, RELATED * score)
+                related.append(doc)
+        if not related:
             return None
-        docs, floor = self.card.docs, max(MIN_SCORE, RELATED * hits[0].score)
-        related = [h.doc for h in hits if h.score >= floor]
         fresh = related
         if self.recent:
             # From the second letter on: a framed fact may have been said as "Well, a …".
@@ -340,13 +361,13 @@ class _Reply:
             # The best answer was just given: a fact that elaborates reads better than
             # the answer to a neighbouring question.
             fresh.sort(key=lambda d: not docs[d].knowledge)
-        doc = docs[fresh[0]]
-        if doc.knowledge:
-            return self.expand(self.frame(doc.answer))
+        best = docs[fresh[0]]
+        if best.knowledge:
+            return self.expand(self.frame(best.answer))
         extra = [docs[d] for d in fresh[1:] if docs[d].knowledge]
         if extra and self.rng.random() < COMBINE_CHANCE:
-            return self.expand(f"{doc.answer} {extra[0].answer}")
-        return self.expand(doc.answer)
+            return self.expand(f"{best.answer} {extra[0].answer}")
+        return self.expand(best.answer)
 
     def frame(self, line: str) -> str:
         """A knowledge line as the persona would say it."""
@@ -385,32 +406,53 @@ class OfflineBackend:
         self._seed = secrets.randbits(64) if seed is None else seed
         self._word_delay = word_delay
         self._cards: dict[str, _Card] = {}
+        # How often each stored user turn was answered, so /retry phrases it anew.
+        self._answered: OrderedDict[tuple[str, int, float], int] = OrderedDict()
 
     async def reply(
         self, persona: Persona, window: Sequence[Turn], message: Turn, state: BackendState
     ) -> AsyncIterator[str]:
         """Stream :meth:`compose`'s reply word by word (each word with its trailing space)."""
-        for i, delta in enumerate(_DELTA.findall(self.compose(persona, window, message))):
-            if i and self._word_delay > 0:
-                await asyncio.sleep(self._word_delay)
+        attempt = self._count_answer((persona.id, message.seq, message.created_at))
+        deltas = _DELTA.findall(self.compose(persona, window, message, attempt=attempt))
+        if self._word_delay <= 0:
+            for delta in deltas:
+                yield delta
+            return
+        yield deltas[0]
+        for delta in deltas[1:]:
+            await asyncio.sleep(self._word_delay)
             yield delta
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
-    def compose(self, persona: Persona, window: Sequence[Turn], message: Turn) -> str:
-        """The whole reply to ``message``, never empty; deterministic for a given seed."""
+    def compose(
+        self, persona: Persona, window: Sequence[Turn], message: Turn, *, attempt: int = 0
+    ) -> str:
+        """The whole reply to ``message``, never empty; deterministic for a given seed.
+        ``attempt`` counts earlier answers to the same stored turn (``/retry``)."""
         card = self._card(persona)
-        reply = self._reply(card, window, message)
+        reply = self._reply(card, window, message, attempt)
         text = self._answer(reply, message.text[:MAX_CHARS])
         # A card line made only of macros can expand to nothing.
         return text or reply.fill("nudge")
 
-    def _reply(self, card: _Card, window: Sequence[Turn], message: Turn) -> _Reply:
+    def _reply(self, card: _Card, window: Sequence[Turn], message: Turn, attempt: int) -> _Reply:
         recent, asked = _recent(window, message)
-        salt = zlib.crc32(f"{self._seed}\x1f{card.persona.id}\x1f{len(window)}".encode())
+        salt = zlib.crc32(
+            f"{self._seed}\x1f{card.persona.id}\x1f{len(window)}\x1f{attempt}".encode()
+        )
         rng = random.Random(zlib.crc32(message.text.encode("utf-8", "surrogatepass"), salt))
         return _Reply(card, message.author.strip() or "friend", rng, recent, asked)
+
+    def _count_answer(self, turn: tuple[str, int, float]) -> int:
+        """0 the first time a turn is answered, 1 on its first /retry, and so on."""
+        attempt = self._answered.pop(turn, -1) + 1
+        self._answered[turn] = attempt
+        if len(self._answered) > _REMEMBERED_TURNS:
+            self._answered.popitem(last=False)
+        return attempt
 
     def _answer(self, reply: _Reply, text: str) -> str:
         card, asked = reply.card, reply.asked
@@ -421,7 +463,7 @@ class OfflineBackend:
         if intents and (not rest or (intents[0] in ("thanks", "goodbye") and "?" not in text)):
             main = min(intents, key=_PRIORITY.index)
             said = reply.intent(main)
-            if main != "greeting" and "greeting" in intents:
+            if main != "greeting" and "greeting" in intents and not _greets(said):
                 said = f"{reply.hello(said)} {said}"
             return said
         query = dict.fromkeys(terms(rest), 1.0)
@@ -433,7 +475,7 @@ class OfflineBackend:
         answer = reply.retrieve(query) if query else None
         if answer is None:
             return reply.fill("unknown" if query or "?" in text else "nudge")
-        if "greeting" in intents:
+        if "greeting" in intents and not _greets(answer):
             answer = f"{reply.hello(answer)} {answer}"
         return answer
 
@@ -451,3 +493,7 @@ class OfflineBackend:
 
 def _is_anaphoric(words: list[str]) -> bool:
     return _ANAPHOR.match(" ".join(words)) is not None or any(w in _PRONOUNS for w in words)
+
+
+def _greets(answer: str) -> bool:
+    return "greeting" in _classify(WORD.findall(answer[:40].lower()), frozenset())[0]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 
 def wordset(text: str) -> frozenset[str]:
@@ -89,16 +89,6 @@ def tokenize(text: str) -> list[str]:
     return terms(WORD.findall(text.lower()))
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A scored document: ``coverage`` is the share of the query's idf-weighted terms
-    that the document contains (0..1), a scale-free sense of "is this on topic"."""
-
-    doc: int
-    score: float
-    coverage: float
-
-
 #: A document is a sequence of fields, each its terms and a weight.
 Field = tuple[Sequence[str], float]
 
@@ -139,25 +129,32 @@ class Bm25Index:
             for term, f in tf.items():
                 postings.setdefault(term, []).append((j, self._idf[term] * f * (k1 + 1) / (f + k1)))
         self._postings = {t: tuple(p) for t, p in postings.items()}
+        self._terms = tuple(frozenset(tf) for tf in per_doc)
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self.unknown_idf)
 
-    def search(self, query: Mapping[str, float], limit: int = 8) -> list[Hit]:
-        """The best ``limit`` documents for ``query`` (term -> weight), best first."""
+    def search(self, query: Mapping[str, float], limit: int = 8) -> list[tuple[int, float]]:
+        """The best ``limit`` documents for ``query`` (term -> weight) with their
+        scores, best first."""
         scores: dict[int, float] = {}
-        matched: dict[int, float] = {}
-        total = 0.0
+        get = scores.get
         for term, weight in query.items():
-            idf = self._idf.get(term)
-            if idf is None:
-                total += weight * self.unknown_idf
-                continue
-            total += weight * idf
-            for doc, part in self._postings[term]:
-                scores[doc] = scores.get(doc, 0.0) + weight * part
-                matched[doc] = matched.get(doc, 0.0) + weight * idf
+            for doc, part in self._postings.get(term, ()):
+                scores[doc] = get(doc, 0.0) + weight * part
         if not scores:
             return []
-        ranked = sorted(scores, key=lambda d: (-scores[d], d))[:limit]
-        return [Hit(d, scores[d], matched[d] / total) for d in ranked]
+        # Equal scores keep their first-seen order (sorted is stable): deterministic.
+        return sorted(scores.items(), key=itemgetter(1), reverse=True)[:limit]
+
+    def coverage(self, query: Mapping[str, float], doc: int) -> float:
+        """The share (0..1) of the query's idf-weighted terms that ``doc`` contains: a
+        scale-free sense of "is this document about what was asked"."""
+        terms, idf, unknown = self._terms[doc], self._idf, self.unknown_idf
+        total = found = 0.0
+        for term, weight in query.items():
+            part = weight * idf.get(term, unknown)
+            total += part
+            if term in terms:
+                found += part
+        return found / total if total else 0.0

@@ -123,6 +123,13 @@ class Store(Protocol):
     async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
         """The link of this identity, or None for a guest."""
 
+    async def resolve_identity(
+        self, identity: Identity
+    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
+        """The link of this identity (None for a guest) and the preferences of the owner
+        it speaks for (its account, or the guest itself), read together: every message
+        needs both, and a store may fetch them in one trip."""
+
     async def link_identity(
         self, identity: Identity, display_name: str, account_id: str, now: float
     ) -> None:

@@ -137,6 +137,14 @@ class MemoryStore:
         await self._enter("get_identity")
         return self._identities.get(identity)
 
+    async def resolve_identity(
+        self, identity: Identity
+    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
+        await self._enter("resolve_identity")
+        link = self._identities.get(identity)
+        owner = account_owner(link.account_id) if link else guest_owner(identity)
+        return link, dict(self._prefs.get(owner, {}))
+
     async def link_identity(
         self, identity: Identity, display_name: str, account_id: str, now: float
     ) -> None:

@@ -1,15 +1,18 @@
 """``SqliteStore``: the embedded default :class:`~bot.store.base.Store`, one file in WAL mode.
 
 sqlite3 never runs on the event loop: aiosqlite owns the connection and runs it on its
-one worker thread. A trip to that thread costs far more than a statement, so each store
-operation is a small function run there whole, and operations queued while the thread
-is busy go together in the next trip (group commit): the writes of one trip share one
-``BEGIN IMMEDIATE ... COMMIT``, each inside its own savepoint, so one operation failing
-(a version conflict, say) undoes only its own changes. Results are handed out only after
-the commit, so nobody sees data that did not last.
+one worker thread. A trip to that thread costs more than the statements of an operation,
+so each operation is a small function run there whole, and the operations queued while
+the thread is busy go together in its next trip, in one ``BEGIN IMMEDIATE ... COMMIT``
+(group commit); one failing (a version conflict, say) does not fail the others (see
+:func:`_run_batch`). Results are handed out after the commit, so nobody sees data that
+did not last. Other processes may share the file: versions are checked inside the write
+transaction, so appends never interleave.
 
-Several processes may share the file: the version check on conversations happens inside
-the write transaction, so appends never interleave or get lost.
+A message reads only the recent window of its conversation: one row of
+``conversations`` (its version, ``last_seq``) and a range of the ``turns`` primary key
+below ``last_seq``, or none of it when the window of that very version is still in
+:class:`_RecentTurns`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import json
 import secrets
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +51,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 #: Most operations sent to the worker thread in one trip (and one transaction).
-_MAX_BATCH = 256
+MAX_BATCH = 256
 
 #: The schema, one migration per entry, applied in order; ``PRAGMA user_version`` counts
 #: the applied ones. Append new migrations; never edit a released one.
@@ -117,18 +121,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# The current conversation of a key, else the archived one with the highest version
-# (whose version the next conversation continues from), with the newest turns.
-_LOAD_WINDOW = """
-    SELECT c.archived, c.version, c.backend_state, c.summary,
-           t.seq, t.role, t.text, t.author, t.created_at
-    FROM (SELECT id, archived, version, backend_state, summary, last_seq FROM conversations
-          WHERE owner = ? AND persona_id = ? AND scope = ?
-          ORDER BY archived, version DESC LIMIT 1) AS c
-    LEFT JOIN turns AS t
-      ON c.archived = 0 AND t.conversation_id = c.id AND t.seq > c.last_seq - ?
-    ORDER BY t.seq"""
-
 _BUMP_FOR_APPEND = """
     UPDATE conversations
     SET version = version + 1, last_seq = last_seq + ?,
@@ -141,23 +133,42 @@ _SAVE_STATE = """
     SET version = version + 1, backend_state = coalesce(?, backend_state),
         summary = coalesce(?, summary)
     WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0 AND version = ?
-    RETURNING version"""
+    RETURNING id, version"""
+
+_CURRENT = """
+    SELECT id, version, last_seq, backend_state, summary FROM conversations
+    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0"""
+
+# Seqs are consecutive, so the window is a range of the primary key. It is bounded above
+# too, so that it matches the version read even when another process appends meanwhile.
+_WINDOW = """
+    SELECT seq, role, text, author, created_at FROM turns
+    WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq"""
+
+_INSERT_TURN = """
+    INSERT INTO turns (conversation_id, seq, role, text, author, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)"""
 
 
 class SqliteStore:
     """A :class:`~bot.store.base.Store` in one SQLite file (created, with its directory,
-    when missing; upgraded to the current schema when older)."""
+    when missing; upgraded to the current schema when older).
+
+    ``window_cache`` is how many conversations keep their recent turns in memory.
+    """
 
     def __init__(
         self,
         path: str | Path,
         *,
         busy_timeout: float = 5.0,
+        window_cache: int = 1024,
         migrations: Sequence[Sequence[str]] = MIGRATIONS,
     ) -> None:
         self._path = Path(path)
         self._busy_timeout = busy_timeout
         self._migrations = migrations
+        self._recent = _RecentTurns(window_cache)
         self._db: aiosqlite.Connection | None = None
         self._pending: list[_Job] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -171,62 +182,42 @@ class SqliteStore:
             return self
         try:
             await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
-            db = await aiosqlite.connect(
+            self._db = await aiosqlite.connect(
                 self._path, isolation_level=None, timeout=self._busy_timeout
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open SQLite file {self._path}: {exc}") from exc
-        self._db = db
-        try:
-            await self._call(_prepare, self._busy_timeout, self._migrations)
-        except sqlite3.Error as exc:
-            self._db = None
-            await db.close()
-            raise _translate(exc) from exc
-        except BaseException:
-            self._db = None
-            await db.close()
+            await _on_worker(self._db, _prepare, self._busy_timeout, self._migrations)
+        except BaseException as exc:
+            db, self._db = self._db, None
+            if db is not None:
+                await db.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StoreUnavailable(f"cannot open SQLite file {self._path}: {exc}") from exc
             raise
+        self._recent.clear()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        while self._drainer is not None:  # finish what was queued
+        while self._drainer is not None:  # finish what is queued
             await asyncio.shield(self._drainer)
         db, self._db = self._db, None
         if db is None:
             return
         try:
-            await db.execute_fetchall("PRAGMA optimize")
+            await _on_worker(db, _fetch, "PRAGMA optimize", ())
         except sqlite3.Error:
-            pass  # only a hint for the query planner; closing matters more
+            pass  # a hint for the query planner; closing matters more
         finally:
             await db.close()
 
-    # -- the way to the worker thread --------------------------------------------------
+    # -- the way to the worker thread -----------------------------------------------------
 
     def _connection(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StoreUnavailable("the SQLite store is not open (use `async with store:`)")
         return self._db
 
-    async def _call(
-        self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run ``fn(connection, ...)`` on aiosqlite's worker thread, in one hop.
-
-        aiosqlite's public API costs one hop per statement (and per BEGIN and COMMIT),
-        and a hop costs far more than a statement, so whole operations and batches of
-        them run as one function there. aiosqlite has no public way to do that: this is
-        the one place that uses its private ``_execute``."""
-        db = self._connection()
-        result = await db._execute(fn, db._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
-        return cast(T, result)
-
     async def _submit(self, writes: bool, run: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue one operation for the next batch and wait for its outcome."""
+        """Queue one operation for the next trip and wait for its outcome."""
         self._connection()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(run, writes, future))
@@ -235,22 +226,22 @@ class SqliteStore:
         return await future
 
     async def _drain(self) -> None:
-        """Send the queued operations to the worker thread, a batch per hop, until none
-        are left. Operations queued during a hop go together in the next one."""
+        """Send the queued operations to the worker thread, a batch per trip, until no
+        more are queued."""
+        batch: list[_Job] = []
         try:
             while self._pending:
-                await asyncio.sleep(0)  # let callers woken by the last batch queue theirs
-                batch = [job for job in self._pending[:_MAX_BATCH] if not job.future.done()]
-                del self._pending[:_MAX_BATCH]
+                await asyncio.sleep(0)  # callers woken by the last batch queue their next
+                taken = self._pending[:MAX_BATCH]
+                del self._pending[: len(taken)]
+                batch = [job for job in taken if not job.future.done()]  # skip the cancelled
                 if not batch:
                     continue
                 try:
-                    outcomes = await self._call(_run_batch, batch)
-                except Exception as exc:  # the batch as a whole failed (BEGIN or COMMIT)
-                    for job in batch:
-                        if not job.future.done():
-                            job.future.set_exception(_job_error(exc, whole_batch=True))
-                    continue
+                    db = self._connection()
+                    outcomes = await _on_worker(db, _run_batch, batch, self._recent)
+                except Exception as exc:  # the transaction as a whole failed
+                    outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
                 for job, (ok, value) in zip(batch, outcomes, strict=True):
                     if job.future.done():
                         continue
@@ -258,8 +249,8 @@ class SqliteStore:
                         job.future.set_result(value)
                     else:
                         job.future.set_exception(_job_error(value))
-        except BaseException:
-            for job in self._pending:
+        except BaseException:  # cancelled (the loop is closing): nobody waits forever
+            for job in [*batch, *self._pending]:
                 job.future.cancel()
             self._pending.clear()
             raise
@@ -271,7 +262,7 @@ class SqliteStore:
         return await self._submit(False, lambda conn: _fetch(conn, sql, parameters))
 
     async def _change(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """Run one writing statement (in a transaction) and return its rows."""
+        """Run one writing statement and return its rows."""
         return await self._submit(True, lambda conn: _fetch(conn, sql, parameters))
 
     async def _write(
@@ -329,6 +320,11 @@ class SqliteStore:
         )
         return LinkedIdentity(*rows[0]) if rows else None
 
+    async def resolve_identity(
+        self, identity: Identity
+    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
+        return await self._submit(False, lambda conn: _resolve_identity(conn, identity))
+
     async def link_identity(
         self, identity: Identity, display_name: str, account_id: str, now: float
     ) -> None:
@@ -359,7 +355,7 @@ class SqliteStore:
         )
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
-        # one statement: deleting is what makes the code single-use, also across processes
+        # deleting is what makes a code single-use, across processes too
         rows = await self._change(
             "DELETE FROM link_codes WHERE code_hash = ? RETURNING account_id, expires_at",
             (code_hash,),
@@ -406,28 +402,13 @@ class SqliteStore:
     # -- conversations ----------------------------------------------------------------
 
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
-        rows = await self._select(
-            _LOAD_WINDOW, (key.owner, key.persona_id, key.scope, max(max_turns, 0))
-        )
-        if not rows:
-            return ConversationWindow(0)
-        archived, version, state, summary = rows[0][:4]
-        if archived:
-            return ConversationWindow(version)
-        turns = tuple(Turn(*row[4:]) for row in rows if row[4] is not None)
-        backend_state = json.loads(state) if state != "{}" else {}
-        return ConversationWindow(version, turns, backend_state, summary)
+        recent = self._recent
+        return await self._submit(False, lambda conn: _load_window(conn, recent, key, max_turns))
 
     async def append_turns(
         self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
     ) -> tuple[int, tuple[Turn, ...]]:
-        rows = [(t.role, t.text, t.author, t.created_at) for t in turns]
-        version, first = await self._write(_append, key, rows, expected_version, now)
-        stored = tuple(
-            Turn(seq, t.role, t.text, t.author, t.created_at)
-            for seq, t in enumerate(turns, start=first)
-        )
-        return version, stored
+        return await self._write(_append, self._recent, key, tuple(turns), expected_version, now)
 
     async def save_conversation_state(
         self,
@@ -438,7 +419,7 @@ class SqliteStore:
         summary: str | None = None,
     ) -> int:
         state = None if backend_state is None else json.dumps(dict(backend_state))
-        return await self._write(_save_state, key, expected_version, state, summary)
+        return await self._write(_save_state, self._recent, key, expected_version, state, summary)
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         await self._change(
@@ -461,9 +442,8 @@ class SqliteStore:
             if row[5] is not None:
                 turns.append(Turn(*row[5:]))
             if index + 1 == len(rows) or rows[index + 1][0] != row[0]:
-                records.append(
-                    ConversationRecord(row[1], row[2], bool(row[3]), row[4], tuple(turns))
-                )
+                record = ConversationRecord(row[1], row[2], bool(row[3]), row[4], tuple(turns))
+                records.append(record)
                 turns = []
         return records
 
@@ -471,59 +451,27 @@ class SqliteStore:
         await self._write(_forget_owner, owner)
 
 
+async def _on_worker(
+    db: aiosqlite.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run ``fn(connection, ...)`` on aiosqlite's worker thread, in one trip.
+
+    aiosqlite's public API costs a trip per statement (and per BEGIN and COMMIT); a
+    whole batch run as one function there is several times faster. aiosqlite has no
+    public way to do that: this is the one place that uses its private ``_execute``
+    (there since its first release; the version is pinned below 1 in pyproject.toml)."""
+    result = await db._execute(fn, db._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
+    return cast(T, result)
+
+
 @dataclass(slots=True)
 class _Job:
     run: Callable[[sqlite3.Connection], Any]
     writes: bool
     future: asyncio.Future[Any]
-
-
-def _job_error(error: BaseException, *, whole_batch: bool = False) -> BaseException:
-    """The exception a caller sees; every caller gets an exception of its own."""
-    if isinstance(error, sqlite3.Error):
-        translated = _translate(error)
-    elif whole_batch:
-        translated = StoreUnavailable(f"the SQLite store failed: {error!r}")
-    else:
-        return error  # raised on purpose by the operation: VersionConflict, StoreError
-    translated.__cause__ = error
-    return translated
-
-
-# -- what runs on the worker thread -----------------------------------------------------
-
-
-def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
-    """Run the operations in order; writes share one transaction, each in a savepoint.
-    Returns ``(True, result)`` or ``(False, exception)`` per operation; raises when the
-    transaction as a whole fails, which fails every operation of the batch."""
-    outcomes: list[tuple[bool, Any]] = []
-    writes = any(job.writes for job in batch)
-    if writes:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        for job in batch:
-            if job.writes:
-                conn.execute("SAVEPOINT job")
-            try:
-                outcomes.append((True, job.run(conn)))
-            except Exception as exc:
-                if job.writes:
-                    conn.execute("ROLLBACK TO job")
-                outcomes.append((False, exc))
-            if job.writes:
-                conn.execute("RELEASE job")
-        if writes:
-            conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes
-
-
-def _fetch(conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
-    return conn.execute(sql, parameters).fetchall()
 
 
 def _translate(exc: sqlite3.Error) -> StoreError:
@@ -534,11 +482,105 @@ def _translate(exc: sqlite3.Error) -> StoreError:
     return StoreUnavailable(f"SQLite failed: {exc}")
 
 
+def _job_error(error: BaseException, *, whole_batch: bool = False) -> BaseException:
+    """The exception a caller sees: a fresh one per caller, sqlite3's translated."""
+    if isinstance(error, sqlite3.Error):
+        translated = _translate(error)
+    elif whole_batch:
+        translated = StoreUnavailable(f"the SQLite store failed: {error!r}")
+    else:
+        return error  # raised on purpose by the operation: VersionConflict, StoreError
+    translated.__cause__ = error
+    return translated
+
+
+@dataclass(slots=True)
+class _Recent:
+    conversation_id: int
+    version: int
+    turns: tuple[Turn, ...]
+    complete: bool  # whether turns start at the conversation's first
+
+    def holds(self, conversation_id: int, version: int) -> bool:
+        return self.conversation_id == conversation_id and self.version == version
+
+
+class _RecentTurns:
+    """The newest turns of recently used conversations, so that a window costs one row
+    lookup instead of one per turn. An entry holds for one conversation at one version,
+    and every load reads the version from the file first, so an entry never serves turns
+    that changed meanwhile (another process appended, a reset, a link). Used on the
+    worker thread only; cleared whenever a transaction fails."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keep = 0  # the most turns a window has asked for
+        self._entries: OrderedDict[ConversationKey, _Recent] = OrderedDict()
+
+    def get(
+        self, key: ConversationKey, conversation_id: int, version: int, max_turns: int
+    ) -> tuple[Turn, ...] | None:
+        entry = self._entries.get(key)
+        if entry is None or not entry.holds(conversation_id, version):
+            return None
+        if len(entry.turns) < max_turns and not entry.complete:
+            return None
+        self._entries.move_to_end(key)
+        return entry.turns[-max_turns:] if max_turns > 0 else ()
+
+    def put(
+        self,
+        key: ConversationKey,
+        conversation_id: int,
+        version: int,
+        turns: tuple[Turn, ...],
+        max_turns: int,
+    ) -> None:
+        self._keep = max(self._keep, max_turns)
+        complete = not turns or turns[0].seq == 1
+        self._store(key, _Recent(conversation_id, version, turns, complete))
+
+    def advance(
+        self,
+        key: ConversationKey,
+        conversation_id: int,
+        version: int,
+        added: tuple[Turn, ...],
+        *,
+        started: bool = False,
+    ) -> None:
+        """Follow a change this process made: version - 1 became ``version``."""
+        entry = _Recent(conversation_id, version - 1, (), True) if started else None
+        entry = entry or self._entries.get(key)
+        if entry is None or not entry.holds(conversation_id, version - 1):
+            self._entries.pop(key, None)
+            return
+        turns = entry.turns + added
+        complete = entry.complete and len(turns) <= self._keep
+        kept = turns[max(len(turns) - self._keep, 0) :]
+        self._store(key, _Recent(conversation_id, version, kept, complete))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def _store(self, key: ConversationKey, entry: _Recent) -> None:
+        if self._capacity <= 0:
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
+# -- what runs on the worker thread -----------------------------------------------------
+
+
 def _prepare(
     conn: sqlite3.Connection, busy_timeout: float, migrations: Sequence[Sequence[str]]
 ) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; never corrupt
+    # a power cut may lose the last commits (not a crash of the process), never corrupts
+    conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     while True:
@@ -550,33 +592,55 @@ def _prepare(
             )
         if version == len(migrations):
             return
-        _in_transaction(conn, _migrate, version, migrations[version])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have applied it since we looked
+            if conn.execute("PRAGMA user_version").fetchone()[0] == version:
+                for statement in migrations[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
-def _migrate(conn: sqlite3.Connection, version: int, statements: Sequence[str]) -> None:
-    # another process may have applied it since we looked
-    if conn.execute("PRAGMA user_version").fetchone()[0] == version:
-        for statement in statements:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {version + 1}")
+def _run_batch(
+    conn: sqlite3.Connection, batch: Sequence[_Job], recent: _RecentTurns
+) -> list[tuple[bool, Any]]:
+    """Run the operations in order, in one transaction; returns ``(True, result)`` or
+    ``(False, exception)`` for each.
 
-
-def _in_transaction(
-    conn: sqlite3.Connection,
-    fn: Callable[Concatenate[sqlite3.Connection, P], T],
-    /,
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+    An operation that fails having changed nothing fails alone: our operations check
+    before they write, and a failed statement undoes itself. One that fails after
+    changing something is a broken invariant or a broken disk: that raises, and the
+    whole batch rolls back and fails, so nothing half-done is ever committed. (Savepoints
+    would let even that one fail alone, for two more statements per write: too dear for
+    what should never happen.)"""
+    outcomes: list[tuple[bool, Any]] = []
+    # a batch of reads gets a transaction too: one snapshot for each operation
+    conn.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
     try:
-        result = fn(conn, *args, **kwargs)
+        for job in batch:
+            changes = conn.total_changes
+            try:
+                outcomes.append((True, job.run(conn)))
+            except Exception as exc:
+                if conn.total_changes != changes:
+                    raise
+                outcomes.append((False, exc))
         conn.execute("COMMIT")
     except BaseException:
+        recent.clear()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return result
+    return outcomes
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, parameters).fetchall()
 
 
 def _key(key: ConversationKey) -> tuple[str, str, str]:
@@ -594,44 +658,66 @@ def _newest(conn: sqlite3.Connection, key: ConversationKey) -> tuple[bool, int]:
     return (False, 0) if row is None else (not row[0], row[1])
 
 
-def _start(conn: sqlite3.Connection, key: ConversationKey, expected: int, now: float) -> int:
-    """Start the key's next conversation if ``expected`` matches; return its id."""
+def _start(conn: sqlite3.Connection, key: ConversationKey, expected: int, now: float) -> None:
+    """Start the key's next conversation if ``expected`` is still its version."""
     current, version = _newest(conn, key)
     if current or version != expected:
         raise VersionConflict(f"conversation {key} is at version {version}, not {expected}")
-    row = conn.execute(
+    conn.execute(
         "INSERT INTO conversations (owner, persona_id, scope, version, started_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        " VALUES (?, ?, ?, ?, ?)",
         (*_key(key), version, now),
-    ).fetchone()
-    return int(row[0])
+    )
+
+
+def _load_window(
+    conn: sqlite3.Connection, recent: _RecentTurns, key: ConversationKey, max_turns: int
+) -> ConversationWindow:
+    row = conn.execute(_CURRENT, _key(key)).fetchone()
+    if row is None:
+        return ConversationWindow(_newest(conn, key)[1])
+    conversation_id, version, last_seq, state, summary = row
+    turns = recent.get(key, conversation_id, version, max_turns)
+    if turns is None:
+        bounds = (conversation_id, last_seq - max(max_turns, 0), last_seq)
+        turns = tuple(Turn(*turn) for turn in conn.execute(_WINDOW, bounds))
+        recent.put(key, conversation_id, version, turns, max_turns)
+    backend_state = json.loads(state) if state != "{}" else {}
+    return ConversationWindow(version, turns, backend_state, summary)
 
 
 def _append(
     conn: sqlite3.Connection,
+    recent: _RecentTurns,
     key: ConversationKey,
-    rows: Sequence[tuple[str, str, str, float]],
+    turns: tuple[NewTurn, ...],
     expected: int,
     now: float,
-) -> tuple[int, int]:
-    """Returns the new version and the seq of the first appended turn."""
-    bump = (len(rows), now, *_key(key), expected)
+) -> tuple[int, tuple[Turn, ...]]:
+    bump = (len(turns), now, *_key(key), expected)
     row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
-    if row is None:
+    started = row is None
+    if started:
         _start(conn, key, expected, now)
         row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
     conversation_id, version, last_seq = row
-    first = last_seq - len(rows) + 1
-    conn.executemany(
-        "INSERT INTO turns (conversation_id, seq, role, text, author, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(conversation_id, seq, *turn) for seq, turn in enumerate(rows, start=first)],
+    first = last_seq - len(turns) + 1
+    stored = tuple(
+        Turn(seq, turn.role, turn.text, turn.author, turn.created_at)
+        for seq, turn in enumerate(turns, start=first)
     )
-    return version, first
+    for turn in stored:
+        conn.execute(
+            _INSERT_TURN,
+            (conversation_id, turn.seq, turn.role, turn.text, turn.author, turn.created_at),
+        )
+    recent.advance(key, conversation_id, version, stored, started=started)
+    return version, stored
 
 
 def _save_state(
     conn: sqlite3.Connection,
+    recent: _RecentTurns,
     key: ConversationKey,
     expected: int,
     state: str | None,
@@ -639,11 +725,28 @@ def _save_state(
 ) -> int:
     save = (state, summary, *_key(key), expected)
     row = conn.execute(_SAVE_STATE, save).fetchone()
-    if row is None:
+    started = row is None
+    if started:
         # a conversation started here has no turns yet; its first append dates it
         _start(conn, key, expected, 0.0)
         row = conn.execute(_SAVE_STATE, save).fetchone()
-    return int(row[0])
+    conversation_id, version = row
+    recent.advance(key, conversation_id, version, (), started=started)
+    return int(version)
+
+
+def _resolve_identity(
+    conn: sqlite3.Connection, identity: Identity
+) -> tuple[LinkedIdentity | None, dict[str, str]]:
+    row = conn.execute(
+        "SELECT platform, user_id, display_name, account_id, linked_at FROM identities"
+        " WHERE platform = ? AND user_id = ?",
+        (identity.platform, identity.user_id),
+    ).fetchone()
+    link = LinkedIdentity(*row) if row else None
+    owner = account_owner(link.account_id) if link else guest_owner(identity)
+    prefs = conn.execute("SELECT name, value FROM preferences WHERE owner = ?", (owner,))
+    return link, {str(name): str(value) for name, value in prefs}
 
 
 def _link_identity(

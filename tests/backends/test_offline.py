@@ -136,9 +136,9 @@ def test_tokenize_drops_stopwords_and_keeps_unicode() -> None:
 
 def test_bm25_ranks_the_denser_match_first() -> None:
     index = Bm25Index([[(["cat", "dog"], 1.0)], [(["cat"], 1.0)], [(["fish"], 1.0)]])
-    hits = index.search({"cat": 1.0})
-    assert [h.doc for h in hits] == [1, 0]
-    assert hits[0].coverage == 1.0
+    assert [doc for doc, _score in index.search({"cat": 1.0})] == [1, 0]
+    # an unknown word weighs as much as the rarest known one
+    assert index.coverage({"fish": 1.0, "bird": 1.0}, 2) == pytest.approx(0.5)
     assert index.search({"bird": 1.0}) == []
 
 
@@ -356,3 +356,18 @@ def test_any_text_gets_a_non_empty_reply(text: str) -> None:
     backend = OfflineBackend(seed=0)
     deltas = asyncio.run(stream(backend, ADA, text))
     assert deltas and "".join(deltas).strip()
+
+
+async def test_retry_of_the_same_turn_is_phrased_anew() -> None:
+    persona = Persona(
+        id="t",
+        name="Tess",
+        examples=(Exchange("What is Docker?", "Docker packages apps into containers."),),
+        knowledge=tuple(f"Docker fact number {n} about containers and images." for n in range(8)),
+    )
+    backend = OfflineBackend(seed=3)
+    message = Turn(1, "user", "Tell me about docker", "Sam", 1.0)
+    replies = set()
+    for _ in range(4):
+        replies.add("".join([d async for d in backend.reply(persona, [], message, {})]))
+    assert len(replies) > 1
