@@ -42,9 +42,7 @@ class LoginThrottled(AuthError):
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, int(retry_after + 0.999))
-        super().__init__(
-            f"Too many failed attempts. Try again in {_human(self.retry_after)}."
-        )
+        super().__init__(f"Too many failed attempts. Try again in {_human(self.retry_after)}.")
 
 
 def _human(seconds: int) -> str:

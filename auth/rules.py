@@ -30,9 +30,7 @@ def check_username(username: str) -> str:
     """The username, stripped of surrounding spaces, or InvalidUsername saying why."""
     name = username.strip()
     if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
-        raise InvalidUsername(
-            f"A username has {USERNAME_MIN} to {USERNAME_MAX} characters."
-        )
+        raise InvalidUsername(f"A username has {USERNAME_MIN} to {USERNAME_MAX} characters.")
     if not _USERNAME.fullmatch(name):
         raise InvalidUsername(f"A username may use only {USERNAME_ALPHABET}.")
     return name

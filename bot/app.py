@@ -85,7 +85,10 @@ class PersonaBridge:
         personas: PersonaLibrary | None = None,
         metrics: Metrics | None = None,
     ):
+        from adapters.web import PrometheusMetrics
+
         self.settings = settings
+        self.metrics = metrics if metrics is not None else PrometheusMetrics()
         self.store = store if store is not None else build_store(settings)
         self.personas = personas if personas is not None else load_personas(settings)
         self.backends = backends if backends is not None else build_backends(settings)
@@ -97,7 +100,7 @@ class PersonaBridge:
             settings=settings.engine,
             rate_limit=settings.rate_limit,
             access=settings.access,
-            metrics=metrics,
+            metrics=self.metrics,
         )
         self._stack = AsyncExitStack()
 
@@ -129,8 +132,16 @@ class PersonaBridge:
         await self._stack.aclose()
 
     def enabled_adapters(self) -> list[Adapter]:
-        """The adapters the settings switch on (none are built in this version)."""
-        return []
+        """The adapters the settings switch on, in start order."""
+        adapters: list[Adapter] = []
+        if self.settings.web.enabled:
+            from adapters.web import PrometheusMetrics, WebAdapter
+            from auth import AccountService
+
+            metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
+            accounts = AccountService(self.store)
+            adapters.append(WebAdapter(self.engine, accounts, self.settings.web, metrics=metrics))
+        return adapters
 
     async def serve(self, adapters: Sequence[Adapter], stop: asyncio.Event) -> None:
         """Start the adapters, wait for ``stop``, stop them in reverse order."""

@@ -92,10 +92,10 @@ async def _run(settings: Settings) -> None:
         adapters = bridge.enabled_adapters()
         if not adapters:
             print(
-                "personabridge: no adapter is enabled. The web, Telegram and Discord "
-                "adapters are switched on by PERSONABRIDGE_WEB__*, PERSONABRIDGE_TELEGRAM__TOKEN "
-                "and PERSONABRIDGE_DISCORD__TOKEN once they ship; until then try "
-                "'personabridge chat'.",
+                "personabridge: no adapter is enabled (PERSONABRIDGE_WEB__ENABLED=false). "
+                "Enable the web page, or chat in the terminal with 'personabridge chat'. "
+                "Telegram (PERSONABRIDGE_TELEGRAM__TOKEN) and Discord "
+                "(PERSONABRIDGE_DISCORD__TOKEN) adapters are not part of this version yet.",
                 file=sys.stderr,
             )
             return

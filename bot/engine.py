@@ -47,6 +47,7 @@ from bot.store.base import Store
 log = logging.getLogger(__name__)
 
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
+REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
 APPEND_ATTEMPTS = 5
 #: Commands a guest may use when only linked accounts may chat.
 GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
@@ -119,6 +120,7 @@ class Engine:
             return
         self.metrics.message_in(incoming.platform)
         done = await self._precheck(incoming)
+        prepared: _Prepared | ReplyDone | None = None
         try:
             if done is None:
                 speaker = await self.resolve(incoming)
@@ -143,7 +145,8 @@ class Engine:
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")
-            done = ReplyDone(STORE_TROUBLE, ReplyKind.ERROR)
+            turn_kept = isinstance(prepared, _Prepared)
+            done = ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 

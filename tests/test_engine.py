@@ -503,3 +503,23 @@ def engine_now() -> float:
     import time
 
     return time.time()
+
+
+async def test_store_failing_on_the_reply_keeps_the_user_turn() -> None:
+    appends = 0
+
+    def second_append_fails(op: str) -> BaseException | None:
+        nonlocal appends
+        if op == "append_turns":
+            appends += 1
+            if appends == 2:
+                return StoreUnavailable("disk full")
+        return None
+
+    async with MemoryStore(fail=second_append_fails) as flaky:
+        engine = build_engine(flaky, WindowEcho())
+        done = await reply(engine, dm("alice", "hello"))
+        assert done.kind is ReplyKind.ERROR and "/retry" in done.text
+        window = await flaky.load_window(key("alice"), 5)
+        assert [t.text for t in window.turns] == ["hello"]
+        assert (await reply(engine, dm("alice", "/retry"))).kind is ReplyKind.CHAT

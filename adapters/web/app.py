@@ -1,0 +1,103 @@
+"""``create_app``: the aiohttp application of the web front end.
+
+Pages (sign up, log in, account, chat), operations (``/healthz``, ``/metrics``), static
+files, and routes that other adapters contribute (the Telegram webhook, Discord
+interactions): they arrive as ``extra_routes`` and pass the same error handling and
+security headers. A contributed route that authenticates its requests another way
+(a signature, a secret header) marks its handler ``csrf_exempt = True``; every other
+POST needs a CSRF token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from adapters.web import routes_account, routes_auth, routes_chat, routes_ops
+from adapters.web.background import ReplyTasks
+from adapters.web.csrf import csrf_middleware
+from adapters.web.keys import (
+    ACCOUNTS,
+    ENGINE,
+    METRICS,
+    OPTIONS,
+    PAGE_CACHE,
+    REPLY_TASKS,
+    SIGNUP_LIMITER,
+    TEMPLATES,
+    WebOptions,
+)
+from adapters.web.metrics import PrometheusMetrics
+from adapters.web.middleware import (
+    error_middleware,
+    metrics_middleware,
+    security_headers_middleware,
+)
+from adapters.web.pagecache import PageCache
+from adapters.web.render import build_templates
+from auth import AccountService
+from bot.config import WebSettings
+from bot.engine import Engine
+from bot.limits import RateLimiter
+
+STATIC_DIR = Path(__file__).parent / "static"
+#: Bodies above this are refused with 413: forms and chat messages are small.
+MAX_BODY = 64 * 1024
+
+
+def create_app(
+    engine: Engine,
+    accounts: AccountService,
+    *,
+    settings: WebSettings | None = None,
+    metrics: PrometheusMetrics | None = None,
+    telegram_bot_username: str | None = None,
+    extra_routes: Sequence[web.AbstractRouteDef] = (),
+    client_max_size: int = MAX_BODY,
+    chat_max_chars: int = 4000,
+    signups_per_hour: int = 20,
+) -> web.Application:
+    """Build the web application.
+
+    ``metrics`` should be the instance the engine counts into (so ``/metrics`` shows
+    the engine's figures too); a fresh one is made when it is None. ``settings`` is
+    read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS).
+    """
+    settings = settings or WebSettings()
+    options = WebOptions(
+        secure_cookies=settings.secure_cookies,
+        telegram_bot_username=(telegram_bot_username or "").lstrip("@") or None,
+        chat_max_chars=chat_max_chars,
+        signups_per_hour=signups_per_hour,
+    )
+    app = web.Application(
+        middlewares=[
+            security_headers_middleware,
+            metrics_middleware,
+            error_middleware,
+            csrf_middleware,
+        ],
+        client_max_size=client_max_size,
+    )
+    app[ENGINE] = engine
+    app[ACCOUNTS] = accounts
+    app[OPTIONS] = options
+    app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
+    app[TEMPLATES] = build_templates()
+    app[PAGE_CACHE] = PageCache()
+    app[REPLY_TASKS] = tasks = ReplyTasks()
+    app[SIGNUP_LIMITER] = RateLimiter(
+        per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)
+    )
+    for module in (routes_auth, routes_account, routes_chat, routes_ops):
+        app.router.add_routes(module.routes)
+    app.router.add_static("/static", STATIC_DIR, name="static")
+    app.router.add_routes(extra_routes)
+
+    async def finish_replies(app: web.Application) -> None:
+        await tasks.close()
+
+    app.on_cleanup.append(finish_replies)
+    return app

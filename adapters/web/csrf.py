@@ -1,0 +1,146 @@
+"""Cross-site request forgery protection for every state-changing request.
+
+Every POST, PUT, PATCH and DELETE must carry a token, in the form field
+``csrf_token`` or the ``X-CSRF-Token`` header (for ``fetch``); otherwise 403.
+
+* Logged in, the token is derived from the session token (an HMAC keyed with it), so
+  it is tied to the session, changes when the session does, and needs no storage.
+* Anonymous forms (log in, sign up) use a double-submit cookie: a random value in an
+  HttpOnly cookie, with the token derived from it in the form. A cross-site page can
+  neither read the cookie nor the token.
+
+On top, a request whose ``Origin`` header names another host is refused, and the
+session cookie is ``SameSite=Lax``. A form posted with a session that has expired
+since the page was shown sends the browser to the login page rather than a bare 403.
+
+Routes contributed by other adapters (webhooks, signed with their own scheme) opt out
+by marking their handler: ``handler.csrf_exempt = True`` (see :func:`csrf_exempt`;
+other adapters set the attribute themselves, as they may not import this package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from adapters.web.cookies import set_cookie
+from adapters.web.keys import NEW_CSRF_COOKIE, OPTIONS
+from adapters.web.redirects import login_url
+from adapters.web.replies import same_site_referer_path, wants_json
+from adapters.web.session import current_account, session_token
+
+CSRF_EXEMPT_ATTR = "csrf_exempt"
+#: Marks the anonymous forms (log in, sign up): they also accept the anonymous token when
+#: a session is live, so a login form left open in a second tab still works.
+CSRF_ANONYMOUS_ATTR = "csrf_anonymous"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_MAX_TOKEN = 128
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def csrf_exempt(handler: F) -> F:
+    """Mark a route handler as exempt from the CSRF check (it authenticates its
+    requests another way, such as a signature or a shared secret)."""
+    setattr(handler, CSRF_EXEMPT_ATTR, True)
+    return handler
+
+
+def csrf_anonymous(handler: F) -> F:
+    """Mark the handler of an anonymous form (see :data:`CSRF_ANONYMOUS_ATTR`)."""
+    setattr(handler, CSRF_ANONYMOUS_ATTR, True)
+    return handler
+
+
+def _derive(seed: str) -> str:
+    # A hash of the secret seed, personalised so it can never equal another hash made
+    # of the same secret (the store keeps sha256(session token)). BLAKE2 is used for
+    # its speed: this runs for every page.
+    return hashlib.blake2b(seed.encode(), digest_size=32, person=b"pb-csrf-v1").hexdigest()
+
+
+async def _seed(request: web.Request, *, mint: bool, anonymous: bool = False) -> str | None:
+    """The secret the request's token derives from: the session token when the
+    session is live (unless ``anonymous``), else the anonymous CSRF cookie (minted
+    when ``mint``)."""
+    if not anonymous and await current_account(request) is not None:
+        return session_token(request)
+    if NEW_CSRF_COOKIE in request:
+        return request[NEW_CSRF_COOKIE]
+    cookie = request.cookies.get(request.app[OPTIONS].csrf_cookie)
+    if cookie and len(cookie) <= _MAX_TOKEN:
+        return cookie
+    if not mint:
+        return None
+    request[NEW_CSRF_COOKIE] = value = secrets.token_urlsafe(32)
+    return value
+
+
+async def csrf_token(request: web.Request) -> str:
+    """The token to put into this page's forms (minting the anonymous cookie if needed)."""
+    seed = await _seed(request, mint=True)
+    assert seed is not None
+    return _derive(seed)
+
+
+def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """Send the anonymous cookie if one was minted for this request's page."""
+    value = request.get(NEW_CSRF_COOKIE)
+    if value is not None:
+        options = request.app[OPTIONS]
+        set_cookie(response, options.csrf_cookie, value, secure=options.secure_cookies)
+
+
+def _foreign_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+async def _sent_token(request: web.Request) -> str | None:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.content_type in _FORM_TYPES:
+        value = (await request.post()).get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    return sent
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in SAFE_METHODS or request.match_info.http_exception is not None:
+        return await handler(request)
+    if getattr(request.match_info.handler, CSRF_EXEMPT_ATTR, False):
+        return await handler(request)
+    if _foreign_origin(request):
+        raise web.HTTPForbidden(reason="cross-site request refused")
+    sent = await _sent_token(request)
+    if sent and len(sent) <= _MAX_TOKEN:
+        seeds = [await _seed(request, mint=False)]
+        if getattr(request.match_info.handler, CSRF_ANONYMOUS_ATTR, False):
+            seeds.append(await _seed(request, mint=False, anonymous=True))
+        if any(seed and hmac.compare_digest(sent, _derive(seed)) for seed in seeds):
+            return await handler(request)
+    if session_token(request) is not None and await current_account(request) is None:
+        # The page was shown to a session that has since expired or was logged out.
+        back = login_url(same_site_referer_path(request) or "/account")
+        if wants_json(request):
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "Your session has expired.", "login": back}),
+                content_type="application/json",
+            )
+        raise web.HTTPSeeOther(back)
+    raise web.HTTPForbidden(reason="missing or wrong CSRF token")

@@ -1,0 +1,148 @@
+"""The web chat: the page, and sending a message with the reply streamed back.
+
+``POST /chat/send`` answers our script (``Accept: text/event-stream``) with the
+reply as Server-Sent Events over the response of that POST (read with ``fetch``, since
+``EventSource`` can only GET): ``delta`` events with text as it is written, then one
+``done`` event. A plain form post (no JavaScript) waits for the whole reply and goes
+back to ``/chat``, where the reply now is in the history.
+
+The web chat is the account's ``direct`` conversation: the same one its linked private
+chats on Discord and Telegram continue. Reset and retry are the ``/reset`` and
+``/retry`` commands, sent like any message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, suppress
+from typing import Any
+
+from aiohttp import web
+
+from adapters.web.forms import see_other
+from adapters.web.keys import ENGINE, OPTIONS, REPLY_TASKS
+from adapters.web.middleware import add_security_headers
+from adapters.web.redirects import login_url
+from adapters.web.render import render
+from adapters.web.replies import json_error, wants_json
+from adapters.web.session import current_account, require_account
+from bot.messages import DIRECT_SCOPE, Incoming, ReplyEvent, TextDelta, account_owner
+from bot.store.base import Account
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+PLATFORM = "web"
+STREAM_FAILED = "Something went wrong while answering. Your message is saved: try Retry."
+
+
+@routes.get("/chat", name="chat")
+async def chat_page(request: web.Request) -> web.Response:
+    account = await require_account(request)
+    engine = request.app[ENGINE]
+    owner = account_owner(account.id)
+    persona = await engine.active_persona(owner)
+    turns = await engine.recent_turns(owner, persona.id, DIRECT_SCOPE)
+    greeting = persona.expand(persona.greeting, account.username) or f"Hello, I am {persona.name}."
+    return await render(
+        request,
+        "chat.html",
+        persona=persona,
+        personas=list(engine.personas),
+        turns=turns,
+        greeting=greeting,
+        max_chars=request.app[OPTIONS].chat_max_chars,
+    )
+
+
+def incoming_for(account: Account, text: str) -> Incoming:
+    """The web speaks for the logged-in account: the engine needs no identity lookup."""
+    return Incoming(
+        platform=PLATFORM,
+        user_id=account.id,
+        display_name=account.username,
+        chat_id=account.id,
+        private=True,
+        text=text,
+        account_id=account.id,
+    )
+
+
+@routes.post("/chat/send")
+async def send(request: web.Request) -> web.StreamResponse:
+    script = wants_json(request)
+    account = await current_account(request)
+    if account is None:
+        if script:
+            return json_error(401, "Your session has expired.", login=login_url("/chat"))
+        raise web.HTTPSeeOther(login_url("/chat"))
+    text, problem = await _message_text(request)
+    if problem is not None:
+        if script:
+            return json_error(400, problem)
+        return see_other("/chat")
+    engine, tasks = request.app[ENGINE], request.app[REPLY_TASKS]
+    if not script:
+        await tasks.complete(engine, incoming_for(account, text))
+        return see_other("/chat")
+    return await _stream(request, tasks.stream(engine, incoming_for(account, text)))
+
+
+async def _message_text(request: web.Request) -> tuple[str, str | None]:
+    if request.content_type == "application/json":
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            return "", "The message is not valid JSON."
+        value = body.get("text") if isinstance(body, dict) else None
+    else:
+        value = (await request.post()).get("text")
+    if not isinstance(value, str) or not value.strip():
+        return "", "Write a message first."
+    limit = request.app[OPTIONS].chat_max_chars
+    if len(value) > limit:
+        return "", f"That message is too long: at most {limit} characters."
+    return value.strip(), None
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One Server-Sent Event; JSON keeps the data on one line whatever the text holds."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _stream(
+    request: web.Request, events: AsyncGenerator[ReplyEvent, None]
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.content_type = "text/event-stream"
+    response.charset = "utf-8"
+    add_security_headers(request, response.headers)
+    await response.prepare(request)
+    connected = True
+
+    async def emit(event: str, data: dict[str, Any]) -> None:
+        nonlocal connected
+        try:
+            await response.write(sse(event, data))
+        except ConnectionError:
+            connected = False  # the browser went away; the reply completes regardless
+
+    try:
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    await emit("delta", {"text": event.text})
+                else:
+                    done = {"text": event.text, "kind": str(event.kind)}
+                    await emit("done", {**done, "persona": event.persona_name})
+                if not connected:
+                    return response
+    except Exception:
+        # Headers are sent: the error middleware can no longer answer, so say it here.
+        # (The reply task has logged the failure.)
+        await emit("error", {"text": STREAM_FAILED})
+    with suppress(ConnectionError):
+        await response.write_eof()
+    return response

@@ -1,0 +1,44 @@
+"""Operations: ``/healthz`` for load balancers, ``/metrics`` for Prometheus.
+
+Keep ``/metrics`` to the internal network (at the reverse proxy): it is unauthenticated
+and shows traffic figures, though no user data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from adapters.web.keys import ENGINE, METRICS
+from bot.errors import StoreError
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+HEALTH_TIMEOUT = 2.0
+
+
+@routes.get("/healthz", name="healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the store answers a ping within the timeout, else 503."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await request.app[ENGINE].store.ping()
+    except (StoreError, OSError, TimeoutError) as exc:
+        log.warning("health check: the store is unavailable: %s", exc)
+        return web.json_response(
+            {"status": "unavailable", "store": "unreachable"},
+            status=503,
+            headers={"Cache-Control": "no-store", "Retry-After": "5"},
+        )
+    return web.json_response({"status": "ok", "store": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/metrics", name="metrics")
+async def metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    response = web.Response(body=metrics.render(), headers={"Cache-Control": "no-store"})
+    response.headers["Content-Type"] = metrics.content_type
+    return response

@@ -1,0 +1,57 @@
+"""The browser's side of a web session: the cookie, and who the request is from.
+
+The account is looked up lazily, once per request, so pages that do not care (static
+files, health checks, contributed webhooks) cost no store call.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.web.cookies import delete_cookie, set_cookie
+from adapters.web.keys import ACCOUNT, ACCOUNTS, OPTIONS
+from adapters.web.redirects import login_url
+from auth import NewSession
+from bot.store.base import Account
+
+
+def session_token(request: web.Request) -> str | None:
+    return request.cookies.get(request.app[OPTIONS].session_cookie) or None
+
+
+async def current_account(request: web.Request) -> Account | None:
+    """The logged-in account, or None (no cookie, or an expired or revoked session)."""
+    if ACCOUNT in request:
+        return request[ACCOUNT]
+    token = session_token(request)
+    account = await request.app[ACCOUNTS].session_account(token) if token else None
+    request[ACCOUNT] = account
+    return account
+
+
+async def require_account(request: web.Request) -> Account:
+    """The logged-in account; otherwise the browser goes to the login page and comes
+    back here afterwards."""
+    account = await current_account(request)
+    if account is None:
+        raise web.HTTPSeeOther(login_url(request.path_qs))
+    return account
+
+
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, session: NewSession
+) -> None:
+    options = request.app[OPTIONS]
+    max_age = int(request.app[ACCOUNTS].sessions.ttl)
+    set_cookie(
+        response,
+        options.session_cookie,
+        session.token,
+        secure=options.secure_cookies,
+        max_age=max_age,
+    )
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    options = request.app[OPTIONS]
+    delete_cookie(response, options.session_cookie, secure=options.secure_cookies)

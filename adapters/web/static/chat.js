@@ -1,0 +1,147 @@
+// The web chat: sends a message and shows the reply as it streams in.
+// The server answers POST /chat/send with Server-Sent Events ("delta" events, then one
+// "done") in the body of that response, read here with fetch. All text goes into the
+// page through textContent: nothing a persona or a user wrote is ever parsed as HTML.
+"use strict";
+
+(() => {
+  const log = document.getElementById("log");
+  const status = document.getElementById("status");
+  const composer = document.getElementById("composer");
+  const message = document.getElementById("message");
+  const personaSelect = document.getElementById("persona-select");
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  if (!log || !composer) return;
+  const personaName = log.dataset.persona;
+  const userName = log.dataset.user;
+  let busy = false;
+
+  function bubble(role, author, text) {
+    const item = document.createElement("li");
+    item.className = "turn " + role;
+    const who = document.createElement("span");
+    who.className = "author";
+    who.textContent = author;
+    const body = document.createElement("p");
+    body.className = "text";
+    body.textContent = text;
+    item.append(who, body);
+    log.append(item);
+    item.scrollIntoView({ block: "end" });
+    return item;
+  }
+
+  function parseEvent(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+    }
+    return { event, data: data.length ? JSON.parse(data.join("\n")) : {} };
+  }
+
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        if (block.trim()) onEvent(parseEvent(block));
+      }
+    }
+  }
+
+  function setBusy(value, text) {
+    busy = value;
+    status.textContent = text || "";
+    for (const button of document.querySelectorAll(".chat-send button")) button.disabled = value;
+  }
+
+  async function send(text, kind) {
+    if (busy) return;
+    if (kind === "send") bubble("user", userName, text);
+    if (kind === "retry") {
+      const replies = log.querySelectorAll(".turn.assistant");
+      const last = replies[replies.length - 1];
+      if (last && last === log.lastElementChild) last.remove();
+    }
+    const reply = bubble("assistant pending", personaName, "");
+    const replyText = reply.querySelector(".text");
+    setBusy(true, personaName + " is writing…");
+    try {
+      const response = await fetch("/chat/send", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "Accept": "text/event-stream",
+          "X-CSRF-Token": csrf,
+        },
+        body: JSON.stringify({ text }),
+        credentials: "same-origin",
+      });
+      if (response.status === 401) {
+        const body = await response.json();
+        window.location.assign(body.login || "/login?next=/chat");
+        return;
+      }
+      if (!response.ok || !response.body) {
+        let problem = "Sending failed (" + response.status + ").";
+        try { problem = (await response.json()).error || problem; } catch (_) { /* not JSON */ }
+        reply.remove();
+        setBusy(false, problem);
+        return;
+      }
+      let finished = false;
+      await readEvents(response, ({ event, data }) => {
+        if (event === "delta") {
+          replyText.textContent += data.text;
+          reply.scrollIntoView({ block: "end" });
+        } else if (event === "done" || event === "error") {
+          finished = true;
+          replyText.textContent = data.text;
+          reply.classList.remove("pending");
+          if (event === "error" || (data.kind && data.kind !== "chat")) {
+            reply.classList.add(data.kind === "command" ? "command" : "notice");
+          }
+          if (kind === "reset" && data.kind === "command") {
+            log.replaceChildren(reply);
+          }
+        }
+      });
+      setBusy(false, finished ? "" : "The reply was cut off. Try Retry.");
+    } catch (error) {
+      reply.remove();
+      setBusy(false, "Could not reach the server. Check your connection and try again.");
+    }
+  }
+
+  for (const form of document.querySelectorAll("form.chat-send")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const kind = form.dataset.kind;
+      const text = kind === "send" ? message.value.trim() : form.elements.text.value;
+      if (!text) return;
+      if (kind === "send") message.value = "";
+      send(text, kind);
+    });
+  }
+
+  // Enter sends, Shift+Enter starts a new line.
+  message.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+
+  if (personaSelect) {
+    personaSelect.addEventListener("change", () => personaSelect.form.requestSubmit());
+  }
+})();

@@ -1,0 +1,186 @@
+"""The accounts service over MemoryStore and SqliteStore: sign up, log in, sessions,
+throttling, rehash, link codes, unlink, export and delete."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import pytest
+from auth_helpers import Clock
+
+from auth import (
+    TEST_PARAMS,
+    AccountService,
+    Argon2Params,
+    LoginFailed,
+    LoginThrottled,
+    PasswordHasher,
+    hash_token,
+)
+from bot.errors import UsernameTaken
+from bot.linking import hash_link_code
+from bot.messages import ConversationKey, Identity, NewTurn, account_owner
+from bot.store.base import Store
+
+PASSWORD = "correct horse battery"
+
+
+async def test_sign_up_then_log_in(service: AccountService) -> None:
+    account = await service.sign_up("Ada", PASSWORD)
+    assert account.username == "Ada"
+    assert account.password_hash.startswith("$argon2id$")
+    found, session = await service.log_in("ada", PASSWORD, address="127.0.0.1")
+    assert found.id == account.id
+    assert (await service.session_account(session.token)) == found
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param("ada", id="lower"),
+        pytest.param("ADA", id="upper"),
+        pytest.param("aDa", id="mixed"),
+    ],
+)
+async def test_usernames_are_unique_in_any_case(service: AccountService, second: str) -> None:
+    await service.sign_up("Ada", PASSWORD)
+    with pytest.raises(UsernameTaken):
+        await service.sign_up(second, "another good passphrase")
+
+
+async def test_unknown_user_and_wrong_password_fail_alike(service: AccountService) -> None:
+    await service.sign_up("ada", PASSWORD)
+    with pytest.raises(LoginFailed) as unknown:
+        await service.log_in("nobody", PASSWORD, address="a")
+    with pytest.raises(LoginFailed) as wrong:
+        await service.log_in("ada", "not the password", address="b")
+    assert str(unknown.value) == str(wrong.value)
+
+
+async def test_unknown_user_and_wrong_password_take_comparable_time(store: Store) -> None:
+    """With real OWASP parameters both paths spend one argon2 verify."""
+    service = AccountService(store, hasher=PasswordHasher(Argon2Params(time_cost=1)))
+    await service.sign_up("ada", PASSWORD)
+
+    async def timed(name: str) -> float:
+        started = time.perf_counter()
+        with pytest.raises(LoginFailed):
+            await service.log_in(name, "not the password", address=name)
+        return time.perf_counter() - started
+
+    await timed("warm-up")  # makes the dummy hash once
+    unknown = statistics.median([await timed("nobody") for _ in range(5)])
+    wrong = statistics.median([await timed("ada") for _ in range(5)])
+    assert 0.5 < unknown / wrong < 2.0
+
+
+async def test_log_in_rehashes_when_the_parameters_changed(store: Store, clock: Clock) -> None:
+    await AccountService(store, hasher=PasswordHasher(TEST_PARAMS)).sign_up("ada", PASSWORD)
+    stronger = Argon2Params(time_cost=2, memory_cost_kib=128)
+    service = AccountService(store, hasher=PasswordHasher(stronger), clock=clock)
+    await service.log_in("ada", PASSWORD, address="x")
+    account = await store.find_account("ada")
+    assert account is not None and "$m=128,t=2,p=1$" in account.password_hash
+    await service.log_in("ada", PASSWORD, address="x")  # and the new hash works
+
+
+async def test_sessions_are_stored_hashed_and_expire(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    await service.sign_up("ada", PASSWORD)
+    _, session = await service.log_in("ada", PASSWORD, address="x")
+    assert await store.get_web_session(session.token, clock()) is None
+    assert await store.get_web_session(hash_token(session.token), clock()) is not None
+    clock.advance(service.sessions.ttl + 1)
+    assert await service.session_account(session.token) is None
+
+
+async def test_login_rotates_and_logout_revokes(service: AccountService) -> None:
+    await service.sign_up("ada", PASSWORD)
+    _, first = await service.log_in("ada", PASSWORD, address="x")
+    _, second = await service.log_in("ada", PASSWORD, address="x", replacing=first.token)
+    assert second.token != first.token
+    assert await service.session_account(first.token) is None
+    await service.log_out(second.token)
+    assert await service.session_account(second.token) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [
+        pytest.param("ada", "1.1.1.{n}", id="per-account"),
+        pytest.param("user{n}", "2.2.2.2", id="per-address"),
+    ],
+)
+async def test_failures_throttle_logins(
+    service: AccountService, clock: Clock, name: str, address: str
+) -> None:
+    await service.sign_up("ada", PASSWORD)
+    limit = 10 if name == "ada" else 30
+    for n in range(limit):
+        with pytest.raises(LoginFailed):
+            await service.log_in(name.format(n=n), "wrong password!", address=address.format(n=n))
+    with pytest.raises(LoginThrottled) as refused:
+        await service.log_in("ada", PASSWORD, address=address.format(n=99 if name == "ada" else 0))
+    assert 0 < refused.value.retry_after <= 900
+    clock.advance(901)
+    await service.log_in("ada", PASSWORD, address=address.format(n=0))
+
+
+async def test_link_codes_are_stored_hashed(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    account = await service.sign_up("ada", PASSWORD)
+    code = await service.create_link_code(account.id)
+    assert await store.take_link_code(code, clock()) is None
+    assert await store.take_link_code(hash_link_code(code), clock()) == account.id
+
+
+async def test_unlink_only_touches_the_accounts_own_identities(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    ada = await service.sign_up("ada", PASSWORD)
+    bob = await service.sign_up("bob", PASSWORD)
+    identity = Identity("telegram", "42")
+    await store.link_identity(identity, "Ada T", ada.id, clock())
+    assert not await service.unlink(bob.id, "telegram", "42")
+    assert (await store.get_identity(identity)) is not None
+    assert await service.unlink(ada.id, "telegram", "42")
+    assert await store.get_identity(identity) is None
+    assert await service.identities(ada.id) == []
+
+
+async def test_export_has_everything_but_the_password_hash(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    ada = await service.sign_up("ada", PASSWORD)
+    await store.link_identity(Identity("discord", "7"), "Ada D", ada.id, clock())
+    key = ConversationKey(account_owner(ada.id), "ada", "direct")
+    await store.append_turns(key, [NewTurn("user", "hello <b>", "ada", clock())], 0, clock())
+    data = await service.export(ada)
+    text = json.dumps(data)
+    assert ada.password_hash not in text and "password" not in text
+    assert data["account"]["username"] == "ada"
+    assert data["identities"][0]["platform"] == "discord"
+    assert data["conversations"][0]["turns"][0]["text"] == "hello <b>"
+
+
+async def test_delete_account_needs_the_password(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    ada = await service.sign_up("ada", PASSWORD)
+    await store.link_identity(Identity("telegram", "1"), "Ada", ada.id, clock())
+    with pytest.raises(LoginFailed):
+        await service.delete_account(ada, "not the password", address="x")
+    assert await store.get_account(ada.id) is not None
+    await service.delete_account(ada, PASSWORD, address="x")
+    assert await store.get_account(ada.id) is None
+    assert await store.get_identity(Identity("telegram", "1")) is None
+
+
+def test_default_throttle_is_10_per_account_30_per_address(store: Store) -> None:
+    throttle = AccountService(store).throttle
+    assert throttle.limit_for("account:ada") == 10
+    assert throttle.limit_for("address:127.0.0.1") == 30

@@ -1,0 +1,158 @@
+"""A real browser end to end: headless Chromium (Debian's) driven by Playwright.
+
+Sign up, log out, log in, create a link code, redeem it through the engine as a
+Telegram identity, see it on the account page, chat with the reply streaming in, log
+out. Everything runs on loopback over SQLite and the offline backend; the page's
+console must stay free of errors (a Content-Security-Policy violation is one).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from web_helpers import PASSWORD, ask
+
+from adapters.web import WebAdapter
+from auth import AccountService
+from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.offline import OfflineBackend
+from bot.config import WebSettings
+from bot.engine import Engine
+from bot.messages import DIRECT_SCOPE, Incoming, account_owner
+from bot.personas import PersonaLibrary
+from bot.store.sqlite import SqliteStore
+
+CHROMIUM = Path("/usr/bin/chromium")
+PERSONAS = Path(__file__).parents[2] / "personas"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it",
+)
+
+
+@dataclass
+class Site:
+    url: str
+    engine: Engine
+    store: SqliteStore
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with SqliteStore(tmp_path / "browser.db") as store:
+        # A small word delay, so the reply visibly streams in.
+        backend = OfflineBackend(seed=1, word_delay=0.005)
+        engine = Engine(
+            store,
+            PersonaLibrary.from_directory(PERSONAS),
+            ReplyGuard({"offline": backend}, GuardPolicy()),
+        )
+        adapter = WebAdapter(
+            engine,
+            AccountService(store),  # the real OWASP argon2 parameters
+            WebSettings(host="127.0.0.1", port=0),
+            telegram_bot_username="personabridge_bot",
+            access_log=False,
+        )
+        async with adapter:
+            yield Site(adapter.url, engine, store)
+
+
+@pytest.fixture
+async def browser(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
+    # Chromium puts a Unix socket in TMPDIR, and socket paths may not exceed 107
+    # bytes: pytest's tmp_path is too deep for it, so use a short folder of our own.
+    with tempfile.TemporaryDirectory(prefix="pb-chromium-", dir="/tmp") as home:
+        monkeypatch.setenv("HOME", home)
+        monkeypatch.setenv("TMPDIR", home)
+        async with async_playwright() as playwright:
+            chromium = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            yield chromium
+            await chromium.close()
+
+
+def watch_console(page: Page) -> list[str]:
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
+    site: Site, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    problems = watch_console(page)
+
+    # sign up, log out, log in
+    await page.goto(site.url + "/signup")
+    await page.fill("input[name=username]", "Ada")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.fill("input[name=confirm]", PASSWORD)
+    await page.click("button[type=submit]:has-text('Sign up')")
+    await expect(page).to_have_url(site.url + "/chat")
+    await page.click("#logout")
+    await expect(page.locator(".notice")).to_have_text("You are logged out.")
+    await page.goto(site.url + "/account")
+    await expect(page).to_have_url(site.url + "/login?next=/account")
+    await page.fill("input[name=username]", "ada")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]:has-text('Log in')")
+    await expect(page).to_have_url(site.url + "/account")
+
+    # a link code, redeemed on "Telegram" through the engine
+    await page.click("#new-link-code")
+    code = (await page.locator("#link-code").inner_text()).strip()
+    await expect(page.locator("pre.command")).to_have_text(f"/link {code}")
+    deep_link = page.locator("a[href^='https://t.me/personabridge_bot?start=link-']")
+    await expect(deep_link).to_have_attribute(
+        "href", f"https://t.me/personabridge_bot?start=link-{code}"
+    )
+    linked = await ask(
+        site.engine, Incoming("telegram", "4242", "Ada on Telegram", "4242", True, f"/link {code}")
+    )
+    assert linked.startswith("Linked!")
+    await page.goto(site.url + "/account")
+    row = page.locator("tr.identity")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("telegram")
+    await expect(row).to_contain_text("Ada on Telegram")
+
+    # chat: the reply streams in, then settles
+    await page.goto(site.url + "/chat")
+    await expect(page.locator(".turn.assistant").first).to_contain_text("Ada")  # greeting
+    await page.fill("#message", "What is Docker?")
+    await page.click("#send")
+    await expect(page.locator(".turn.user .text").last).to_have_text("What is Docker?")
+    await page.wait_for_selector(".turn.assistant.pending .text:not(:empty)")  # mid-stream
+    reply = page.locator(".turn.assistant").last
+    await expect(reply).to_have_class("turn assistant", timeout=10_000)  # done: not pending
+    shown = (await reply.locator(".text").inner_text()).strip()
+    assert shown
+    account = await site.store.find_account("ada")
+    assert account is not None
+    turns = await site.engine.recent_turns(account_owner(account.id), "ada", DIRECT_SCOPE)
+    assert [t.text for t in turns] == ["What is Docker?", shown]
+
+    # log out
+    await page.click("#logout")
+    await expect(page).to_have_url(site.url + "/?done=logged_out")
+    await page.goto(site.url + "/chat")
+    await expect(page).to_have_url(site.url + "/login?next=/chat")
+    assert problems == []
