@@ -76,6 +76,15 @@ class ConversationWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What an owner's replies cost in backend tokens (backends that report them)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    replies: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationRecord:
     """One whole conversation, for export."""
 
@@ -194,8 +203,17 @@ class Store(Protocol):
     async def reset_conversation(self, key: ConversationKey) -> None:
         """Archive the current conversation of the key (a no-op when there is none)."""
 
+    # -- token usage ------------------------------------------------------------------
+
+    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
+        """Add one reply's tokens to the owner's totals (atomically: concurrent adds from
+        several processes all count). Deleted by ``forget_owner`` and ``delete_account``."""
+
+    async def get_usage(self, owner: OwnerId) -> Usage:
+        """The owner's totals; zeros when nothing was recorded."""
+
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         """Every conversation of the owner, current and archived, with all turns."""
 
     async def forget_owner(self, owner: OwnerId) -> None:
-        """Delete every conversation and preference of the owner."""
+        """Delete every conversation, preference and usage total of the owner."""
