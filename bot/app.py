@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Protocol, Self
 
-from bot.backends.base import Backend
+from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import Settings
@@ -50,11 +50,36 @@ def build_store(settings: Settings) -> Store:
 
 
 def build_backends(settings: Settings) -> dict[str, Backend]:
+    """The configured backends by name: offline always; ``openai`` when
+    ``OPENAI__API_KEY`` is set or ``OPENAI__BASE_URL`` names another server than
+    OpenAI's (a local server needs no key); ``characterai`` when ``CHARACTERAI__TOKEN``
+    is set (it logs in when the application starts: see :class:`Startable`)."""
     backends: dict[str, Backend] = {
         "offline": OfflineBackend(
             seed=settings.offline.seed, word_delay=settings.offline.word_delay
         )
     }
+    openai = settings.openai
+    if openai.enabled:
+        from bot.backends.openai import OpenAIBackend
+
+        key = openai.api_key.get_secret_value() if openai.api_key else None
+        backends["openai"] = OpenAIBackend(
+            base_url=openai.base_url,
+            api_key=key,
+            model=openai.model,
+            defaults=openai.sampling(),
+            include_usage=openai.include_usage,
+            timeout=settings.engine.total_timeout,
+        )
+    if settings.characterai.token is not None:
+        from functools import partial
+
+        from bot.backends.characterai import CharacterAIBackend
+        from bot.backends.characterai_client import connect
+
+        token = settings.characterai.token.get_secret_value()
+        backends["characterai"] = CharacterAIBackend(partial(connect, token))
     return backends
 
 
@@ -65,6 +90,8 @@ def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
         total_timeout=engine.total_timeout,
         retries=engine.retries,
         retry_backoff=engine.retry_backoff,
+        breaker_failures=engine.breaker_failures,
+        breaker_cooldown=engine.breaker_cooldown,
     )
     return ReplyGuard(backends, policy)
 
@@ -118,9 +145,17 @@ class PersonaBridge:
                 log.warning("persona %s: backends not configured: %s", persona.id, missing)
 
     async def __aenter__(self) -> Self:
-        await self._stack.enter_async_context(self.store)
-        for backend in self.backends.values():
-            self._stack.push_async_callback(backend.aclose)
+        try:
+            await self._stack.enter_async_context(self.store)
+            for backend in self.backends.values():
+                self._stack.push_async_callback(backend.aclose)
+                if isinstance(backend, Startable):
+                    await backend.start()  # a refused token stops the start here
+            # closed first: summaries still being made need the backends and the store
+            self._stack.push_async_callback(self.engine.aclose)
+        except BaseException:
+            await self._stack.aclose()
+            raise
         return self
 
     async def __aexit__(

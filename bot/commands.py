@@ -15,7 +15,7 @@ from bot.limits import RateLimiter
 from bot.linking import hash_link_code, looks_like_link_code
 from bot.messages import ConversationKey, Incoming, OwnerId
 from bot.personas import Persona, PersonaLibrary
-from bot.store.base import Store
+from bot.store.base import Store, Usage
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,17 @@ def parse_command(text: str) -> tuple[str, str] | None:
 
 async def set_persona(store: Store, owner: OwnerId, persona_id: str) -> None:
     await store.set_preference(owner, PERSONA_PREFERENCE, persona_id)
+
+
+def usage_text(usage: Usage) -> str:
+    """What the owner's messages have cost in model tokens, for ``/whoami``."""
+    if not usage.replies:
+        return "Tokens used: none recorded yet."
+    total = usage.prompt_tokens + usage.completion_tokens
+    return (
+        f"Tokens used: {total:,} ({usage.prompt_tokens:,} prompt + "
+        f"{usage.completion_tokens:,} completion) in {usage.replies:,} model requests."
+    )
 
 
 def help_text(persona: Persona) -> str:
@@ -195,6 +206,7 @@ class CommandHandlers:
             lines.append("Not linked: you chat as a guest. Link with /link CODE.")
         where = "private chat" if incoming.private else "this group (your own history here)"
         lines.append(f"Persona: {speaker.persona.name} ({speaker.persona.id}); history: {where}.")
+        lines.append(usage_text(await self._store.get_usage(speaker.owner)))
         return "\n".join(lines)
 
     async def forget(self, speaker: Speaker, args: str) -> str:

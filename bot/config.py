@@ -31,6 +31,7 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "PERSONABRIDGE_"
 DEFAULT_CONFIG_FILE = "./personabridge.toml"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 _Frozen = ConfigDict(frozen=True, extra="forbid")
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -84,11 +85,36 @@ class DiscordSettings(BaseModel):
 
 
 class OpenAISettings(BaseModel):
+    """An OpenAI-compatible API. The backend is on when ``api_key`` is set, or
+    ``base_url`` names another server (Ollama, vLLM, LM Studio and llama.cpp need no
+    key). Sampling options here are defaults for personas that do not set their own
+    (``backend_options`` in the card); unset means the server's default."""
+
     model_config = _Frozen
 
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = DEFAULT_OPENAI_BASE_URL
     api_key: SecretStr | None = None
     model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: Ask for token usage at the end of each stream (turn off for servers that refuse it).
+    include_usage: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None or (
+            self.base_url.rstrip("/") != DEFAULT_OPENAI_BASE_URL.rstrip("/")
+        )
+
+    def sampling(self) -> dict[str, float | int]:
+        """The sampling defaults that are set."""
+        options: dict[str, float | int | None] = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
 
 class CharacterAISettings(BaseModel):
@@ -117,6 +143,18 @@ class EngineSettings(BaseModel):
     retries: int = Field(default=1, ge=0, le=5)
     retry_backoff: float = Field(default=0.5, ge=0)
     forget_confirm_seconds: PositiveFloat = 300.0
+    #: Transient failures in a row after which a backend is skipped (0: never skipped)...
+    breaker_failures: int = Field(default=5, ge=0)
+    #: ...for this many seconds; then one message tries it again.
+    breaker_cooldown: PositiveFloat = 30.0
+    #: Tell the user when a fallback backend wrote the reply (a line after it, not stored).
+    fallback_note: bool = False
+    #: Keep a running summary of what left the window (backends that can summarise).
+    summary: bool = True
+    #: How many turns must have left the window before they are summarised.
+    summary_batch_turns: int = Field(default=8, ge=1, le=200)
+    #: The longest a summary may be; it counts against window_max_chars.
+    summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
 
 
 class RateLimitSettings(BaseModel):

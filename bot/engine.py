@@ -6,6 +6,10 @@ conversation's lock (messages of one conversation never interleave; different
 conversations run concurrently), stores the user's turn *before* asking the backend,
 streams the reply, and stores it once complete. If the backend fails, the user gets one
 clear message and ``/retry`` regenerates from the stored turn: nothing is lost.
+
+When the window drops old turns, a running summary of them is made in the background
+(:mod:`bot.summary`) and passed to later replies; the tokens replies and summaries cost
+are added to the owner's usage.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.backends.guard import ReplyGuard
+from bot.backends.base import Summariser, TokenUsage
+from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
     CommandHandlers,
@@ -43,12 +48,15 @@ from bot.messages import (
 from bot.metrics import Metrics, NullMetrics
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store
+from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
 log = logging.getLogger(__name__)
 
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
 APPEND_ATTEMPTS = 5
+#: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
+FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: Commands a guest may use when only linked accounts may chat.
 GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
 
@@ -106,6 +114,29 @@ class Engine:
             link_attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
         )
+        tuning = self.settings
+        self._summarisers: dict[str, Summariser] = {
+            name: backend
+            for name, backend in guard.backends.items()
+            if tuning.summary and isinstance(backend, Summariser)
+        }
+        policy = SummaryPolicy(
+            batch=tuning.summary_batch_turns,
+            max_chars=tuning.summary_max_chars,
+            timeout=guard.policy.total_timeout,
+        )
+        self.summaries = Summaries(
+            store,
+            self._locks,
+            policy,
+            load_turns=tuning.window_max_turns + 2 * policy.batch,
+            ready=lambda name: guard.circuit(name) == "closed",
+        )
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Let the summaries still being made finish (cancelled after ``grace``
+        seconds). Call it before the store and the backends close."""
+        await self.summaries.aclose(grace)
 
     # -- the one entry point ------------------------------------------------------------
 
@@ -134,14 +165,26 @@ class Engine:
                             done = prepared
                         else:
                             parts: list[str] = []
+                            outcome = ReplyOutcome()
                             try:
-                                async for delta in self.guard.stream(*prepared.backend_args):
+                                async for delta in self.guard.stream(
+                                    *prepared.backend_args,
+                                    summary=prepared.summary.text,
+                                    outcome=outcome,
+                                ):
                                     parts.append(delta)
                                     yield TextDelta(delta)
                             except BackendError as exc:
                                 done = self._backend_failed(prepared.persona, exc)
                             else:
-                                done = await self._complete(prepared, "".join(parts))
+                                done = await self._complete(prepared, "".join(parts), outcome)
+                                if (
+                                    outcome.fallback
+                                    and self.settings.fallback_note
+                                    and done.kind is ReplyKind.CHAT
+                                ):
+                                    # not stored: the note is about this moment only
+                                    yield TextDelta(FALLBACK_NOTE.format(name=done.persona_name))
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")
@@ -232,7 +275,11 @@ class Engine:
         what the backend needs; with None (``/retry``) answer the last user turn again.
         Runs under the conversation's lock."""
         key = speaker.key
-        window = await self.store.load_window(key, self.settings.window_max_turns)
+        max_turns = self.settings.window_max_turns
+        summariser = self._summarisers.get(speaker.persona.backend)
+        # a summariser sees the turns that just dropped out of the window, too
+        loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
+        window = await self.store.load_window(key, loaded)
         version = window.version
         if new_text is not None:
             turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
@@ -243,7 +290,9 @@ class Engine:
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
-        context = bounded_window(history, self.settings.window_max_chars - len(message.text))
+        summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
+        budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
+        context = bounded_window(history, budget)[-max_turns:]
         return _Prepared(
             key=key,
             persona=speaker.persona,
@@ -253,6 +302,9 @@ class Engine:
             old_state=window.backend_state,
             state=dict(window.backend_state),
             started=time.perf_counter(),
+            summary=summary,
+            summariser=summariser,
+            dropped=dropped_turns(summary, history, context) if summariser else [],
         )
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
@@ -265,10 +317,16 @@ class Engine:
             persona.name,
         )
 
-    async def _complete(self, prepared: _Prepared, reply_text: str) -> ReplyDone:
-        """Store the finished reply (and the backend's state, when it changed)."""
+    async def _complete(
+        self, prepared: _Prepared, reply_text: str, outcome: ReplyOutcome
+    ) -> ReplyDone:
+        """Store the finished reply (and the backend's state, when it changed), count
+        its tokens, and start a summary when enough turns left the window."""
         persona = prepared.persona
-        self.metrics.backend_latency(persona.backend, time.perf_counter() - prepared.started)
+        answered_by = outcome.backend or persona.backend
+        self.metrics.backend_latency(answered_by, time.perf_counter() - prepared.started)
+        if outcome.usage is not None:
+            await self._add_usage(prepared.key.owner, outcome.usage)
         text = reply_text.strip()
         if not text:
             return ReplyDone(
@@ -280,7 +338,18 @@ class Engine:
         version, _ = await self._append(prepared.key, [reply], prepared.version)
         if prepared.state != prepared.old_state:
             await self._save_state(prepared.key, prepared.state, version)
+        if prepared.summariser is not None and prepared.dropped:
+            self.summaries.maybe_start(
+                prepared.key, persona, prepared.summariser, prepared.summary, prepared.dropped
+            )
         return ReplyDone(text, ReplyKind.CHAT, persona.name)
+
+    async def _add_usage(self, owner: OwnerId, usage: TokenUsage) -> None:
+        # what a reply cost is worth keeping, not worth failing the reply for
+        try:
+            await self.store.add_usage(owner, usage.prompt_tokens, usage.completion_tokens)
+        except StoreError as exc:
+            log.warning("could not count a reply's tokens: %s", exc)
 
     async def _append(
         self, key: ConversationKey, turns: list[NewTurn], version: int
@@ -325,6 +394,10 @@ class _Prepared:
     old_state: Mapping[str, Any]
     state: dict[str, Any]
     started: float
+    summary: StoredSummary
+    summariser: Summariser | None
+    #: Turns that left the window and are not in the summary yet.
+    dropped: list[Turn]
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The one place that guards every backend: timeouts, retries, fallback.
+"""The one place that guards every backend: timeouts, retries, circuit breakers, fallback.
 
 Backends only produce text; :class:`ReplyGuard` decides how long to wait for it, when
 to try again and which backend to ask next. The rules:
@@ -7,11 +7,20 @@ to try again and which backend to ask next. The rules:
   within the same time after the previous (a stream that stalls is a failure); the
   whole reply within ``total_timeout``;
 * a transient failure (:attr:`BackendError.transient`, timeouts included) before any
-  text was produced is retried up to ``retries`` times with exponential backoff;
-* when a backend gives up before producing text, the next one of the persona's
-  ``fallback`` list answers;
+  text was produced is retried up to ``retries`` times with exponential backoff. This is
+  the only retry: backend clients are built not to retry themselves (the OpenAI SDK
+  gets ``max_retries=0``), so one slow server never costs retries times retries. A
+  server's ``Retry-After`` is not waited out: the next backend answers instead;
+* each backend has a :class:`CircuitBreaker`: after ``breaker_failures`` transient
+  failures in a row it is skipped for ``breaker_cooldown`` seconds, then one call probes
+  it (half-open) and its outcome closes or re-opens the circuit;
+* when a backend gives up (or its circuit is open) before producing text, the next one
+  answers: the persona's ``fallback`` list, then ``offline`` when it is configured;
 * once text has been streamed, a failure is final (switching voices mid-sentence
   would be worse than an honest error); the engine tells the user and keeps the turn.
+
+:class:`ReplyOutcome` tells the caller which backend answered (a fallback or not) and
+what the reply cost, when the backend reports it (:class:`MeteredStream`).
 """
 
 from __future__ import annotations
@@ -22,14 +31,20 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Literal
 
-from bot.backends.base import Backend
+from bot.backends.base import Backend, MeteredStream, TokenUsage
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona
 from bot.store.base import BackendState
 
 log = logging.getLogger(__name__)
+
+#: The backend every chain ends with, when it is configured: it needs no network.
+LAST_RESORT = "offline"
+
+CircuitState = Literal["closed", "open", "half-open"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +53,85 @@ class GuardPolicy:
     total_timeout: float = 120.0
     retries: int = 1
     retry_backoff: float = 0.5
+    #: Transient failures in a row that open a backend's circuit; 0 never opens it.
+    breaker_failures: int = 5
+    #: Seconds an open circuit waits before one call may probe the backend again.
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(slots=True)
+class ReplyOutcome:
+    """What :meth:`ReplyGuard.stream` found out, filled in as the reply streams."""
+
+    #: The backend whose text was streamed (None until one produced text).
+    backend: str | None = None
+    #: Whether that backend is not the persona's own (a fallback answered).
+    fallback: bool = False
+    #: What the reply cost, when its backend reports it.
+    usage: TokenUsage | None = None
+
+
+class CircuitBreaker:
+    """One backend's circuit.
+
+    *closed*: calls go through, and ``failures`` transient failures in a row open it.
+    *open*: calls are refused until ``cooldown`` seconds have passed. *half-open*: one
+    call (the probe) goes through; its success closes the circuit, its failure opens it
+    again for another cool-down. Every call :meth:`allow` lets through must end in
+    :meth:`success`, :meth:`failure` or :meth:`release` (no verdict).
+    """
+
+    def __init__(self, name: str, failures: int, cooldown: float, clock: Callable[[], float]):
+        self.name = name
+        self._threshold = failures
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> CircuitState:
+        if self._opened_at is None:
+            return "closed"
+        if self._probing or self._clock() - self._opened_at >= self._cooldown:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        """Whether a call may go through now (a half-open circuit lets one through)."""
+        if self._opened_at is None:
+            return True
+        if self._probing or self._clock() - self._opened_at < self._cooldown:
+            return False
+        self._probing = True
+        log.info("backend %s: probing after %.0f s", self.name, self._cooldown)
+        return True
+
+    def success(self) -> None:
+        if self._opened_at is not None:
+            log.warning("backend %s answers again: circuit closed", self.name)
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probing or (self._threshold and self._failures >= self._threshold):
+            if not self._probing:
+                log.warning(
+                    "backend %s failed %d times in a row: skipped for %.0f s",
+                    self.name,
+                    self._failures,
+                    self._cooldown,
+                )
+            self._opened_at = self._clock()
+        self._probing = False
+
+    def release(self) -> None:
+        """The call ended with no verdict on the backend (the caller went away, or the
+        request itself was wrong): a half-open circuit lets the next call probe."""
+        self._probing = False
 
 
 class ReplyGuard:
@@ -55,39 +149,71 @@ class ReplyGuard:
         self._policy = policy
         self._sleep = sleep
         self._clock = clock
+        self._breakers = {
+            name: CircuitBreaker(name, policy.breaker_failures, policy.breaker_cooldown, clock)
+            for name in self._backends
+        }
 
     @property
     def backends(self) -> Mapping[str, Backend]:
         return self._backends
 
+    @property
+    def policy(self) -> GuardPolicy:
+        return self._policy
+
+    def circuit(self, name: str) -> CircuitState:
+        """The state of a backend's circuit (``closed`` for an unknown name)."""
+        breaker = self._breakers.get(name)
+        return breaker.state if breaker is not None else "closed"
+
     def chain(self, persona: Persona) -> list[Backend]:
-        """The backends to try for a persona, in order; unknown names are skipped."""
-        names = dict.fromkeys([persona.backend, *persona.fallback])
+        """The backends to try for a persona, in order: its own, its fallbacks, then
+        offline; names that are not configured are skipped."""
+        names = dict.fromkeys([persona.backend, *persona.fallback, LAST_RESORT])
         return [self._backends[name] for name in names if name in self._backends]
 
     async def stream(
-        self, persona: Persona, window: Sequence[Turn], message: Turn, state: BackendState
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
+        outcome: ReplyOutcome | None = None,
     ) -> AsyncIterator[str]:
-        """Yield the reply's deltas; raise BackendError when every backend failed."""
+        """Yield the reply's deltas; raise BackendError when every backend failed.
+        ``outcome``, when given, is filled in as the reply streams."""
         chain = self.chain(persona)
         if not chain:
             raise BackendUnavailable(f"no configured backend for persona {persona.id!r}")
+        # Backends written before summaries take four arguments: pass it only when set.
+        extra = {"summary": summary} if summary else {}
         failure: BackendError | None = None
         for backend in chain:
+            breaker = self._breakers[backend.name]
             for attempt in range(self._policy.retries + 1):
                 if attempt:
                     await self._backoff(attempt)
-                produced = False
+                if not breaker.allow():
+                    failure = failure or BackendUnavailable(f"{backend.name}: circuit open")
+                    break
+                produced = settled = False
                 watch = _Watchdog(self._policy.first_delta_timeout, self._policy.total_timeout)
                 try:
                     # Inlined rather than a nested generator: every word passes here.
-                    source = backend.reply(persona, window, message, state)
+                    source = backend.reply(persona, window, message, state, **extra)
                     async with aclosing(source):  # type: ignore[type-var]
                         while True:
                             try:
                                 watch.start_wait()
                                 delta = await anext(source)
                             except StopAsyncIteration:
+                                settled = True
+                                breaker.success()
+                                if outcome is not None and isinstance(source, MeteredStream):
+                                    outcome.usage = source.usage
                                 return
                             except asyncio.CancelledError as exc:
                                 if watch.fired and watch.uncancel() == 0:
@@ -101,9 +227,17 @@ class ReplyGuard:
                             finally:
                                 watch.end_wait()
                             if delta:
+                                if not produced and outcome is not None:
+                                    outcome.backend = backend.name
+                                    outcome.fallback = backend.name != persona.backend
                                 produced = True
                                 yield delta
                 except BackendError as exc:
+                    settled = True
+                    if exc.transient:
+                        breaker.failure()
+                    else:
+                        breaker.release()  # the server answered: it is not down
                     if produced:
                         raise
                     failure = exc
@@ -114,6 +248,8 @@ class ReplyGuard:
                         break
                 finally:
                     watch.close()
+                    if not settled:  # cancelled, or the consumer went away
+                        breaker.release()
         assert failure is not None
         raise failure
 

@@ -410,9 +410,16 @@ class OfflineBackend:
         self._answered: OrderedDict[tuple[str, int, float], int] = OrderedDict()
 
     async def reply(
-        self, persona: Persona, window: Sequence[Turn], message: Turn, state: BackendState
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
     ) -> AsyncIterator[str]:
-        """Stream :meth:`compose`'s reply word by word (each word with its trailing space)."""
+        """Stream :meth:`compose`'s reply word by word (each word with its trailing space).
+        ``summary`` is ignored: the card is all this backend reads."""
         attempt = self._count_answer((persona.id, message.seq, message.created_at))
         deltas = _DELTA.findall(self.compose(persona, window, message, attempt=attempt))
         if self._word_delay <= 0:

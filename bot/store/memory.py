@@ -33,6 +33,7 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Usage,
     WebSession,
 )
 
@@ -69,6 +70,7 @@ class MemoryStore:
         self._prefs: dict[OwnerId, dict[str, str]] = {}
         # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
         self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
+        self._usage: dict[OwnerId, Usage] = {}
 
     async def __aenter__(self) -> Self:
         self._open = True
@@ -130,6 +132,7 @@ class MemoryStore:
         owner = account_owner(account_id)
         self._prefs.pop(owner, None)
         self._conversations.pop(owner, None)
+        self._usage.pop(owner, None)
 
     # -- identities -------------------------------------------------------------------
 
@@ -316,6 +319,21 @@ class MemoryStore:
         if current is not None:
             current.archived, current.version = True, current.version + 1
 
+    # -- token usage ------------------------------------------------------------------
+
+    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
+        await self._enter("add_usage")
+        old = self._usage.get(owner, Usage())
+        self._usage[owner] = Usage(
+            old.prompt_tokens + prompt_tokens,
+            old.completion_tokens + completion_tokens,
+            old.replies + 1,
+        )
+
+    async def get_usage(self, owner: OwnerId) -> Usage:
+        await self._enter("get_usage")
+        return self._usage.get(owner, Usage())
+
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         await self._enter("export_owner")
         found = [
@@ -333,6 +351,7 @@ class MemoryStore:
         await self._enter("forget_owner")
         self._conversations.pop(owner, None)
         self._prefs.pop(owner, None)
+        self._usage.pop(owner, None)
 
 
 def _current(conversations: list[_Conversation]) -> _Conversation | None:

@@ -44,6 +44,7 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Usage,
     WebSession,
 )
 
@@ -117,6 +118,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             author TEXT NOT NULL,
             created_at REAL NOT NULL,
             PRIMARY KEY (conversation_id, seq)
+        ) WITHOUT ROWID""",
+    ),
+    # 2: token usage totals per owner (one row each, added to in place)
+    (
+        """CREATE TABLE usage (
+            owner TEXT PRIMARY KEY,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            replies INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID""",
     ),
 )
@@ -427,6 +437,26 @@ class SqliteStore:
             " WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0",
             (key.owner, key.persona_id, key.scope),
         )
+
+    # -- token usage ------------------------------------------------------------------
+
+    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
+        # one statement adding in place: concurrent adds from other processes all count
+        await self._change(
+            "INSERT INTO usage (owner, prompt_tokens, completion_tokens, replies)"
+            " VALUES (?, ?, ?, 1) ON CONFLICT (owner) DO UPDATE"
+            " SET prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+            " completion_tokens = completion_tokens + excluded.completion_tokens,"
+            " replies = replies + 1",
+            (owner, prompt_tokens, completion_tokens),
+        )
+
+    async def get_usage(self, owner: OwnerId) -> Usage:
+        rows = await self._select(
+            "SELECT prompt_tokens, completion_tokens, replies FROM usage WHERE owner = ?",
+            (owner,),
+        )
+        return Usage(*rows[0]) if rows else Usage()
 
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         rows = await self._select(
@@ -809,3 +839,4 @@ def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:
 def _forget_owner(conn: sqlite3.Connection, owner: OwnerId) -> None:
     conn.execute("DELETE FROM conversations WHERE owner = ?", (owner,))  # turns cascade
     conn.execute("DELETE FROM preferences WHERE owner = ?", (owner,))
+    conn.execute("DELETE FROM usage WHERE owner = ?", (owner,))

@@ -16,7 +16,7 @@ from bot.messages import (
     account_owner,
     guest_owner,
 )
-from bot.store.base import Account, Store
+from bot.store.base import Account, Store, Usage
 
 ALICE_TG = Identity("telegram", "1001")
 ALICE_DC = Identity("discord", "2002")
@@ -653,3 +653,46 @@ async def test_forget_owner_deletes_only_that_owners_data(store: Store) -> None:
     # the owner can start again
     await chat(store, key(alice), "fresh start")
     assert await texts_in(store, key(alice)) == ["fresh start"]
+
+
+# -- token usage ----------------------------------------------------------------------
+
+
+async def test_usage_is_zero_until_recorded(store: Store) -> None:
+    assert await store.get_usage(guest_owner(ALICE_TG)) == Usage(0, 0, 0)
+
+
+async def test_usage_adds_up_per_owner(store: Store) -> None:
+    alice, bob = guest_owner(ALICE_TG), guest_owner(BOB_TG)
+    await store.add_usage(alice, 100, 20)
+    await store.add_usage(alice, 50, 5)
+    await store.add_usage(bob, 7, 3)
+    assert await store.get_usage(alice) == Usage(prompt_tokens=150, completion_tokens=25, replies=2)
+    assert await store.get_usage(bob) == Usage(7, 3, 1)
+    assert await store.get_usage(account_owner("x")) == Usage()
+
+
+async def test_concurrent_usage_adds_all_count(store: Store) -> None:
+    owner = guest_owner(ALICE_TG)
+    await asyncio.gather(*(store.add_usage(owner, n, 1) for n in range(30)))
+    assert await store.get_usage(owner) == Usage(sum(range(30)), 30, 30)
+
+
+async def test_forget_owner_deletes_only_that_owners_usage(store: Store) -> None:
+    alice, bob = guest_owner(ALICE_TG), guest_owner(BOB_TG)
+    await store.add_usage(alice, 10, 2)
+    await store.add_usage(bob, 4, 1)
+    await store.forget_owner(alice)
+    assert await store.get_usage(alice) == Usage()
+    assert await store.get_usage(bob) == Usage(4, 1, 1)
+    await store.add_usage(alice, 1, 1)
+    assert await store.get_usage(alice) == Usage(1, 1, 1)
+
+
+async def test_delete_account_deletes_its_usage(store: Store) -> None:
+    account, other = await new_account(store, "alice"), await new_account(store, "bob")
+    await store.add_usage(account_owner(account.id), 10, 2)
+    await store.add_usage(account_owner(other.id), 3, 3)
+    await store.delete_account(account.id)
+    assert await store.get_usage(account_owner(account.id)) == Usage()
+    assert await store.get_usage(account_owner(other.id)) == Usage(3, 3, 1)

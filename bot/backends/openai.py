@@ -1,0 +1,205 @@
+"""``OpenAIBackend``: any OpenAI-compatible chat API (OpenAI, Ollama, vLLM, LM Studio,
+llama.cpp's server) through the official ``openai`` SDK.
+
+One ``AsyncOpenAI`` client per process, made at startup and closed at shutdown. Replies
+stream (``stream=True``) and, unless switched off, ask for the token usage in the last
+chunk (``stream_options.include_usage``); :class:`~bot.backends.base.MeteredStream`
+hands it to the guard. The prompt is :func:`bot.backends.prompt.chat_messages`.
+
+Who retries: the guard, not the SDK. The client is built with ``max_retries=0``, so a
+failure reaches the guard at once, which retries once with backoff, counts it for the
+backend's circuit breaker, and falls back: one retry policy, in one place.
+
+A persona chooses its model and sampling in its card's ``backend_options`` (``model``,
+``temperature``, ``top_p``, ``max_tokens`` or ``max_completion_tokens``,
+``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``), over the
+``OPENAI__*`` defaults; ``extra_body`` (a table) goes to the server as it is, for
+options only some servers know (Ollama's ``options.num_ctx``, vLLM's ``top_k``). Other
+keys are ignored, since a card may carry options for its other backends.
+
+SDK errors become ours at this edge: timeouts :class:`BackendTimeout`; no connection,
+408, 409, 429 and 5xx :class:`BackendUnavailable` (transient); any other status (a
+wrong key, an unknown model, a bad option) a plain :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, cast
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from bot.backends.base import MeteredStream, Summarised, TokenUsage
+from bot.backends.prompt import ChatMessage, chat_messages, summary_messages
+from bot.errors import BackendError, BackendTimeout, BackendUnavailable
+from bot.messages import Turn
+from bot.personas import Persona
+from bot.store.base import BackendState
+
+log = logging.getLogger(__name__)
+
+#: Sent as the key to servers that need none (Ollama, llama.cpp): the SDK insists on one.
+NO_KEY = "no-key-needed"
+
+_NUMBER = (int, float)
+#: The sampling options a card may set, and the types they take.
+SAMPLING: dict[str, tuple[type, ...]] = {
+    "temperature": _NUMBER,
+    "top_p": _NUMBER,
+    "max_tokens": (int,),
+    "max_completion_tokens": (int,),
+    "presence_penalty": _NUMBER,
+    "frequency_penalty": _NUMBER,
+    "seed": (int,),
+    "stop": (str, list),
+}
+_TRANSIENT_STATUS = frozenset({408, 409, 429})
+
+
+class OpenAIBackend:
+    """A persona brain on an OpenAI-compatible server (see the module docstring).
+
+    ``defaults`` are sampling options for personas that do not set them (from the
+    ``OPENAI__*`` settings); ``model`` is the model for personas that name none.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        model: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        include_usage: bool = True,
+        timeout: float = 120.0,
+    ) -> None:
+        self._base_url = base_url
+        self._model = model
+        self._defaults = dict(defaults or {})
+        self._include_usage = include_usage
+        self._client = AsyncOpenAI(
+            base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=timeout
+        )
+
+    def reply(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
+    ) -> MeteredStream:
+        """Stream the completion's text; the stream's ``usage`` is set at its end."""
+        return MeteredStream(lambda meter: self._stream(meter, persona, window, message, summary))
+
+    async def _stream(
+        self,
+        meter: MeteredStream,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        summary: str,
+    ) -> AsyncGenerator[str, None]:
+        model, sampling, extra = self._options(persona)
+        messages = _sdk(chat_messages(persona, window, message, summary))
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True} if self._include_usage else openai.omit,
+                extra_body=extra,
+                **sampling,
+            )
+            async with stream:  # leaving early closes the response, and its connection
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        meter.usage = TokenUsage(
+                            chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                        )
+                    if chunk.choices and (text := chunk.choices[0].delta.content):
+                        yield text
+        except openai.OpenAIError as exc:
+            raise translate(exc, f"openai ({self._base_url}, {model})") from exc
+
+    async def summarise(
+        self, persona: Persona, summary: str, turns: Sequence[Turn], *, max_chars: int
+    ) -> Summarised:
+        """One non-streamed completion folding ``turns`` into ``summary``."""
+        model, _, extra = self._options(persona)
+        messages = _sdk(summary_messages(persona, summary, turns, max_chars=max_chars))
+        try:
+            response = await self._client.chat.completions.create(
+                model=model, messages=messages, extra_body=extra
+            )
+        except openai.OpenAIError as exc:
+            raise translate(exc, f"openai ({self._base_url}, {model})") from exc
+        text = (response.choices[0].message.content or "") if response.choices else ""
+        usage = response.usage
+        cost = TokenUsage(usage.prompt_tokens, usage.completion_tokens) if usage else None
+        return Summarised(text.strip(), cost)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _options(self, persona: Persona) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+        """The model, sampling options and extra body for a persona; BackendError (not
+        transient: the card is wrong) when an option has the wrong type."""
+        options = persona.backend_options
+        model = options.get("model", self._model)
+        if not isinstance(model, str) or not model.strip():
+            raise BackendError(
+                f"openai: persona {persona.id!r} names no model: set backend_options.model "
+                "in its card or PERSONABRIDGE_OPENAI__MODEL"
+            )
+        sampling = dict(self._defaults)
+        if "max_completion_tokens" in options:
+            sampling.pop("max_tokens", None)  # newer OpenAI models refuse both at once
+        for key, kinds in SAMPLING.items():
+            if key not in options:
+                continue
+            value = options[key]
+            bad = isinstance(value, bool) or not isinstance(value, kinds)
+            if key == "stop" and isinstance(value, list):
+                bad = not all(isinstance(item, str) for item in value)
+            if bad:
+                raise BackendError(
+                    f"openai: persona {persona.id!r} ({persona.source or 'card'}): "
+                    f"backend_options.{key} has the wrong type ({type(value).__name__})"
+                )
+            sampling[key] = value
+        extra = options.get("extra_body")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise BackendError(
+                f"openai: persona {persona.id!r}: backend_options.extra_body must be a table"
+            )
+        return model, sampling, dict(extra) if extra else None
+
+
+def translate(exc: openai.OpenAIError, where: str) -> BackendError:
+    """Our error for an SDK error: transient when trying again may help."""
+    if isinstance(exc, openai.APITimeoutError):
+        return BackendTimeout(f"{where}: the request timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendUnavailable(f"{where}: cannot connect ({exc.__cause__ or exc})")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        text = f"{where}: HTTP {status}: {exc.message}"
+        if status in _TRANSIENT_STATUS or status >= 500:
+            return BackendUnavailable(text)
+        return BackendError(text)
+    if isinstance(exc, openai.APIError):  # an error event inside the stream
+        return BackendUnavailable(f"{where}: {exc.message}")
+    return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _sdk(messages: list[ChatMessage]) -> list[ChatCompletionMessageParam]:
+    # Our messages are exactly the SDK's system/user/assistant params; the prompt module
+    # keeps its own type so that it does not depend on the SDK.
+    return cast("list[ChatCompletionMessageParam]", messages)

@@ -1,0 +1,173 @@
+"""A fake OpenAI-compatible server on 127.0.0.1, owned by the tests.
+
+``POST /v1/chat/completions`` answers the way OpenAI, Ollama and vLLM do: with
+``stream: true``, SSE chunks (``data: {...}``), the usage chunk when
+``stream_options.include_usage`` is set, then ``data: [DONE]``; without it, one JSON
+completion (the summariser's request). Every request body is kept in ``requests``.
+
+``script`` holds what the next requests get, in order; when it is empty a request
+gets the default answer: ``"You said: <last user message>"`` streamed word by word,
+or, for a summary request, ``"Gist: <the new lines>"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Stream these chunks (then the usage, when asked for)."""
+
+    chunks: tuple[str, ...]
+    prompt_tokens: int = 11
+    completion_tokens: int = 3
+
+
+@dataclass(frozen=True)
+class Status:
+    """Answer with an HTTP error, OpenAI's error body and these headers."""
+
+    status: int
+    message: str = "scripted failure"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Stream ``before`` (nothing: not even the headers), then hang until shutdown."""
+
+    before: tuple[str, ...] = ()
+
+
+Step = Reply | Status | Stall
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[Step] = []
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """The streamed (reply) requests, without the summaries."""
+        return [r for r in self.requests if r.get("stream")]
+
+    @property
+    def summary_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if not r.get("stream")]
+
+    async def __aenter__(self) -> FakeOpenAI:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._completions)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release.set()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, Status):
+            error = {"error": {"message": step.message, "type": "scripted", "code": None}}
+            return web.json_response(error, status=step.status, headers=step.headers)
+        if not body.get("stream"):
+            return web.json_response(_completion(body, _gist(body)))
+        if isinstance(step, Stall) and not step.before:
+            await self._release.wait()
+            return web.Response(status=503)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if isinstance(step, Stall):
+            for text in step.before:
+                await _send(response, _chunk(body, {"content": text}))
+            await self._release.wait()
+            return response
+        reply = step or Reply(tuple(re.findall(r"\S+\s*", f"You said: {_last_user(body)}")))
+        await _send(response, _chunk(body, {"role": "assistant", "content": ""}))
+        for text in reply.chunks:
+            await _send(response, _chunk(body, {"content": text}))
+        await _send(response, _chunk(body, {}, finish="stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = _usage(reply.prompt_tokens, reply.completion_tokens)
+            await _send(response, {**_chunk(body, {}), "choices": [], "usage": usage})
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(data)}\n\n".encode())
+
+
+def _chunk(
+    body: dict[str, Any], delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(20, 5),
+    }
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _last_user(body: dict[str, Any]) -> str:
+    users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    return users[-1] if users else ""
+
+
+def _gist(body: dict[str, Any]) -> str:
+    """The summary request's earlier summary and new lines, condensed: enough for a
+    test to see exactly what went into it."""
+    request = _last_user(body)
+    earlier = request.split("Summary so far:\n", 1)[1].split("\n\nNew lines:", 1)[0]
+    lines = request.split("New lines:\n", 1)[1].split("\n\nWrite the updated", 1)[0]
+    said = [line.split(": ", 1)[1] for line in lines.splitlines() if ": " in line]
+    kept = "" if earlier == "(none yet)" else earlier.removeprefix("Gist: ") + "; "
+    return "Gist: " + kept + "; ".join(said)

@@ -1,0 +1,301 @@
+"""The guard: the chain ending at offline, circuit breakers, what it reports, the note."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from bk_helpers import build_engine, card, dm, key, reply, send
+from fakes import ScriptedBackend, WindowEcho
+
+from bot.backends.base import MeteredStream, TokenUsage
+from bot.backends.guard import CircuitBreaker, GuardPolicy, ReplyGuard, ReplyOutcome
+from bot.backends.offline import OfflineBackend
+from bot.config import EngineSettings
+from bot.errors import BackendError, BackendUnavailable
+from bot.messages import ReplyKind, Turn
+from bot.personas import Persona
+from bot.store.memory import MemoryStore
+
+MESSAGE = Turn(1, "user", "hi", "Alice", 0.0)
+BREAKER = GuardPolicy(
+    first_delta_timeout=1, total_timeout=2, retries=0, breaker_failures=3, breaker_cooldown=30
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def down(name: str = "primary") -> ScriptedBackend:
+    return ScriptedBackend(name, [BackendUnavailable("down")] * 100)
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryStore]:
+    async with MemoryStore() as memory:
+        yield memory
+
+
+async def text_of(guard: ReplyGuard, persona: Persona, **kwargs: Any) -> str:
+    return "".join([d async for d in guard.stream(persona, [], MESSAGE, {}, **kwargs)])
+
+
+# -- the chain --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "backend", "fallback", "chain"),
+    [
+        pytest.param(
+            ("primary", "spare", "offline"),
+            "primary",
+            ("spare",),
+            ["primary", "spare", "offline"],
+            id="fallbacks-then-offline",
+        ),
+        pytest.param(
+            ("primary", "offline"), "primary", (), ["primary", "offline"], id="offline-always-last"
+        ),
+        pytest.param(
+            ("primary", "spare"), "primary", ("spare",), ["primary", "spare"], id="no-offline"
+        ),
+        pytest.param(
+            ("spare", "offline"),
+            "primary",
+            ("nowhere", "spare"),
+            ["spare", "offline"],
+            id="unconfigured-skipped",
+        ),
+        pytest.param(
+            ("primary", "offline"),
+            "primary",
+            ("offline", "primary"),
+            ["primary", "offline"],
+            id="no-repeats",
+        ),
+    ],
+)
+def test_the_chain_is_the_persona_its_fallbacks_then_offline(
+    configured: tuple[str, ...], backend: str, fallback: tuple[str, ...], chain: list[str]
+) -> None:
+    guard = ReplyGuard({n: WindowEcho(n) for n in configured}, GuardPolicy())
+    persona = card(backend=backend, fallback=fallback)
+    assert [b.name for b in guard.chain(persona)] == chain
+
+
+# -- circuit breakers -------------------------------------------------------------------
+
+
+async def test_the_circuit_opens_after_consecutive_failures(store: MemoryStore) -> None:
+    primary, spare, clock = down(), ScriptedBackend("spare", [], default="spare says"), Clock()
+    persona = card(backend="primary", fallback=("spare",))
+    engine = build_engine(store, [primary, spare], [persona], policy=BREAKER, clock=clock)
+    for _ in range(3):
+        assert (await reply(engine, dm("alice", "hi"))).text == "spare says"
+    assert primary.calls == 3 and engine.guard.circuit("primary") == "open"
+    for _ in range(5):  # skipped now: no more waiting on a dead backend
+        assert (await reply(engine, dm("alice", "hi"))).text == "spare says"
+    assert primary.calls == 3
+    clock.now += 29
+    await reply(engine, dm("alice", "hi"))
+    assert primary.calls == 3 and engine.guard.circuit("primary") == "open"
+
+
+@pytest.mark.parametrize(
+    ("probe", "circuit", "answer"),
+    [
+        pytest.param("back again", "closed", "back again", id="probe-succeeds"),
+        pytest.param(BackendUnavailable("still down"), "open", "spare says", id="probe-fails"),
+    ],
+)
+async def test_after_the_cool_down_one_call_probes(
+    probe: str | BaseException, circuit: str, answer: str
+) -> None:
+    primary = ScriptedBackend("primary", [BackendUnavailable("down")] * 3 + [probe])
+    spare, clock = ScriptedBackend("spare", [], default="spare says"), Clock()
+    guard = ReplyGuard({"primary": primary, "spare": spare}, BREAKER, clock=clock)
+    persona = card(backend="primary", fallback=("spare",))
+    for _ in range(3):
+        await text_of(guard, persona)
+    clock.now += 30
+    assert guard.circuit("primary") == "half-open"
+    assert (await text_of(guard, persona)).strip() == answer
+    assert primary.calls == 4 and guard.circuit("primary") == circuit
+    await text_of(guard, persona)
+    assert primary.calls == (5 if circuit == "closed" else 4)
+
+
+class Gate:
+    """A backend down for its first ``failures`` calls; then its replies wait for
+    ``opened``."""
+
+    name = "primary"
+
+    def __init__(self, failures: int) -> None:
+        self.opened = asyncio.Event()
+        self.calls = 0
+        self._failures = failures
+
+    async def reply(
+        self, persona: Persona, window: Sequence[Turn], message: Turn, state: dict[str, Any]
+    ) -> AsyncIterator[str]:
+        self.calls += 1
+        if self.calls <= self._failures:
+            raise BackendUnavailable("down")
+        await self.opened.wait()
+        yield "probed"
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_half_open_lets_one_probe_through_at_a_time() -> None:
+    gate, spare, clock = Gate(failures=3), ScriptedBackend("spare", [], default="spare"), Clock()
+    guard = ReplyGuard({"primary": gate, "spare": spare}, BREAKER, clock=clock)
+    persona = card(backend="primary", fallback=("spare",))
+    for _ in range(3):
+        await text_of(guard, persona)
+    clock.now += 30
+    probe = asyncio.create_task(text_of(guard, persona))
+    await asyncio.sleep(0.01)
+    assert gate.calls == 4
+    others = await asyncio.gather(*(text_of(guard, persona) for _ in range(3)))
+    assert [o.strip() for o in others] == ["spare"] * 3 and gate.calls == 4
+    gate.opened.set()
+    assert await probe == "probed" and guard.circuit("primary") == "closed"
+
+
+async def test_a_probe_whose_caller_went_away_lets_the_next_call_probe() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("x", failures=1, cooldown=5, clock=clock)
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now += 5
+    assert breaker.allow() and not breaker.allow()  # one probe at a time
+    breaker.release()
+    assert breaker.state == "half-open" and breaker.allow()
+
+
+async def test_a_probe_left_mid_stream_is_released() -> None:
+    primary = ScriptedBackend("primary", [BackendUnavailable("down")], default="one two three")
+    clock = Clock()
+    policy = GuardPolicy(retries=0, breaker_failures=1, breaker_cooldown=5)
+    guard = ReplyGuard({"primary": primary}, policy, clock=clock)
+    persona = card(backend="primary")
+    with pytest.raises(BackendUnavailable):
+        await text_of(guard, persona)
+    clock.now += 5
+    stream = guard.stream(persona, [], MESSAGE, {})
+    assert await anext(stream) == "one "
+    await stream.aclose()  # the adapter went away
+    assert guard.circuit("primary") == "half-open"
+    assert (await text_of(guard, persona)).strip() == "one two three"
+    assert guard.circuit("primary") == "closed"
+
+
+async def test_errors_that_are_not_transient_do_not_open_the_circuit() -> None:
+    primary = ScriptedBackend("primary", [BackendError("bad request")] * 10)
+    guard = ReplyGuard({"primary": primary, "offline": OfflineBackend(seed=1)}, BREAKER)
+    for _ in range(10):
+        assert await text_of(guard, card(backend="primary"))
+    assert primary.calls == 10 and guard.circuit("primary") == "closed"
+
+
+async def test_a_lone_backend_with_an_open_circuit_is_a_clear_failure(store: MemoryStore) -> None:
+    primary = down()
+    engine = build_engine(store, [primary], [card(backend="primary")], policy=BREAKER)
+    for _ in range(4):
+        done = await reply(engine, dm("alice", "hi"))
+        assert done.kind is ReplyKind.ERROR and "/retry" in done.text
+    assert primary.calls == 3
+    assert [t.text for t in (await store.load_window(key("alice"), 10)).turns] == ["hi"] * 4
+    with pytest.raises(BackendUnavailable, match="circuit open"):
+        await text_of(engine.guard, card(backend="primary"))
+
+
+# -- what the guard reports and passes on -------------------------------------------------
+
+
+class Metered:
+    name = "metered"
+
+    def __init__(self) -> None:
+        self.summaries: list[str] = []
+
+    def reply(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: dict[str, Any],
+        *,
+        summary: str = "",
+    ) -> MeteredStream:
+        self.summaries.append(summary)
+
+        async def produce(stream: MeteredStream) -> AsyncGenerator[str, None]:
+            yield "counted"
+            stream.usage = TokenUsage(12, 4)
+
+        return MeteredStream(produce)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("persona", "backend", "fallback"),
+    [
+        pytest.param(card(backend="metered"), "metered", False, id="own"),
+        pytest.param(card(backend="gone", fallback=("metered",)), "metered", True, id="fallback"),
+    ],
+)
+async def test_the_outcome_says_who_answered_and_what_it_cost(
+    persona: Persona, backend: str, fallback: bool
+) -> None:
+    gone = ScriptedBackend("gone", [BackendUnavailable("x")] * 5)
+    guard = ReplyGuard({"metered": Metered(), "gone": gone}, GuardPolicy(retry_backoff=0))
+    outcome = ReplyOutcome()
+    assert await text_of(guard, persona, outcome=outcome) == "counted"
+    assert outcome == ReplyOutcome(backend, fallback, TokenUsage(12, 4))
+
+
+async def test_the_summary_is_passed_only_when_there_is_one() -> None:
+    metered, plain = Metered(), WindowEcho("plain")  # WindowEcho takes no summary at all
+    guard = ReplyGuard({"metered": metered, "plain": plain}, GuardPolicy())
+    await text_of(guard, card(backend="metered"), summary="the gist")
+    await text_of(guard, card(backend="metered"))
+    assert metered.summaries == ["the gist", ""]
+    assert await text_of(guard, card(backend="plain"))
+
+
+@pytest.mark.parametrize(
+    ("primary_works", "noted"),
+    [
+        pytest.param(False, True, id="fallback-answered"),
+        pytest.param(True, False, id="own-backend-answered"),
+    ],
+)
+async def test_the_fallback_note_follows_the_reply_and_is_not_stored(
+    store: MemoryStore, primary_works: bool, noted: bool
+) -> None:
+    primary = ScriptedBackend("primary", [] if primary_works else [BackendUnavailable("x")] * 2)
+    spare = ScriptedBackend("spare", [], default="spare answer")
+    engine = build_engine(
+        store,
+        [primary, spare],
+        [card(backend="primary", fallback=("spare",))],
+        settings=EngineSettings(fallback_note=True),
+    )
+    deltas, done = await send(engine, dm("alice", "hi"))
+    assert done.kind is ReplyKind.CHAT and "backup" not in done.text
+    assert ("backup answered" in deltas[-1]) is noted
+    stored = (await store.load_window(key("alice"), 5)).turns[-1].text
+    assert stored == done.text
