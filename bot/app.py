@@ -13,7 +13,7 @@ import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -36,6 +36,31 @@ class Adapter(Protocol):
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+class PlatformAdapter(Adapter, Protocol):
+    """An adapter that may contribute routes to the web server (webhooks)."""
+
+    def web_routes(self) -> Sequence[Any]: ...
+
+
+def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
+    from adapters.discord import DiscordOptions, build_discord_adapter
+
+    discord = settings.discord
+    options = DiscordOptions(
+        edit_interval=discord.edit_interval,
+        command_guild_ids=discord.command_guild_ids,
+        sync_commands=discord.sync_commands,
+        sharded=discord.sharded,
+        shard_count=discord.shard_count,
+        shard_ids=discord.shard_ids,
+        shard_identify_interval=discord.shard_identify_interval,
+        guild_ready_timeout=discord.guild_ready_timeout,
+        signature_max_age=discord.signature_max_age,
+        shutdown_timeout=discord.shutdown_timeout,
+    )
+    return build_discord_adapter(engine, discord, options)
 
 
 def build_store(settings: Settings) -> Store:
@@ -119,11 +144,12 @@ class PersonaBridge:
         self.store = store if store is not None else build_store(settings)
         self.personas = personas if personas is not None else load_personas(settings)
         self.backends = backends if backends is not None else build_backends(settings)
+        self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
         self.engine = Engine(
             self.store,
             self.personas,
-            build_guard(settings, self.backends),
+            self.guard,
             settings=settings.engine,
             rate_limit=settings.rate_limit,
             access=settings.access,
@@ -132,17 +158,18 @@ class PersonaBridge:
         self._stack = AsyncExitStack()
 
     def _check_persona_backends(self) -> None:
+        """Warn at start about personas whose brain is not configured: their fallbacks
+        answer and, last, the offline backend, which may surprise whoever wrote them."""
         for persona in self.personas:
-            chain = [persona.backend, *persona.fallback]
-            if not any(name in self.backends for name in chain):
-                raise ConfigError(
-                    f"persona {persona.id!r} ({persona.source}) needs backend "
-                    f"{persona.backend!r}, which is not configured, and has no configured "
-                    'fallback; add fallback = ["offline"] or configure the backend'
-                )
-            missing = [name for name in chain if name not in self.backends]
+            missing = [n for n in (persona.backend, *persona.fallback) if n not in self.backends]
             if missing:
-                log.warning("persona %s: backends not configured: %s", persona.id, missing)
+                answering = ", ".join(b.name for b in self.guard.chain(persona)) or "nobody"
+                log.warning(
+                    "persona %s: backends not configured: %s (its replies come from %s)",
+                    persona.id,
+                    ", ".join(missing),
+                    answering,
+                )
 
     async def __aenter__(self) -> Self:
         try:
@@ -167,15 +194,31 @@ class PersonaBridge:
         await self._stack.aclose()
 
     def enabled_adapters(self) -> list[Adapter]:
-        """The adapters the settings switch on, in start order."""
-        adapters: list[Adapter] = []
+        """The adapters the settings switch on, in start order: the platforms first (their
+        webhook routes must be ready before the web server takes requests for them), the
+        web last (so it stops first)."""
+        platforms: list[PlatformAdapter] = []
+        discord = self.settings.discord
+        if discord.token or discord.public_key:
+            platforms.append(build_discord(self.engine, self.settings))
+        adapters: list[Adapter] = list(platforms)
+        routes = [route for platform in platforms for route in platform.web_routes()]
         if self.settings.web.enabled:
             from adapters.web import PrometheusMetrics, WebAdapter
             from auth import AccountService
 
             metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
             accounts = AccountService(self.store)
-            adapters.append(WebAdapter(self.engine, accounts, self.settings.web, metrics=metrics))
+            adapters.append(
+                WebAdapter(
+                    self.engine, accounts, self.settings.web, metrics=metrics, extra_routes=routes
+                )
+            )
+        elif routes:
+            raise ConfigError(
+                "the Discord interactions endpoint and Telegram's webhook are served by the web "
+                "adapter: set PERSONABRIDGE_WEB__ENABLED=true"
+            )
         return adapters
 
     async def serve(self, adapters: Sequence[Adapter], stop: asyncio.Event) -> None:

@@ -92,10 +92,9 @@ async def _run(settings: Settings) -> None:
         adapters = bridge.enabled_adapters()
         if not adapters:
             print(
-                "personabridge: no adapter is enabled (PERSONABRIDGE_WEB__ENABLED=false). "
-                "Enable the web page, or chat in the terminal with 'personabridge chat'. "
-                "Telegram (PERSONABRIDGE_TELEGRAM__TOKEN) and Discord "
-                "(PERSONABRIDGE_DISCORD__TOKEN) adapters are not part of this version yet.",
+                "personabridge: no adapter is enabled: the web page is off "
+                "(PERSONABRIDGE_WEB__ENABLED=false) and no PERSONABRIDGE_TELEGRAM__TOKEN or "
+                "PERSONABRIDGE_DISCORD__TOKEN is set. Try 'personabridge chat'.",
                 file=sys.stderr,
             )
             return

@@ -36,6 +36,7 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 _Frozen = ConfigDict(frozen=True, extra="forbid")
 PositiveFloat = Annotated[float, Field(gt=0)]
 IdList = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment
+IntList = Annotated[tuple[int, ...], NoDecode]
 
 
 class StoreSettings(BaseModel):
@@ -82,6 +83,25 @@ class DiscordSettings(BaseModel):
     public_key: str | None = None
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg"
+    #: Least seconds between two edits of a streamed reply.
+    edit_interval: float = Field(default=1.0, ge=0)
+    #: Sync slash commands to these guilds only (instant; for development), not globally.
+    command_guild_ids: IntList = ()
+    sync_commands: bool = True
+    #: Any shard setting selects AutoShardedClient (Discord's count when none is given).
+    sharded: bool = False
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: IntList = ()
+    shard_identify_interval: float = Field(default=5.0, ge=0)
+    guild_ready_timeout: float = Field(default=2.0, ge=0)
+    #: HTTP interactions signed longer ago than this are refused.
+    signature_max_age: float = Field(default=300.0, gt=0)
+    shutdown_timeout: float = Field(default=10.0, ge=0)
+
+    @field_validator("command_guild_ids", "shard_ids", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _split(value)
 
 
 class OpenAISettings(BaseModel):

@@ -1,0 +1,147 @@
+"""``DiscordAdapter``: the gateway client and the HTTP interactions route, as one
+adapter that ``bot.app`` starts and stops.
+
+With a token, entering logs in, syncs the slash commands and connects to the gateway
+(DMs, mentions, slash commands). With a public key, :meth:`DiscordAdapter.web_routes`
+gives the route the web adapter serves for HTTP interactions; entering opens the
+session its follow-ups use. Either may be set alone: web workers that serve only HTTP
+interactions need no token. Leaving lets replies in flight finish, then closes all.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Self
+
+import discord
+from aiohttp import web
+from discord import app_commands
+from pydantic import SecretStr
+
+from adapters.discord.client import Gateway, create_client, point_at
+from adapters.discord.commands import (
+    EPHEMERAL,
+    incoming_from_interaction,
+    install_commands,
+    sync_commands,
+)
+from adapters.discord.errors import DiscordAPIError
+from adapters.discord.interactions import InteractionEndpoint
+from adapters.discord.messages import MessageHandler
+from adapters.discord.options import DiscordOptions
+from adapters.discord.streaming import ENGINE_FAILED, deliver
+from adapters.discord.targets import InteractionSlots
+from adapters.discord.tasks import TaskTracker
+from bot.config import DiscordSettings
+from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class CommandTree(app_commands.CommandTree[discord.Client]):
+    """The slash command tree, with the one error handler for slash commands."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
+    ) -> None:
+        name = interaction.command.name if interaction.command else "?"
+        log.error("discord: /%s failed", name, exc_info=error)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(ENGINE_FAILED, ephemeral=True)
+            else:
+                await interaction.response.send_message(ENGINE_FAILED, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not report the failure (HTTP %s)", exc.status)
+
+
+class DiscordAdapter:
+    """Discord for PersonaBridge. ``client`` is the gateway client while entered
+    (None without a token)."""
+
+    name = "discord"
+
+    def __init__(
+        self, engine: Engine, settings: DiscordSettings, options: DiscordOptions | None = None
+    ):
+        self._engine = engine
+        self._settings = settings
+        self._options = options or DiscordOptions()
+        self._tasks = TaskTracker()
+        self._endpoint = (
+            InteractionEndpoint(engine, settings, self._options, self._tasks)
+            if settings.public_key
+            else None
+        )
+        self._stack: AsyncExitStack | None = None
+        self.client: discord.Client | None = None
+        self.tree: CommandTree | None = None
+
+    @property
+    def replies_in_flight(self) -> int:
+        """How many replies are being written right now."""
+        return len(self._tasks)
+
+    def web_routes(self) -> list[web.AbstractRouteDef]:
+        """The HTTP interactions route (when a public key is set), for the web adapter."""
+        return [self._endpoint.route()] if self._endpoint is not None else []
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            if self._endpoint is not None:
+                await stack.enter_async_context(self._endpoint)
+            if self._settings.token is not None:
+                await stack.enter_async_context(self._gateway(self._settings.token))
+            # Runs first on the way out: replies in flight still have their clients.
+            stack.push_async_callback(self._tasks.drain, self._options.shutdown_timeout)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        self.client = None
+        self.tree = None
+
+    def _gateway(self, token: SecretStr) -> Gateway:
+        point_at(self._settings)
+        client = create_client(self._options)
+        tree = CommandTree(client)
+        install_commands(tree, self._engine, self._run_command)
+        client.event(MessageHandler(client, self._engine, self._options, self._tasks).on_message)
+        self.client, self.tree = client, tree
+
+        async def sync() -> None:
+            if self._options.sync_commands:
+                await sync_commands(tree, self._options.command_guild_ids)
+
+        return Gateway(
+            client,
+            token.get_secret_value(),
+            reconnect=self._options.reconnect,
+            on_login=sync,
+        )
+
+    async def _run_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
+        """Answer one slash command: defer at once (Discord allows 3 s), then stream
+        the reply into the deferred message and follow-ups."""
+        async with self._tasks.track():
+            incoming = incoming_from_interaction(interaction, text)
+            ephemeral = name in EPHEMERAL and not incoming.private
+            await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+            slots = InteractionSlots(interaction, ephemeral=ephemeral)
+            try:
+                await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
+            except DiscordAPIError as exc:
+                log.warning("discord: could not show the reply to /%s (HTTP %s)", name, exc.status)
+
+
+def build_discord_adapter(
+    engine: Engine, settings: DiscordSettings, options: DiscordOptions | None = None
+) -> DiscordAdapter:
+    """The Discord adapter for ``bot.app``: enter it (before the web adapter, so the
+    interactions route is ready when the server starts) and pass
+    :meth:`DiscordAdapter.web_routes` to the web adapter's ``extra_routes``."""
+    return DiscordAdapter(engine, settings, options)

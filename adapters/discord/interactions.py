@@ -1,0 +1,224 @@
+"""HTTP interactions: slash commands delivered to our web server instead of the gateway.
+
+With an "Interactions Endpoint URL" set in the developer portal, Discord POSTs each
+interaction to it, signed with Ed25519 over ``X-Signature-Timestamp`` + body; the
+public key is ``DISCORD__PUBLIC_KEY``. A request with a bad signature or a stale
+timestamp gets 401 (Discord itself sends such probes when the URL is saved). A PING is
+answered with a PONG; a command is deferred at once (Discord waits 3 s at most) and the
+reply follows over REST (:mod:`adapters.discord.rest`), so any number of stateless web
+workers can serve commands with no gateway connection. Autocomplete is answered inline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+
+import aiohttp
+from aiohttp import web
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from adapters.discord.commands import (
+    EPHEMERAL,
+    PLATFORM,
+    SLASH_COMMANDS,
+    OptionValue,
+    command_text,
+    persona_choices,
+)
+from adapters.discord.options import DiscordOptions
+from adapters.discord.rest import EPHEMERAL_FLAG, NO_MENTIONS, InteractionWebhooks, WebhookSlots
+from adapters.discord.streaming import deliver
+from adapters.discord.tasks import TaskTracker
+from bot.config import DiscordSettings
+from bot.engine import Engine
+from bot.errors import ConfigError
+from bot.messages import Incoming
+
+log = logging.getLogger(__name__)
+
+INTERACTIONS_PATH = "/discord/interactions"
+PING, APPLICATION_COMMAND, AUTOCOMPLETE = 1, 2, 4
+PONG, CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, AUTOCOMPLETE_RESULT = 1, 4, 5, 8
+_BOT_DM_CONTEXT = 1
+
+
+class SignatureVerifier:
+    """Checks Discord's Ed25519 request signatures and their timestamps' age."""
+
+    def __init__(self, public_key: str, *, max_age: float, clock: Callable[[], float] = time.time):
+        try:
+            self._key = VerifyKey(bytes.fromhex(public_key))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                "PERSONABRIDGE_DISCORD__PUBLIC_KEY must be the application's public key "
+                "(64 hex digits)"
+            ) from exc
+        self._max_age = max_age
+        self._clock = clock
+
+    def valid(self, signature: str | None, timestamp: str | None, body: bytes) -> bool:
+        if not signature or not timestamp:
+            return False
+        try:
+            sent_at = int(timestamp)
+            self._key.verify(timestamp.encode() + body, bytes.fromhex(signature))
+        except (BadSignatureError, ValueError, TypeError):
+            return False
+        # A replayed request is refused once its timestamp is old.
+        return abs(self._clock() - sent_at) <= self._max_age
+
+
+def incoming_from_payload(payload: Mapping[str, Any], text: str) -> Incoming:
+    """The engine's view of an HTTP interaction (raises KeyError/TypeError if the
+    payload lacks a user)."""
+    member = payload.get("member") or {}
+    user = member.get("user") or payload["user"]
+    user_id = str(user["id"])
+    channel = payload.get("channel") or {}
+    context = payload.get("context")
+    if context is not None:
+        private = context == _BOT_DM_CONTEXT
+    else:
+        private = "guild_id" not in payload and channel.get("type", 1) == 1
+    return Incoming(
+        platform=PLATFORM,
+        user_id=user_id,
+        display_name=str(
+            member.get("nick") or user.get("global_name") or user.get("username") or user_id
+        ),
+        chat_id=str(payload.get("channel_id") or channel.get("id") or user_id),
+        private=private,
+        text=text,
+        addressed=True,
+    )
+
+
+def _options(data: Mapping[str, Any]) -> tuple[dict[str, OptionValue], str | None]:
+    """The options by name, and the focused one's name (autocomplete)."""
+    values: dict[str, OptionValue] = {}
+    focused = None
+    for option in data.get("options") or ():
+        values[str(option["name"])] = option.get("value", "")
+        if option.get("focused"):
+            focused = str(option["name"])
+    return values, focused
+
+
+class InteractionEndpoint:
+    """The aiohttp route for Discord's Interactions Endpoint URL.
+
+    Entering opens the HTTP session the follow-ups use; until then (and after
+    leaving) commands are answered 503.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: DiscordSettings,
+        options: DiscordOptions,
+        tasks: TaskTracker,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        if not settings.public_key:
+            raise ConfigError("PERSONABRIDGE_DISCORD__PUBLIC_KEY is needed for HTTP interactions")
+        self._engine = engine
+        self._settings = settings
+        self._options = options
+        self._tasks = tasks
+        self._verifier = SignatureVerifier(
+            settings.public_key, max_age=options.signature_max_age, clock=clock
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._webhooks: InteractionWebhooks | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self._webhooks = InteractionWebhooks(self._session, self._settings.api_base_url)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        session, self._session, self._webhooks = self._session, None, None
+        if session is not None:
+            await session.close()
+
+    def route(self) -> web.RouteDef:
+        """``POST /discord/interactions``, exempt from the web's CSRF check: Discord
+        authenticates its requests with the signature instead."""
+
+        async def discord_interactions(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request)
+
+        discord_interactions.csrf_exempt = True  # type: ignore[attr-defined]
+        return web.post(INTERACTIONS_PATH, discord_interactions)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = request.headers
+        signature = headers.get("X-Signature-Ed25519")
+        if not self._verifier.valid(signature, headers.get("X-Signature-Timestamp"), body):
+            return web.json_response({"error": "invalid request signature"}, status=401)
+        try:
+            payload = json.loads(body)
+            kind = payload["type"]
+            if kind == PING:
+                return web.json_response({"type": PONG})
+            if kind == AUTOCOMPLETE:
+                return self._autocomplete(payload)
+            if kind == APPLICATION_COMMAND:
+                return await self._command(request, payload)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("discord: a malformed interaction was refused")
+            return web.json_response({"error": "malformed interaction"}, status=400)
+        return web.json_response({"error": f"unsupported interaction type {kind}"}, status=400)
+
+    def _autocomplete(self, payload: Mapping[str, Any]) -> web.Response:
+        values, focused = _options(payload["data"])
+        current = str(values.get(focused, "")) if focused else ""
+        choices = [
+            {"name": label, "value": value}
+            for label, value in persona_choices(self._engine, current)
+        ]
+        return web.json_response({"type": AUTOCOMPLETE_RESULT, "data": {"choices": choices}})
+
+    async def _command(
+        self, request: web.Request, payload: Mapping[str, Any]
+    ) -> web.StreamResponse:
+        data = payload["data"]
+        name = str(data["name"])
+        values, _ = _options(data)
+        if name not in SLASH_COMMANDS:
+            return _message(f"I don't know /{name}. Try /help.", ephemeral=True)
+        incoming = incoming_from_payload(payload, command_text(name, values))
+        app_id, token = str(payload["application_id"]), str(payload["token"])
+        webhooks = self._webhooks
+        if webhooks is None or self._tasks.closed:
+            return web.json_response({"error": "not serving Discord right now"}, status=503)
+        ephemeral = name in EPHEMERAL and not incoming.private
+        deferred: dict[str, Any] = {"type": DEFERRED_CHANNEL_MESSAGE}
+        if ephemeral:
+            deferred["data"] = {"flags": EPHEMERAL_FLAG}
+        # Send the deferral before the first follow-up can go out: Discord only
+        # accepts follow-ups for an interaction it has seen answered.
+        response = web.json_response(deferred)
+        await response.prepare(request)
+        await response.write_eof()
+        slots = WebhookSlots(webhooks, app_id, token, ephemeral=ephemeral)
+        interval = self._options.edit_interval
+        self._tasks.spawn(
+            deliver(self._engine, incoming, slots, interval=interval),
+            name=f"discord-interaction-{name}",
+        )
+        return response
+
+
+def _message(text: str, *, ephemeral: bool) -> web.Response:
+    data: dict[str, Any] = {"content": text, "allowed_mentions": NO_MENTIONS}
+    if ephemeral:
+        data["flags"] = EPHEMERAL_FLAG
+    return web.json_response({"type": CHANNEL_MESSAGE, "data": data})

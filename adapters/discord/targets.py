@@ -1,0 +1,102 @@
+"""Where a gateway reply is shown: a channel (messages) or an interaction (slash
+commands), as :class:`~adapters.discord.streaming.ReplySlots`; and the typing indicator.
+
+Both translate discord.py's ``HTTPException`` into our
+:class:`~adapters.discord.errors.DiscordAPIError`. Rate limits (429) never get here:
+discord.py waits them out and retries, per route bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import discord
+
+from adapters.discord.errors import DiscordAPIError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _translated(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except discord.HTTPException as exc:
+        raise DiscordAPIError(exc.status, exc.text) from exc
+
+
+class ChannelSlots:
+    """A reply to a message: the first piece replies to it (without pinging its
+    author), further pieces follow in the channel; each is edited in place."""
+
+    def __init__(self, channel: discord.abc.Messageable, reply_to: discord.Message | None):
+        self._channel = channel
+        self._reply_to = reply_to
+        self._messages: list[discord.Message] = []
+
+    async def show(self, index: int, text: str) -> None:
+        if index < len(self._messages):
+            self._messages[index] = await _translated(self._messages[index].edit(content=text))
+            return
+        reference = None
+        if index == 0 and self._reply_to is not None:
+            # A reply to a message deleted meanwhile is sent as a plain message.
+            reference = self._reply_to.to_reference(fail_if_not_exists=False)
+        if reference is None:
+            sent = await _translated(self._channel.send(text))
+        else:
+            sent = await _translated(self._channel.send(text, reference=reference))
+        self._messages.append(sent)
+
+    async def remove(self, index: int) -> None:
+        await _translated(self._messages.pop(index).delete())
+
+
+class InteractionSlots:
+    """The reply to a deferred slash command: the first piece replaces the "thinking"
+    message (``@original``); further pieces are follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool):
+        self._interaction = interaction
+        self._ephemeral = ephemeral
+        self._followups: list[discord.WebhookMessage] = []
+
+    async def show(self, index: int, text: str) -> None:
+        if index == 0:
+            await _translated(self._interaction.edit_original_response(content=text))
+        elif index <= len(self._followups):
+            message = self._followups[index - 1]
+            self._followups[index - 1] = await _translated(message.edit(content=text))
+        else:
+            followup = self._interaction.followup.send(text, wait=True, ephemeral=self._ephemeral)
+            self._followups.append(await _translated(followup))
+
+    async def remove(self, index: int) -> None:
+        await _translated(self._followups.pop(index - 1).delete())
+
+
+@asynccontextmanager
+async def typing_in(channel: discord.abc.Messageable, every: float = 8.0) -> AsyncIterator[None]:
+    """Show "typing…" in ``channel`` until the block ends (Discord shows it for about
+    10 s per trigger, or until the bot posts). A failed trigger is only logged."""
+
+    async def keep_typing() -> None:
+        while True:
+            try:
+                await channel.typing()
+            except discord.HTTPException as exc:
+                log.debug("discord: typing failed (HTTP %s)", exc.status)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(keep_typing(), name="discord-typing")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,1 @@
+"""The DynamoDB store's parts; :mod:`bot.store.dynamodb` is its public face and its doc."""

@@ -1,0 +1,491 @@
+"""``DynamoStore``: the :class:`~bot.store.base.Store` on one DynamoDB table.
+
+The layout, access patterns and call counts are described in :mod:`bot.store.dynamodb`.
+Conversations live in :mod:`~bot.store.dynamo.conversations`, guest data moved by a link
+in :mod:`~bot.store.dynamo.linking`, the client in :mod:`~bot.store.dynamo.table`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Self
+
+from aiobotocore.session import AioSession  # type: ignore[import-untyped]
+
+from bot.errors import StoreError, StoreUnavailable, UsernameTaken
+from bot.messages import (
+    ConversationKey,
+    Identity,
+    NewTurn,
+    OwnerId,
+    Turn,
+    account_owner,
+    guest_owner,
+)
+from bot.store.base import (
+    Account,
+    ConversationRecord,
+    ConversationWindow,
+    LinkedIdentity,
+    Usage,
+    WebSession,
+)
+from bot.store.dynamo import keys
+from bot.store.dynamo.codec import Item, from_wire, integer, number, optional_text, text, values
+from bot.store.dynamo.conversations import Conversations, Lru
+from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
+from bot.store.dynamo.table import Cancelled, ConditionFailed, DynamoStats, Table
+
+#: The condition that an account exists and is not being deleted.
+_ACCOUNT_LIVE = "attribute_exists(PK) AND attribute_not_exists(deleting)"
+#: Attempts of a read-then-write on an identity that changes under us.
+_IDENTITY_ATTEMPTS = 5
+
+
+class DynamoStore:
+    """A :class:`~bot.store.base.Store` on the DynamoDB table ``table`` (create it with
+    :func:`~bot.store.dynamo.admin.create_table`, ``personabridge db create``).
+
+    One aiobotocore client per store, opened by ``async with`` and closed with it;
+    credentials come from botocore's usual chain (environment, profile, role).
+    ``endpoint_url`` points at another DynamoDB (a local one, moto); ``region`` defaults
+    to botocore's. Throttling and transient errors are retried by botocore in
+    ``retry_mode`` (``standard`` or ``adaptive``) up to ``max_attempts`` attempts.
+    ``cache_size`` bounds what is remembered per conversation key and identity (only
+    hints that every read or conditional write checks; see :mod:`bot.store.dynamodb`).
+    ``session`` is an aiobotocore ``AioSession`` to share between stores (it caches
+    botocore's service model; a new one is made per store by default).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        retry_mode: Literal["standard", "adaptive"] = "standard",
+        max_attempts: int = 5,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        max_pool_connections: int = 64,
+        cache_size: int = 10_000,
+        session: AioSession | None = None,
+    ) -> None:
+        self._table = Table(
+            table,
+            endpoint_url=endpoint_url,
+            region=region,
+            retry_mode=retry_mode,
+            max_attempts=max_attempts,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
+            session=session,
+        )
+        self._conversations = Conversations(self._table, cache_size)
+        #: who each identity last spoke for here: what to read along with it next time
+        self._owner_hints: Lru[Identity, OwnerId] = Lru(cache_size)
+
+    @property
+    def table(self) -> Table:
+        """The table and its client (for the admin functions and for statistics)."""
+        return self._table
+
+    @property
+    def stats(self) -> DynamoStats:
+        """Calls, attempts and version conflicts so far."""
+        return self._table.stats
+
+    async def __aenter__(self) -> Self:
+        await self._table.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._table.close()
+
+    async def ping(self) -> None:
+        await self._table.get(keys.key("PING", "PING"), consistent=False)
+
+    # -- accounts ---------------------------------------------------------------------
+
+    async def create_account(self, username: str, password_hash: str, now: float) -> Account:
+        account = Account(secrets.token_hex(8), username, password_hash, now)
+        name = {**keys.account_name(username), "account_id": account.id}
+        record = {
+            **keys.account_record(account.id),
+            "account_id": account.id,
+            "username": username,
+            "password_hash": password_hash,
+            "created_at": now,
+        }
+        absent = "attribute_not_exists(PK)"
+        try:
+            await self._table.transact(
+                [
+                    self._table.put_action(name, ConditionExpression=absent),
+                    self._table.put_action(record, ConditionExpression=absent),
+                ]
+            )
+        except Cancelled as cancelled:
+            if cancelled.failed(0):
+                raise UsernameTaken(f"the username {username!r} is taken") from cancelled
+            raise
+        return account
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return _account(await self._table.get(keys.account_record(account_id)))
+
+    async def find_account(self, username: str) -> Account | None:
+        name = await self._table.get(keys.account_name(username))
+        if name is None:
+            return None
+        account = await self.get_account(text(name, "account_id"))
+        if account is None or account.username.casefold() != username.casefold():
+            return None
+        return account
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        with contextlib.suppress(ConditionFailed):  # no such account: nothing to do
+            await self._table.update(
+                keys.account_record(account_id),
+                UpdateExpression="SET password_hash = :h",
+                ConditionExpression=_ACCOUNT_LIVE,
+                ExpressionAttributeValues=values(h=password_hash),
+            )
+
+    async def delete_account(self, account_id: str) -> None:
+        record = await self._table.get(keys.account_record(account_id))
+        if record is None:
+            return
+        # Marked first, so no link, code or session can be added meanwhile; the record
+        # goes last, so an interrupted deletion is found and finished by the next one.
+        await self._table.update(
+            keys.account_record(account_id),
+            UpdateExpression="SET deleting = :t",
+            ExpressionAttributeValues=values(t=True),
+        )
+        owner = account_owner(account_id)
+        index = await self._owner_items(owner)
+        mains: list[keys.Key] = []
+        for item in index:
+            sk = text(item, keys.SK)
+            if sk.startswith(f"{keys.IDENTITY}#"):
+                # unless it was linked to another account meanwhile
+                with contextlib.suppress(ConditionFailed):
+                    await self._table.delete(
+                        keys.key(sk, keys.IDENTITY),
+                        ConditionExpression="account_id = :a",
+                        ExpressionAttributeValues=values(a=account_id),
+                    )
+            elif sk.startswith((f"{keys.LINKCODE}#", f"{keys.WEBSESSION}#")):
+                mains.append(keys.key(sk, sk.partition("#")[0]))
+        await self._table.batch_write(deletes=mains)
+        await self._forget(owner, index)
+        rest = [_key_of(item) for item in index if text(item, keys.SK) != keys.ACCOUNT]
+        await self._table.batch_write(deletes=rest)
+        await self._table.transact(
+            [
+                self._table.delete_action(
+                    keys.account_name(text(record, "username")),
+                    ConditionExpression="account_id = :a",
+                    ExpressionAttributeValues=values(a=account_id),
+                ),
+                self._table.delete_action(keys.account_record(account_id)),
+            ]
+        )
+        self._owner_hints.drop_where(lambda _, hinted: hinted == owner)
+
+    # -- identities -------------------------------------------------------------------
+
+    async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
+        return _link(await self._table.get(keys.identity(identity)))
+
+    async def resolve_identity(
+        self, identity: Identity
+    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
+        # One BatchGetItem: the identity, the preferences of the owner it spoke for
+        # last time here, and that conversation's META and newest turns (kept for the
+        # load_window that follows). Only a changed owner costs a second trip.
+        guess = self._owner_hints.get(identity) or guest_owner(identity)
+        plan = self._conversations.plan_prefetch(guess)
+        wanted = [keys.identity(identity), keys.preferences(guess)]
+        if plan is not None:
+            wanted += self._conversations.prefetch_keys(plan)
+        items = await self._table.batch_get(wanted)
+        found = {(item.get(keys.PK), item.get(keys.SK)): item for item in items}
+        link = _link(found.get((wanted[0][keys.PK], keys.IDENTITY)))
+        owner = account_owner(link.account_id) if link else guest_owner(identity)
+        if owner == guess:
+            prefs = preferences_of(found.get((wanted[1][keys.PK], keys.PREFS)))
+            if plan is not None:
+                self._conversations.prefetched(plan, items)
+        else:
+            prefs = await self.get_preferences(owner)
+        self._owner_hints.put(identity, owner)
+        return link, prefs
+
+    async def link_identity(
+        self, identity: Identity, display_name: str, account_id: str, now: float
+    ) -> None:
+        for _ in range(_IDENTITY_ATTEMPTS):
+            old = await self._table.get(keys.identity(identity))
+            old_account = optional_text(old, "account_id") if old else None
+            same = old is not None and old_account == account_id
+            fields = {
+                "platform": identity.platform,
+                "user_id": identity.user_id,
+                "display_name": display_name,
+                "account_id": account_id,
+                "linked_at": number(old, "linked_at") if old and same else now,
+                # ties of linked_at keep the order of linking
+                "order": integer(old, "order", 0) if old and same else time.time_ns(),
+            }
+            unchanged = (
+                {"ConditionExpression": "attribute_not_exists(PK)"}
+                if old is None
+                else {
+                    "ConditionExpression": "account_id = :old",
+                    "ExpressionAttributeValues": values(old=old_account),
+                }
+            )
+            actions = [
+                self._table.check_action(keys.account_record(account_id), _ACCOUNT_LIVE),
+                self._table.put_action({**keys.identity(identity), **fields}, **unchanged),
+                self._table.put_action({**keys.identity_index(account_id, identity), **fields}),
+            ]
+            if old_account is not None and not same:
+                actions.append(
+                    self._table.delete_action(keys.identity_index(old_account, identity))
+                )
+            try:
+                await self._table.transact(actions)
+                break
+            except Cancelled as cancelled:
+                if cancelled.failed(0):
+                    raise StoreError(f"no account with id {account_id!r}") from cancelled
+                if not cancelled.failed(1):
+                    raise
+        else:
+            raise StoreUnavailable(f"the identity {identity} kept changing while linking")
+        owner = account_owner(account_id)
+        self._owner_hints.put(identity, owner)
+        await GuestMover(self._table, self._conversations, guest_owner(identity), owner).move()
+
+    async def unlink_identity(self, identity: Identity) -> None:
+        for _ in range(_IDENTITY_ATTEMPTS):
+            old = await self._table.get(keys.identity(identity))
+            self._owner_hints.pop(identity)
+            if old is None:
+                return
+            account_id = text(old, "account_id")
+            try:
+                await self._table.transact(
+                    [
+                        self._table.delete_action(
+                            keys.identity(identity),
+                            ConditionExpression="account_id = :a",
+                            ExpressionAttributeValues=values(a=account_id),
+                        ),
+                        self._table.delete_action(keys.identity_index(account_id, identity)),
+                    ]
+                )
+                return
+            except Cancelled as cancelled:
+                if not cancelled.failed(0):
+                    raise
+        raise StoreUnavailable(f"the identity {identity} kept changing while unlinking")
+
+    async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
+        items = await self._table.query(
+            None,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues=values(
+                pk=keys.owner_pk(account_owner(account_id)), prefix=f"{keys.IDENTITY}#"
+            ),
+        )
+        items.sort(key=lambda item: (number(item, "linked_at"), integer(item, "order", 0)))
+        return [link for link in map(_link, items) if link is not None]
+
+    # -- link codes and web sessions --------------------------------------------------
+
+    async def _put_expiring(
+        self, main: keys.Key, account_id: str, expires_at: float, kind: str
+    ) -> None:
+        try:
+            await self._table.transact(
+                [
+                    self._table.check_action(keys.account_record(account_id), _ACCOUNT_LIVE),
+                    self._table.put_action(
+                        {**main, "account_id": account_id, keys.TTL: expires_at}
+                    ),
+                    # the account's index of it, for delete_account; expires with it
+                    self._table.put_action(
+                        {**keys.account_index(account_id, main), keys.TTL: expires_at}
+                    ),
+                ]
+            )
+        except Cancelled as cancelled:
+            if cancelled.failed(0):
+                raise StoreError(f"no account with id {account_id!r} for a {kind}") from None
+            raise
+
+    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+        await self._put_expiring(keys.link_code(code_hash), account_id, expires_at, "link code")
+
+    async def take_link_code(self, code_hash: str, now: float) -> str | None:
+        # One conditional delete: of concurrent takes, exactly one gets the old item.
+        # An expired code is refused and left for DynamoDB's TTL to remove.
+        try:
+            response = await self._table.delete(
+                keys.link_code(code_hash),
+                ConditionExpression=f"{keys.TTL} > :now",
+                ExpressionAttributeValues=values(now=now),
+                ReturnValues="ALL_OLD",
+            )
+        except ConditionFailed:
+            return None
+        old = response.get("Attributes")
+        return text(from_wire(old), "account_id") if old else None
+
+    async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
+        await self._put_expiring(keys.web_session(token_hash), account_id, expires_at, "session")
+
+    async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
+        item = await self._table.get(keys.web_session(token_hash))
+        if item is None or number(item, keys.TTL) <= now:
+            return None  # TTL deletes expired items only eventually
+        return WebSession(text(item, "account_id"), number(item, keys.TTL))
+
+    async def delete_web_session(self, token_hash: str) -> None:
+        main = keys.web_session(token_hash)
+        response = await self._table.delete(main, ReturnValues="ALL_OLD")
+        old = response.get("Attributes")
+        if old:
+            await self._table.delete(keys.account_index(text(from_wire(old), "account_id"), main))
+
+    # -- preferences ------------------------------------------------------------------
+
+    async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
+        return preferences_of(await self._table.get(keys.preferences(owner)))
+
+    async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
+        if value is None:
+            await self._table.update(
+                keys.preferences(owner),
+                UpdateExpression="REMOVE #p",
+                ExpressionAttributeNames={"#p": PREF + name},
+            )
+        else:
+            await self._table.update(
+                keys.preferences(owner),
+                UpdateExpression="SET #p = :v",
+                ExpressionAttributeNames={"#p": PREF + name},
+                ExpressionAttributeValues=values(v=value),
+            )
+
+    # -- conversations ----------------------------------------------------------------
+
+    async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
+        return await self._conversations.load_window(key, max_turns)
+
+    async def append_turns(
+        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+    ) -> tuple[int, tuple[Turn, ...]]:
+        return await self._conversations.append(key, turns, expected_version, now)
+
+    async def save_conversation_state(
+        self,
+        key: ConversationKey,
+        expected_version: int,
+        *,
+        backend_state: Mapping[str, Any] | None = None,
+        summary: str | None = None,
+    ) -> int:
+        return await self._conversations.save_state(key, expected_version, backend_state, summary)
+
+    async def reset_conversation(self, key: ConversationKey) -> None:
+        await self._conversations.reset(key)
+
+    # -- token usage ------------------------------------------------------------------
+
+    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
+        await self._table.update(
+            keys.usage(owner),
+            UpdateExpression="ADD prompt_tokens :p, completion_tokens :c, replies :one",
+            ExpressionAttributeValues=values(p=prompt_tokens, c=completion_tokens, one=1),
+        )
+
+    async def get_usage(self, owner: OwnerId) -> Usage:
+        item = await self._table.get(keys.usage(owner))
+        if item is None:
+            return Usage()
+        return Usage(
+            integer(item, "prompt_tokens", 0),
+            integer(item, "completion_tokens", 0),
+            integer(item, "replies", 0),
+        )
+
+    # -- whole owners -----------------------------------------------------------------
+
+    async def _owner_items(self, owner: OwnerId) -> list[Item]:
+        return await self._table.query(
+            None,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues=values(pk=keys.owner_pk(owner)),
+        )
+
+    @staticmethod
+    def _slots(owner: OwnerId, index: Sequence[Item]) -> list[ConversationKey]:
+        return [
+            ConversationKey(owner, text(item, "persona_id"), text(item, "scope"))
+            for item in index
+            if text(item, keys.SK).startswith(keys.SLOT)
+        ]
+
+    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
+        found = []
+        for slot in self._slots(owner, await self._owner_items(owner)):
+            found += await self._conversations.records(slot)
+        found.sort(key=lambda pair: pair[0])
+        return [record for _, record in found]
+
+    async def forget_owner(self, owner: OwnerId) -> None:
+        await self._forget(owner, await self._owner_items(owner))
+
+    async def _forget(self, owner: OwnerId, index: Sequence[Item]) -> None:
+        slots = self._slots(owner, index)
+        for slot in slots:
+            await self._conversations.delete_partition(slot)
+        doomed = [keys.slot_index(s.owner, s.persona_id, s.scope) for s in slots]
+        await self._table.batch_write(deletes=[*doomed, keys.preferences(owner), keys.usage(owner)])
+        self._conversations.forget_cached(owner)
+
+
+def _key_of(item: Item) -> keys.Key:
+    return keys.key(text(item, keys.PK), text(item, keys.SK))
+
+
+def _account(item: Item | None) -> Account | None:
+    if item is None or "deleting" in item:
+        return None
+    return Account(
+        text(item, "account_id"),
+        text(item, "username"),
+        text(item, "password_hash"),
+        number(item, "created_at"),
+    )
+
+
+def _link(item: Item | None) -> LinkedIdentity | None:
+    if item is None:
+        return None
+    return LinkedIdentity(
+        text(item, "platform"),
+        text(item, "user_id"),
+        text(item, "display_name"),
+        text(item, "account_id"),
+        number(item, "linked_at"),
+    )

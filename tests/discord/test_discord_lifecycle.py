@@ -1,0 +1,67 @@
+"""Starting and stopping the adapter, and what its settings may be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dc_fake_server import BOT, FakeDiscord
+from dc_helpers import CHANNEL_ID, build_engine, fast_options, message, running
+
+from adapters.discord import DiscordOptions, build_discord_adapter
+from bot.config import DiscordSettings
+from bot.errors import ConfigError
+from bot.store.memory import MemoryStore
+
+
+async def test_a_refused_token_is_a_config_error(fake: FakeDiscord, store: MemoryStore) -> None:
+    fake.fail_next("GET", "^/users/@me$", status=401)
+    adapter = build_discord_adapter(build_engine(store), fake.settings(), fast_options())
+    with pytest.raises(ConfigError, match="DISCORD__TOKEN"):
+        async with adapter:
+            pass
+    assert not fake.identifies, "no gateway connection was tried"
+
+
+async def test_without_token_or_key_the_adapter_does_nothing(store: MemoryStore) -> None:
+    adapter = build_discord_adapter(build_engine(store), DiscordSettings())
+    assert adapter.name == "discord"
+    assert adapter.web_routes() == []
+    async with adapter:
+        assert adapter.client is None
+
+
+def test_a_public_key_that_is_not_one_is_a_config_error(store: MemoryStore) -> None:
+    with pytest.raises(ConfigError, match="PUBLIC_KEY"):
+        build_discord_adapter(build_engine(store), DiscordSettings(public_key="xyz"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"edit_interval": -1}, id="negative-interval"),
+        pytest.param({"shard_ids": (0,)}, id="ids-without-count"),
+        pytest.param({"shard_count": 2, "shard_ids": (2,)}, id="id-out-of-range"),
+    ],
+)
+def test_invalid_options(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        DiscordOptions(**options)
+
+
+async def test_a_guild_missing_from_the_cache_is_still_no_dm(
+    fake: FakeDiscord, store: MemoryStore
+) -> None:
+    """Without GUILD_CREATE discord.py gives guild=None: that must not read as a DM."""
+    async with running(fake, build_engine(store)) as adapter:
+        await fake.dispatch("MESSAGE_CREATE", message("not for the bot"))
+        await fake.dispatch("MESSAGE_CREATE", message("<@1000> for the bot", mentions=[BOT]))
+        pieces = await fake.wait_for(
+            lambda: (
+                adapter.replies_in_flight == 0
+                and (p := fake.transcript(channel=CHANNEL_ID))
+                and "▌" not in p[-1]
+                and p
+            )
+        )
+    assert pieces == ["re:for the bot saw:[]"]
