@@ -63,6 +63,20 @@ def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
     return build_discord_adapter(engine, discord, options)
 
 
+def build_telegram(engine: Engine, settings: Settings) -> PlatformAdapter:
+    from adapters.telegram import TelegramOptions, build_telegram_adapter
+
+    telegram = settings.telegram
+    options = TelegramOptions(
+        private_edit_interval=telegram.private_edit_interval,
+        group_edit_interval=telegram.group_edit_interval,
+        first_message_delay=telegram.first_message_delay,
+        webhook_path=telegram.webhook_path,
+        max_concurrent_updates=telegram.max_concurrent_updates,
+    )
+    return build_telegram_adapter(engine, telegram, settings.web, options)
+
+
 def build_store(settings: Settings) -> Store:
     if settings.store.kind == "sqlite":
         from bot.store.sqlite import SqliteStore
@@ -201,6 +215,8 @@ class PersonaBridge:
         discord = self.settings.discord
         if discord.token or discord.public_key:
             platforms.append(build_discord(self.engine, self.settings))
+        if self.settings.telegram.token:
+            platforms.append(build_telegram(self.engine, self.settings))
         adapters: list[Adapter] = list(platforms)
         routes = [route for platform in platforms for route in platform.web_routes()]
         if self.settings.web.enabled:
@@ -211,7 +227,12 @@ class PersonaBridge:
             accounts = AccountService(self.store)
             adapters.append(
                 WebAdapter(
-                    self.engine, accounts, self.settings.web, metrics=metrics, extra_routes=routes
+                    self.engine,
+                    accounts,
+                    self.settings.web,
+                    metrics=metrics,
+                    extra_routes=routes,
+                    telegram_bot_username=self.settings.telegram.bot_username,
                 )
             )
         elif routes:

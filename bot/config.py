@@ -74,6 +74,15 @@ class TelegramSettings(BaseModel):
     mode: Literal["polling", "webhook"] = "polling"
     api_base_url: str = "https://api.telegram.org"
     webhook_secret: SecretStr | None = None
+    #: The bot's @username without the @, for the web's deep links (t.me/<bot>?start=...).
+    bot_username: str | None = None
+    #: Least seconds between two writes to one chat while a reply streams.
+    private_edit_interval: float = Field(default=1.0, ge=0)
+    group_edit_interval: float = Field(default=3.0, ge=0)
+    #: A reply complete within this time goes out as one message, without a draft.
+    first_message_delay: float = Field(default=0.3, ge=0)
+    webhook_path: str = "/telegram/webhook"
+    max_concurrent_updates: int = Field(default=256, ge=1)
 
 
 class DiscordSettings(BaseModel):

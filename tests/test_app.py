@@ -67,3 +67,19 @@ async def test_webhook_routes_without_the_web_server_is_a_clear_error(tmp_path: 
     async with PersonaBridge(settings) as bridge:
         with pytest.raises(ConfigError, match="WEB__ENABLED"):
             bridge.enabled_adapters()
+
+
+async def test_telegram_webhook_route_is_hosted_by_the_web_server(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        TELEGRAM__TOKEN="123:abc",
+        TELEGRAM__MODE="webhook",
+        TELEGRAM__WEBHOOK_SECRET="s3cret-Value",
+        TELEGRAM__API_BASE_URL="http://127.0.0.1:9",
+    )
+    async with PersonaBridge(settings) as bridge:
+        adapters = bridge.enabled_adapters()
+        assert [a.name for a in adapters] == ["telegram", "web"]
+        web = adapters[-1]
+        paths = {r.resource.canonical for r in web.app.router.routes() if r.resource}  # type: ignore[attr-defined]
+        assert "/telegram/webhook" in paths

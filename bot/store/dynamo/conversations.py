@@ -435,9 +435,11 @@ class Conversations:
         last_turn: Turn | None = None,
     ) -> Wire:
         condition, condition_values = version_condition(head)
-        sets: dict[str, object] = {"version": new.version, "gens": new.generations}
-        sets["cid"] = new.cid
-        sets["last_seq"] = new.last_seq
+        sets: dict[str, object] = {"version": new.version}
+        if new.last_seq != head.last_seq or new.cid != head.cid:
+            sets["last_seq"] = new.last_seq
+        if new.cid != head.cid:  # a conversation starts
+            sets |= {"cid": new.cid, "gens": new.generations}
         if head.version == 0:
             sets |= {"owner": key.owner, "persona_id": key.persona_id, "scope": key.scope}
         if state is not None:

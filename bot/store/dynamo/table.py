@@ -150,7 +150,7 @@ class Table:
         self._endpoint_url = endpoint_url
         self._region = region
         self._config = AioConfig(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,

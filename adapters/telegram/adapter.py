@@ -1,0 +1,238 @@
+"""``TelegramAdapter``: python-telegram-bot's Application, run on the shared event loop.
+
+Entering the adapter initialises PTB (``getMe``: the bot's id and username), registers
+the command list (``setMyCommands``) and starts receiving:
+
+* polling: PTB's updater long-polls ``getUpdates`` (it removes any webhook first);
+* webhook: ``setWebhook(WEB__PUBLIC_URL + webhook_path, secret_token=…)``; Telegram's
+  POSTs arrive on the web adapter's server through :meth:`TelegramAdapter.web_routes`,
+  are checked for the ``X-Telegram-Bot-Api-Secret-Token`` header (403 otherwise) and
+  queued for PTB. The webhook is left set on exit: other workers may still serve it,
+  and Telegram keeps updates for a restarted one.
+
+Leaving it stops receiving, lets the updates in progress finish, and shuts PTB down.
+Never ``run_polling()``/``run_webhook()``: those want the event loop to themselves.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import secrets
+from typing import Any, Self
+
+from aiohttp import web
+from telegram import BotCommand, Update
+from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from adapters.telegram.delivery import Outbox
+from adapters.telegram.handlers import BotIdentity, UpdateHandler
+from adapters.telegram.options import TelegramOptions
+from adapters.telegram.ordering import ChatOrderedProcessor
+from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.transport import AiohttpRequest
+from bot.commands import COMMANDS
+from bot.config import TelegramSettings, WebSettings
+from bot.engine import Engine
+from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header's name
+#: Only new messages are answered; asking for nothing else spares the traffic.
+ALLOWED_UPDATES = (Update.MESSAGE,)
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+TgApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+class TelegramAdapter:
+    """The Telegram front end. An async context manager: entered, it receives and
+    answers; ``username`` is the bot's username once started (for t.me deep links)."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: TelegramSettings,
+        web_settings: WebSettings,
+        options: TelegramOptions | None = None,
+    ):
+        # PTB 22.2 began moving time periods (RetryAfter.retry_after, …) from int
+        # seconds to timedelta and warns on every use until a process opts in; this
+        # adapter reads them either way (delivery.retry_after_seconds), so it opts in,
+        # unless the operator has decided otherwise.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
+        if settings.token is None or not settings.token.get_secret_value():
+            raise ConfigError("PERSONABRIDGE_TELEGRAM__TOKEN is not set")
+        self._token = settings.token.get_secret_value()
+        secret = settings.webhook_secret
+        self._secret = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
+        if secret is None and settings.mode == "webhook":
+            log.info(
+                "telegram webhook secret generated for this process; set "
+                "PERSONABRIDGE_TELEGRAM__WEBHOOK_SECRET when several workers serve the webhook"
+            )
+        if not _SECRET_SHAPE.fullmatch(self._secret):
+            raise ConfigError(
+                "PERSONABRIDGE_TELEGRAM__WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+        self.settings = settings
+        self.options = options or TelegramOptions()
+        self.mode = settings.mode
+        self.webhook_url = web_settings.base_url + self.options.webhook_path
+        self._api = settings.api_base_url.rstrip("/")
+        self._engine = engine
+        self._pacer = ChatPacer()
+        self.application: TgApplication | None = None
+        self._handler: UpdateHandler | None = None
+        self.username: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _build(self) -> TgApplication:
+        options = self.options
+        builder = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(f"{self._api}/bot")
+            .base_file_url(f"{self._api}/file/bot")
+            .concurrent_updates(
+                ChatOrderedProcessor(
+                    options.max_concurrent_updates, max_queued=options.max_queued_per_chat
+                )
+            )
+            .request(
+                AiohttpRequest(
+                    connection_pool_size=options.connection_pool_size,
+                    pool_timeout=options.pool_timeout,
+                )
+            )
+            .job_queue(None)
+        )
+        if self.mode == "webhook":
+            builder = builder.updater(None)
+        else:
+            # One connection for the long poll, whose HTTP read must outlast the poll.
+            builder = builder.get_updates_request(
+                AiohttpRequest(connection_pool_size=1, read_timeout=options.poll_timeout + 10)
+            )
+        app: TgApplication = builder.build()
+        outbox = Outbox(app.bot, self._pacer, options)
+        self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
+        app.add_handler(TypeHandler(Update, self._handler))
+        app.add_error_handler(_on_error)
+        return app
+
+    async def __aenter__(self) -> Self:
+        app = self._build()
+        try:
+            try:
+                await app.initialize()
+            except InvalidToken as exc:
+                raise ConfigError("PERSONABRIDGE_TELEGRAM__TOKEN: Telegram refused it") from exc
+            assert self._handler is not None
+            self._handler.me = BotIdentity(app.bot.id, app.bot.username)
+            self.username = app.bot.username
+            await self._register_commands(app)
+            await app.start()
+            # From here the webhook route takes updates: it must before setWebhook, or
+            # Telegram's first deliveries would meet a 503 and be retried much later.
+            self.application = app
+            await self._start_receiving(app)
+        except BaseException:
+            self.application = None
+            await self._close(app)
+            raise
+        log.info("telegram adapter started as @%s (%s)", self.username, self.mode)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        app, self.application = self.application, None
+        if app is not None:
+            await self._close(app)
+
+    async def _close(self, app: TgApplication) -> None:
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    async def _register_commands(self, app: TgApplication) -> None:
+        commands = [
+            BotCommand(c.name, (f"{c.args} — " if c.args else "") + c.description[:200])
+            for c in COMMANDS
+        ]
+        try:
+            await app.bot.set_my_commands(commands)
+        except TelegramError as exc:  # the bot works without the menu
+            log.warning("setMyCommands failed: %s", exc)
+
+    async def _start_receiving(self, app: TgApplication) -> None:
+        if app.updater is not None:
+            await app.updater.start_polling(
+                timeout=int(self.options.poll_timeout), allowed_updates=list(ALLOWED_UPDATES)
+            )
+            return
+        try:
+            await app.bot.set_webhook(
+                self.webhook_url, secret_token=self._secret, allowed_updates=list(ALLOWED_UPDATES)
+            )
+        except BadRequest as exc:
+            raise ConfigError(
+                f"PERSONABRIDGE_WEB__PUBLIC_URL: Telegram refused the webhook "
+                f"{self.webhook_url}: {exc}"
+            ) from exc
+
+    # -- webhook ----------------------------------------------------------------------
+
+    def web_routes(self) -> list[web.AbstractRouteDef]:
+        """The webhook route for the web adapter's server; none in polling mode."""
+        if self.mode != "webhook":
+            return []
+
+        async def telegram_webhook(request: web.Request) -> web.StreamResponse:
+            return await self._receive(request)
+
+        # Authenticated by the secret header, not by a CSRF token.
+        setattr(telegram_webhook, "csrf_exempt", True)  # noqa: B010
+        return [web.post(self.options.webhook_path, telegram_webhook)]
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret.encode()):
+            return web.Response(status=403, text="forbidden")
+        app = self.application
+        if app is None or not app.running:
+            # Not started yet, or stopping: Telegram tries again later.
+            return web.Response(status=503, text="not ready")
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError("an update is a JSON object")
+            update = Update.de_json(data, app.bot)
+        except (ValueError, TypeError, KeyError):
+            return web.Response(status=400, text="not an update")
+        await app.update_queue.put(update)
+        return web.Response()
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The one place an update's unexpected failure ends: logged, without its text."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("telegram update %s failed", update_id, exc_info=context.error)
+
+
+def build_telegram_adapter(
+    engine: Engine,
+    settings: TelegramSettings,
+    web: WebSettings,
+    options: TelegramOptions | None = None,
+) -> TelegramAdapter:
+    """The Telegram adapter for ``bot.app``; ConfigError when it cannot work as set."""
+    return TelegramAdapter(engine, settings, web, options)

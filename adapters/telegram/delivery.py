@@ -1,0 +1,227 @@
+"""``Outbox``: every Bot API write of the adapter, paced and retried in one place.
+
+Telegram's errors, as PTB raises them, and what happens to each::
+
+    TelegramError
+    ├── RetryAfter (429)   the chat's next slot moves back by retry_after; a write that
+    │                      must arrive waits and tries again (up to flood_retries), a
+    │                      progress edit is skipped (FloodDeferred: a fresher one follows)
+    ├── Forbidden (403)    the user blocked the bot, or it left the group:
+    │                      ChatUnavailable, which the reply handles quietly
+    ├── ChatMigrated       the group became a supergroup: the write goes to the new id
+    └── NetworkError       retried with exponential backoff (network_retries times)
+        ├── TimedOut
+        └── BadRequest     not retried: the caller decides ("can't parse entities" means
+                           send as plain text, "message is not modified" means done);
+                           "chat not found" becomes ChatUnavailable
+
+A timed-out ``sendMessage`` may in fact have been delivered; it is sent again all the
+same, as a duplicate line is better than a lost reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import logging
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from telegram import Bot, ReplyParameters
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+)
+from telegram.warnings import PTBDeprecationWarning
+
+from adapters.telegram.options import TelegramOptions
+from adapters.telegram.pacing import ChatPacer
+from bot.errors import PersonaBridgeError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ChatUnavailable(PersonaBridgeError):
+    """The bot may not write to this chat any more (blocked, removed, chat gone)."""
+
+
+class FloodDeferred(PersonaBridgeError):
+    """A write that need not arrive was skipped because of a 429; the chat's pacer
+    already holds the wait."""
+
+
+@dataclass(slots=True)
+class Target:
+    """Where a reply goes: the chat, its forum topic, and the message it answers (in
+    groups the first message of a reply quotes it, so it is clear who is answered)."""
+
+    chat_id: int
+    private: bool
+    thread_id: int | None = None
+    reply_to: int | None = None
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """``exc.retry_after`` in seconds, whichever type this PTB version returns.
+
+    PTB 22.2 began moving the attribute from int to timedelta and warns on access
+    unless the process opted in with ``PTB_TIMEDELTA``; both shapes are accepted here,
+    so the warning (about the type, not about us) carries no information.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    if isinstance(value, dtm.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def is_parse_error(exc: BadRequest) -> bool:
+    message = exc.message.lower()
+    return "parse entities" in message or "can't find end" in message
+
+
+def is_not_modified(exc: BadRequest) -> bool:
+    return "message is not modified" in exc.message.lower()
+
+
+def is_message_gone(exc: BadRequest) -> bool:
+    message = exc.message.lower()
+    return "message to edit not found" in message or "message_id_invalid" in message
+
+
+@asynccontextmanager
+async def _no_turn() -> AsyncIterator[None]:
+    yield
+
+
+class Outbox:
+    """Sends, edits, deletes and typing actions for replies, through one pacer."""
+
+    def __init__(self, bot: Bot, pacer: ChatPacer, options: TelegramOptions):
+        self._bot = bot
+        self._pacer = pacer
+        self._options = options
+        # Requests beyond the HTTP pool queue here, for as long as it takes, rather than
+        # in the pool, where the wait counts against pool_timeout: a busy minute must
+        # not turn into timeouts and retries.
+        self._slots = asyncio.Semaphore(options.connection_pool_size)
+
+    async def send(
+        self, target: Target, text: str, *, html: bool, quote: bool, must_arrive: bool
+    ) -> int:
+        """Send a message; its id."""
+
+        async def op(chat_id: int) -> int:
+            reply = None
+            if quote and target.reply_to is not None:
+                reply = ReplyParameters(target.reply_to, allow_sending_without_reply=True)
+            message = await self._bot.send_message(
+                chat_id,
+                text,
+                parse_mode=ParseMode.HTML if html else None,
+                message_thread_id=target.thread_id,
+                reply_parameters=reply,
+            )
+            return message.message_id
+
+        return await self._call(target, op, must_arrive=must_arrive)
+
+    async def edit(
+        self, target: Target, message_id: int, text: str, *, html: bool, must_arrive: bool
+    ) -> None:
+        async def op(chat_id: int) -> None:
+            await self._bot.edit_message_text(
+                text,
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML if html else None,
+            )
+
+        try:
+            await self._call(target, op, must_arrive=must_arrive)
+        except BadRequest as exc:
+            if not is_not_modified(exc):
+                raise
+
+    async def delete(self, target: Target, message_id: int) -> None:
+        """Best effort: a leftover piece of a longer draft is removed if Telegram lets us."""
+
+        async def op(chat_id: int) -> None:
+            await self._bot.delete_message(chat_id, message_id)
+
+        try:
+            await self._call(target, op, must_arrive=False, paced=False)
+        except (BadRequest, FloodDeferred, NetworkError) as exc:
+            log.debug("could not delete a leftover message: %s", type(exc).__name__)
+
+    async def typing(self, target: Target, *, wanted: Callable[[], bool]) -> None:
+        """Best effort "typing…"; never paced (it is not a message), never retried, and
+        skipped when ``wanted()`` turned false while it waited for a connection."""
+
+        async def op(chat_id: int) -> None:
+            if wanted():
+                await self._bot.send_chat_action(
+                    chat_id, ChatAction.TYPING, message_thread_id=target.thread_id
+                )
+
+        try:
+            await self._call(target, op, must_arrive=False, paced=False, retries=0)
+        except (BadRequest, FloodDeferred, NetworkError) as exc:
+            log.debug("typing action failed: %s", type(exc).__name__)
+
+    async def _call(
+        self,
+        target: Target,
+        op: Callable[[int], Awaitable[T]],
+        *,
+        must_arrive: bool,
+        paced: bool = True,
+        retries: int | None = None,
+    ) -> T:
+        network_retries = self._options.network_retries if retries is None else retries
+        interval = self._options.edit_interval(target.private)
+        floods = failures = 0
+        while True:
+            turn = self._pacer.turn(target.chat_id, interval) if paced else _no_turn()
+            try:
+                async with turn, self._slots:
+                    return await op(target.chat_id)
+            except RetryAfter as exc:
+                wait = retry_after_seconds(exc)
+                self._pacer.hold(target.chat_id, wait)
+                floods += 1
+                log.info("Telegram asked to wait %.1f s before writing to a chat", wait)
+                if not must_arrive:
+                    raise FloodDeferred(f"429, retry after {wait} s") from exc
+                if floods > self._options.flood_retries:
+                    raise
+                if not paced:
+                    await asyncio.sleep(wait)
+            except ChatMigrated as exc:
+                log.info("a group became a supergroup; writing to its new id")
+                target.chat_id = exc.new_chat_id
+            except Forbidden as exc:
+                raise ChatUnavailable(str(exc)) from exc
+            except BadRequest as exc:
+                if "chat not found" in exc.message.lower():
+                    raise ChatUnavailable(str(exc)) from exc
+                raise
+            except NetworkError as exc:  # TimedOut included; BadRequest is handled above
+                failures += 1
+                if failures > network_retries:
+                    raise
+                delay = self._options.retry_backoff * 2 ** (failures - 1)
+                # The class only: a transport error's text may carry the URL, and the
+                # URL carries the token.
+                log.info("Telegram request failed (%s); retry in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)

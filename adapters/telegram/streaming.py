@@ -1,0 +1,203 @@
+"""``ReplyStream``: one reply as Telegram shows it while it is being written.
+
+"typing…" until the first words are out; then the reply's message is edited as text
+arrives, no faster than the chat's pace allows (a write waits for its slot, then
+carries the freshest text, so slow chats see fewer, larger steps); a reply longer than
+a message grows into further messages. While streaming, the text ends in a cursor
+(" …"), so a half reply never looks complete; the final text replaces the draft
+entirely (an error reported after some text included) and is retried until it
+arrives, where a progress edit hit by a 429 is simply skipped.
+
+When Telegram refuses the HTML (``can't parse entities``), the same pieces are sent
+as plain text for the rest of the reply. A user who blocked the bot ends the
+rendering quietly; the engine's stream is still read to its end, so the reply is
+stored as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from telegram.error import BadRequest, TelegramError
+
+from adapters.telegram.delivery import (
+    ChatUnavailable,
+    FloodDeferred,
+    Outbox,
+    Target,
+    is_message_gone,
+    is_parse_error,
+)
+from adapters.telegram.options import TelegramOptions
+from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.render import Piece, render
+from bot.messages import ReplyDone, ReplyEvent, TextDelta
+
+log = logging.getLogger(__name__)
+
+#: Sent when a reply's final text is blank (Telegram refuses empty messages).
+EMPTY_REPLY = "…"
+
+
+@dataclass(slots=True)
+class _Sent:
+    message_id: int
+    shown: str  # what the message shows: its HTML, or its plain text after a fallback
+
+
+class ReplyStream:
+    """Renders the reply events of one message into one chat. Use once."""
+
+    def __init__(self, outbox: Outbox, pacer: ChatPacer, target: Target, options: TelegramOptions):
+        self._outbox = outbox
+        self._pacer = pacer
+        self._target = target
+        self._options = options
+        self._parts: list[str] = []
+        self._done: ReplyDone | None = None
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._sent: list[_Sent] = []
+        self._plain = False
+        self._unavailable = False
+
+    async def deliver(self, events: AsyncIterator[ReplyEvent]) -> None:
+        """Read ``events`` to the end and render them; returns once the final text is
+        delivered (or given up on, which is logged)."""
+        writer = asyncio.create_task(self._write(), name="telegram-reply-writer")
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    self._parts.append(event.text)
+                    self._wake.set()
+                elif isinstance(event, ReplyDone):
+                    self._done = event
+                    self._finished.set()
+                    self._wake.set()
+            if self._done is None:
+                # The engine promises a ReplyDone. Without one, the draft keeps its
+                # cursor: better visibly unfinished than looking complete.
+                log.warning("a reply stream ended without its final text")
+                return
+            await writer
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _write(self) -> None:
+        try:
+            await self._typing_until_text()
+            if not self._finished.is_set():
+                await _wait(self._finished, self._options.first_message_delay)
+            while not self._unavailable:
+                if not self._finished.is_set():
+                    await self._pacer.ready(self._target.chat_id)
+                self._wake.clear()
+                final = self._finished.is_set()
+                # On a 429 the pacer holds the wait; the next write carries newer text.
+                with contextlib.suppress(FloodDeferred):
+                    await self._sync(final)
+                if final:
+                    return
+                await self._wake.wait()
+        except ChatUnavailable:
+            self._unavailable = True
+            log.info("a Telegram chat no longer accepts the bot's messages; reply dropped")
+        except TelegramError as exc:
+            log.warning("could not deliver a Telegram reply: %s", type(exc).__name__)
+
+    async def _typing_until_text(self) -> None:
+        """Wait for the reply's first text (or its end), showing "typing…" from
+        ``first_message_delay`` on: a reply that shows by then needs none."""
+        wait = self._options.first_message_delay
+        while not await _wait(self._wake, wait):
+            await self._outbox.typing(self._target, wanted=lambda: not self._wake.is_set())
+            wait = self._options.typing_interval
+
+    def _pieces(self, final: bool) -> list[Piece]:
+        limit = self._options.max_message_chars
+        if final:
+            assert self._done is not None
+            return render(self._done.text, limit) or render(EMPTY_REPLY, limit)
+        return render("".join(self._parts), limit, partial=True)
+
+    async def _sync(self, final: bool) -> None:
+        """Make the chat show the current pieces: edit what changed, send what is new,
+        and (once final) delete drafts the final text no longer needs."""
+        pieces = self._pieces(final)
+        for index, piece in enumerate(pieces):
+            if index < len(self._sent):
+                if self._sent[index].shown != self._content(piece):
+                    await self._edit(index, piece, final)
+            else:
+                await self._send(index, piece, final)
+        if final:
+            for leftover in self._sent[len(pieces) :]:
+                await self._outbox.delete(self._target, leftover.message_id)
+            del self._sent[len(pieces) :]
+
+    def _content(self, piece: Piece) -> str:
+        return piece.plain if self._plain else piece.html
+
+    async def _send(self, index: int, piece: Piece, final: bool) -> None:
+        quote = index == 0
+        try:
+            message_id = await self._outbox.send(
+                self._target,
+                self._content(piece),
+                html=not self._plain,
+                quote=quote,
+                must_arrive=final,
+            )
+        except BadRequest as exc:
+            if self._plain or not is_parse_error(exc):
+                raise
+            self._fall_back_to_plain()
+            message_id = await self._outbox.send(
+                self._target, piece.plain, html=False, quote=quote, must_arrive=final
+            )
+        sent = _Sent(message_id, self._content(piece))
+        if index < len(self._sent):
+            self._sent[index] = sent
+        else:
+            self._sent.append(sent)
+
+    async def _edit(self, index: int, piece: Piece, final: bool) -> None:
+        message_id = self._sent[index].message_id
+        try:
+            await self._outbox.edit(
+                self._target,
+                message_id,
+                self._content(piece),
+                html=not self._plain,
+                must_arrive=final,
+            )
+        except BadRequest as exc:
+            if is_message_gone(exc):  # deleted by the user meanwhile: send it afresh
+                await self._send(index, piece, final)
+                return
+            if self._plain or not is_parse_error(exc):
+                raise
+            self._fall_back_to_plain()
+            await self._outbox.edit(
+                self._target, message_id, piece.plain, html=False, must_arrive=final
+            )
+        self._sent[index].shown = self._content(piece)
+
+    def _fall_back_to_plain(self) -> None:
+        log.warning("Telegram refused a reply's formatting; sending it as plain text")
+        self._plain = True
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds``."""
+    if not event.is_set() and seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
+    return event.is_set()

@@ -1,0 +1,352 @@
+"""Telegram benchmark: updates/s end to end in webhook mode, and the pace of edits.
+
+Three processes on loopback, as in production the bot, Telegram and the users are apart:
+
+  * the bot: engine + SqliteStore (temp dir) + offline backend + the shipped personas,
+    the web adapter's aiohttp server hosting the Telegram webhook route, and the
+    Telegram adapter (real python-telegram-bot) with its default options;
+  * a lean fake Bot API server, which answers the adapter and notes every write;
+  * this process, which POSTs updates to the webhook (with the secret header).
+
+Phase 1, throughput: many private chats, a few messages each, replies as fast as the
+offline backend writes them. The rate counts an update as handled when its complete
+reply has reached the fake server (from the first POST to the last reply).
+
+Phase 2, pacing: the offline backend writes one word every 0.1 s so replies stream;
+private chats and groups (each message mentions the bot). For each chat: its writes
+(sendMessage + editMessageText) per second, and the shortest gap between two, against
+the configured limits (1/s in private chats, one per 3 s in groups).
+
+Run: ``.venv/bin/python bench/telegram.py`` (``--quick`` for a smoke run). Not a test;
+every phase is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# This file is named like the library it exercises: keep its folder off the import path,
+# or ``import telegram`` would find this file instead of python-telegram-bot.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+TOKEN = "4242:BENCH-token"
+SECRET = "bench-secret"
+BOT_USERNAME = "bench_bot"
+CURSOR = " …"
+QUESTIONS = [
+    "What is Docker?",
+    "How do I make my Lambda function faster?",
+    "Tell me about DynamoDB partition keys",
+    "hello!",
+    "why should I write tests?",
+    "What is asyncio good for?",
+    "thanks, that helps",
+    "how do I deploy a model to production?",
+]
+
+
+# -- the fake Bot API server (child process) ----------------------------------------------
+
+
+def fake_api(conn: Connection) -> None:
+    asyncio.run(_fake_api(conn))
+
+
+async def _fake_api(conn: Connection) -> None:
+    writes: dict[int, list[tuple[float, str, bool]]] = defaultdict(list)
+    calls: dict[str, int] = defaultdict(int)
+    next_id = [1]
+
+    async def api(request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        calls[method] += 1
+        form = await request.post()
+        result: Any = True
+        if method == "getMe":
+            result = {"id": 4242, "is_bot": True, "first_name": "Bench", "username": BOT_USERNAME}
+        elif method in ("sendMessage", "editMessageText"):
+            chat_id = int(str(form["chat_id"]))
+            text = str(form["text"])
+            writes[chat_id].append((time.time(), method, not text.endswith(CURSOR)))
+            if method == "sendMessage":
+                message_id, next_id[0] = next_id[0], next_id[0] + 1
+            else:
+                message_id = int(str(form["message_id"]))
+            chat_type = "private" if chat_id > 0 else "supergroup"
+            result = {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": chat_type},
+                "text": text,
+            }
+        return web.json_response({"ok": True, "result": result})
+
+    async def stats(request: web.Request) -> web.Response:
+        finals = [t for chat in writes.values() for t, _, final in chat if final]
+        body: dict[str, Any] = {
+            "finals": len(finals),
+            "last": max(finals, default=0.0),
+            "calls": calls,
+        }
+        if request.query.get("chats"):
+            body["chats"] = {str(k): v for k, v in writes.items()}
+        return web.json_response(body)
+
+    async def reset(request: web.Request) -> web.Response:
+        writes.clear()
+        calls.clear()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", api)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    conn.send(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    await asyncio.to_thread(conn.recv)
+    await runner.cleanup()
+
+
+# -- the bot (child process) ----------------------------------------------------------------
+
+
+def bot(api_url: str, word_delay: float, conn: Connection) -> None:
+    asyncio.run(_bot(api_url, word_delay, conn))
+
+
+async def _bot(api_url: str, word_delay: float, conn: Connection) -> None:
+    from pydantic import SecretStr
+
+    from adapters.telegram import build_telegram_adapter
+    from adapters.web import WebAdapter
+    from auth import AccountService
+    from bot.backends.guard import GuardPolicy, ReplyGuard
+    from bot.backends.offline import OfflineBackend
+    from bot.config import RateLimitSettings, TelegramSettings, WebSettings
+    from bot.engine import Engine
+    from bot.personas import PersonaLibrary
+    from bot.store.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with SqliteStore(Path(tmp) / "bench.db") as store:
+            engine = Engine(
+                store,
+                PersonaLibrary.from_directory(ROOT / "personas"),
+                ReplyGuard(
+                    {"offline": OfflineBackend(seed=1, word_delay=word_delay)}, GuardPolicy()
+                ),
+                # The engine's per-identity limit would refuse a benchmark; measure the work.
+                rate_limit=RateLimitSettings(per_minute=1e9, burst=1_000_000_000),
+            )
+            web_settings = WebSettings(host="127.0.0.1", port=0, public_url="https://bench.example")
+            telegram = build_telegram_adapter(
+                engine,
+                TelegramSettings(
+                    token=SecretStr(TOKEN),
+                    mode="webhook",
+                    api_base_url=api_url,
+                    webhook_secret=SecretStr(SECRET),
+                ),
+                web_settings,
+            )
+            site = WebAdapter(
+                engine,
+                AccountService(store),
+                web_settings.model_copy(update={"public_url": None}),
+                extra_routes=telegram.web_routes(),
+                access_log=False,
+            )
+            async with site, telegram:
+                conn.send((site.url + telegram.options.webhook_path, telegram.options))
+                # "mark" starts the CPU clock; "stop" reports the CPU time used since.
+                cpu = time.process_time()
+                while (command := await asyncio.to_thread(conn.recv)) == "mark":
+                    cpu = time.process_time()
+                conn.send(time.process_time() - cpu)
+                assert command == "stop"
+
+
+# -- the load (this process) ----------------------------------------------------------------
+
+
+def update(update_id: int, chat_id: int, user_id: int, text: str) -> dict[str, Any]:
+    if chat_id > 0:
+        chat: dict[str, Any] = {"id": chat_id, "type": "private", "first_name": f"u{user_id}"}
+    else:
+        chat = {"id": chat_id, "type": "supergroup", "title": "bench group"}
+        text = f"@{BOT_USERNAME} {text}"
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": int(time.time()),
+        "chat": chat,
+        "from": {"id": user_id, "is_bot": False, "first_name": f"u{user_id}"},
+        "text": text,
+    }
+    if chat_id < 0:
+        message["entities"] = [{"type": "mention", "offset": 0, "length": len(BOT_USERNAME) + 1}]
+    return {"update_id": update_id, "message": message}
+
+
+async def post_all(
+    session: aiohttp.ClientSession, url: str, chats: list[tuple[int, int]], per_chat: int
+) -> float:
+    """POST ``per_chat`` updates for each (chat, user), each chat's in order, many chats
+    at once (64 connections). Returns when every POST was answered."""
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    for chat in chats:
+        queue.put_nowait(chat)
+    update_ids = iter(range(1, 10**9))
+    started = time.time()
+
+    async def worker() -> None:
+        while not queue.empty():
+            chat_id, user_id = queue.get_nowait()
+            for n in range(per_chat):
+                payload = update(next(update_ids), chat_id, user_id, QUESTIONS[n % len(QUESTIONS)])
+                async with session.post(url, json=payload, headers=headers) as response:
+                    assert response.status == 200, response.status
+
+    await asyncio.gather(*(worker() for _ in range(64)))
+    return started
+
+
+async def wait_for_finals(
+    session: aiohttp.ClientSession, api_url: str, expected: int, limit: float
+) -> dict[str, Any]:
+    """The fake server's figures once ``expected`` replies are complete, or after
+    ``limit`` seconds."""
+    deadline = time.time() + limit
+    while True:
+        async with session.get(f"{api_url}/stats") as response:
+            stats: dict[str, Any] = await response.json()
+        if stats["finals"] >= expected or time.time() > deadline:
+            return stats
+        await asyncio.sleep(0.1)
+
+
+def pace(writes: list[list[Any]]) -> tuple[float, float]:
+    """A chat's writes per second over its active time, and its shortest gap."""
+    stamps = sorted(w[0] for w in writes)
+    if len(stamps) < 2:
+        return 0.0, float("inf")
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), min(gaps)
+
+
+def start_bot(ctx: Any, api_url: str, word_delay: float) -> tuple[Any, Connection, str, Any]:
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=bot, args=(api_url, word_delay, child), daemon=True)
+    process.start()
+    webhook_url, options = parent.recv()
+    return process, parent, webhook_url, options
+
+
+async def main(quick: bool) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    api_parent, api_child = ctx.Pipe()
+    api = ctx.Process(target=fake_api, args=(api_child,), daemon=True)
+    api.start()
+    api_url = api_parent.recv()
+    rows: list[str] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        # Phase 1: throughput. One message from each of many people at once, as a busy
+        # bot sees them (a person's next message would wait out the chat's 1 s pace).
+        chats = 2000 if quick else 6000
+        process, conn, webhook_url, options = start_bot(ctx, api_url, 0.0)
+        private = [(100_000 + n, 100_000 + n) for n in range(chats)]
+        warm = [(90_000 + n, 90_000 + n) for n in range(200)]
+        await post_all(session, webhook_url, warm, 1)  # warm up: index, caches, connections
+        await wait_for_finals(session, api_url, len(warm), limit=60)
+        async with session.post(f"{api_url}/reset") as response:
+            await response.read()
+        conn.send("mark")
+        started = await post_all(session, webhook_url, private, 1)
+        accepted = time.time() - started
+        stats = await wait_for_finals(session, api_url, chats, limit=120)
+        elapsed = stats["last"] - started
+        conn.send("stop")
+        cpu_ms = 1000 * conn.recv() / chats
+        process.join(30)
+        rate = stats["finals"] / elapsed
+        per_update = sum(n for m, n in stats["calls"].items() if m != "getUpdates") / chats
+        rows.append(
+            f"{'throughput, private chats':<34} {chats:>6} {chats:>8} {stats['finals']:>8}"
+            f" {chats / accepted:>10,.0f} {rate:>10,.0f} {cpu_ms:>11.2f} {per_update:>10.2f}"
+        )
+
+        # Phase 2: streaming replies, paced.
+        async with session.post(f"{api_url}/reset") as response:
+            await response.read()
+        n_private, n_groups = (40, 10) if quick else (150, 40)
+        process, conn, webhook_url, options = start_bot(ctx, api_url, 0.1)
+        streams = [(200_000 + n, 200_000 + n) for n in range(n_private)]
+        streams += [(-300_000 - n, 300_000 + n) for n in range(n_groups)]
+        await post_all(session, webhook_url, streams, 2)
+        stats = await wait_for_finals(session, api_url, 2 * len(streams), limit=180)
+        async with session.get(f"{api_url}/stats?chats=1") as response:
+            detail: dict[str, Any] = await response.json()
+        conn.send("stop")
+        conn.recv()
+        process.join(30)
+    api_parent.send("stop")
+    api.join(10)
+
+    print("Telegram adapter, webhook mode, end to end (bot, fake Bot API, load: 3 processes)")
+    print(
+        f"{'phase':<34} {'chats':>6} {'updates':>8} {'replies':>8} {'POSTs/s':>10}"
+        f" {'upd/s':>10} {'CPU ms/upd':>11} {'calls/upd':>10}"
+    )
+    for row in rows:
+        print(row)
+    print(f"updates handled end to end: {rate:,.0f}/s  (goal >= 1,000: {rate / 1000:.2f}x)")
+    print(
+        f"the bot process spends {cpu_ms:.2f} ms of CPU per update: one core serves about"
+        f" {1000 / cpu_ms:,.0f} updates/s (webhook workers scale out behind one URL)"
+    )
+    print()
+    print("streaming replies (offline backend, 0.1 s per word), writes per chat:")
+    print(f"{'chats':<10} {'n':>4} {'limit/s':>8} {'max/s':>8} {'mean/s':>8} {'min gap s':>10}")
+    for label, private, limit in (
+        ("private", True, 1 / options.private_edit_interval),
+        ("groups", False, 1 / options.group_edit_interval),
+    ):
+        paces = [pace(w) for k, w in detail["chats"].items() if (int(k) > 0) == private]
+        paces = [p for p in paces if p[0] > 0]
+        if not paces:
+            continue
+        rates = [r for r, _ in paces]
+        shortest = min(g for _, g in paces)
+        verdict = "within" if shortest >= 1 / limit else "OVER"
+        print(
+            f"{label:<10} {len(paces):>4} {limit:>8.2f} {max(rates):>8.2f}"
+            f" {sum(rates) / len(rates):>8.2f} {shortest:>10.2f}  {verdict}"
+        )
+    print(f"replies completed: {stats['finals']} of {2 * len(streams)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    started = time.perf_counter()
+    asyncio.run(main(parser.parse_args().quick))
+    print(f"(bench took {time.perf_counter() - started:.0f} s)")

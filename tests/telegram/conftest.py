@@ -1,0 +1,22 @@
+"""Fixtures for the Telegram tests: a store, and the fake Bot API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from tg_fake_server import FakeBotApi
+
+from bot.store.memory import MemoryStore
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryStore]:
+    async with MemoryStore() as memory:
+        yield memory
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as server:
+        yield server

@@ -1,0 +1,117 @@
+"""Webhook mode on the real web adapter's server: the secret header, setWebhook, and
+200 users x 5 messages at once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from fakes import WindowEcho
+from pydantic import SecretStr
+from tg_fake_server import FakeBotApi
+from tg_harness import ALICE, FAST, SECRET, Person, build_engine, message, settings, update, webhook
+
+from adapters.telegram import TelegramAdapter, build_telegram_adapter
+from bot.config import RateLimitSettings, TelegramSettings, WebSettings
+from bot.errors import ConfigError
+from bot.store.memory import MemoryStore
+
+
+async def test_set_webhook_with_public_url_and_secret(store: MemoryStore, fake: FakeBotApi) -> None:
+    async with webhook(build_engine(store), fake) as hook:
+        assert hook.adapter.username == "persona_bot"
+        assert fake.webhook["url"] == "https://bot.example.org/telegram/webhook"
+        assert fake.webhook["secret_token"] == SECRET
+        assert fake.webhook["allowed_updates"] == ["message"]
+        assert not fake.calls_to("getUpdates"), "no polling in webhook mode"
+
+
+@pytest.mark.parametrize(
+    ("secret", "status"),
+    [
+        pytest.param(SECRET, 200, id="right-secret"),
+        pytest.param("not-the-secret", 403, id="wrong-secret"),
+        pytest.param(None, 403, id="no-secret"),
+        pytest.param(SECRET + "x", 403, id="secret-with-suffix"),
+    ],
+)
+async def test_webhook_checks_the_secret_header(
+    store: MemoryStore, fake: FakeBotApi, secret: str | None, status: int
+) -> None:
+    async with webhook(build_engine(store), fake) as hook:
+        payload = {"update_id": 1, **update(message(ALICE, "hello"))}
+        assert await hook.post(payload, secret=secret) == status
+        if status == 200:
+            await fake.wait_for_text(ALICE.id, "re:hello saw:[]")
+        else:
+            await asyncio.sleep(0.2)
+            assert fake.transcript(ALICE.id) == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [pytest.param("not json", id="not-json"), pytest.param([1, 2], id="not-an-object")],
+)
+async def test_webhook_refuses_what_is_not_an_update(
+    store: MemoryStore, fake: FakeBotApi, payload: object
+) -> None:
+    async with webhook(build_engine(store), fake) as hook:
+        assert await hook.post(payload) == 400
+
+
+async def test_a_secret_is_generated_when_none_is_set(store: MemoryStore, fake: FakeBotApi) -> None:
+    engine = build_engine(store)
+    one = TelegramAdapter(engine, settings(fake, "webhook", secret=None), WebSettings(), FAST)
+    two = TelegramAdapter(engine, settings(fake, "webhook", secret=None), WebSettings(), FAST)
+    async with one:
+        generated = fake.webhook["secret_token"]
+    assert len(generated) >= 32
+    async with two:
+        assert fake.webhook["secret_token"] != generated
+
+
+@pytest.mark.parametrize(
+    "telegram",
+    [
+        pytest.param(TelegramSettings(), id="no-token"),
+        pytest.param(
+            TelegramSettings(token=SecretStr("1:x"), webhook_secret=SecretStr("has space")),
+            id="bad-secret",
+        ),
+    ],
+)
+def test_factory_refuses_unusable_settings(store: MemoryStore, telegram: TelegramSettings) -> None:
+    with pytest.raises(ConfigError):
+        build_telegram_adapter(build_engine(store), telegram, WebSettings())
+
+
+async def test_200_users_5_messages_each_concurrently(store: MemoryStore, fake: FakeBotApi) -> None:
+    users, per_user = 200, 5
+    engine = build_engine(
+        store, WindowEcho(pause=0), rate_limit=RateLimitSettings(per_minute=1e6, burst=1000)
+    )
+    options = replace(FAST, private_edit_interval=0.01)
+    people = [Person(10_000 + n, f"user{n}") for n in range(users)]
+    async with webhook(engine, fake, options) as hook:
+
+        async def talk(person: Person) -> None:
+            for k in range(per_user):  # Telegram delivers one chat's updates in order
+                body = message(person, f"u{person.id} m{k}", message_id=k + 1)
+                payload = {"update_id": fake.new_update_id(), **update(body)}
+                assert await hook.post(payload) == 200
+
+        await asyncio.gather(*(talk(p) for p in people))
+
+        def all_answered() -> bool:
+            return all(
+                len(fake.transcript(p.id)) == per_user
+                and not fake.transcript(p.id)[-1].endswith(" …")
+                for p in people
+            )
+
+        await fake.wait_for(all_answered, timeout=40)
+    for person in people:
+        said = [f"u{person.id} m{k}" for k in range(per_user)]
+        expected = [f"re:{said[k]} saw:[{'|'.join(said[:k])}]" for k in range(per_user)]
+        assert fake.transcript(person.id) == expected

@@ -1,0 +1,287 @@
+"""What the Telegram tests share: an engine over fakes, update builders, and the real
+adapter running against :class:`~tg_fake_server.FakeBotApi` (polling, or webhook on
+the real web adapter's server)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from fakes import WindowEcho, make_persona
+from pydantic import SecretStr
+from tg_fake_server import BOT, TOKEN, FakeBotApi
+
+from adapters.telegram import SECRET_HEADER, TelegramAdapter, TelegramOptions
+from adapters.web import WebAdapter
+from auth import TEST_PARAMS, AccountService, PasswordHasher
+from bot.backends.base import Backend
+from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.config import RateLimitSettings, TelegramSettings, WebSettings
+from bot.engine import Engine
+from bot.messages import Turn
+from bot.personas import Persona, PersonaLibrary
+from bot.store.base import BackendState, Store
+
+SECRET = "test-secret_123"
+#: Short intervals keep the tests fast; the pacing itself is what the limits test checks.
+FAST = TelegramOptions(
+    private_edit_interval=0.05,
+    group_edit_interval=0.1,
+    first_message_delay=0.0,
+    typing_interval=0.5,
+    poll_timeout=1,
+    retry_backoff=0.01,
+    network_retries=2,
+)
+POLICY = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry_backoff=0)
+
+
+def build_engine(
+    store: Store, backend: Backend | None = None, *, rate_limit: RateLimitSettings | None = None
+) -> Engine:
+    backend = backend or WindowEcho(pause=0.01)
+    # The engine's own limit is the engine's tests' business; here it would only refuse.
+    rate_limit = rate_limit or RateLimitSettings(per_minute=1e6, burst=1000)
+    personas = PersonaLibrary(
+        [
+            make_persona("ada", "Professor Ada", backend=backend.name),
+            make_persona("morrow", "Captain Morrow", backend=backend.name),
+        ]
+    )
+    return Engine(
+        store, personas, ReplyGuard({backend.name: backend}, POLICY), rate_limit=rate_limit
+    )
+
+
+class TextBackend:
+    """Replies with a fixed text, in ``chunk``-sized deltas ``pause`` seconds apart."""
+
+    name = "text"
+
+    def __init__(self, text: str, *, chunk: int = 1000, pause: float = 0.0):
+        self.text = text
+        self._chunk = chunk
+        self._pause = pause
+
+    async def reply(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
+    ) -> AsyncIterator[str]:
+        for start in range(0, len(self.text), self._chunk):
+            await asyncio.sleep(self._pause)
+            yield self.text[start : start + self._chunk]
+
+    async def aclose(self) -> None:
+        pass
+
+
+def accounts(store: Store) -> AccountService:
+    return AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
+
+
+# -- updates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    first_name: str
+    is_bot: bool = False
+
+    def user(self) -> dict[str, Any]:
+        return {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
+
+
+ALICE = Person(11, "Alice")
+BOB = Person(12, "Bob")
+GROUP_ID = -100_500
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def entities_of(text: str) -> list[dict[str, Any]]:
+    """The entities Telegram would mark: a leading /command and @mentions."""
+    found: list[dict[str, Any]] = []
+    if text.startswith("/"):
+        command = text.split(maxsplit=1)[0]
+        found.append({"type": "bot_command", "offset": 0, "length": _utf16(command)})
+    position = 0
+    for word in text.split(" "):
+        if word.startswith("@") and len(word) > 1 and not found_at(found, position):
+            mention = word.rstrip(",:.!?")
+            found.append(
+                {"type": "mention", "offset": _utf16(text[:position]), "length": _utf16(mention)}
+            )
+        position += len(word) + 1
+    return found
+
+
+def found_at(found: list[dict[str, Any]], position: int) -> bool:
+    return any(e["offset"] == position for e in found)
+
+
+def message(
+    person: Person,
+    text: str | None = None,
+    *,
+    chat_id: int | None = None,
+    message_id: int = 1,
+    reply_to: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Message from ``person``: in their private chat unless ``chat_id`` is a group."""
+    chat_id = person.id if chat_id is None else chat_id
+    if chat_id > 0:
+        chat: dict[str, Any] = {"id": chat_id, "type": "private", "first_name": person.first_name}
+    else:
+        chat = {"id": chat_id, "type": "supergroup", "title": "The Group"}
+    body: dict[str, Any] = {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": chat,
+        "from": person.user(),
+        **extra,
+    }
+    if text is not None:
+        body["text"] = text
+        entities = entities_of(text)
+        if entities:
+            body["entities"] = entities
+    if reply_to is not None:
+        body["reply_to_message"] = reply_to
+    return body
+
+
+def bot_message(chat_id: int, message_id: int, text: str = "earlier reply") -> dict[str, Any]:
+    """A message the bot sent, as it appears in ``reply_to_message``."""
+    chat_type = "private" if chat_id > 0 else "supergroup"
+    return {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": {"id": chat_id, "type": chat_type, "title": "The Group"},
+        "from": dict(BOT),
+        "text": text,
+    }
+
+
+def update(body: dict[str, Any], kind: str = "message") -> dict[str, Any]:
+    return {kind: body}
+
+
+STICKER: dict[str, Any] = {
+    "sticker": {
+        "file_id": "s1",
+        "file_unique_id": "u1",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+        "type": "regular",
+    }
+}
+PHOTO: dict[str, Any] = {
+    "photo": [{"file_id": "p1", "file_unique_id": "pu1", "width": 90, "height": 90}]
+}
+VOICE: dict[str, Any] = {"voice": {"file_id": "v1", "file_unique_id": "vu1", "duration": 2}}
+
+
+# -- the adapter ------------------------------------------------------------------------
+
+
+def settings(
+    fake: FakeBotApi, mode: str = "polling", secret: str | None = SECRET
+) -> TelegramSettings:
+    return TelegramSettings(
+        token=SecretStr(TOKEN),
+        mode=mode,  # type: ignore[arg-type]
+        api_base_url=fake.url,
+        webhook_secret=SecretStr(secret) if secret else None,
+    )
+
+
+@asynccontextmanager
+async def polling(
+    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST
+) -> AsyncIterator[TelegramAdapter]:
+    async with TelegramAdapter(engine, settings(fake), WebSettings(), options) as adapter:
+        yield adapter
+
+
+@dataclass
+class Webhook:
+    """A running adapter in webhook mode behind the real web adapter."""
+
+    adapter: TelegramAdapter
+    web: WebAdapter
+    session: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return self.web.url + self.adapter.options.webhook_path
+
+    async def post(self, payload: Any, secret: str | None = SECRET) -> int:
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        async with self.session.post(self.url, json=payload, headers=headers) as response:
+            await response.read()
+            return response.status
+
+
+@asynccontextmanager
+async def webhook(
+    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST
+) -> AsyncIterator[Webhook]:
+    web_settings = WebSettings(port=0, public_url="https://bot.example.org")
+    adapter = TelegramAdapter(engine, settings(fake, "webhook"), web_settings, options)
+    web = WebAdapter(
+        engine,
+        accounts(engine.store),
+        web_settings.model_copy(update={"public_url": None}),
+        extra_routes=adapter.web_routes(),
+        access_log=False,
+    )
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(web)  # the web adapter is entered first
+        await stack.enter_async_context(adapter)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        yield Webhook(adapter, web, session)
+
+
+class Chat:
+    """One person's conversation with the bot over polling: ``await chat.say(text)``
+    sends a message and returns the bot's complete answer (its new messages joined)."""
+
+    def __init__(self, fake: FakeBotApi, person: Person, chat_id: int | None = None):
+        self.fake = fake
+        self.person = person
+        self.chat_id = person.id if chat_id is None else chat_id
+        self._next_message_id = 1
+
+    async def send(self, text: str | None = None, **extra: Any) -> dict[str, Any]:
+        body = message(
+            self.person, text, chat_id=self.chat_id, message_id=self._next_message_id, **extra
+        )
+        self._next_message_id += 1
+        return await self.fake.push_update(update(body))
+
+    async def say(self, text: str | None = None, timeout: float = 5.0, **extra: Any) -> str:
+        before = len(self.fake.shown(self.chat_id))
+        await self.send(text, **extra)
+
+        def answered() -> bool:
+            shown = self.fake.shown(self.chat_id)
+            return len(shown) > before and not shown[-1].text.endswith(" …")
+
+        await self.fake.wait_for(answered, timeout)
+        return "\n".join(s.text for s in self.fake.shown(self.chat_id)[before:])
