@@ -78,13 +78,15 @@ def build_telegram(engine: Engine, settings: Settings) -> PlatformAdapter:
 
 
 def build_store(settings: Settings) -> Store:
-    if settings.store.kind == "sqlite":
+    store = settings.store
+    if store.kind == "sqlite":
         from bot.store.sqlite import SqliteStore
 
-        return SqliteStore(settings.store.sqlite_path)
-    raise ConfigError(
-        "PERSONABRIDGE_STORE__KIND=dynamodb: the DynamoDB store is not available in this "
-        "version yet; use sqlite"
+        return SqliteStore(store.sqlite_path)
+    from bot.store.dynamodb import DynamoStore
+
+    return DynamoStore(
+        store.dynamodb_table, endpoint_url=store.dynamodb_endpoint_url, region=store.dynamodb_region
     )
 
 

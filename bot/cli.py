@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.app import PersonaBridge, install_stop_signals, load_personas
+from bot.app import PersonaBridge, build_store, install_stop_signals, load_personas
 from bot.config import Settings, load_settings
 from bot.errors import PersonaBridgeError
 from bot.personas import Persona, export_toml, load_card
@@ -46,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--as", dest="user", metavar="NAME", help="your name (default: your login name)"
     )
 
+    db = commands.add_parser(
+        "db",
+        help="create or check the DynamoDB table",
+        description="Manage the DynamoDB table named by PERSONABRIDGE_STORE__DYNAMODB_TABLE "
+        "(needs PERSONABRIDGE_STORE__KIND=dynamodb).",
+    )
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_actions.add_parser(
+        "create",
+        help="create the table if needed (on-demand, TTL on), wait until active",
+        description="Create the table (idempotent), wait until it is active, enable TTL.",
+    )
+    db_actions.add_parser(
+        "check", help="check the table's keys, status and TTL", description="Check the table."
+    )
+
     personas = commands.add_parser(
         "personas", help="list, show and import persona cards", description="Persona cards."
     )
@@ -77,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_run(settings))
         elif args.command == "chat":
             return asyncio.run(_chat(settings, args.persona, args.user))
+        elif args.command == "db":
+            return asyncio.run(_db(settings, args.action))
         else:
             return _personas(settings, args)
     except PersonaBridgeError as exc:
@@ -120,6 +138,24 @@ async def _chat(settings: Settings, persona_id: str | None, user: str | None) ->
         )
         await chat.run(persona_id)
     return 0
+
+
+async def _db(settings: Settings, action: str) -> int:
+    if settings.store.kind != "dynamodb":
+        print(
+            "personabridge: 'db' manages the DynamoDB table; set "
+            "PERSONABRIDGE_STORE__KIND=dynamodb (the SQLite file needs no setup)",
+            file=sys.stderr,
+        )
+        return 2
+    from bot.store.dynamodb import DynamoStore, check_table, create_table
+
+    store = build_store(settings)
+    assert isinstance(store, DynamoStore)
+    async with store:
+        report = await (create_table(store) if action == "create" else check_table(store))
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _personas(settings: Settings, args: argparse.Namespace) -> int:
