@@ -1,8 +1,8 @@
 """``DynamoStore``: the production :class:`~bot.store.base.Store`, one DynamoDB table.
 
 Processes share nothing but the table; every invariant below holds across them.
-The code is in the :mod:`bot.store.dynamo` package (keys, codec, table, conversations,
-linking, store, admin); this module is its public face.
+The code is in the :mod:`bot.store.dynamo` package (keys, codec, table, items, recent,
+conversations, linking, accounts, store, admin); this module is its public face.
 
 Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are escaped)
     ===================================  ==========================  =======================
@@ -15,7 +15,7 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     ``OWNER#<owner>``                    ``USAGE``                   token totals (ADD)
     ``OWNER#<owner>``                    ``SLOT#<persona>#<scope>``  index: a conversation key
     ``OWNER#account:<id>``               ``IDENTITY#<plat>#<id>``    index: a linked identity
-    ``OWNER#account:<id>``               ``LINKCODE#…``/``WEBSESSION#…``  index (with TTL)
+    ``OWNER#account:<id>``               ``LINKCODE#<hash>``, ...    index, with its expiry
     ``IDENTITY#<platform>#<user id>``    ``IDENTITY``                the link to an account
     ``LINKCODE#<hash>``                  ``LINKCODE``                account id, ``expires_at``
     ``WEBSESSION#<hash>``                ``WEBSESSION``              account id, ``expires_at``
@@ -24,7 +24,8 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     ``CONV#<owner>#<persona>#<scope>``   ``TURN#<cid>#<seq:010d>``   one turn
     ``CONV#<owner>#<persona>#<scope>``   ``~META``                   version, current cid,
                                                                      last seq, generations,
-                                                                     backend state, summary
+                                                                     backend state, summary,
+                                                                     a copy of the newest turn
     ===================================  ==========================  =======================
 
     No GSI: what must be found by something other than its key (an owner's
@@ -35,17 +36,21 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     through the reservation (two GetItems on login).
 
 Conversations
-    ``cid`` is ``G<generation:010d>`` for the key's own conversations (a reset makes the
-    next one a generation higher) and ``A<uid>`` for archived ones moved in by a link:
+    ``cid`` is ``G<generation:010d>-<uid>`` for the key's own conversations (a reset
+    makes the next one a generation higher; the random uid makes every cid unique for
+    good, even after ``/forget``) and ``A<uid>`` for archived ones moved in by a link:
     ``A`` < ``G``, and ``~META`` sorts after every ``TURN#``, so the current
     conversation's turns are always the newest ``TURN#`` items and **a window is one
     Query**: descending, ``Limit N + 1``, answering META then the newest N turns.
     **An append is one TransactWriteItems**: the turns, plus an update of META bumping
     the version under the condition ``version = :expected AND cid = :cid AND last_seq =
-    :seq``; a failed condition is a :class:`~bot.errors.VersionConflict` (the META as it
-    is comes back with ``ReturnValuesOnConditionCheckFailure``). Versions never go back
-    (a reset bumps them; linking bumps the guest's and the account's), except that
-    ``/forget`` deletes META with everything else, as the other stores do.
+    :seq`` (and keeping a copy of the newest turn). A failed condition is a
+    :class:`~bot.errors.VersionConflict`, and META as it is comes back with it
+    (``ReturnValuesOnConditionCheckFailure``), so the engine's reload after a conflict
+    (a window of one turn) costs no call. Versions never go back (a reset bumps them; a
+    link bumps the guest key's, and the account key's when the guest's conversation
+    becomes its current one), except that ``/forget`` deletes META with everything
+    else, as the other stores do.
 
 Expiry
     Link codes and sessions carry ``expires_at`` (epoch seconds), the table's TTL
@@ -60,34 +65,41 @@ Deleting
     unprocessed items again. ``delete_account`` first marks the account ``deleting``
     (links, codes and sessions check that the account is live in their transaction) and
     deletes its record last, so an interrupted deletion is finished by the next one.
+    A link copies the guest's conversations (keys cannot be renamed) and hands each over
+    in a transaction; an interrupted link is completed by linking again
+    (:mod:`~bot.store.dynamo.linking`).
 
-Calls per chat message: 3 (resolve_identity, append user turn, append reply)
+Calls per chat message: 3 (BatchGetItem, TransactWriteItems twice)
     The engine calls ``resolve_identity``, ``load_window`` and ``append_turns`` twice.
     ``resolve_identity`` is one BatchGetItem of the identity, the preferences of the
     owner it spoke for last time in this process and, of the conversation that owner
-    used last here, META and the turns of its next window (at most 100 keys). If META
-    shows those turns are the window (same current conversation, its last seq within
-    what was read) the ``load_window`` that follows costs nothing; else it is one Query.
-    Appends need no read first: this process's last view of the key supplies cid and
-    last seq, and the condition catches a stale view (then it reads META once).
-    A message whose identity, owner or conversation this process has not seen, or whose
-    conversation another process wrote more than a turn or two to since, costs 4-5 calls.
+    used last here, META and the turns of its next window that this process does not
+    hold yet (usually just the two slots after the newest turn it knows, in case another
+    process wrote there). If META shows the window is then complete (same conversation,
+    every turn at hand), ``load_window`` costs nothing; else it is one Query. The web,
+    which knows the account from its session, calls ``get_preferences`` instead: it
+    brings the window along the same way. Appends
+    need no read first: this process's last view of the key supplies cid and last seq,
+    and the condition catches a stale view (then META is read once). An identity, owner
+    or conversation this process has not seen costs a call or two more (4-5); so does a
+    conversation another process wrote more than one message to since.
 
-What is cached in-process, and why it is safe
-    Nothing that is served without being read again in the same message. Kept are
-    *hints*: per identity, the owner it spoke for; per owner, its last conversation key;
-    per key, the last version, cid and last seq seen. Hints decide what the one
-    BatchGetItem reads and which keys an append writes; the data itself (link,
-    preferences, META, turns) is read fresh for every message, and every write is
-    conditional on META. So a wrong hint costs a call, never a wrong answer: a window
-    is only served from a prefetch for exactly its key (owner included) when the META
-    read alongside it says so, and a prefetch older than this process's own last write
-    to the key is dropped; no owner's data can reach another, and no turn is lost.
-    Staleness is that of any read: what changed between the BatchGetItem and the
-    append is caught by the version condition. Hints are bounded (``cache_size``,
-    least recently used go) and dropped on link, unlink, forget and account deletion.
-    Read capacity is the price: a prefetched window is read by key (each turn rounds up
-    to a whole read unit) rather than by a Query (which sums the sizes).
+What is cached in-process, and why it is safe (:mod:`~bot.store.dynamo.recent`)
+    *Hints*: per identity, the owner it spoke for; per owner, its last conversation key;
+    per key, the last version, cid and last seq seen. They decide what the one
+    BatchGetItem reads and which keys an append writes, and they are checked every time:
+    the link, the preferences and META are read afresh for every message, and every
+    write is conditional on META. *Turns*: the recent turns of recently used
+    conversations. A turn is immutable (written once, under the version condition, at a
+    ``(key, cid, seq)`` never written again, cids being unique), and a remembered turn
+    is only served for the very ``(key, cid, seq)`` that META, read in the same message,
+    asks for. So nothing is served stale: no owner's data can reach another (the key
+    names the owner, and the link is read with every message), no turn is lost (writes
+    are conditional), and a forget, reset or link in another process shows at once.
+    The staleness is that of any read: what changes between the BatchGetItem and the
+    append is caught by the version condition. Both are bounded (``cache_size`` keys and
+    identities, ``window_cache`` conversations; least recently used go first) and are
+    dropped on link, unlink, forget and account deletion.
 
 Errors
     botocore retries throttling and transient errors (``standard`` or ``adaptive`` retry

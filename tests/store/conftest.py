@@ -2,7 +2,8 @@
 
 Adding an implementation (say ``DynamoStore`` against a local endpoint) is one more
 entry in ``STORES``; no test changes. ``DynamoStore`` runs against moto's DynamoDB
-server on loopback (one per test session), on a fresh table per test.
+server on loopback (``ThreadedMotoServer``, one per test session, in a process of its
+own), on a fresh table per test.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import moto.dynamodb.models as moto_dynamodb
 import pytest
 from aiobotocore.session import AioSession
 from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import ThreadedMotoServer
 
 from bot.store.base import Store
@@ -110,8 +110,6 @@ def serve_moto() -> None:
     own so that the fake server's work runs beside the tests, not under their GIL."""
     env = pytest.MonkeyPatch()
     _snapshot_only_what_a_transaction_names(env)
-    # keep connections open between requests (werkzeug closes them under HTTP/1.0)
-    env.setattr(MotoRequestHandler, "protocol_version", "HTTP/1.1")
     logging.getLogger("werkzeug").disabled = True  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -13,6 +13,7 @@ import json
 import random
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -171,7 +172,6 @@ async def test_two_engines_on_one_table_keep_every_turn_in_order(dynamo_stores: 
                 assert answered in [t.text for t in turns[:index] if t.role == "user"]
                 seen = [s for s in match["saw"].split("|") if s]
                 assert set(seen) <= mine, f"cross-talk in {account.username}: {seen}"
-        print("CONFLICTS", conflicts, first.stats, second.stats)
         assert conflicts > 0, "the two processes never raced: the test proves nothing"
 
 
@@ -192,10 +192,14 @@ async def test_a_chat_message_costs_three_calls(dynamo_stores: Any) -> None:
         account = await store.create_account("alice", "h", 1.0)
         await store.link_identity(Identity("telegram", "a"), "Alice", account.id, 2.0)
         linked = [await calls_for(store, engine, dm("telegram", "a", f"yo {n}")) for n in range(4)]
+        # the web knows the account from its session: no identity to resolve
+        web = replace(dm("web", "a", ""), account_id=account.id)
+        on_web = [await calls_for(store, engine, replace(web, text=f"w {n}")) for n in range(3)]
     # the first message of an identity here reads its window with a Query; a linked
     # identity's first also fetches its account's preferences
     assert guest == [4, 3, 3, 3]
     assert linked[0] in (4, 5) and linked[1:] == [3, 3, 3]
+    assert on_web == [3, 3, 3]
 
 
 async def test_turns_written_by_another_process_are_in_the_next_window(
@@ -220,6 +224,31 @@ async def test_turns_written_by_another_process_are_in_the_next_window(
                 f"there {others}.{n}" for n in range(others)
             ]
             assert first.stats.total_calls - before == (3 if others == 1 else 4)
+
+
+async def test_what_this_process_remembers_never_outlives_a_forget_or_reset_elsewhere(
+    dynamo_stores: Any,
+) -> None:
+    """Process A remembers its conversation's recent turns; process B forgets the owner,
+    then resets the new conversation: A's windows show exactly what is stored."""
+    async with dynamo_stores() as here, dynamo_stores(table=here.table.name) as there:
+        engine = engine_on(here)
+        owner = guest_owner(Identity("telegram", "u"))
+        for text in ("secret 1", "secret 2"):
+            await engine_tests.reply(engine, dm("telegram", "u", text))
+        await there.forget_owner(owner)
+        after_forget = await engine_tests.reply(engine, dm("telegram", "u", "fresh"))
+        assert after_forget.text == "re:fresh saw:[]"
+        await there.reset_conversation(direct(owner))
+        after_reset = await engine_tests.reply(engine, dm("telegram", "u", "again"))
+        assert after_reset.text == "re:again saw:[]"
+        window = await here.load_window(direct(owner), 10)
+        assert [t.text for t in window.turns] == ["again", "re:again saw:[]"]
+        exported = await there.export_owner(owner)
+        assert [[t.text for t in r.turns] for r in exported] == [
+            ["fresh", "re:fresh saw:[]"],
+            ["again", "re:again saw:[]"],
+        ]
 
 
 # -- throttling and failures ------------------------------------------------------------

@@ -125,10 +125,12 @@ def turn(conversation: ConversationKey, cid: str, seq: int) -> Key:
     return key(conversation_pk(conversation), turn_sk(cid, seq))
 
 
-def native_cid(generation: int) -> str:
+def native_cid(generation: int, uid: str) -> str:
     """The id of the key's ``generation``-th conversation: later ones sort higher, so
-    the current conversation's turns are always the newest ``TURN#`` items."""
-    return f"G{generation:0{SEQ_WIDTH}d}"
+    the current conversation's turns are always the newest ``TURN#`` items. The
+    conversation's random ``uid`` makes it unique for good (a key's generations start
+    again after ``/forget``), so a turn's key is never reused for other text."""
+    return f"G{generation:0{SEQ_WIDTH}d}-{uid}"
 
 
 def imported_cid(uid: str) -> str:

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from bot.messages import ConversationKey, OwnerId, Turn
 from bot.store.dynamo import keys
 from bot.store.dynamo.codec import Item, Wire, from_wire, integer, text, values
-from bot.store.dynamo.conversations import Conversations, Head, turn_item, turn_of
+from bot.store.dynamo.conversations import Conversations, slot_item
+from bot.store.dynamo.items import Head, turn_item, turn_of
 from bot.store.dynamo.table import Cancelled, Table
 
 #: Times a slot is planned again when its guest conversation changes while moving.
@@ -52,13 +53,14 @@ class GuestMover:
         self._owner = owner
 
     async def move(self) -> None:
+        # a guest's partition holds only its preferences, usage and conversation index
         index = await self._table.query(
             None,
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :slot)",
-            ExpressionAttributeValues=values(pk=keys.owner_pk(self._guest), slot=keys.SLOT),
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues=values(pk=keys.owner_pk(self._guest)),
         )
         try:
-            for slot in index:
+            for slot in (item for item in index if _sk(item).startswith(keys.SLOT)):
                 persona_id, scope = text(slot, "persona_id"), text(slot, "scope")
                 for attempt in range(MOVE_ATTEMPTS):
                     try:
@@ -67,10 +69,11 @@ class GuestMover:
                     except GuestChanged:
                         if attempt + 1 == MOVE_ATTEMPTS:
                             raise
-            await self._move_preferences()
+            if any(_sk(item) == keys.PREFS for item in index):
+                await self._move_preferences()
         finally:
-            self._conversations.forget_cached(self._guest)
-            self._conversations.forget_cached(self._owner)
+            self._conversations.recent.forget(self._guest)
+            self._conversations.recent.forget(self._owner)
 
     async def _move_slot(self, persona_id: str, scope: str) -> None:
         source = ConversationKey(self._guest, persona_id, scope)
@@ -86,7 +89,7 @@ class GuestMover:
             split = keys.split_turn_sk(_sk(item))
             if split is not None and (split[0] != guest.cid or split[1] <= guest.last_seq):
                 turns.setdefault(split[0], []).append(turn_of(item))
-        await self._table.put(Conversations.slot_item(target))
+        await self._table.put(slot_item(target))
         for cid, record in records.items():
             if cid != guest.cid:
                 await self._archive(source, target, record, turns.get(cid, []), None)
@@ -153,7 +156,7 @@ class GuestMover:
         if reserved.cid is not None and reserved.last_seq > 0:
             return False
         guest = Head.of(source_meta)
-        cid = keys.native_cid(reserved.generations)
+        cid = keys.native_cid(reserved.generations, text(record, "uid"))
         staged = [turn_item(target, cid, t) for t in turns if t.seq <= guest.last_seq]
         await self._table.batch_write(puts=staged)
         sets: dict[str, object] = {

@@ -1,21 +1,21 @@
 """``DynamoStore``: the :class:`~bot.store.base.Store` on one DynamoDB table.
 
 The layout, access patterns and call counts are described in :mod:`bot.store.dynamodb`.
-Conversations live in :mod:`~bot.store.dynamo.conversations`, guest data moved by a link
-in :mod:`~bot.store.dynamo.linking`, the client in :mod:`~bot.store.dynamo.table`.
+Here: identities, preferences, usage and whole owners; the rest is delegated to
+:mod:`~bot.store.dynamo.accounts` (accounts, codes, sessions),
+:mod:`~bot.store.dynamo.conversations`, :mod:`~bot.store.dynamo.linking` (guest data
+moved by a link) and :mod:`~bot.store.dynamo.table` (the client).
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
 from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 
-from bot.errors import StoreError, StoreUnavailable, UsernameTaken
+from bot.errors import StoreError, StoreUnavailable
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -33,14 +33,13 @@ from bot.store.base import (
     Usage,
     WebSession,
 )
-from bot.store.dynamo import keys
-from bot.store.dynamo.codec import Item, from_wire, integer, number, optional_text, text, values
-from bot.store.dynamo.conversations import Conversations, Lru
+from bot.store.dynamo import accounts, keys
+from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
+from bot.store.dynamo.conversations import Conversations
 from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
-from bot.store.dynamo.table import Cancelled, ConditionFailed, DynamoStats, Table
+from bot.store.dynamo.recent import Lru, Recent
+from bot.store.dynamo.table import Cancelled, DynamoStats, Table
 
-#: The condition that an account exists and is not being deleted.
-_ACCOUNT_LIVE = "attribute_exists(PK) AND attribute_not_exists(deleting)"
 #: Attempts of a read-then-write on an identity that changes under us.
 _IDENTITY_ATTEMPTS = 5
 
@@ -54,10 +53,11 @@ class DynamoStore:
     ``endpoint_url`` points at another DynamoDB (a local one, moto); ``region`` defaults
     to botocore's. Throttling and transient errors are retried by botocore in
     ``retry_mode`` (``standard`` or ``adaptive``) up to ``max_attempts`` attempts.
-    ``cache_size`` bounds what is remembered per conversation key and identity (only
-    hints that every read or conditional write checks; see :mod:`bot.store.dynamodb`).
-    ``session`` is an aiobotocore ``AioSession`` to share between stores (it caches
-    botocore's service model; a new one is made per store by default).
+    ``cache_size`` bounds the hints kept per conversation key and per identity, and
+    ``window_cache`` the conversations whose recent turns are kept (turns are immutable:
+    see :mod:`bot.store.dynamo.recent`). ``session`` is an aiobotocore ``AioSession`` to
+    share between stores (it caches botocore's service model; by default each store
+    makes its own).
     """
 
     def __init__(
@@ -72,6 +72,7 @@ class DynamoStore:
         read_timeout: float = 5.0,
         max_pool_connections: int = 64,
         cache_size: int = 10_000,
+        window_cache: int = 1024,
         session: AioSession | None = None,
     ) -> None:
         self._table = Table(
@@ -85,7 +86,8 @@ class DynamoStore:
             max_pool_connections=max_pool_connections,
             session=session,
         )
-        self._conversations = Conversations(self._table, cache_size)
+        self._recent = Recent(cache_size, window_cache)
+        self._conversations = Conversations(self._table, self._recent)
         #: who each identity last spoke for here: what to read along with it next time
         self._owner_hints: Lru[Identity, OwnerId] = Lru(cache_size)
 
@@ -112,91 +114,21 @@ class DynamoStore:
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
-        account = Account(secrets.token_hex(8), username, password_hash, now)
-        name = {**keys.account_name(username), "account_id": account.id}
-        record = {
-            **keys.account_record(account.id),
-            "account_id": account.id,
-            "username": username,
-            "password_hash": password_hash,
-            "created_at": now,
-        }
-        absent = "attribute_not_exists(PK)"
-        try:
-            await self._table.transact(
-                [
-                    self._table.put_action(name, ConditionExpression=absent),
-                    self._table.put_action(record, ConditionExpression=absent),
-                ]
-            )
-        except Cancelled as cancelled:
-            if cancelled.failed(0):
-                raise UsernameTaken(f"the username {username!r} is taken") from cancelled
-            raise
-        return account
+        return await accounts.create_account(self._table, username, password_hash, now)
 
     async def get_account(self, account_id: str) -> Account | None:
-        return _account(await self._table.get(keys.account_record(account_id)))
+        return accounts.account_of(await self._table.get(keys.account_record(account_id)))
 
     async def find_account(self, username: str) -> Account | None:
-        name = await self._table.get(keys.account_name(username))
-        if name is None:
-            return None
-        account = await self.get_account(text(name, "account_id"))
-        if account is None or account.username.casefold() != username.casefold():
-            return None
-        return account
+        return await accounts.find_account(self._table, username)
 
     async def set_password_hash(self, account_id: str, password_hash: str) -> None:
-        with contextlib.suppress(ConditionFailed):  # no such account: nothing to do
-            await self._table.update(
-                keys.account_record(account_id),
-                UpdateExpression="SET password_hash = :h",
-                ConditionExpression=_ACCOUNT_LIVE,
-                ExpressionAttributeValues=values(h=password_hash),
-            )
+        await accounts.set_password_hash(self._table, account_id, password_hash)
 
     async def delete_account(self, account_id: str) -> None:
-        record = await self._table.get(keys.account_record(account_id))
-        if record is None:
-            return
-        # Marked first, so no link, code or session can be added meanwhile; the record
-        # goes last, so an interrupted deletion is found and finished by the next one.
-        await self._table.update(
-            keys.account_record(account_id),
-            UpdateExpression="SET deleting = :t",
-            ExpressionAttributeValues=values(t=True),
-        )
-        owner = account_owner(account_id)
-        index = await self._owner_items(owner)
-        mains: list[keys.Key] = []
-        for item in index:
-            sk = text(item, keys.SK)
-            if sk.startswith(f"{keys.IDENTITY}#"):
-                # unless it was linked to another account meanwhile
-                with contextlib.suppress(ConditionFailed):
-                    await self._table.delete(
-                        keys.key(sk, keys.IDENTITY),
-                        ConditionExpression="account_id = :a",
-                        ExpressionAttributeValues=values(a=account_id),
-                    )
-            elif sk.startswith((f"{keys.LINKCODE}#", f"{keys.WEBSESSION}#")):
-                mains.append(keys.key(sk, sk.partition("#")[0]))
-        await self._table.batch_write(deletes=mains)
-        await self._forget(owner, index)
-        rest = [_key_of(item) for item in index if text(item, keys.SK) != keys.ACCOUNT]
-        await self._table.batch_write(deletes=rest)
-        await self._table.transact(
-            [
-                self._table.delete_action(
-                    keys.account_name(text(record, "username")),
-                    ConditionExpression="account_id = :a",
-                    ExpressionAttributeValues=values(a=account_id),
-                ),
-                self._table.delete_action(keys.account_record(account_id)),
-            ]
-        )
-        self._owner_hints.drop_where(lambda _, hinted: hinted == owner)
+        if await accounts.delete_account(self._table, account_id, self._forget):
+            owner = account_owner(account_id)
+            self._owner_hints.drop_where(lambda _, hinted: hinted == owner)
 
     # -- identities -------------------------------------------------------------------
 
@@ -210,10 +142,10 @@ class DynamoStore:
         # last time here, and that conversation's META and newest turns (kept for the
         # load_window that follows). Only a changed owner costs a second trip.
         guess = self._owner_hints.get(identity) or guest_owner(identity)
-        plan = self._conversations.plan_prefetch(guess)
+        plan = self._recent.plan(guess)
         wanted = [keys.identity(identity), keys.preferences(guess)]
         if plan is not None:
-            wanted += self._conversations.prefetch_keys(plan)
+            wanted += self._recent.keys_of(plan)
         items = await self._table.batch_get(wanted)
         found = {(item.get(keys.PK), item.get(keys.SK)): item for item in items}
         link = _link(found.get((wanted[0][keys.PK], keys.IDENTITY)))
@@ -221,7 +153,7 @@ class DynamoStore:
         if owner == guess:
             prefs = preferences_of(found.get((wanted[1][keys.PK], keys.PREFS)))
             if plan is not None:
-                self._conversations.prefetched(plan, items)
+                self._recent.prefetched(plan, items)
         else:
             prefs = await self.get_preferences(owner)
         self._owner_hints.put(identity, owner)
@@ -252,7 +184,7 @@ class DynamoStore:
                 }
             )
             actions = [
-                self._table.check_action(keys.account_record(account_id), _ACCOUNT_LIVE),
+                self._table.check_action(keys.account_record(account_id), accounts.ACCOUNT_LIVE),
                 self._table.put_action({**keys.identity(identity), **fields}, **unchanged),
                 self._table.put_action({**keys.identity_index(account_id, identity), **fields}),
             ]
@@ -311,65 +243,36 @@ class DynamoStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def _put_expiring(
-        self, main: keys.Key, account_id: str, expires_at: float, kind: str
-    ) -> None:
-        try:
-            await self._table.transact(
-                [
-                    self._table.check_action(keys.account_record(account_id), _ACCOUNT_LIVE),
-                    self._table.put_action(
-                        {**main, "account_id": account_id, keys.TTL: expires_at}
-                    ),
-                    # the account's index of it, for delete_account; expires with it
-                    self._table.put_action(
-                        {**keys.account_index(account_id, main), keys.TTL: expires_at}
-                    ),
-                ]
-            )
-        except Cancelled as cancelled:
-            if cancelled.failed(0):
-                raise StoreError(f"no account with id {account_id!r} for a {kind}") from None
-            raise
-
     async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
-        await self._put_expiring(keys.link_code(code_hash), account_id, expires_at, "link code")
+        code = keys.link_code(code_hash)
+        await accounts.put_expiring(self._table, code, account_id, expires_at, "link code")
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
-        # One conditional delete: of concurrent takes, exactly one gets the old item.
-        # An expired code is refused and left for DynamoDB's TTL to remove.
-        try:
-            response = await self._table.delete(
-                keys.link_code(code_hash),
-                ConditionExpression=f"{keys.TTL} > :now",
-                ExpressionAttributeValues=values(now=now),
-                ReturnValues="ALL_OLD",
-            )
-        except ConditionFailed:
-            return None
-        old = response.get("Attributes")
-        return text(from_wire(old), "account_id") if old else None
+        return await accounts.take_link_code(self._table, code_hash, now)
 
     async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
-        await self._put_expiring(keys.web_session(token_hash), account_id, expires_at, "session")
+        session = keys.web_session(token_hash)
+        await accounts.put_expiring(self._table, session, account_id, expires_at, "session")
 
     async def get_web_session(self, token_hash: str, now: float) -> WebSession | None:
-        item = await self._table.get(keys.web_session(token_hash))
-        if item is None or number(item, keys.TTL) <= now:
-            return None  # TTL deletes expired items only eventually
-        return WebSession(text(item, "account_id"), number(item, keys.TTL))
+        return await accounts.get_web_session(self._table, token_hash, now)
 
     async def delete_web_session(self, token_hash: str) -> None:
-        main = keys.web_session(token_hash)
-        response = await self._table.delete(main, ReturnValues="ALL_OLD")
-        old = response.get("Attributes")
-        if old:
-            await self._table.delete(keys.account_index(text(from_wire(old), "account_id"), main))
+        await accounts.delete_web_session(self._table, token_hash)
 
     # -- preferences ------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
-        return preferences_of(await self._table.get(keys.preferences(owner)))
+        # What the web asks for every message (it knows the account from its session):
+        # like resolve_identity, it brings the owner's next window along
+        plan = self._recent.plan(owner)
+        if plan is None:
+            return preferences_of(await self._table.get(keys.preferences(owner)))
+        wanted = [keys.preferences(owner), *self._recent.keys_of(plan)]
+        items = await self._table.batch_get(wanted)
+        self._recent.prefetched(plan, items)
+        pk = wanted[0][keys.PK]
+        return preferences_of(next((i for i in items if i.get(keys.PK) == pk), None))
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
         if value is None:
@@ -430,13 +333,6 @@ class DynamoStore:
 
     # -- whole owners -----------------------------------------------------------------
 
-    async def _owner_items(self, owner: OwnerId) -> list[Item]:
-        return await self._table.query(
-            None,
-            KeyConditionExpression="PK = :pk",
-            ExpressionAttributeValues=values(pk=keys.owner_pk(owner)),
-        )
-
     @staticmethod
     def _slots(owner: OwnerId, index: Sequence[Item]) -> list[ConversationKey]:
         return [
@@ -447,13 +343,13 @@ class DynamoStore:
 
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         found = []
-        for slot in self._slots(owner, await self._owner_items(owner)):
+        for slot in self._slots(owner, await accounts.owner_items(self._table, owner)):
             found += await self._conversations.records(slot)
         found.sort(key=lambda pair: pair[0])
         return [record for _, record in found]
 
     async def forget_owner(self, owner: OwnerId) -> None:
-        await self._forget(owner, await self._owner_items(owner))
+        await self._forget(owner, await accounts.owner_items(self._table, owner))
 
     async def _forget(self, owner: OwnerId, index: Sequence[Item]) -> None:
         slots = self._slots(owner, index)
@@ -461,22 +357,7 @@ class DynamoStore:
             await self._conversations.delete_partition(slot)
         doomed = [keys.slot_index(s.owner, s.persona_id, s.scope) for s in slots]
         await self._table.batch_write(deletes=[*doomed, keys.preferences(owner), keys.usage(owner)])
-        self._conversations.forget_cached(owner)
-
-
-def _key_of(item: Item) -> keys.Key:
-    return keys.key(text(item, keys.PK), text(item, keys.SK))
-
-
-def _account(item: Item | None) -> Account | None:
-    if item is None or "deleting" in item:
-        return None
-    return Account(
-        text(item, "account_id"),
-        text(item, "username"),
-        text(item, "password_hash"),
-        number(item, "created_at"),
-    )
+        self._recent.forget(owner)
 
 
 def _link(item: Item | None) -> LinkedIdentity | None:
