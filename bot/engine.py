@@ -14,7 +14,9 @@ are added to the owner's usage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
 APPEND_ATTEMPTS = 5
+#: Upper bound of the first random pause after a version conflict (doubles each time).
+CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: Commands a guest may use when only linked accounts may chat.
@@ -355,12 +359,15 @@ class Engine:
         self, key: ConversationKey, turns: list[NewTurn], version: int
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append under the version check. Another process may have appended to this
-        conversation meanwhile: then take its version and append after it."""
-        for _ in range(APPEND_ATTEMPTS - 1):
+        conversation meanwhile: then take its version and append after it, after a short
+        random pause so that two processes racing on one conversation do not keep
+        colliding (a tight retry loop can starve one of them)."""
+        for attempt in range(APPEND_ATTEMPTS - 1):
             try:
                 return await self.store.append_turns(key, turns, version, self._clock())
             except VersionConflict:
                 self.metrics.error("version_conflict")
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2**attempt))
                 version = (await self.store.load_window(key, 1)).version
         return await self.store.append_turns(key, turns, version, self._clock())
 
