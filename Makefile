@@ -42,6 +42,8 @@ $(CHROMIUM):
 bench: $(VENV)/.dev
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/telegram.py
+	$(BIN)/python bench/store.py
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
