@@ -8,12 +8,15 @@ current event loop and serves until stopped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
+
+from pydantic import BaseModel
 
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -26,6 +29,7 @@ from bot.personas import PersonaLibrary
 from bot.store.base import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Adapter(Protocol):
@@ -44,37 +48,25 @@ class PlatformAdapter(Adapter, Protocol):
     def web_routes(self) -> Sequence[Any]: ...
 
 
+def options_from(options_type: Callable[..., T], settings: BaseModel) -> T:
+    """An adapter's options dataclass filled from the settings of the same names, so a
+    tuning setting reaches its adapter by being declared in both places, and only there."""
+    names = {f.name for f in dataclasses.fields(options_type)}  # type: ignore[arg-type]
+    return options_type(**{n: v for n, v in settings if n in names})
+
+
 def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
     from adapters.discord import DiscordOptions, build_discord_adapter
 
-    discord = settings.discord
-    options = DiscordOptions(
-        edit_interval=discord.edit_interval,
-        command_guild_ids=discord.command_guild_ids,
-        sync_commands=discord.sync_commands,
-        sharded=discord.sharded,
-        shard_count=discord.shard_count,
-        shard_ids=discord.shard_ids,
-        shard_identify_interval=discord.shard_identify_interval,
-        guild_ready_timeout=discord.guild_ready_timeout,
-        signature_max_age=discord.signature_max_age,
-        shutdown_timeout=discord.shutdown_timeout,
-    )
-    return build_discord_adapter(engine, discord, options)
+    options = options_from(DiscordOptions, settings.discord)
+    return build_discord_adapter(engine, settings.discord, options)
 
 
 def build_telegram(engine: Engine, settings: Settings) -> PlatformAdapter:
     from adapters.telegram import TelegramOptions, build_telegram_adapter
 
-    telegram = settings.telegram
-    options = TelegramOptions(
-        private_edit_interval=telegram.private_edit_interval,
-        group_edit_interval=telegram.group_edit_interval,
-        first_message_delay=telegram.first_message_delay,
-        webhook_path=telegram.webhook_path,
-        max_concurrent_updates=telegram.max_concurrent_updates,
-    )
-    return build_telegram_adapter(engine, telegram, settings.web, options)
+    options = options_from(TelegramOptions, settings.telegram)
+    return build_telegram_adapter(engine, settings.telegram, settings.web, options)
 
 
 def build_store(settings: Settings) -> Store:

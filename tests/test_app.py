@@ -83,3 +83,23 @@ async def test_telegram_webhook_route_is_hosted_by_the_web_server(tmp_path: Path
         web = adapters[-1]
         paths = {r.resource.canonical for r in web.app.router.routes() if r.resource}  # type: ignore[attr-defined]
         assert "/telegram/webhook" in paths
+
+
+def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
+    from adapters.discord import DiscordOptions
+    from adapters.telegram import TelegramOptions
+    from bot.app import options_from
+
+    settings = settings_for(
+        tmp_path,
+        DISCORD__EDIT_INTERVAL="0.25",
+        DISCORD__SHARD_COUNT="4",
+        DISCORD__SHARD_IDS="0,2",
+        TELEGRAM__GROUP_EDIT_INTERVAL="5",
+        TELEGRAM__WEBHOOK_PATH="/tg/hook",
+    )
+    discord = options_from(DiscordOptions, settings.discord)
+    assert (discord.edit_interval, discord.shard_count, discord.shard_ids) == (0.25, 4, (0, 2))
+    telegram = options_from(TelegramOptions, settings.telegram)
+    assert (telegram.group_edit_interval, telegram.webhook_path) == (5.0, "/tg/hook")
+    assert telegram.private_edit_interval == 1.0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sqlite3
+import sqlite3  # used only inside functions run on aiosqlite's worker thread (_on_worker)
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
