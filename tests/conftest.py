@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property and fuzz tests are deterministic by default (CI must not flake on a seed it
+# happened to draw) and bounded per test by ``max_examples``. ``HYPOTHESIS_PROFILE=deep``
+# draws fresh random examples on every run, for a longer hunt by hand.
+settings.register_profile(
+    "ci",
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "deep",
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
