@@ -39,11 +39,9 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
+# One table of every benchmark against its goals; `make bench BENCH_ARGS=--quick` smokes.
 bench: $(VENV)/.dev
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/web.py
-	$(BIN)/python bench/telegram.py
-	$(BIN)/python bench/store.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -5,8 +5,9 @@ Measures, in one process and one run:
   * the per-message cost in a 10-turn versus a 100,000-turn conversation, measured
     alternately so both see the same machine state.
 
-Run: ``.venv/bin/python bench/engine.py`` (``--quick`` for a smoke run). Not a test:
-it prints figures and ratios against the goals (5,000 messages/s; long <= 1.2x short).
+Run: ``.venv/bin/python bench/engine.py`` (``--quick`` for a smoke run; ``--json PATH``
+also writes the headline figures for ``bench/all.py``). Not a test: it prints figures
+and ratios against the goals (5,000 messages/s; long <= 1.2x short).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.report import Figure, add_json_option, emit
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import RateLimitSettings
@@ -30,6 +32,8 @@ from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
+GOAL_RATE = 5_000  # messages/s
+GOAL_LONG_SHORT = 1.2  # per-message cost, 100,000-turn / 10-turn conversation
 QUESTIONS = [
     "What is Docker?",
     "How do I make my Lambda function faster?",
@@ -115,7 +119,7 @@ async def long_vs_short(engine: Engine, store: SqliteStore, rounds: int) -> tupl
     return statistics.median(short) * 1e6, statistics.median(long) * 1e6
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool) -> list[Figure]:
     total = 1_000 if quick else 8_000
     rounds = 100 if quick else 600
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,15 +146,38 @@ async def main(quick: bool) -> None:
             f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
         )
     best = max(r["rate"] for _, r in rows)
-    print(f"best throughput: {best:,.0f} msg/s  (goal >= 5,000: {best / 5000:.2f}x of goal)")
+    print(
+        f"best throughput: {best:,.0f} msg/s  "
+        f"(goal >= {GOAL_RATE:,}: {best / GOAL_RATE:.2f}x of goal)"
+    )
     print(
         f"per-message cost, median: 10-turn conversation {short_us:.0f} us, "
         f"100,000-turn conversation {long_us:.0f} us, ratio {long_us / short_us:.2f} "
-        "(goal <= 1.20)"
+        f"(goal <= {GOAL_LONG_SHORT:.2f})"
     )
+    return [
+        Figure(
+            "engine",
+            "messages/s, best of 1, 16 and 256 concurrent conversations "
+            "(engine + SQLite + offline backend)",
+            best,
+            "msg/s",
+            GOAL_RATE,
+        ),
+        Figure(
+            "engine",
+            "per-message cost, 100,000-turn ÷ 10-turn conversation (medians)",
+            long_us / short_us,
+            "×",
+            GOAL_LONG_SHORT,
+            "lower",
+        ),
+    ]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    asyncio.run(main(parser.parse_args().quick))
+    add_json_option(parser)
+    arguments = parser.parse_args()
+    emit(asyncio.run(main(arguments.quick)), arguments.json)
