@@ -23,7 +23,7 @@ from auth.rules import (
     normalise_password,
 )
 from auth.sessions import SESSION_TTL, NewSession, SessionManager
-from auth.throttle import LoginThrottle
+from auth.throttle import LOGIN_LIMITS, LoginThrottle
 from bot import linking
 from bot.errors import UsernameTaken
 from bot.messages import Identity
@@ -46,7 +46,7 @@ class AccountService:
     ):
         self.store = store
         self.hasher = hasher or PasswordHasher()
-        self.throttle = throttle or LoginThrottle(limits={"account": 10, "address": 30})
+        self.throttle = throttle or LoginThrottle(limits=LOGIN_LIMITS)
         self.sessions = SessionManager(store, ttl=session_ttl, clock=clock)
         self._clock = clock
 

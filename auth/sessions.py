@@ -8,20 +8,31 @@ is replaced by a new one on every login (no session fixation) and deleted on log
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from bot.store.base import Account, Store
 
 SESSION_TTL = 14 * 24 * 3600.0
 _TOKEN_BYTES = 32
-_MAX_TOKEN_LENGTH = 128  # a real token is 43 characters; anything far longer is junk
+#: What a token we issued can look like (``secrets.token_urlsafe``: 43 characters).
+#: Anything else is junk from the browser (far too long, or not even valid UTF-8: the
+#: server decodes such cookie bytes to surrogates that cannot be hashed), never a
+#: session, and is not worth a store lookup.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def plausible_token(token: str | None) -> TypeGuard[str]:
+    """Whether ``token`` has the shape of a session token we could have issued."""
+    return token is not None and _TOKEN_SHAPE.fullmatch(token) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +70,7 @@ class SessionManager:
 
     async def account(self, token: str | None) -> Account | None:
         """The account the token is a live session of, or None."""
-        if not token or len(token) > _MAX_TOKEN_LENGTH:
+        if not plausible_token(token):
             return None
         session = await self._store.get_web_session(hash_token(token), self._clock())
         if session is None:
@@ -67,5 +78,5 @@ class SessionManager:
         return await self._store.get_account(session.account_id)
 
     async def end(self, token: str) -> None:
-        if token and len(token) <= _MAX_TOKEN_LENGTH:
+        if plausible_token(token):
             await self._store.delete_web_session(hash_token(token))

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from auth.errors import LoginThrottled
 
@@ -32,6 +33,13 @@ class _Entry:
     pending: int = 0
 
 
+#: Failed logins allowed per window: per account name (whatever the address: slow
+#: guessing from a botnet) and per client address (whatever the names: one machine
+#: trying many accounts). Applied by :class:`~auth.service.AccountService`.
+LOGIN_LIMITS = MappingProxyType({"account": 10, "address": 30})
+LOGIN_WINDOW = 15 * 60.0
+
+
 class LoginThrottle:
     """Refuses logins for keys with too many recent failures."""
 
@@ -39,8 +47,8 @@ class LoginThrottle:
         self,
         *,
         limit: int = 10,
-        window: float = 15 * 60,
-        limits: dict[str, int] | None = None,
+        window: float = LOGIN_WINDOW,
+        limits: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
     ):
@@ -51,6 +59,11 @@ class LoginThrottle:
         self._clock = clock
         self._max_keys = max_keys
         self._entries: dict[str, _Entry] = {}
+
+    @property
+    def window(self) -> float:
+        """Seconds a failure counts for."""
+        return self._window
 
     def limit_for(self, key: str) -> int:
         return self._limits.get(key.partition(":")[0], self._limit)

@@ -3,7 +3,8 @@
 With an "Interactions Endpoint URL" set in the developer portal, Discord POSTs each
 interaction to it, signed with Ed25519 over ``X-Signature-Timestamp`` + body; the
 public key is ``DISCORD__PUBLIC_KEY``. A request with a bad signature or a stale
-timestamp gets 401 (Discord itself sends such probes when the URL is saved). A PING is
+timestamp gets 401 (Discord itself sends such probes when the URL is saved), and so
+does a valid request seen before (a replay: see :class:`ReplayGuard`). A PING is
 answered with a PONG; a command is deferred at once (Discord waits 3 s at most) and the
 reply follows over REST (:mod:`adapters.discord.rest`), so any number of stateless web
 workers can serve commands with no gateway connection. Autocomplete is answered inline.
@@ -11,6 +12,8 @@ workers can serve commands with no gateway connection. Autocomplete is answered 
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import logging
 import time
@@ -71,6 +74,57 @@ class SignatureVerifier:
             return False
         # A replayed request is refused once its timestamp is old.
         return abs(self._clock() - sent_at) <= self._max_age
+
+
+class ReplayGuard:
+    """Remembers the interactions accepted while their signature is still valid, so a
+    signed request captured on its way (a proxy's log, a TLS-terminating middlebox) and
+    sent again within the allowed age runs nothing a second time.
+
+    Entries are keyed by a digest of exactly what Discord signed (timestamp + body): a
+    replay must repeat those bytes to pass the signature check, whatever it does to
+    the signature bytes themselves. An entry is dropped once its timestamp is out of
+    the allowed window, as the age check refuses the request from then on; so memory
+    holds the interactions of at most ``2 x max_age`` seconds, and ``capacity`` caps it
+    beyond that (the entries nearest to expiry go first, and their replays are then no
+    longer caught: a bound, chosen far above one process's traffic).
+
+    The memory is per process: with several web workers behind a load balancer, a
+    replay that reaches another worker than the original is not caught here. Discord
+    delivers each interaction once, to one worker; closing that gap would take a shared
+    store of seen interactions (a conditional write per interaction).
+    """
+
+    def __init__(
+        self, max_age: float, *, clock: Callable[[], float] = time.time, capacity: int = 100_000
+    ):
+        self._max_age = max_age
+        self._clock = clock
+        self._capacity = capacity
+        self._seen: dict[bytes, float] = {}
+        self._expiries: list[tuple[float, bytes]] = []
+
+    def first_time(self, sent_at: float, signed: bytes) -> bool:
+        """Record the signed message; False when it was seen before (a replay)."""
+        self._expire(self._clock())
+        key = hashlib.sha256(signed).digest()
+        if key in self._seen:
+            return False
+        while len(self._seen) >= self._capacity:
+            _, oldest = heapq.heappop(self._expiries)
+            self._seen.pop(oldest, None)
+        expires = sent_at + self._max_age
+        self._seen[key] = expires
+        heapq.heappush(self._expiries, (expires, key))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _expire(self, now: float) -> None:
+        while self._expiries and self._expiries[0][0] < now:
+            _, key = heapq.heappop(self._expiries)
+            self._seen.pop(key, None)
 
 
 def incoming_from_payload(payload: Mapping[str, Any], text: str) -> Incoming:
@@ -134,6 +188,7 @@ class InteractionEndpoint:
         self._verifier = SignatureVerifier(
             settings.public_key, max_age=options.signature_max_age, clock=clock
         )
+        self.replays = ReplayGuard(options.signature_max_age, clock=clock)
         self._session: aiohttp.ClientSession | None = None
         self._webhooks: InteractionWebhooks | None = None
 
@@ -161,8 +216,12 @@ class InteractionEndpoint:
         body = await request.read()
         headers = request.headers
         signature = headers.get("X-Signature-Ed25519")
-        if not self._verifier.valid(signature, headers.get("X-Signature-Timestamp"), body):
+        timestamp = headers.get("X-Signature-Timestamp")
+        if not timestamp or not self._verifier.valid(signature, timestamp, body):
             return web.json_response({"error": "invalid request signature"}, status=401)
+        if not self.replays.first_time(int(timestamp), timestamp.encode() + body):
+            log.warning("discord: a replayed interaction was refused")
+            return web.json_response({"error": "replayed request"}, status=401)
         try:
             payload = json.loads(body)
             kind = payload["type"]

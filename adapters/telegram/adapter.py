@@ -204,7 +204,9 @@ class TelegramAdapter:
         return [web.post(self.options.webhook_path, telegram_webhook)]
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # Constant time, on bytes: header bytes that are not UTF-8 arrive as surrogates
+        # (surrogateescape), which a plain encode() would turn into a 500.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self._secret.encode()):
             return web.Response(status=403, text="forbidden")
         app = self.application

@@ -9,8 +9,10 @@ Every POST, PUT, PATCH and DELETE must carry a token, in the form field
   HttpOnly cookie, with the token derived from it in the form. A cross-site page can
   neither read the cookie nor the token.
 
-On top, a request whose ``Origin`` header names another host is refused, and the
-session cookie is ``SameSite=Lax``. A form posted with a session that has expired
+On top, a request whose ``Origin`` header names another host is refused (as is one
+without ``Origin`` whose ``Referer`` names another host: older browsers send no
+``Origin`` on same-origin form posts, but a ``Referer`` from elsewhere is never ours),
+and the session cookie is ``SameSite=Lax``. A form posted with a session that has expired
 since the page was shown sends the browser to the login page rather than a bare 403.
 
 Routes contributed by other adapters (webhooks, signed with their own scheme) opt out
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Callable
 from typing import TypeVar
@@ -46,6 +49,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _MAX_TOKEN = 128
+#: An anonymous CSRF cookie we could have set (``secrets.token_urlsafe``). Other values
+#: (also bytes that are not UTF-8, which arrive as unencodable surrogates) are ignored.
+_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -79,7 +85,7 @@ async def _seed(request: web.Request, *, mint: bool, anonymous: bool = False) ->
     if NEW_CSRF_COOKIE in request:
         return request[NEW_CSRF_COOKIE]
     cookie = request.cookies.get(request.app[OPTIONS].csrf_cookie)
-    if cookie and len(cookie) <= _MAX_TOKEN:
+    if cookie and _COOKIE_SHAPE.fullmatch(cookie):
         return cookie
     if not mint:
         return None
@@ -103,12 +109,25 @@ def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def _foreign_origin(request: web.Request) -> bool:
+    """Whether the browser says the request comes from a page of another site."""
     origin = request.headers.get("Origin")
     if origin is None:
-        return False
+        origin = request.headers.get("Referer")
+        if not origin:
+            return False  # neither header (privacy settings strip them): the token decides
     if origin == "null":
         return True
-    return urlsplit(origin).netloc.lower() != request.host.lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # not a URL at all
+        return True
+    return netloc.lower() != request.host.lower()
+
+
+def _same(sent: str, expected: str) -> bool:
+    """Constant-time comparison of what was sent with the expected token; as bytes,
+    since ``hmac.compare_digest`` raises on ``str`` with non-ASCII characters."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 async def _sent_token(request: web.Request) -> str | None:
@@ -132,7 +151,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         seeds = [await _seed(request, mint=False)]
         if getattr(request.match_info.handler, CSRF_ANONYMOUS_ATTR, False):
             seeds.append(await _seed(request, mint=False, anonymous=True))
-        if any(seed and hmac.compare_digest(sent, _derive(seed)) for seed in seeds):
+        if any(seed and _same(sent, _derive(seed)) for seed in seeds):
             return await handler(request)
     if session_token(request) is not None and await current_account(request) is None:
         # The page was shown to a session that has since expired or was logged out.
