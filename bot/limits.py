@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,8 +19,12 @@ class _Bucket:
 class RateLimiter:
     """A token bucket per key: up to ``burst`` at once, refilled at ``per_second``.
 
-    Memory stays bounded: once more than ``max_keys`` keys are tracked, buckets that
-    have refilled completely (and so carry no information) are dropped.
+    Memory stays bounded at ``max_keys`` buckets, and cheaply: buckets are kept in
+    order of last use, so making room looks only at the least recently used one. A
+    bucket that has refilled completely carries no information and goes first; when
+    more than ``max_keys`` keys are all busy at once (a flood of fresh identities), the
+    least recently used bucket is dropped anyway: that key starts again with a full
+    bucket, which costs a flood nothing it did not already have with fresh keys.
     """
 
     def __init__(
@@ -34,19 +39,19 @@ class RateLimiter:
         self._burst = float(burst)
         self._clock = clock
         self._max_keys = max_keys
-        self._buckets: dict[Hashable, _Bucket] = {}
+        self._buckets: OrderedDict[Hashable, _Bucket] = OrderedDict()
 
     def try_acquire(self, key: Hashable, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens from the key's bucket; False when there are not enough."""
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= self._max_keys:
-                self._sweep(now)
+            self._make_room(now)
             bucket = self._buckets[key] = _Bucket(self._burst, now)
         else:
             bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
             bucket.updated = now
+            self._buckets.move_to_end(key)
         if bucket.tokens >= cost:
             bucket.tokens -= cost
             return True
@@ -61,11 +66,20 @@ class RateLimiter:
         tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
         return max(0.0, (cost - tokens) / self._rate)
 
-    def _sweep(self, now: float) -> None:
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _make_room(self, now: float) -> None:
+        """Drop refilled buckets from the old end; then, if still full, the oldest one."""
         full_after = self._burst / self._rate
-        stale = [k for k, b in self._buckets.items() if now - b.updated >= full_after]
-        for key in stale:
-            del self._buckets[key]
+        buckets = self._buckets
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if now - oldest.updated < full_after:
+                break
+            buckets.popitem(last=False)
+        while len(buckets) >= self._max_keys:
+            buckets.popitem(last=False)
 
 
 class KeyedLocks:

@@ -32,7 +32,28 @@ def test_bucket_memory_stays_bounded() -> None:
     for n in range(1000):
         clock.now = n * 10.0  # every earlier bucket has refilled
         limiter.try_acquire(n)
-    assert len(limiter._buckets) <= 100
+    assert len(limiter) <= 100
+
+
+def test_bucket_memory_stays_bounded_when_every_key_is_busy() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_second=0.001, burst=1, clock=clock, max_keys=100)
+    for n in range(10_000):  # nothing refills: no bucket is ever stale
+        assert limiter.try_acquire(n)
+    assert len(limiter) == 100
+    assert not limiter.try_acquire(9_999)  # the recent keys are still limited
+
+
+def test_a_key_in_use_is_not_the_one_dropped_to_make_room() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_second=0.001, burst=1, clock=clock, max_keys=3)
+    limiter.try_acquire("attacker")
+    limiter.try_acquire("b")
+    limiter.try_acquire("c")
+    assert not limiter.try_acquire("attacker")  # used again: now the most recent
+    limiter.try_acquire("d")  # room is made by dropping "b", the least recently used
+    assert not limiter.try_acquire("attacker")
+    assert limiter.try_acquire("b")
 
 
 async def test_keyed_locks_serialise_one_key_and_free_memory() -> None:
