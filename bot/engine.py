@@ -5,7 +5,10 @@ or a linked account), then either answer a command or chat. Chat holds the
 conversation's lock (messages of one conversation never interleave; different
 conversations run concurrently), stores the user's turn *before* asking the backend,
 streams the reply, and stores it once complete. If the backend fails, the user gets one
-clear message and ``/retry`` regenerates from the stored turn: nothing is lost.
+clear message and ``/retry`` regenerates from the stored turn: nothing is lost. A
+transient store failure is tried again a few times (:mod:`bot.retrying`); an append
+whose answer was lost is looked for before it is sent again, so no turn is stored twice,
+and the user is told a turn was not kept only when it is not there.
 
 When the window drops old turns, a running summary of them is made in the background
 (:mod:`bot.summary`) and passed to later replies; the tokens replies and summaries cost
@@ -18,9 +21,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from bot.backends.base import Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
@@ -32,7 +36,7 @@ from bot.commands import (
     set_persona,
 )
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
-from bot.errors import BackendError, StoreError, VersionConflict
+from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
 from bot.limits import KeyedLocks, RateLimiter
 from bot.messages import (
     ConversationKey,
@@ -49,14 +53,20 @@ from bot.messages import (
 )
 from bot.metrics import Metrics, NullMetrics
 from bot.personas import Persona, PersonaLibrary
+from bot.retrying import StoreRetry, find_stored, retry_transient
 from bot.store.base import Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
 APPEND_ATTEMPTS = 5
+#: Turns read beyond an append's own when checking whether a failed append was written
+#: (another process may have appended after it).
+WRITTEN_CHECK_SLACK = 4
 #: Upper bound of the first random pause after a version conflict (doubles each time).
 CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
@@ -99,8 +109,10 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        store_retry: StoreRetry | None = None,
     ):
         self.store = store
+        self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
         self.settings = settings or EngineSettings()
@@ -252,15 +264,18 @@ class Engine:
         """Who speaks (a guest, or the account the identity is linked to) and with whom."""
         account_id = incoming.account_id
         if account_id is None:
-            link, prefs = await self.store.resolve_identity(incoming.identity)
+            link, prefs = await self._retrying(
+                lambda: self.store.resolve_identity(incoming.identity)
+            )
             account_id = link.account_id if link else None
         else:
-            prefs = await self.store.get_preferences(account_owner(account_id))
+            owner = account_owner(account_id)
+            prefs = await self._retrying(lambda: self.store.get_preferences(owner))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
         return Speaker(incoming, owner, account_id, self._persona_of(prefs))
 
     async def active_persona(self, owner: OwnerId) -> Persona:
-        return self._persona_of(await self.store.get_preferences(owner))
+        return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
 
     def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
@@ -283,7 +298,7 @@ class Engine:
         summariser = self._summarisers.get(speaker.persona.backend)
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
-        window = await self.store.load_window(key, loaded)
+        window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         if new_text is not None:
             turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
@@ -355,36 +370,76 @@ class Engine:
         except StoreError as exc:
             log.warning("could not count a reply's tokens: %s", exc)
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A store call that may safely run twice (a read, or a write that sets rather
+        than adds), tried again when it fails transiently."""
+        return await retry_transient(call, self.store_retry, on_retry=self._store_retried)
+
+    def _store_retried(self, exc: StoreUnavailable) -> None:
+        log.debug("store failed transiently, trying again: %s", exc)
+        self.metrics.error("store_retry")
+
     async def _append(
         self, key: ConversationKey, turns: list[NewTurn], version: int
     ) -> tuple[int, tuple[Turn, ...]]:
-        """Append under the version check. Another process may have appended to this
-        conversation meanwhile: then take its version and append after it, after a short
-        random pause so that two processes racing on one conversation do not keep
-        colliding (a tight retry loop can starve one of them)."""
-        for attempt in range(APPEND_ATTEMPTS - 1):
+        """Append under the version check, exactly once.
+
+        Another process may have appended to this conversation meanwhile: then take its
+        version and append after it, after a short random pause so that two processes
+        racing on one conversation do not keep colliding (a tight retry loop can starve
+        one of them). A transient failure may have come after the turns were written
+        (the answer was lost): so read the conversation again, and append only when our
+        turns are not there; after the last try, that read decides whether we fail."""
+        conflicts = failures = 0
+        while True:
             try:
                 return await self.store.append_turns(key, turns, version, self._clock())
             except VersionConflict:
+                conflicts += 1
+                if conflicts >= APPEND_ATTEMPTS:
+                    raise
                 self.metrics.error("version_conflict")
-                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2**attempt))
-                version = (await self.store.load_window(key, 1)).version
-        return await self.store.append_turns(key, turns, version, self._clock())
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** (conflicts - 1)))
+                version = (await self._retrying(lambda: self.store.load_window(key, 1))).version
+            except StoreUnavailable as exc:
+                failures += 1
+                last = failures >= self.store_retry.attempts
+                if not last:
+                    self._store_retried(exc)
+                    await asyncio.sleep(self.store_retry.pause(failures))
+                size = len(turns) + WRITTEN_CHECK_SLACK
+                window = await self._retrying(partial(self.store.load_window, key, size))
+                stored = find_stored(window.turns, turns)
+                if stored is not None:
+                    return window.version, stored
+                if last:
+                    raise
+                version = window.version
 
     async def _save_state(self, key: ConversationKey, state: dict[str, Any], version: int) -> None:
-        for _ in range(APPEND_ATTEMPTS):
-            try:
-                await self.store.save_conversation_state(key, version, backend_state=state)
-                return
-            except VersionConflict:
-                version = (await self.store.load_window(key, 1)).version
+        """Keep the backend's new state. The reply is stored already, so failing here
+        only logs: the user is not told their reply was lost when it was not."""
+        try:
+            for _ in range(APPEND_ATTEMPTS):
+                try:
+                    save = partial(
+                        self.store.save_conversation_state, key, version, backend_state=state
+                    )
+                    await self._retrying(save)
+                    return
+                except VersionConflict:
+                    version = (await self._retrying(lambda: self.store.load_window(key, 1))).version
+        except StoreError as exc:
+            log.warning("could not keep a backend's conversation state: %s", exc)
+            self.metrics.error("store")
 
     # -- for front ends that show history (web chat, console) ---------------------------
 
     async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
         """The turns a user sees when opening a conversation, oldest first."""
-        window = await self.store.load_window(
-            ConversationKey(owner, persona_id, scope), self.settings.window_max_turns
+        key = ConversationKey(owner, persona_id, scope)
+        window = await self._retrying(
+            lambda: self.store.load_window(key, self.settings.window_max_turns)
         )
         return bounded_window(window.turns, self.settings.window_max_chars)
 

@@ -26,6 +26,7 @@ from bot.messages import (
     guest_owner,
 )
 from bot.personas import PersonaLibrary
+from bot.retrying import StoreRetry
 from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
@@ -517,7 +518,8 @@ async def test_store_failing_on_the_reply_keeps_the_user_turn() -> None:
         return None
 
     async with MemoryStore(fail=second_append_fails) as flaky:
-        engine = build_engine(flaky, WindowEcho())
+        # one attempt: the engine's own retry (tests/reliability) would absorb the failure
+        engine = build_engine(flaky, WindowEcho(), store_retry=StoreRetry(attempts=1))
         done = await reply(engine, dm("alice", "hello"))
         assert done.kind is ReplyKind.ERROR and "/retry" in done.text
         window = await flaky.load_window(key("alice"), 5)

@@ -1,0 +1,84 @@
+"""Trying a store again after a transient failure, and appending turns exactly once.
+
+A store behind a network fails in two ways that look the same to the caller: before
+the request did anything, or after it was applied (the answer was lost on the way
+back). A read is simply tried again. An append is not: it may already be written, so
+before appending again the caller reads the conversation and looks for its own turns
+(:func:`find_stored`); the engine does that in its ``_append``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bot.errors import StoreUnavailable
+from bot.messages import NewTurn, Turn
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRetry:
+    """How often, and after which pauses, a transient store failure is tried again.
+
+    The pause before try ``n + 1`` is random in ``[0, backoff * 2**(n - 1)]`` (capped at
+    ``max_backoff``): "full jitter", so that many callers that failed together do not
+    come back together.
+    """
+
+    #: Tries in all, the first included; 1 never tries again.
+    attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 1.0
+
+    def pause(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    policy: StoreRetry,
+    *,
+    on_retry: Callable[[StoreUnavailable], None] | None = None,
+) -> T:
+    """``await call()``, tried again on :class:`StoreUnavailable` up to the policy's
+    attempts; the last failure is raised. Only for calls that may safely run twice
+    (reads, and writes that set rather than add)."""
+    for failures in range(1, policy.attempts):
+        try:
+            return await call()
+        except StoreUnavailable as exc:
+            if on_retry is not None:
+                on_retry(exc)
+            await asyncio.sleep(policy.pause(failures))
+    return await call()
+
+
+def find_stored(window: Sequence[Turn], turns: Sequence[NewTurn]) -> tuple[Turn, ...] | None:
+    """The stored copies of ``turns`` when they are in ``window`` (one after another,
+    equal in role, text, author and creation time), newest occurrence first; else None.
+
+    The creation time is the caller's clock reading when it made the turn, so a turn
+    another message wrote with the same words is not mistaken for ours."""
+    count = len(turns)
+    if count == 0:
+        return ()
+    for end in range(len(window), count - 1, -1):
+        run = tuple(window[end - count : end])
+        if all(_same(stored, new) for stored, new in zip(run, turns, strict=True)):
+            return run
+    return None
+
+
+def _same(stored: Turn, new: NewTurn) -> bool:
+    return (stored.role, stored.text, stored.author, stored.created_at) == (
+        new.role,
+        new.text,
+        new.author,
+        new.created_at,
+    )
