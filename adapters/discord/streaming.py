@@ -7,6 +7,11 @@ once per ``interval``; deltas that arrive while an edit is in flight (or waiting
 429, which discord.py sleeps through) pile up and go out together in the next edit, so
 the rate holds however fast the backend writes and no text is dropped. ``finish`` shows
 the final text, which may differ from the deltas (an error replaces a partial reply).
+
+A preview that fails is superseded by the next one. The final text must arrive: a show
+answered 503 is tried again with backoff (discord.py retries 429s and 500, 502, 504
+and 524 itself, and our REST client every 5xx, but discord.py raises a 503 at once);
+any other failure, or a 503 past the attempts, is raised to the caller.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ EMPTY_REPLY = "…"
 #: Marks a message that is still being written.
 WRITING = " ▌"
 ENGINE_FAILED = "Something went wrong on my side. Please try again in a moment."
+#: Failures of a final show that are tried again here (see the module doc).
+RETRIED_STATUSES = frozenset({503})
+#: Tries of a final show, and the wait before the second (doubling after).
+FINAL_ATTEMPTS = 4
+RETRY_BACKOFF = 0.5
 
 
 class ReplySlots(Protocol):
@@ -59,11 +69,15 @@ class StreamedReply:
         interval: float = 1.0,
         limit: int = LIMIT,
         clock: Callable[[], float] = time.monotonic,
+        attempts: int = FINAL_ATTEMPTS,
+        backoff: float = RETRY_BACKOFF,
     ):
         self._slots = slots
         self._interval = interval
         self._limit = limit
         self._clock = clock
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
         self._parts: list[str] = []
         self._shown: list[str] = []
         self._next_edit = 0.0
@@ -122,7 +136,10 @@ class StreamedReply:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                await self._slots.show(index, piece)
+                if final:
+                    await self._show_final(index, piece)
+                else:
+                    await self._slots.show(index, piece)
             except DiscordAPIError as exc:
                 if final:
                     raise
@@ -137,8 +154,23 @@ class StreamedReply:
             else:
                 self._shown.append(piece)
         while final and len(self._shown) > len(pieces):
+            # Not tried again: the slots forget a message before asking to delete it.
             await self._slots.remove(len(self._shown) - 1)
             self._shown.pop()
+
+    async def _show_final(self, index: int, piece: str) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._slots.show(index, piece)
+                return
+            except DiscordAPIError as exc:
+                if exc.status not in RETRIED_STATUSES or attempt == self._attempts:
+                    raise
+                delay = self._backoff * 2 ** (attempt - 1)
+                log.info(
+                    "discord: showing a reply failed (HTTP %s); retry in %.1f s", exc.status, delay
+                )
+                await asyncio.sleep(delay)
 
 
 async def deliver(

@@ -154,14 +154,16 @@ class Outbox:
                 raise
 
     async def delete(self, target: Target, message_id: int) -> None:
-        """Best effort: a leftover piece of a longer draft is removed if Telegram lets us."""
+        """Remove a leftover piece of a longer draft. A 429 is waited out like a final
+        write's (a draft left showing would look like part of the reply); any other
+        failure is only logged: the final text is out already."""
 
         async def op(chat_id: int) -> None:
             await self._bot.delete_message(chat_id, message_id)
 
         try:
-            await self._call(target, op, must_arrive=False, paced=False)
-        except (BadRequest, FloodDeferred, NetworkError) as exc:
+            await self._call(target, op, must_arrive=True, paced=False)
+        except (BadRequest, NetworkError, RetryAfter) as exc:
             log.debug("could not delete a leftover message: %s", type(exc).__name__)
 
     async def typing(self, target: Target, *, wanted: Callable[[], bool]) -> None:

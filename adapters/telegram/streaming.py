@@ -6,7 +6,8 @@ carries the freshest text, so slow chats see fewer, larger steps); a reply longe
 a message grows into further messages. While streaming, the text ends in a cursor
 (" …"), so a half reply never looks complete; the final text replaces the draft
 entirely (an error reported after some text included) and is retried until it
-arrives, where a progress edit hit by a 429 is simply skipped.
+arrives, where a progress write hit by a 429, or still failing after its network
+retries, is simply skipped (the next one carries newer text).
 
 When Telegram refuses the HTML (``can't parse entities``), the same pieces are sent
 as plain text for the rest of the reply. A user who blocked the bot ends the
@@ -22,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from adapters.telegram.delivery import (
     ChatUnavailable,
@@ -99,9 +100,16 @@ class ReplyStream:
                     await self._pacer.ready(self._target.chat_id)
                 self._wake.clear()
                 final = self._finished.is_set()
-                # On a 429 the pacer holds the wait; the next write carries newer text.
-                with contextlib.suppress(FloodDeferred):
+                try:
                     await self._sync(final)
+                except FloodDeferred:
+                    pass  # a 429: the pacer holds the wait; the next write has newer text
+                except NetworkError as exc:
+                    # A draft that failed past its retries is skipped like one hit by a
+                    # 429: the final text, retried on its own, must not be given up.
+                    if final or isinstance(exc, BadRequest):
+                        raise
+                    log.info("a Telegram draft write failed (%s); skipped", type(exc).__name__)
                 if final:
                     return
                 await self._wake.wait()

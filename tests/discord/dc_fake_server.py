@@ -4,6 +4,14 @@ REST answers carry ``Content-Type: application/json`` exactly (discord.py parses
 nothing else); a 429 carries ``Via`` (without it discord.py takes it for a Cloudflare
 ban and gives up). The gateway speaks text frames: HELLO, READY on IDENTIFY (with
 ``shard`` when asked), then a GUILD_CREATE per configured guild.
+
+Besides the call log, it keeps the messages as users see them (``messages``: channel
+messages by id; ``webhook_messages``: each interaction's messages by token, the
+original first) and, like Discord, answers a channel message sent again with the same
+``nonce`` and ``enforce_nonce`` with the message already made. ``faults`` (a
+:class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``) makes a
+share of the REST calls fail: 429 (with ``Via``, as Discord's come) or a 5xx, answered
+before the call took effect or, when the fault says ``applied``, after it did.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 from pydantic import SecretStr
@@ -42,6 +50,28 @@ def user(user_id: int, name: str) -> dict[str, Any]:
         "global_name": None,
         "avatar": None,
     }
+
+
+class InjectedFault(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def applied(self) -> bool: ...
+
+
+class FaultSource(Protocol):
+    def decide(self, key: str) -> InjectedFault | None:
+        """The fault for the request with this key (``METHOD /path``), or None."""
+
+
+_SERVER_ERRORS = {
+    500: "500: Internal Server Error",
+    502: "502: Bad Gateway",
+    503: "503: Service Unavailable",
+    504: "504: Gateway Timeout",
+}
 
 
 @dataclass
@@ -73,6 +103,21 @@ class Gateway:
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
 
 
+def _rate_limited(status: int, retry_after: float) -> web.Response:
+    return _json(
+        {"message": "You are being rate limited.", "retry_after": retry_after, "global": False},
+        status=status,
+        headers={"Via": "1.1 google", "Retry-After": str(retry_after)},
+    )
+
+
+def _fault_response(fault: InjectedFault) -> web.Response:
+    if fault.status == 429:
+        return _rate_limited(429, fault.retry_after)
+    message = _SERVER_ERRORS.get(fault.status, f"{fault.status}: Server Error")
+    return _json({"message": message, "code": 0}, status=fault.status)
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(),
@@ -91,6 +136,12 @@ class FakeDiscord:
         self.guilds: list[dict[str, Any]] = []
         self.recommended_shards = recommended_shards
         self._failures: list[Failure] = []
+        self.faults: FaultSource | None = None
+        #: Channel messages as shown now, by id (with ``message_reference``, if any).
+        self.messages: dict[str, dict[str, Any]] = {}
+        #: Each interaction's messages as shown now: token -> message id -> content.
+        self.webhook_messages: dict[str, dict[str, str]] = {}
+        self._nonces: dict[tuple[str, str], dict[str, Any]] = {}
         self._ids = itertools.count(9000)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -148,6 +199,11 @@ class FakeDiscord:
             while not (result := predicate()):
                 await asyncio.sleep(0.01)
             return result
+
+    def channel_messages(self, channel: int | str) -> list[dict[str, Any]]:
+        """The messages shown in ``channel`` now, oldest first."""
+        shown = [m for m in self.messages.values() if m["channel_id"] == str(channel)]
+        return sorted(shown, key=lambda m: int(m["id"]))
 
     def transcript(self, *, channel: int | None = None, token: str | None = None) -> list[str]:
         """The final text of each message of a reply, in order: those posted in
@@ -226,16 +282,15 @@ class FakeDiscord:
         for failure in self._failures:
             if failure.method == request.method and re.search(failure.pattern, path):
                 self._failures.remove(failure)
-                return _json(
-                    {
-                        "message": "You are being rate limited.",
-                        "retry_after": failure.retry_after,
-                        "global": False,
-                    },
-                    status=failure.status,
-                    headers={"Via": "1.1 google", "Retry-After": str(failure.retry_after)},
-                )
+                return _rate_limited(failure.status, failure.retry_after)
+        fault = None
+        if self.faults is not None and request.method != "GET":
+            fault = self.faults.decide(f"{request.method} {path}")
+        if fault is not None and not fault.applied:
+            return _fault_response(fault)
         response = self._answer(request.method, path, body)
+        if fault is not None and 200 <= response.status < 300:
+            return _fault_response(fault)  # it took effect; the answer is lost
         if isinstance(response, web.Response) and response.body:
             call.response = json.loads(response.body)  # type: ignore[arg-type]
         return response
@@ -324,20 +379,55 @@ class FakeDiscord:
             if body["type"] == 4:
                 answer["resource"]["message"] = self._message("1", content)
             return _json(answer)
-        if method == "POST" and re.fullmatch(r"/webhooks/\d+/[^/]+", path):
-            return _json(self._message("1", content) | {"webhook_id": APP_ID})
+        if method == "POST" and (match := re.fullmatch(r"/webhooks/\d+/([^/]+)", path)):
+            posted = self._message("1", content) | {"webhook_id": APP_ID}
+            self.webhook_messages.setdefault(match.group(1), {})[posted["id"]] = content
+            return _json(posted)
         if method == "PATCH" and (
-            match := re.fullmatch(r"/webhooks/\d+/[^/]+/messages/(.+)", path)
+            match := re.fullmatch(r"/webhooks/\d+/([^/]+)/messages/(.+)", path)
         ):
-            message_id = match.group(1)
+            token, message_id = match.groups()
+            shown = self.webhook_messages.setdefault(token, {})
+            # The original comes first, whenever it is first filled in.
+            if message_id == "@original" and message_id not in shown:
+                self.webhook_messages[token] = shown = {"@original": content, **shown}
+            shown[message_id] = content
             message_id = "8000" if message_id == "@original" else message_id
             return _json(self._message("1", content, message_id) | {"webhook_id": APP_ID})
-        if method == "DELETE" and re.fullmatch(r"/(channels|webhooks)/.+/messages/\d+", path):
+        if method == "DELETE" and (
+            match := re.fullmatch(r"/(channels|webhooks)/(.+)/messages/(\d+)", path)
+        ):
+            kind, where, message_id = match.groups()
+            if kind == "channels":
+                self.messages.pop(message_id, None)
+            else:
+                self.webhook_messages.get(where.rsplit("/", 1)[-1], {}).pop(message_id, None)
             return web.Response(status=204)
         if method == "POST" and re.fullmatch(r"/channels/\d+/typing", path):
             return web.Response(status=204)
         if method == "POST" and (match := re.fullmatch(r"/channels/(\d+)/messages", path)):
-            return _json(self._message(match.group(1), content))
+            return _json(self._post_in_channel(match.group(1), body or {}))
         if method == "PATCH" and (match := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)):
-            return _json(self._message(match.group(1), content, match.group(2)))
+            edited = self._message(match.group(1), content, match.group(2))
+            if match.group(2) in self.messages:
+                self.messages[match.group(2)]["content"] = content
+                edited = dict(self.messages[match.group(2)])
+            return _json(edited)
         return _json({"message": f"no fake for {route}", "code": 0}, status=404)
+
+    def _post_in_channel(self, channel_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new channel message; with ``enforce_nonce``, the one already made with
+        the same nonce, if any (Discord's de-duplication of a repeated send)."""
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get((channel_id, str(nonce)))
+            if earlier is not None:
+                return dict(earlier)
+        posted = self._message(channel_id, str(body.get("content", "")))
+        if body.get("message_reference"):
+            posted["message_reference"] = body["message_reference"]
+        if nonce is not None:
+            posted["nonce"] = str(nonce)
+            self._nonces[(channel_id, str(nonce))] = posted
+        self.messages[posted["id"]] = posted
+        return dict(posted)

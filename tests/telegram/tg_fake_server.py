@@ -6,6 +6,10 @@ like Telegram where the adapter depends on it: HTML is parsed as Telegram would
 (unknown or unbalanced tags and bare ``&`` are refused with "can't parse entities"),
 the 4096-character limit is enforced on the visible text, and errors can be scripted
 (429 with ``retry_after``, 403 for a chat that blocked the bot, refused HTML).
+
+``faults`` (a :class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``)
+makes a share of the calls fail: 429 with ``retry_after``, or a 5xx, answered before the
+call took effect or, when the fault says ``applied``, after it did (the answer was lost).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -130,6 +134,30 @@ class Failure:
     when: Callable[[Call], bool] | None = None
 
 
+class InjectedFault(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def applied(self) -> bool: ...
+
+
+class FaultSource(Protocol):
+    def decide(self, key: str) -> InjectedFault | None:
+        """The fault for the call with this key (``method:chat_id``), or None."""
+
+
+_SERVER_ERRORS = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+#: Calls a FaultSource is asked about: the bot's writes (not polling, not start-up).
+_FAULTABLE = frozenset({"sendMessage", "editMessageText", "sendChatAction", "deleteMessage"})
+
+
 @dataclass
 class FakeBotApi:
     """The server. ``async with FakeBotApi() as fake:`` then point PTB at ``fake.url``."""
@@ -144,6 +172,7 @@ class FakeBotApi:
     refuse_html: bool = False
     webhook: dict[str, Any] = field(default_factory=dict)
     url: str = ""
+    faults: FaultSource | None = None
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -194,6 +223,10 @@ class FakeBotApi:
                 403: "Forbidden: bot was blocked by the user",
             }.get(code, "Bad Request: scripted failure")
         self._failures.append(Failure(method, code, description, retry_after, chat_id, times, when))
+
+    def clear_failures(self) -> None:
+        """Forget the scripted failures not used up yet."""
+        self._failures.clear()
 
     async def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (an update_id is assigned, if it has none)."""
@@ -281,13 +314,21 @@ class FakeBotApi:
         if failure is not None:
             parameters = {"retry_after": failure.retry_after} if failure.retry_after else None
             return _error(failure.code, failure.description, parameters)
+        fault = None
+        if self.faults is not None and call.method in _FAULTABLE:
+            fault = self.faults.decide(f"{call.method}:{call.chat_id}")
+        if fault is not None and not fault.applied:
+            return _fault_response(fault)
         handler = getattr(self, f"_api_{call.method}", None)
         if handler is None:
             return _ok(True)
         result = handler(call)
         if asyncio.iscoroutine(result):
             result = await result
-        return result if isinstance(result, web.Response) else _ok(result)
+        response = result if isinstance(result, web.Response) else _ok(result)
+        if fault is not None and response.status == 200:
+            return _fault_response(fault)  # it took effect; the answer is lost
+        return response
 
     def _scripted_failure(self, call: Call) -> Failure | None:
         writes = ("sendMessage", "editMessageText", "sendChatAction")
@@ -404,6 +445,14 @@ class FakeBotApi:
 
 def _ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
+
+
+def _fault_response(fault: InjectedFault) -> web.Response:
+    if fault.status == 429:
+        # Telegram's retry_after is whole seconds; 0 is passed on as it is.
+        wait = int(fault.retry_after)
+        return _error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+    return _error(fault.status, _SERVER_ERRORS.get(fault.status, "Server Error"))
 
 
 def _error(code: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
