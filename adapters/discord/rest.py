@@ -88,8 +88,9 @@ class InteractionWebhooks:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt + 1 == self._attempts:
                     raise DiscordAPIError(0, type(exc).__name__) from exc
-            # 5xx, or no answer: back off and try again
-            await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+            # 5xx, or no answer: back off and try again (not after the last attempt)
+            if attempt + 1 < self._attempts:
+                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
         raise DiscordAPIError(status, "gave up after retries")
 
 
