@@ -22,6 +22,14 @@ from bot.messages import Incoming
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+#: The longest text passed on to the persona: Discord's own limit on a message (with
+#: Nitro). A longer one (only a forged event has it: Discord enforces the limit, and
+#: ``/chat``'s ``max_length``) is answered with :data:`TOO_LONG_REPLY`.
+MAX_INPUT_CHARS = 4000
+TOO_LONG_REPLY = (
+    f"That message is too long for me: at most {MAX_INPUT_CHARS} characters, please. "
+    "Nothing of it was kept."
+)
 #: Commands whose answer only the caller sees (in guilds; DMs are private anyway).
 EPHEMERAL = frozenset({"help", "link", "whoami", "forget", "persona", "personas", "reset"})
 #: Discord shows at most 25 autocomplete choices.
@@ -83,7 +91,7 @@ def incoming_from_interaction(interaction: discord.Interaction, text: str) -> In
     return Incoming(
         platform=PLATFORM,
         user_id=str(user.id),
-        display_name=user.display_name,
+        display_name=display_name(user),
         chat_id=str(interaction.channel_id or user.id),
         private=private,
         text=text,
@@ -91,15 +99,25 @@ def incoming_from_interaction(interaction: discord.Interaction, text: str) -> In
     )
 
 
+def display_name(user: discord.abc.User) -> str:
+    """The name a person shows, or their id when the event gave none."""
+    name = user.display_name
+    return name if isinstance(name, str) and name.strip() else f"user {user.id}"
+
+
 def install_commands(
     tree: app_commands.CommandTree[discord.Client], engine: Engine, run: RunCommand
 ) -> None:
-    """Add the command set to ``tree``; each invocation calls ``run``."""
+    """Add the command set to ``tree``; each invocation calls ``run``, unless its text
+    is longer than :data:`MAX_INPUT_CHARS` (then it is answered :data:`TOO_LONG_REPLY`:
+    discord.py leaves an option's ``max_length`` to Discord, and a forged event may
+    carry any length)."""
+    run = _within_limit(run)
 
     @tree.command(name="chat", description="Say something to your persona")
     @app_commands.describe(message="What you want to say")
     async def chat(
-        interaction: discord.Interaction, message: app_commands.Range[str, 1, 4000]
+        interaction: discord.Interaction, message: app_commands.Range[str, 1, MAX_INPUT_CHARS]
     ) -> None:
         await run(interaction, "chat", command_text("chat", {"message": message}))
 
@@ -130,6 +148,16 @@ def install_commands(
 
     for name in ("reset", "personas", "retry", "whoami", "help"):
         tree.add_command(_plain_command(name, run))
+
+
+def _within_limit(run: RunCommand) -> RunCommand:
+    async def checked(interaction: discord.Interaction, name: str, text: str) -> None:
+        if len(text) > MAX_INPUT_CHARS:
+            await interaction.response.send_message(TOO_LONG_REPLY, ephemeral=True)
+            return
+        await run(interaction, name, text)
+
+    return checked
 
 
 def _plain_command(

@@ -5,6 +5,9 @@ Works without the privileged Message Content intent: Discord still delivers the 
 of DMs and of messages that mention the bot, which are exactly the ones answered. A
 message's scope is its channel (a thread is its own channel), so each member keeps a
 separate history per channel.
+
+A text longer than Discord allows is answered with a short refusal and not passed on;
+a message whose content is not text at all (only a forged event has one) is ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 
 import discord
 
-from adapters.discord.commands import PLATFORM
+from adapters.discord.commands import MAX_INPUT_CHARS, PLATFORM, TOO_LONG_REPLY, display_name
 from adapters.discord.options import DiscordOptions
 from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
@@ -79,15 +82,19 @@ def readable_text(message: discord.Message, me: discord.abc.User) -> str:
 
 def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Incoming | None:
     """The engine's view of ``message``; None for what is never answered (bots,
-    including this one, webhooks and system messages)."""
+    including this one, webhooks, system messages, and malformed messages)."""
     if message.author.bot or message.author.id == me.id or message.type not in _CHAT_TYPES:
+        return None
+    content: object = message.content
+    if not isinstance(content, str):
+        log.warning("discord: a message without text content was ignored")
         return None
     addressed = addresses_bot(message, me)
     text = (readable_text(message, me) or BARE_MENTION) if addressed else ""
     return Incoming(
         platform=PLATFORM,
         user_id=str(message.author.id),
-        display_name=message.author.display_name,
+        display_name=display_name(message.author),
         chat_id=str(message.channel.id),
         private=is_direct(message),
         text=text,
@@ -116,6 +123,10 @@ class MessageHandler:
         reply_to = None if incoming.private else message
         slots = ChannelSlots(message.channel, reply_to)
         try:
+            if len(message.content) > MAX_INPUT_CHARS:
+                async with self._tasks.track():
+                    await slots.show(0, TOO_LONG_REPLY)
+                return
             async with self._tasks.track(), typing_in(message.channel):
                 await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
         except Exception:

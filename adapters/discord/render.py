@@ -32,10 +32,13 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     fence: str | None = None  # the open block's fence line, at the start of ``rest``
     rest = text.strip()
     while rest:
-        closing = CLOSE if _scan(rest, fence).end is not None else ""
-        if len(reopen) + len(rest) + len(closing) <= limit:
-            pieces.append(reopen + rest + closing)
-            break
+        # Only a rest that may fit is scanned whole: scanning it at every cut would make
+        # a long text cost the square of its length.
+        if len(reopen) + len(rest) <= limit:
+            closing = CLOSE if _scan(rest, fence).end is not None else ""
+            if len(reopen) + len(rest) + len(closing) <= limit:
+                pieces.append(reopen + rest + closing)
+                break
         cut = _best_cut(rest, fence, limit - len(reopen) - len(CLOSE))
         inside = cut.fence is not None
         pieces.append(reopen + rest[: cut.end].rstrip() + (CLOSE if inside else ""))

@@ -8,37 +8,52 @@ What is answered:
   ``/cmd@name`` naming this bot; ``/cmd@other_bot`` is left to that bot). Other group
   messages still go to the engine, unaddressed: it answers nothing to them;
 * stickers, photos, voice and other non-text messages get a short polite answer (in
-  groups only when addressed).
+  groups only when addressed), and so does a text longer than Telegram allows (which
+  Telegram itself never delivers: it is not passed on to the persona).
 
 Ignored: edited messages, channel posts and every other update kind, messages from
-bots (other bots, and anonymous group admins, who speak through one), and service
-messages (members joining, pins, …).
+bots (other bots, and anonymous group admins, who speak through one), service
+messages (members joining, pins, …), and malformed updates (a field of the wrong
+type, an id out of range: only a broken or forged delivery has them). Entities are
+read defensively: an offset past the end or inside a surrogate pair is skipped.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from telegram import Message, MessageEntity, Update
+from telegram import Chat, Message, MessageEntity, Update, User
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
 from adapters.telegram.delivery import Outbox, Target
-from adapters.telegram.options import TelegramOptions
+from adapters.telegram.options import TELEGRAM_MAX_CHARS, TelegramOptions
 from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.render import tg_len
 from adapters.telegram.streaming import ReplyStream
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone, ReplyEvent, ReplyKind
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 NON_TEXT_REPLY = (
     "I can only read text messages, sorry — stickers, photos and voice notes pass me by. "
     "Write to me in words and I'll answer."
 )
+TOO_LONG_REPLY = (
+    f"That message is too long for me: at most {TELEGRAM_MAX_CHARS} characters, please. "
+    "Nothing of it was kept."
+)
+#: A display name is at most a first and a last name of 64 characters each.
+MAX_NAME_CHARS = 129
 _GROUPS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+#: Telegram's ids fit in a signed 64-bit integer.
+_ID_RANGE = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +72,19 @@ class Inbound:
     incoming: Incoming
     target: Target
     non_text: bool = False
+    too_long: bool = False
+
+    @property
+    def canned_reply(self) -> str | None:
+        """The answer that replaces the engine's, for what it is not given."""
+        if self.non_text:
+            return NON_TEXT_REPLY
+        return TOO_LONG_REPLY if self.too_long else None
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` can be a Telegram id (an int, not a bool, in 64 bits)."""
+    return type(value) is int and value in _ID_RANGE
 
 
 def read_update(update: Update, me: BotIdentity) -> Inbound | None:
@@ -64,10 +92,14 @@ def read_update(update: Update, me: BotIdentity) -> Inbound | None:
     message = update.message  # new messages only: edits and channel posts live elsewhere
     if message is None:
         return None
-    user = message.from_user
-    if user is None or user.is_bot:
+    user, chat = message.from_user, message.chat
+    if user is None:
+        return None  # a channel, or an anonymous group admin: no person speaks
+    if not _well_formed(message, user, chat):
+        log.warning("telegram update %s is malformed; ignored", _printable_id(update))
         return None
-    chat = message.chat
+    if user.is_bot:
+        return None
     if chat.type == ChatType.PRIVATE:
         private = True
     elif chat.type in _GROUPS:
@@ -79,35 +111,64 @@ def read_update(update: Update, me: BotIdentity) -> Inbound | None:
     if non_text and message.effective_attachment is None:
         return None  # a service message: someone joined, a pin, a topic created …
     addressed = private or is_addressed(message, me)
-    if text is not None:
+    too_long = text is not None and tg_len(text) > TELEGRAM_MAX_CHARS
+    if text is not None and not too_long:
         text = strip_mention(text, me.username)
+    thread_id = message.message_thread_id if message.is_topic_message is True else None
     target = Target(
         chat_id=chat.id,
         private=private,
-        thread_id=message.message_thread_id if message.is_topic_message else None,
+        thread_id=thread_id if is_id(thread_id) else None,
         reply_to=None if private else message.message_id,
     )
     incoming = Incoming(
         platform=PLATFORM,
         user_id=str(user.id),
-        display_name=user.full_name,
+        display_name=_display_name(user),
         chat_id=str(chat.id),
         private=private,
-        text=text or "",
+        text="" if too_long else (text or ""),
         addressed=addressed,
     )
-    return Inbound(incoming, target, non_text)
+    return Inbound(incoming, target, non_text, too_long)
+
+
+def _well_formed(message: Message, sender: object, where: object) -> bool:
+    """Whether the fields the bot relies on have the types Telegram gives them: PTB
+    builds its objects from whatever JSON it is given, without checking."""
+    return (
+        isinstance(sender, User)
+        and is_id(sender.id)
+        and isinstance(where, Chat)
+        and is_id(where.id)
+        and isinstance(where.type, str)
+        and is_id(message.message_id)
+        and isinstance(message.text, str | None)
+        and isinstance(message.caption, str | None)
+    )
+
+
+def _printable_id(update: Update) -> str:
+    """The update's id for a log line (a forged one may be any JSON value)."""
+    return str(update.update_id) if is_id(update.update_id) else "(not an id)"
+
+
+def _display_name(user: User) -> str:
+    first = user.first_name if isinstance(user.first_name, str) else ""
+    last = user.last_name if isinstance(user.last_name, str) else ""
+    name = f"{first} {last}".strip()[:MAX_NAME_CHARS].strip()
+    return name or f"user {user.id}"
 
 
 def is_addressed(message: Message, me: BotIdentity) -> bool:
     """Whether a group message is meant for the bot (see the module doc)."""
     if message.text is not None:
-        entities = message.parse_entities()
+        entities = entity_texts(message.text, message.entities)
     else:
-        entities = message.parse_caption_entities()
+        entities = entity_texts(message.caption, message.caption_entities)
     name = me.username.lower()
     mentioned = False
-    for entity, fragment in entities.items():
+    for entity, fragment in entities:
         if entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
             _, _, target = fragment.partition("@")
             return not target or target.lower() == name
@@ -122,6 +183,25 @@ def is_addressed(message: Message, me: BotIdentity) -> bool:
         and replied.from_user.id == me.id
         and replied.forum_topic_created is None  # in a topic, not a real reply
     )
+
+
+def entity_texts(text: object, entities: object) -> Iterator[tuple[MessageEntity, str]]:
+    """Each entity with the text it marks. Offsets and lengths count UTF-16 units;
+    an entity that is not inside the text is skipped, and half of a surrogate pair
+    at either end reads as U+FFFD (PTB's own parser raises on both)."""
+    if not isinstance(text, str) or not isinstance(entities, Sequence):
+        return
+    units = text.encode("utf-16-le", "surrogatepass")
+    size = len(units) // 2
+    for entity in entities:
+        if not isinstance(entity, MessageEntity):
+            continue
+        start, length = entity.offset, entity.length
+        if not (is_id(start) and is_id(length)) or start < 0 or length < 0:
+            continue
+        if start + length > size:
+            continue
+        yield entity, units[2 * start : 2 * (start + length)].decode("utf-16-le", "replace")
 
 
 def strip_mention(text: str, username: str) -> str:
@@ -150,9 +230,10 @@ class UpdateHandler:
         if inbound is None:
             return
         incoming = inbound.incoming
-        if inbound.non_text:
+        canned = inbound.canned_reply
+        if canned is not None:
             if incoming.addressed:
-                await self._stream(inbound).deliver(_answer(NON_TEXT_REPLY))
+                await self._stream(inbound).deliver(_answer(canned))
             return
         async with aclosing(self._engine.handle(incoming)) as events:
             if incoming.addressed:

@@ -15,6 +15,7 @@ start of the next, so every piece is valid HTML on its own.
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from collections.abc import Callable, Sequence
@@ -48,7 +49,12 @@ _GROUP_TAG = {
 # break is kept (it matters in code blocks).
 _PARAGRAPH = re.compile(r"[ \t]*\n(?:[ \t]*\n)+")
 _LINE = re.compile(r"[ \t]*\n")
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*[ \t]+")
+# The closing quotes and brackets after a sentence's end stay with it: only the space
+# after them is dropped at a cut.
+_CLOSERS = "[\"'”’)\\]]"
+_SENTENCE = re.compile(
+    rf"(?:(?<=[.!?…])|(?<=[.!?…]{_CLOSERS})|(?<=[.!?…]{_CLOSERS}{_CLOSERS}))[ \t]+"
+)
 _WORD = re.compile(r"[ \t]+")
 _SEPARATORS = (_PARAGRAPH, _LINE, _SENTENCE, _WORD)
 
@@ -147,21 +153,34 @@ def split_spans(spans: Sequence[Span], limit: int) -> list[list[Span]]:
     for span in spans:
         bounds.append((at, at + len(span.text), span))
         at += len(span.text)
-    styled = [(start, end) for start, end, span in bounds if span.tag is not None]
+    inside = _inside_of([(start, end) for start, end, span in bounds if span.tag is not None])
 
-    def inside(pos: int) -> bool:
-        return any(start < pos < end for start, end in styled)
-
+    ends = [end for _, end, _ in bounds]
     pieces: list[list[Span]] = []
     for start, end in _cuts(visible, limit, inside):
-        part = [
-            Span(span.text[max(s, start) - s : min(e, end) - s], span.tag, span.attr)
-            for s, e, span in bounds
-            if s < end and e > start
-        ]
+        part = []
+        # From the first span that ends after ``start``, to the last that starts before ``end``.
+        for index in range(bisect.bisect_right(ends, start), len(bounds)):
+            s, e, span = bounds[index]
+            if s >= end:
+                break
+            part.append(Span(span.text[max(s, start) - s : min(e, end) - s], span.tag, span.attr))
         if "".join(p.text for p in part).strip():
             pieces.append(_trim([p for p in part if p.text]))
     return pieces
+
+
+def _inside_of(runs: list[tuple[int, int]]) -> _Inside:
+    """``inside`` for ``runs``, which follow each other without overlapping: a binary
+    search, as a long reply has thousands of runs and each cut asks about hundreds of
+    positions."""
+    starts = [start for start, _ in runs]
+
+    def inside(pos: int) -> bool:
+        index = bisect.bisect_left(starts, pos) - 1  # the last run starting before pos
+        return index >= 0 and pos < runs[index][1]
+
+    return inside
 
 
 def _trim(part: list[Span]) -> list[Span]:
