@@ -218,7 +218,11 @@ class TelegramAdapter:
             if not isinstance(data, dict):
                 raise ValueError("an update is a JSON object")
             update = Update.de_json(data, app.bot)
-        except (ValueError, TypeError, KeyError):
+        except Exception as exc:
+            # PTB's parser raises whatever a field's shape provokes (AttributeError for a
+            # string where an object belongs, OverflowError for a date out of range, ...):
+            # any of them means "not an update", never a 500.
+            log.warning("telegram: refused an unreadable update (%s)", type(exc).__name__)
             return web.Response(status=400, text="not an update")
         await app.update_queue.put(update)
         return web.Response()

@@ -249,16 +249,6 @@ async def test_webhook_takes_hostile_updates_without_a_crash(
         await fake.wait_for_text(SENTINEL.id, "re:still there? saw:[]", timeout=WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "adapters/telegram/adapter.py TelegramAdapter._receive catches only ValueError, "
-        "TypeError and KeyError around Update.de_json; PTB raises AttributeError for an "
-        "object field that holds a string or a list of non-objects ('message': 'x', "
-        "'entities': ['x']) and OverflowError for a date out of range ('date': 1e20): "
-        "the web error middleware answers 500 and logs a traceback"
-    ),
-)
 @pytest.mark.timeout(60)
 async def test_webhook_refuses_json_that_is_no_update_with_a_4xx(
     store: SqliteStore, fake: FakeBotApi, caplog: pytest.LogCaptureFixture
