@@ -38,6 +38,12 @@ from bot.engine import Engine
 
 log = logging.getLogger(__name__)
 
+STALE_COMMAND = (
+    "That command has changed since Discord last showed it to you. "
+    "Type / again to pick the current one, or send /help."
+)
+STALE_COMMAND_ERRORS = (app_commands.CommandNotFound, app_commands.CommandSignatureMismatch)
+
 
 class CommandTree(app_commands.CommandTree[discord.Client]):
     """The slash command tree, with the one error handler for slash commands."""
@@ -46,12 +52,19 @@ class CommandTree(app_commands.CommandTree[discord.Client]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
     ) -> None:
         name = interaction.command.name if interaction.command else "?"
-        log.error("discord: /%s failed", name, exc_info=error)
+        if isinstance(error, STALE_COMMAND_ERRORS):
+            # Discord still offers a command or option this version no longer has (the
+            # commands have not been synced since): the user's mistake is ours to explain.
+            log.warning("discord: an out-of-date /%s came in (%s)", name, type(error).__name__)
+            answer = STALE_COMMAND
+        else:
+            log.error("discord: /%s failed", name, exc_info=error)
+            answer = ENGINE_FAILED
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(ENGINE_FAILED, ephemeral=True)
+                await interaction.followup.send(answer, ephemeral=True)
             else:
-                await interaction.response.send_message(ENGINE_FAILED, ephemeral=True)
+                await interaction.response.send_message(answer, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("discord: could not report the failure (HTTP %s)", exc.status)
 

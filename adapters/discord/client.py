@@ -76,16 +76,51 @@ def create_client(options: DiscordOptions) -> discord.Client:
         "guild_ready_timeout": options.guild_ready_timeout,
         "chunk_guilds_at_startup": False,
     }
+    client: discord.Client
     if options.uses_shards:
         if options.shard_ids:
             common["shard_ids"] = list(options.shard_ids)
         # With no count, discord.py asks Discord (GET /gateway/bot) how many to run.
-        return ShardedClient(
+        client = ShardedClient(
             identify_interval=options.shard_identify_interval,
             shard_count=options.shard_count,
             **common,
         )
-    return discord.Client(**common)
+    else:
+        client = discord.Client(**common)
+    survive_unparsable_events(client)
+    return client
+
+
+def survive_unparsable_events(client: discord.Client) -> None:
+    """Skip a gateway event discord.py cannot parse instead of losing the connection.
+
+    discord.py parses each dispatch inside its receive loop: an event of a shape it
+    does not expect (a MESSAGE_CREATE without ``content``, say) raises there, the
+    exception leaves ``Client.connect`` (it is no connection error, so ``reconnect``
+    does not apply) and the bot is offline until restarted. Reconnecting would cost an
+    IDENTIFY (1,000 a day) per bad event; skipping the one event costs that event.
+    The parsers live in the connection state's ``parsers`` table, which discord.py 2.x
+    builds once per client; ``tests/fuzz/test_discord_fuzz.py`` fails if that changes.
+    """
+    parsers: dict[str, Callable[[Any], Any]] = client._connection.parsers
+
+    def guarded(event: str, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def parse_or_skip(data: Any) -> Any:
+            try:
+                return parse(data)
+            except Exception as exc:
+                # the type only: the exception's text may quote the event's content
+                log.warning(
+                    "discord: skipped a %s event it could not read (%s)", event, type(exc).__name__
+                )
+                log.debug("discord: the unreadable %s event", event, exc_info=exc)
+                return None
+
+        return parse_or_skip
+
+    for event, parse in list(parsers.items()):
+        parsers[event] = guarded(event, parse)
 
 
 class Gateway:
