@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -38,6 +39,9 @@ class ChannelSlots:
         self._channel = channel
         self._reply_to = reply_to
         self._messages: list[discord.Message] = []
+        #: One nonce per piece, kept across our retries of its send: a send that went
+        #: through but was answered 5xx is then returned by Discord, not posted twice.
+        self._nonces: dict[int, int] = {}
 
     async def show(self, index: int, text: str) -> None:
         if index < len(self._messages):
@@ -47,10 +51,16 @@ class ChannelSlots:
         if index == 0 and self._reply_to is not None:
             # A reply to a message deleted meanwhile is sent as a plain message.
             reference = self._reply_to.to_reference(fail_if_not_exists=False)
+        nonce = self._nonces.setdefault(index, secrets.randbits(64))
         if reference is None:
-            sent = await _translated(self._channel.send(text))
+            sent = await _translated(self._channel.send(text, nonce=nonce))
         else:
-            sent = await _translated(self._channel.send(text, reference=reference))
+            sent = await _translated(self._channel.send(text, reference=reference, nonce=nonce))
+        del self._nonces[index]  # posted: a later piece at this index is a new message
+        if sent.content.strip() != text.strip():  # Discord trims what it stores
+            # Discord returned the message an earlier try of this piece made (same
+            # nonce): it holds that try's text, a draft perhaps.
+            sent = await _translated(sent.edit(content=text))
         self._messages.append(sent)
 
     async def remove(self, index: int) -> None:

@@ -68,6 +68,7 @@ class FaultPlan:
     only: str = r"."
     applied: float = 0.0
     applied_to: str = r"(?!)"
+    applied_statuses: frozenset[int] = APPLIED_STATUSES
     max_in_a_row: int = 2
     subject: Callable[[str], str] = field(default=lambda key: key)
     #: Faults injected, by kind: "429", "500", "502 applied", …
@@ -101,7 +102,7 @@ class FaultPlan:
             return fault
         status = stream.choice(self.statuses)
         applied = (
-            status in APPLIED_STATUSES
+            status in self.applied_statuses
             and self._applied_to.search(key) is not None
             and stream.random() < self.applied
         )

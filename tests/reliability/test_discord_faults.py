@@ -379,6 +379,35 @@ async def test_a_message_repeated_after_an_applied_502_is_not_duplicated() -> No
     assert plan.injected == {"502 applied": 1}
 
 
+async def test_a_message_we_send_again_after_an_applied_503_is_not_duplicated() -> None:
+    """discord.py does not retry a 503: our own retry of the final text sends the piece
+    again, with the nonce of the first try, so the message already made comes back."""
+    plan = FaultPlan(
+        seed="discord-503-nonce",
+        rate_limited=0.0,
+        server_errors=1.0,
+        statuses=(503,),
+        only=r"^POST /channels/\d+/messages$",
+        applied=1.0,
+        applied_to=r".",
+        applied_statuses=frozenset({503}),
+        max_in_a_row=1,  # every send: made and answered 503, then repeated by us
+    )
+    person = user(82_003, "twice-shy")
+    payload = message("hello", guild=False, person=person)
+    async with FakeDiscord() as fake, MemoryStore() as store:
+        engine = build_engine(store, PausingBackend("said once more", pause=0.0))
+        async with running(fake, engine) as adapter:
+            fake.faults = plan
+            await fake.dispatch("MESSAGE_CREATE", payload)
+            await fake.wait_for(lambda: adapter.replies_in_flight == 0 and plan.total, 10)
+    channel = payload["channel_id"]
+    sends = fake.find("POST", rf"^/channels/{channel}/messages$")
+    assert len(sends) == 2 and sends[0].body["nonce"] == sends[1].body["nonce"]
+    assert [m["content"] for m in fake.channel_messages(channel)] == ["said once more"]
+    assert plan.injected == {"503 applied": 1}
+
+
 # -- HTTP interactions: our own REST client ----------------------------------------------
 
 
