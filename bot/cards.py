@@ -8,13 +8,12 @@ turns that into a :class:`~bot.personas.Persona`. Every problem is a
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import struct
 import unicodedata
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -23,8 +22,11 @@ from bot.errors import PersonaError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-# A zTXt/iTXt chunk is tiny on disk but may inflate to anything: cap what we accept.
+# A zTXt/iTXt chunk is tiny on disk but may inflate to anything: cap what we accept
+# (and inflate only the chunks a card can be in, once each: see png_text_chunks).
 _MAX_TEXT = 16 * 1024 * 1024
+#: The text chunks a character card can be in, the first found winning.
+CARD_KEYWORDS = ("ccv3", "chara")
 _SPECS = {"chara_card_v2": 2, "chara_card_v3": 3}
 # TavernAI/Pygmalion V1 cards used other names for the same fields.
 _V1_ALIASES = {
@@ -58,9 +60,14 @@ class CardData:
     tags: tuple[str, ...] = ()
 
 
-def png_text_chunks(data: bytes, source: str) -> dict[str, str]:
-    """The text chunks (tEXt, zTXt, iTXt) of a PNG, by lower-cased keyword; checks the
-    signature and every chunk's CRC."""
+def png_text_chunks(
+    data: bytes, source: str, keywords: Collection[str] | None = None
+) -> dict[str, str]:
+    """The text chunks (tEXt, zTXt, iTXt) of a PNG, by lower-cased keyword (the first
+    chunk of a keyword wins); checks the signature and every chunk's CRC.
+
+    Only the chunks of ``keywords`` (all when None) are decoded: a compressed chunk may
+    inflate to 16 MiB, and a hostile file could carry thousands of them."""
     if not data.startswith(PNG_SIGNATURE):
         raise PersonaError("not a PNG file (bad signature)", source=source)
     texts: dict[str, str] = {}
@@ -77,8 +84,12 @@ def png_text_chunks(data: bytes, source: str) -> dict[str, str]:
         if zlib.crc32(kind + body) != crc:
             raise PersonaError(f"bad CRC in PNG chunk {kind!r} at byte {pos}", source=source)
         if kind in _TEXT_CHUNKS:
-            keyword, text = _decode_text_chunk(kind, body, source)
-            texts.setdefault(keyword.lower(), text)
+            name, sep, _ = body.partition(b"\0")
+            if not sep:
+                raise PersonaError(f"malformed PNG {kind.decode()} chunk", source=source)
+            keyword = name.decode("latin-1").lower()
+            if keyword not in texts and (keywords is None or keyword in keywords):
+                texts[keyword] = _decode_text_chunk(kind, body, source)[1]
         pos = end + 4
         if kind == b"IEND":
             break
@@ -113,14 +124,14 @@ def _inflate(data: bytes) -> bytes:
 
 def card_from_png(data: bytes, source: str) -> Any:
     """The decoded card JSON of a PNG card; ``ccv3`` wins over ``chara``."""
-    chunks = png_text_chunks(data, source)
-    keyword = next((k for k in ("ccv3", "chara") if k in chunks), None)
+    chunks = png_text_chunks(data, source, CARD_KEYWORDS)
+    keyword = next((k for k in CARD_KEYWORDS if k in chunks), None)
     if keyword is None:
         raise PersonaError("PNG has no character card ('chara' or 'ccv3' chunk)", source=source)
     payload = "".join(chunks[keyword].split())
     try:
         raw = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII characters in the chunk
         raise PersonaError(f"bad base64: {exc}", source=source, field=keyword) from exc
     return card_from_json(raw, source, field=keyword)
 

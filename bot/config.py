@@ -10,11 +10,23 @@ as it is spelled in the environment.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -33,19 +45,56 @@ ENV_PREFIX = "PERSONABRIDGE_"
 DEFAULT_CONFIG_FILE = "./personabridge.toml"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
+# No setting means infinity or NaN: "inf" as a timeout or a rate is a typo, not a wish.
+_Frozen = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 PositiveFloat = Annotated[float, Field(gt=0)]
 IdList = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment
 IntList = Annotated[tuple[int, ...], NoDecode]
+
+
+def _url_check(*schemes: str) -> Callable[[str], str]:
+    """A validator: ``value`` is an absolute URL of one of ``schemes``, with a host.
+    (The message never repeats the value: a URL may carry a password.)"""
+
+    def check(value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            absolute = parts.scheme in schemes and bool(parts.hostname)
+        except ValueError:  # e.g. "http://[::1"
+            absolute = False
+        if not absolute or re.search(r"[\s\x00-\x1f]", value):
+            raise ValueError(f"expected a URL ({' or '.join(schemes)}) with a host")
+        return value
+
+    return check
+
+
+def _path_check(value: Path) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_url_check("http", "https"))]
+WsUrl = Annotated[str, AfterValidator(_url_check("ws", "wss"))]
+FilePath = Annotated[Path, AfterValidator(_path_check)]
+
+
+def _empty_is_unset(value: Any) -> Any:
+    """``VAR=`` (set but empty) in the environment means "not set" for optional URLs."""
+    return None if value == "" else value
+
+
+EmptyIsUnset = BeforeValidator(_empty_is_unset)
 
 
 class StoreSettings(BaseModel):
     model_config = _Frozen
 
     kind: Literal["sqlite", "dynamodb"] = "sqlite"
-    sqlite_path: Path = Path("./data/personabridge.db")
+    sqlite_path: FilePath = Path("./data/personabridge.db")
     dynamodb_table: str = "personabridge"
-    dynamodb_endpoint_url: str | None = None
+    dynamodb_endpoint_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     dynamodb_region: str | None = None
 
 
@@ -55,7 +104,7 @@ class WebSettings(BaseModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    public_url: str | None = None
+    public_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     secure_cookies: bool = False
 
     @property
@@ -72,7 +121,7 @@ class TelegramSettings(BaseModel):
 
     token: SecretStr | None = None
     mode: Literal["polling", "webhook"] = "polling"
-    api_base_url: str = "https://api.telegram.org"
+    api_base_url: HttpUrl = "https://api.telegram.org"
     webhook_secret: SecretStr | None = None
     #: The bot's @username without the @, for the web's deep links (t.me/<bot>?start=...).
     bot_username: str | None = None
@@ -90,8 +139,8 @@ class DiscordSettings(BaseModel):
 
     token: SecretStr | None = None
     public_key: str | None = None
-    api_base_url: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg"
+    api_base_url: HttpUrl = "https://discord.com/api/v10"
+    gateway_url: WsUrl = "wss://gateway.discord.gg"
     #: Least seconds between two edits of a streamed reply.
     edit_interval: float = Field(default=1.0, ge=0)
     #: Sync slash commands to these guilds only (instant; for development), not globally.
@@ -121,7 +170,7 @@ class OpenAISettings(BaseModel):
 
     model_config = _Frozen
 
-    base_url: str = DEFAULT_OPENAI_BASE_URL
+    base_url: HttpUrl = DEFAULT_OPENAI_BASE_URL
     api_key: SecretStr | None = None
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -240,7 +289,7 @@ class Settings(BaseSettings):
     )
 
     store: StoreSettings = StoreSettings()
-    personas_dir: Path = Path("./personas")
+    personas_dir: FilePath = Path("./personas")
     default_persona: str | None = None
     web: WebSettings = WebSettings()
     telegram: TelegramSettings = TelegramSettings()
@@ -267,7 +316,22 @@ class Settings(BaseSettings):
         return (init_settings,)
 
 
-class _MappingEnvSource(EnvSettingsSource):
+class _ShallowJson(EnvSettingsSource):
+    """A JSON value (``PERSONABRIDGE_WEB='{"port": 80}'``) nested thousands deep is a bad
+    value like any other (pydantic-settings then names the setting), not a crash."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except RecursionError as exc:
+            raise ValueError("JSON nested too deeply") from exc
+
+
+class _DotEnvSource(_ShallowJson, DotEnvSettingsSource):
+    pass
+
+
+class _MappingEnvSource(_ShallowJson):
     """Reads a given mapping instead of ``os.environ``, so callers (and tests) inject it."""
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
@@ -305,7 +369,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool 
     try:
         layers: list[dict[str, Any]] = []
         if config_file.is_file():
-            layers.append(TomlConfigSettingsSource(Settings, toml_file=config_file)())
+            layers.append(_toml_layer(config_file))
         if use_dotenv:
             layers.append(_dotenv_layer(environ))
         layers.append(_MappingEnvSource(Settings, environ)())
@@ -316,13 +380,24 @@ def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool 
     except ValidationError as exc:
         problems = "; ".join(f"{_env_name(error['loc'])}: {error['msg']}" for error in exc.errors())
         raise ConfigError(f"invalid setting: {problems}") from exc
-    except SettingsError as exc:  # e.g. bad JSON in a nested value
+    except SettingsError as exc:  # e.g. PERSONABRIDGE_WEB='{not json'
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}: " if field else ""
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
-        raise ConfigError(f"cannot read settings: {exc}{cause}") from exc
-    except (ValueError, OSError) as exc:  # unreadable or invalid TOML file
+        raise ConfigError(f"cannot read settings: {name}{exc}{cause}") from exc
+    except (ValueError, OSError) as exc:  # e.g. an unreadable .env file
+        raise ConfigError(f"cannot read settings: {exc}") from exc
+
+
+def _toml_layer(config_file: Path) -> dict[str, Any]:
+    try:
+        return TomlConfigSettingsSource(Settings, toml_file=config_file)()
+    except (ValueError, OSError) as exc:  # unreadable or invalid TOML (or not UTF-8)
         raise ConfigError(f"cannot read settings from {config_file}: {exc}") from exc
+    except RecursionError as exc:  # arrays or tables nested thousands deep
+        raise ConfigError(f"cannot read settings from {config_file}: nested too deeply") from exc
 
 
 def _dotenv_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     env_file = environ.get(ENV_PREFIX + "ENV_FILE", ".env")
-    return DotEnvSettingsSource(Settings, env_file=env_file)()
+    return _DotEnvSource(Settings, env_file=env_file)()

@@ -177,7 +177,10 @@ def persona_from_card(obj: Any, *, source: str = "", persona_id: str | None = No
     card = cards.read_card(obj, source)
     fallback_id = cards.slugify(Path(source).stem) if source else ""
     return Persona(
-        id=_check_id(persona_id or card.slug or fallback_id or "persona", source or None),
+        id=_check_id(
+            persona_id if persona_id is not None else card.slug or fallback_id or "persona",
+            source or None,
+        ),
         name=card.name,
         greeting=card.greeting,
         description=card.description,
@@ -210,6 +213,10 @@ def parse_toml(text: str, source: str = "<string>") -> Persona:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PersonaError(f"bad TOML: {exc}", source=source) from exc
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise PersonaError(f"bad TOML: {exc}", source=source) from exc
+    except RecursionError as exc:  # arrays or tables nested thousands deep
+        raise PersonaError("bad TOML: nested too deeply", source=source) from exc
     for key in data:
         if key not in _KNOWN_KEYS:
             close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import zlib
+
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
+from multidict import MultiDictProxy
 
 #: Fixed messages shown after a redirect (``?done=key``): never text from the URL.
 NOTICES = {
@@ -13,16 +18,76 @@ NOTICES = {
     "persona": "Your persona is saved. It follows you on every linked platform.",
     "welcome": "Welcome! Your account is ready.",
 }
+_SURROGATE = re.compile("[\ud800-\udfff]")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def notice(request: web.Request) -> str | None:
     return NOTICES.get(request.query.get("done", ""))
 
 
+async def check_body(request: web.Request) -> None:
+    """Refuse a body that cannot be read as what it says it is, before anything reads it.
+
+    aiohttp raises ``LookupError``, ``UnicodeDecodeError`` or ``ValueError`` from
+    ``request.post()`` for an unknown charset, bytes that are not in the declared
+    charset or a broken multipart body: those are the client's mistakes (415 and 400),
+    not ours (500). A form body is parsed here once; aiohttp keeps the result, so the
+    CSRF check and the handler read it again for free.
+    """
+    if request.method not in web.Request.POST_METHODS:
+        return  # (an empty body is checked too: an empty multipart body is no form)
+    charset = request.charset
+    if charset is not None and not _is_text_encoding(charset):
+        raise web.HTTPUnsupportedMediaType(reason="unknown charset")
+    # aiohttp reads a body with an empty Content-Type as a url-encoded form, too.
+    if request.content_type in (*FORM_TYPES, ""):
+        await read_form(request)
+
+
+def _is_text_encoding(charset: str) -> bool:
+    try:
+        "".encode(charset)
+        b"".decode(charset)
+    except (LookupError, UnicodeError):  # unknown, or a bytes-to-bytes codec like base64
+        return False
+    return True
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The posted form; a body that is not a readable form is a 400. Uploaded files are
+    closed at once: no form here takes one (aiohttp spools each to a temporary file
+    that would otherwise stay open until garbage collection)."""
+    try:
+        form = await request.post()
+    # UnicodeDecodeError is a ValueError; HttpProcessingError: bad headers of a part
+    except (ValueError, LookupError, zlib.error, HttpProcessingError) as exc:
+        raise web.HTTPBadRequest(reason="unreadable form") from exc
+    for value in form.values():
+        if isinstance(value, web.FileField):
+            value.file.close()
+    return form
+
+
 async def form_fields(request: web.Request) -> dict[str, str]:
-    """The posted text fields (uploads are ignored: no form here takes one)."""
-    form = await request.post()
-    return {name: value for name, value in form.items() if isinstance(value, str)}
+    """The posted text fields, each name's first value (as ``request.post().get`` and the
+    CSRF check read them); uploads are ignored: no form here takes one."""
+    fields: dict[str, str] = {}
+    for name, value in (await read_form(request)).items():
+        if isinstance(value, str):
+            fields.setdefault(name, clean_text(value))
+    return fields
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD.
+
+    JSON may spell them (``"\\ud800"``) and Python decodes them, but they cannot be
+    encoded as UTF-8: the store would refuse the message, and no page could show it.
+    """
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def client_address(request: web.Request) -> str:

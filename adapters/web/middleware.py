@@ -2,7 +2,9 @@
 
 The error middleware is the one place an exception becomes a response. Users get a
 short page (or JSON for our scripts) in plain words, never a traceback; unexpected
-exceptions are logged with their traceback for the operator.
+exceptions are logged with their traceback for the operator. It also refuses a body
+that cannot be read as what it says it is (an unknown charset, a broken form) before
+anything reads it: see :func:`~adapters.web.forms.check_body`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import MutableMapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from adapters.web.forms import check_body
 from adapters.web.keys import METRICS, OPTIONS
 from adapters.web.render import render_page
 from adapters.web.replies import json_error, wants_json
@@ -59,6 +62,10 @@ ERROR_TEXT = {
         "Too large",
         "That was more than this site accepts in one request. Please send something shorter.",
     ),
+    415: (
+        "Unreadable request",
+        "This site could not read what was sent: send a form or JSON, in UTF-8.",
+    ),
     429: ("Slow down", "Too many attempts. Please wait a little and try again."),
     500: (
         "Something went wrong",
@@ -86,12 +93,20 @@ def error_response(
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.match_info.http_exception is None:
+            await check_body(request)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise  # redirects, and errors that already speak JSON to our scripts
         kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return error_response(request, exc.status, headers=kept)
+    except web.RequestPayloadError:
+        # The body could not be received as sent (a broken gzip stream, for one).
+        log.info("unreadable request body on %s %s", request.method, request.path)
+        response = error_response(request, 400)
+        response.force_close()  # the rest of the body cannot be read past either
+        return response
     except ConnectionResetError:
         # The client went away while we read its request: nobody to answer, no error.
         log.debug("client disconnected during %s %s", request.method, request.path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.web.forms import see_other
+from adapters.web.forms import clean_text, read_form, see_other
 from adapters.web.keys import ENGINE, OPTIONS, REPLY_TASKS
 from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
@@ -94,17 +94,17 @@ async def _message_text(request: web.Request) -> tuple[str, str | None]:
     if request.content_type == "application/json":
         try:
             body: Any = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             return "", "The message is not valid JSON."
         value = body.get("text") if isinstance(body, dict) else None
     else:
-        value = (await request.post()).get("text")
+        value = (await read_form(request)).get("text")
     if not isinstance(value, str) or not value.strip():
         return "", "Write a message first."
     limit = request.app[OPTIONS].chat_max_chars
     if len(value) > limit:
         return "", f"That message is too long: at most {limit} characters."
-    return value.strip(), None
+    return clean_text(value.strip()), None
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
