@@ -218,6 +218,8 @@ class TelegramAdapter:
             if not isinstance(data, dict):
                 raise ValueError("an update is a JSON object")
             update = Update.de_json(data, app.bot)
+        except web.HTTPException:
+            raise  # aiohttp's own answer, such as 413 for a body over the limit
         except Exception as exc:
             # PTB's parser raises whatever a field's shape provokes (AttributeError for a
             # string where an object belongs, OverflowError for a date out of range, ...):
