@@ -221,6 +221,9 @@ class EngineSettings(BaseModel):
     retries: int = Field(default=1, ge=0, le=5)
     retry_backoff: float = Field(default=0.5, ge=0)
     forget_confirm_seconds: PositiveFloat = 300.0
+    #: Longer messages are refused with a clear answer and not stored (Telegram's own
+    #: limit is 4096 characters, Discord's 2000, or 4000 with Nitro).
+    max_message_chars: int = Field(default=4096, ge=1, le=1_000_000)
     #: Transient failures in a row after which a backend is skipped (0: never skipped)...
     breaker_failures: int = Field(default=5, ge=0)
     #: ...for this many seconds; then one message tries it again.

@@ -221,6 +221,13 @@ class Engine:
                 f"Slow down a little — you can send another message in {wait:.0f} s.",
                 ReplyKind.RATE_LIMITED,
             )
+        limit = self.settings.max_message_chars
+        if len(incoming.text) > limit:
+            return ReplyDone(
+                f"That message is too long for me: at most {limit:,} characters, please. "
+                "Nothing of it was kept.",
+                ReplyKind.ERROR,
+            )
         return None
 
     def _denial(self, incoming: Incoming) -> str | None:

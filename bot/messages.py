@@ -9,6 +9,7 @@ Nothing platform-specific passes this module.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Literal, NewType
 
@@ -66,6 +67,14 @@ class Incoming:
     addressed: bool = True
     account_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every platform can deliver a lone surrogate (JSON spells them); no store can
+        # keep one, so it is replaced here, once for all of them.
+        if not self.text.isascii():
+            object.__setattr__(self, "text", clean_text(self.text))
+        if not self.display_name.isascii():
+            object.__setattr__(self, "display_name", clean_text(self.display_name))
+
     @property
     def identity(self) -> Identity:
         return Identity(self.platform, self.user_id)
@@ -74,6 +83,18 @@ class Incoming:
     def scope(self) -> str:
         """``direct`` for private chats and the web, ``<platform>:<chat id>`` in groups."""
         return DIRECT_SCOPE if self.private else f"{self.platform}:{self.chat_id}"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD.
+
+    JSON may spell them (``"\\ud800"``) and Python decodes them, but they cannot be
+    encoded as UTF-8: a store would refuse the message, and no page could show it.
+    """
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)

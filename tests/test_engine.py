@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
@@ -525,3 +526,33 @@ async def test_store_failing_on_the_reply_keeps_the_user_turn() -> None:
         window = await flaky.load_window(key("alice"), 5)
         assert [t.text for t in window.turns] == ["hello"]
         assert (await reply(engine, dm("alice", "/retry"))).kind is ReplyKind.CHAT
+
+
+# -- hostile text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord", "web", "console"])
+async def test_a_message_over_the_limit_is_refused_and_not_kept(
+    store: MemoryStore, platform: str
+) -> None:
+    backend = WindowEcho()
+    engine = build_engine(store, backend, settings=EngineSettings(max_message_chars=100))
+    done = await reply(engine, dm("alice", "x" * 101, platform))
+    assert done.kind is ReplyKind.ERROR and "at most 100 characters" in done.text
+    done = await reply(engine, dm("alice", "/persona " + "m" * 200, platform))
+    assert done.kind is ReplyKind.ERROR, "commands are held to the limit too"
+    assert backend.calls == 0
+    assert not (await store.load_window(key("alice", platform=platform), 5)).turns
+    assert (await reply(engine, dm("alice", "x" * 100, platform))).kind is ReplyKind.CHAT
+
+
+async def test_lone_surrogates_are_replaced_so_a_real_store_keeps_the_message(
+    tmp_path: Path,
+) -> None:
+    async with SqliteStore(tmp_path / "pb.sqlite3") as sqlite:
+        engine = build_engine(sqlite, WindowEcho())
+        incoming = Incoming("telegram", "alice", "Al\udcffice", "alice", True, "hi \ud83d there")
+        done = await reply(engine, incoming)
+        assert done.kind is ReplyKind.CHAT
+        [turn, _] = (await sqlite.load_window(key("alice"), 5)).turns
+        assert (turn.text, turn.author) == ("hi \ufffd there", "Al\ufffdice")

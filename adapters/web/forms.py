@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import zlib
 
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
 from multidict import MultiDictProxy
+
+from bot.messages import clean_text
 
 #: Fixed messages shown after a redirect (``?done=key``): never text from the URL.
 NOTICES = {
@@ -18,7 +19,6 @@ NOTICES = {
     "persona": "Your persona is saved. It follows you on every linked platform.",
     "welcome": "Welcome! Your account is ready.",
 }
-_SURROGATE = re.compile("[\ud800-\udfff]")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -79,15 +79,6 @@ async def form_fields(request: web.Request) -> dict[str, str]:
         if isinstance(value, str):
             fields.setdefault(name, clean_text(value))
     return fields
-
-
-def clean_text(text: str) -> str:
-    """``text`` with lone surrogates replaced by U+FFFD.
-
-    JSON may spell them (``"\\ud800"``) and Python decodes them, but they cannot be
-    encoded as UTF-8: the store would refuse the message, and no page could show it.
-    """
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def client_address(request: web.Request) -> str:

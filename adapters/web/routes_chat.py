@@ -21,14 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.web.forms import clean_text, read_form, see_other
+from adapters.web.forms import read_form, see_other
 from adapters.web.keys import ENGINE, OPTIONS, REPLY_TASKS
 from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
 from adapters.web.session import current_account, require_account
-from bot.messages import DIRECT_SCOPE, Incoming, ReplyEvent, TextDelta, account_owner
+from bot.messages import DIRECT_SCOPE, Incoming, ReplyEvent, TextDelta, account_owner, clean_text
 from bot.store.base import Account
 
 log = logging.getLogger(__name__)

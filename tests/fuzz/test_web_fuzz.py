@@ -36,7 +36,6 @@ from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
 
 from adapters.web import create_app
-from adapters.web.forms import clean_text
 from auth import TEST_PARAMS, AccountService, InvalidUsername, PasswordHasher
 from auth.rules import check_username
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -51,6 +50,7 @@ from bot.messages import (
     ReplyDone,
     Turn,
     account_owner,
+    clean_text,
 )
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Account, BackendState
