@@ -102,10 +102,10 @@ class ConsoleChat:
         if streamed and done.kind is ReplyKind.CHAT:
             self._write("\n")
         elif streamed:  # the stream broke off: say so on a line of its own
-            self._write(f"\n{done.text}\n")
+            self._write(f"\n{done.shown}\n")
         else:
             label = f"{self._persona_name}> " if self._interactive else ""
-            self._write(f"{label}{done.text}\n")
+            self._write(f"{label}{done.shown}\n")
 
     def _write(self, text: str) -> None:
         self._out.write(text)

@@ -18,6 +18,7 @@ are added to the owner's usage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -200,7 +201,9 @@ class Engine:
                                     and done.kind is ReplyKind.CHAT
                                 ):
                                     # not stored: the note is about this moment only
-                                    yield TextDelta(FALLBACK_NOTE.format(name=done.persona_name))
+                                    note = FALLBACK_NOTE.format(name=done.persona_name)
+                                    done = dataclasses.replace(done, note=note)
+                                    yield TextDelta(note)
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")

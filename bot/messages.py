@@ -151,11 +151,21 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReplyDone:
-    """The end of a reply: its whole text (deltas joined, or a command's answer)."""
+    """The end of a reply: its whole text (deltas joined, or a command's answer).
+
+    ``note`` is a line about this moment only (a backup backend answered): streamed as
+    the last delta and shown after the text, never stored. A front end that redraws
+    the reply from this event shows :attr:`shown`.
+    """
 
     text: str
     kind: ReplyKind
     persona_name: str | None = None
+    note: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.text + self.note
 
 
 ReplyEvent = TextDelta | ReplyDone

@@ -195,5 +195,5 @@ async def deliver(
             log.exception("discord: the engine failed on a %s message", incoming.platform)
             done = ReplyDone(ENGINE_FAILED, ReplyKind.ERROR)
         if done is not None:
-            await reply.finish(done.text)
+            await reply.finish(done.shown)
     return done

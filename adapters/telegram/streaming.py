@@ -131,7 +131,7 @@ class ReplyStream:
         limit = self._options.max_message_chars
         if final:
             assert self._done is not None
-            return render(self._done.text, limit) or render(EMPTY_REPLY, limit)
+            return render(self._done.shown, limit) or render(EMPTY_REPLY, limit)
         return render("".join(self._parts), limit, partial=True)
 
     async def _sync(self, final: bool) -> None:

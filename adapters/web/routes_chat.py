@@ -135,7 +135,7 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     await emit("delta", {"text": event.text})
                 else:
-                    done = {"text": event.text, "kind": str(event.kind)}
+                    done = {"text": event.shown, "kind": str(event.kind)}
                     await emit("done", {**done, "persona": event.persona_name})
                 if not connected:
                     return response

@@ -297,5 +297,7 @@ async def test_the_fallback_note_follows_the_reply_and_is_not_stored(
     deltas, done = await send(engine, dm("alice", "hi"))
     assert done.kind is ReplyKind.CHAT and "backup" not in done.text
     assert ("backup answered" in deltas[-1]) is noted
+    assert ("backup answered" in done.note) is noted, "front ends that redraw show it too"
+    assert done.shown == done.text + done.note
     stored = (await store.load_window(key("alice"), 5)).turns[-1].text
     assert stored == done.text

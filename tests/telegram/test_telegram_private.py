@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import ScriptedBackend, WindowEcho
+from fakes import ScriptedBackend, WindowEcho, make_persona
 from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, FAST, Chat, accounts, build_engine, polling
+from tg_harness import ALICE, FAST, POLICY, Chat, accounts, build_engine, polling
 
+from bot.backends.guard import ReplyGuard
 from bot.commands import COMMANDS
+from bot.config import EngineSettings, RateLimitSettings
+from bot.engine import Engine
 from bot.errors import BackendUnavailable
+from bot.messages import Identity, guest_owner
+from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 
 
@@ -118,3 +123,25 @@ async def test_an_error_after_some_text_replaces_the_draft(
     assert "half a thought" not in reply and "/retry" in reply
     assert [s.text for s in fake.shown(ALICE.id)] == [reply], "one message, the final text"
     assert any(w.text == "half a thought …" for w in fake.writes(ALICE.id)), "a draft was shown"
+
+
+async def test_the_fallback_note_is_on_the_final_message(
+    store: MemoryStore, fake: FakeBotApi
+) -> None:
+    """The final text is redrawn from the finished reply: the note must survive it."""
+    primary_fails = ScriptedBackend("primary", [BackendUnavailable("down")] * 4)
+    spare = ScriptedBackend("spare", [], default="spare answer")
+    persona = make_persona("ada", "Professor Ada", backend="primary", fallback=("spare",))
+    engine = Engine(
+        store,
+        PersonaLibrary([persona]),
+        ReplyGuard({"primary": primary_fails, "spare": spare}, POLICY),
+        settings=EngineSettings(fallback_note=True),
+        rate_limit=RateLimitSettings(per_minute=1e6, burst=1000),
+    )
+    async with polling(engine, fake):
+        shown = await Chat(fake, ALICE).say("hello")
+    assert shown.startswith("spare answer") and "a backup answered" in shown
+    owner = guest_owner(Identity("telegram", str(ALICE.id)))
+    stored = (await store.export_owner(owner))[0].turns[-1].text
+    assert stored == "spare answer", "the note is not stored"
