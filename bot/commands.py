@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.limits import RateLimiter
 from bot.linking import hash_link_code, looks_like_link_code
-from bot.messages import ConversationKey, Incoming, OwnerId
+from bot.messages import ConversationKey, Incoming, OwnerId, account_owner
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store, Usage
 
@@ -189,6 +189,9 @@ class CommandHandlers:
         await self._store.link_identity(
             incoming.identity, incoming.display_name, account_id, self._clock()
         )
+        # A pending /forget (the guest's, moved with its preferences, or the account's)
+        # was confirmed for what it showed then; the account now holds more.
+        await self._store.set_preference(account_owner(account_id), FORGET_PREFERENCE, None)
         log.info("linked %s identity to account %s", incoming.platform, account_id)
         return (
             f"Linked! This {incoming.platform} account now speaks for {account.username}. "

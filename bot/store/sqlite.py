@@ -129,6 +129,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             replies INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID""",
     ),
+    # 3: conversation ids are never used twice. SQLite gives a new row the largest id
+    # plus one, so a conversation started after /forget could get a forgotten one's id,
+    # and a window cached for that id and version would serve the forgotten turns.
+    (
+        "CREATE TABLE conversation_ids (last INTEGER NOT NULL)",
+        "INSERT INTO conversation_ids (last) SELECT coalesce(max(id), 0) FROM conversations",
+    ),
 )
 
 _BUMP_FOR_APPEND = """
@@ -537,7 +544,8 @@ class _Recent:
 
 class _RecentTurns:
     """The newest turns of recently used conversations, so that a window costs one row
-    lookup instead of one per turn. An entry holds for one conversation at one version,
+    lookup instead of one per turn. An entry holds for one conversation at one version
+    (a conversation id is never given twice, even after /forget: ``conversation_ids``),
     and every load reads the version from the file first, so an entry never serves turns
     that changed meanwhile (another process appended, a reset, a link). Used on the
     worker thread only; cleared whenever a transaction fails."""
@@ -693,10 +701,13 @@ def _start(conn: sqlite3.Connection, key: ConversationKey, expected: int, now: f
     current, version = _newest(conn, key)
     if current or version != expected:
         raise VersionConflict(f"conversation {key} is at version {version}, not {expected}")
+    (conversation_id,) = conn.execute(
+        "UPDATE conversation_ids SET last = last + 1 RETURNING last"
+    ).fetchone()
     conn.execute(
-        "INSERT INTO conversations (owner, persona_id, scope, version, started_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (*_key(key), version, now),
+        "INSERT INTO conversations (id, owner, persona_id, scope, version, started_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (conversation_id, *_key(key), version, now),
     )
 
 
