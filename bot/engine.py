@@ -124,6 +124,7 @@ class Engine:
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
+        self._speakers = KeyedLocks()
         self.commands = CommandHandlers(
             store,
             personas,
@@ -171,39 +172,43 @@ class Engine:
         prepared: _Prepared | ReplyDone | None = None
         try:
             if done is None:
-                speaker = await self.resolve(incoming)
-                route = await self._route(speaker)
-                if isinstance(route, ReplyDone):
-                    done = route
-                else:
-                    async with self._locks.hold(speaker.key):
-                        prepared = await self._prepare(speaker, route)
-                        if isinstance(prepared, ReplyDone):
-                            done = prepared
-                        else:
-                            parts: list[str] = []
-                            outcome = ReplyOutcome()
-                            try:
-                                async for delta in self.guard.stream(
-                                    *prepared.backend_args,
-                                    summary=prepared.summary.text,
-                                    outcome=outcome,
-                                ):
-                                    parts.append(delta)
-                                    yield TextDelta(delta)
-                            except BackendError as exc:
-                                done = self._backend_failed(prepared.persona, exc)
+                # One message of an identity at a time, from resolving its owner to the
+                # stored reply: a message racing its own /link would otherwise be kept
+                # under the guest owner after the guest's data had moved to the account.
+                async with self._speakers.hold(incoming.identity):
+                    speaker = await self.resolve(incoming)
+                    route = await self._route(speaker)
+                    if isinstance(route, ReplyDone):
+                        done = route
+                    else:
+                        async with self._locks.hold(speaker.key):
+                            prepared = await self._prepare(speaker, route)
+                            if isinstance(prepared, ReplyDone):
+                                done = prepared
                             else:
-                                done = await self._complete(prepared, "".join(parts), outcome)
-                                if (
-                                    outcome.fallback
-                                    and self.settings.fallback_note
-                                    and done.kind is ReplyKind.CHAT
-                                ):
-                                    # not stored: the note is about this moment only
-                                    note = FALLBACK_NOTE.format(name=done.persona_name)
-                                    done = dataclasses.replace(done, note=note)
-                                    yield TextDelta(note)
+                                parts: list[str] = []
+                                outcome = ReplyOutcome()
+                                try:
+                                    async for delta in self.guard.stream(
+                                        *prepared.backend_args,
+                                        summary=prepared.summary.text,
+                                        outcome=outcome,
+                                    ):
+                                        parts.append(delta)
+                                        yield TextDelta(delta)
+                                except BackendError as exc:
+                                    done = self._backend_failed(prepared.persona, exc)
+                                else:
+                                    done = await self._complete(prepared, "".join(parts), outcome)
+                                    if (
+                                        outcome.fallback
+                                        and self.settings.fallback_note
+                                        and done.kind is ReplyKind.CHAT
+                                    ):
+                                        # not stored: the note is about this moment only
+                                        note = FALLBACK_NOTE.format(name=done.persona_name)
+                                        done = dataclasses.replace(done, note=note)
+                                        yield TextDelta(note)
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")

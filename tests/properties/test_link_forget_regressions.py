@@ -138,13 +138,6 @@ def run_link_racing_a_message(delay: int) -> tuple[list[str], list[str], Sent]:
     return asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (bot/engine.py, not ours to edit): the owner is resolved before the "
-    "conversation lock and never checked again, so a message racing its identity's /link "
-    "is stored under the guest owner after the guest data moved: the linked user can "
-    "neither see nor /forget it, and the reply can land apart from its user turn",
-)
 @settings(max_examples=8)
 @given(delay=st.integers(min_value=0, max_value=6))
 def test_a_message_racing_its_own_link_is_kept_with_the_account(delay: int) -> None:
