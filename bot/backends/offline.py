@@ -418,14 +418,16 @@ class OfflineBackend:
         *,
         summary: str = "",
     ) -> AsyncIterator[str]:
-        """Stream :meth:`compose`'s reply word by word (each word with its trailing space).
+        """Stream :meth:`compose`'s reply word by word (each word with its trailing space)
+        when ``word_delay`` paces it; without a delay every word would arrive in the same
+        instant, so the reply is one delta (each delta costs every layer above a trip).
         ``summary`` is ignored: the card is all this backend reads."""
         attempt = self._count_answer((persona.id, message.seq, message.created_at))
-        deltas = _DELTA.findall(self.compose(persona, window, message, attempt=attempt))
+        text = self.compose(persona, window, message, attempt=attempt)
         if self._word_delay <= 0:
-            for delta in deltas:
-                yield delta
+            yield text
             return
+        deltas = _DELTA.findall(text)
         yield deltas[0]
         for delta in deltas[1:]:
             await asyncio.sleep(self._word_delay)

@@ -293,12 +293,19 @@ def test_short_follow_up_uses_the_previous_question(follow_up: str) -> None:
     assert "don't know" not in second and "beyond me" not in second
 
 
-async def test_deltas_join_to_the_whole_reply() -> None:
-    backend = OfflineBackend(seed=3)
+async def test_paced_deltas_are_words_that_join_to_the_whole_reply() -> None:
+    backend = OfflineBackend(seed=3, word_delay=0.0001)
     deltas = await stream(backend, ADA, "what is a container?")
     assert len(deltas) > 5
     assert all(d.strip() and " " not in d.strip() for d in deltas)
     assert "".join(deltas) == backend.compose(ADA, [], turn(0, "user", "what is a container?"))
+
+
+async def test_unpaced_the_reply_is_one_delta() -> None:
+    """Without a delay the words would all arrive at once: one delta, not one a word."""
+    backend = OfflineBackend(seed=3)
+    deltas = await stream(backend, ADA, "what is a container?")
+    assert deltas == [backend.compose(ADA, [], turn(0, "user", "what is a container?"))]
 
 
 async def test_word_delay_paces_the_stream() -> None:
