@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header's name
 #: Only new messages are answered; asking for nothing else spares the traffic.
 ALLOWED_UPDATES = (Update.MESSAGE,)
+#: The largest webhook body taken, once the secret is right. Telegram's largest updates
+#: (a 4,096-character text with its entities, quoting a reply of as much, in UTF-8) can
+#: pass the web server's 64 KiB limit for every other body.
+MAX_UPDATE_BYTES = 1024 * 1024
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 TgApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -213,6 +217,7 @@ class TelegramAdapter:
         if app is None or not app.running:
             # Not started yet, or stopping: Telegram tries again later.
             return web.Response(status=503, text="not ready")
+        request = request.clone(client_max_size=MAX_UPDATE_BYTES)
         try:
             data = await request.json()
             if not isinstance(data, dict):

@@ -51,10 +51,10 @@ from tg_harness import (
 )
 
 from adapters.telegram import SECRET_HEADER
+from adapters.telegram.adapter import MAX_UPDATE_BYTES
 from adapters.telegram.handlers import TOO_LONG_REPLY
 from adapters.telegram.ordering import ChatOrderedProcessor, RecentUpdateIds
 from adapters.telegram.render import CURSOR, render
-from adapters.web import MAX_BODY
 from bot.engine import Engine
 from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
 from bot.store.sqlite import SqliteStore
@@ -231,7 +231,7 @@ async def test_webhook_takes_hostile_updates_without_a_crash(
             payloads = [_identify(u, i, fake.new_update_id) for u, i in batch]
             for payload in payloads:
                 status = run(post(hook, payload))
-                if len(json.dumps(payload)) > MAX_BODY:  # the web server's limit on any body
+                if len(json.dumps(payload)) > MAX_UPDATE_BYTES:  # the webhook's limit
                     assert status == 413, f"HTTP {status} for {len(json.dumps(payload))} bytes"
                 elif ptb_reads(payload):
                     assert status == 200, f"HTTP {status} for a readable update"

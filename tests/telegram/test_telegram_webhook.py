@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,8 @@ from pydantic import SecretStr
 from tg_fake_server import FakeBotApi
 from tg_harness import ALICE, FAST, SECRET, Person, build_engine, message, settings, update, webhook
 
-from adapters.telegram import TelegramAdapter, build_telegram_adapter
+from adapters.telegram import SECRET_HEADER, TelegramAdapter, build_telegram_adapter
+from adapters.telegram.adapter import MAX_UPDATE_BYTES
 from bot.config import RateLimitSettings, TelegramSettings, WebSettings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
@@ -115,3 +117,28 @@ async def test_200_users_5_messages_each_concurrently(store: MemoryStore, fake: 
         said = [f"u{person.id} m{k}" for k in range(per_user)]
         expected = [f"re:{said[k]} saw:[{'|'.join(said[:k])}]" for k in range(per_user)]
         assert fake.transcript(person.id) == expected
+
+
+async def test_an_update_over_64_kib_is_taken_once_the_secret_is_right(
+    store: MemoryStore, fake: FakeBotApi
+) -> None:
+    """A full-length text with many entities, quoting a reply of as much, JSON-escaped,
+    passes the web server's 64 KiB limit for other bodies: the webhook takes it once the
+    secret is right, and answers it; a stranger's body of that size is still refused."""
+    text = "漢" * 4096  # Telegram's limit: 4,096 UTF-16 code units
+    entities = [{"type": "bold", "offset": 10 * n, "length": 5} for n in range(400)]
+    quoted = message(ALICE, text, message_id=1, entities=entities)
+    big = message(ALICE, text, message_id=2, entities=entities, reply_to=quoted)
+    body = json.dumps({"update_id": 1, **update(big)}).encode()
+    assert 64 * 1024 < len(body) < MAX_UPDATE_BYTES
+    async with webhook(build_engine(store), fake) as hook:
+        headers = {"Content-Type": "application/json"}
+        async with hook.session.post(
+            hook.url, data=body, headers={**headers, SECRET_HEADER: "not-the-secret"}
+        ) as stranger:
+            assert stranger.status in (403, 413)
+        async with hook.session.post(
+            hook.url, data=body, headers={**headers, SECRET_HEADER: SECRET}
+        ) as taken:
+            assert taken.status == 200
+        await fake.wait_for(lambda: bool(fake.writes(ALICE.id)), timeout=10)
