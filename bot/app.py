@@ -1,7 +1,8 @@
 """Wiring: the one place that knows every concrete class.
 
 ``Settings -> store, backends, personas, engine, enabled adapters``. :class:`PersonaBridge`
-owns them as one async context manager; ``run`` starts every enabled adapter on the
+owns them as one async context manager, with the background work they need (the purge
+of expired link codes and sessions); ``run`` starts every enabled adapter on the
 current event loop and serves until stopped.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -23,7 +25,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.metrics import Metrics
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
@@ -133,6 +135,28 @@ def load_personas(settings: Settings) -> PersonaLibrary:
     return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
 
 
+async def purge_expired_periodically(
+    store: Store, interval: float, clock: Callable[[], float] = time.time
+) -> None:
+    """Delete expired link codes and web sessions now, then every ``interval`` seconds,
+    until cancelled. Reads refuse expired ones anyway: this only keeps the store from
+    growing without bound, so a failed round is logged and left to the next one."""
+    while True:
+        try:
+            purged = await store.purge_expired(clock())
+        except StoreError as exc:
+            log.warning(
+                "purging expired link codes and sessions failed (next try in %gs): %s",
+                interval,
+                exc,
+            )
+        except Exception:  # a bug: logged, but it must not end the purging for good
+            log.exception("purging expired link codes and sessions failed")
+        else:
+            log.debug("purged %d expired link codes and web sessions", purged)
+        await asyncio.sleep(interval)
+
+
 class PersonaBridge:
     """Everything one process runs, opened and closed together."""
 
@@ -188,10 +212,21 @@ class PersonaBridge:
                     await backend.start()  # a refused token stops the start here
             # closed first: summaries still being made need the backends and the store
             self._stack.push_async_callback(self.engine.aclose)
+            self._stack.push_async_callback(self._stop_purging, self._start_purging())
         except BaseException:
             await self._stack.aclose()
             raise
         return self
+
+    def _start_purging(self) -> asyncio.Task[None]:
+        purging = purge_expired_periodically(self.store, self.settings.store.purge_interval)
+        return asyncio.create_task(purging, name="purge expired codes and sessions")
+
+    @staticmethod
+    async def _stop_purging(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        # wait() rather than await: a cancellation of the caller itself still propagates
+        await asyncio.wait([task])
 
     async def __aexit__(
         self,

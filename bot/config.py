@@ -96,6 +96,8 @@ class StoreSettings(BaseModel):
     dynamodb_table: str = "personabridge"
     dynamodb_endpoint_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     dynamodb_region: str | None = None
+    #: Seconds between two purges of expired link codes and web sessions (one at start).
+    purge_interval: PositiveFloat = 3600.0
 
 
 class WebSettings(BaseModel):

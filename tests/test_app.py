@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -12,7 +15,8 @@ import pytest
 
 from bot.app import PersonaBridge
 from bot.config import load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreUnavailable
+from bot.store.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,3 +107,83 @@ def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
     telegram = options_from(TelegramOptions, settings.telegram)
     assert (telegram.group_edit_interval, telegram.webhook_path) == (5.0, "/tg/hook")
     assert telegram.private_edit_interval == 1.0
+
+
+# -- the purge of expired link codes and web sessions ------------------------------------
+
+
+class PurgeWatch:
+    """A MemoryStore fault hook that counts purge rounds and fails the ones it is told to
+    (with a StoreError, the way a store that is briefly unreachable does)."""
+
+    def __init__(self, failing: set[int]) -> None:
+        self.rounds = 0
+        self.failing = failing
+
+    def __call__(self, operation: str) -> Exception | None:
+        if operation != "purge_expired":
+            return None
+        self.rounds += 1
+        if self.rounds in self.failing:
+            return StoreUnavailable("the store is out to lunch")
+        return None
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 20.0) -> None:
+    """Poll until ``condition`` holds; fail after ``timeout`` seconds (generous: the
+    machine is shared)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_expired_codes_and_sessions_are_purged_at_start_and_periodically(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch = PurgeWatch(failing={2})
+    store = MemoryStore(fail=watch)
+    settings = settings_for(tmp_path, STORE__PURGE_INTERVAL="0.05")
+    caplog.set_level(logging.DEBUG, logger="bot.app")
+    async with store:  # seed it: two long expired, one live for an hour
+        account = await store.create_account("alice", "h", 1.0)
+        await store.put_web_session("expired", account.id, 1.0)
+        await store.put_link_code("expired", account.id, 1.0)
+        await store.put_web_session("live", account.id, time.time() + 3600)
+    async with PersonaBridge(settings, store=store):
+        # round 1 at start purges, round 2 fails, round 3 and later go on regardless
+        await wait_until(lambda: watch.rounds >= 4)
+        assert await store.get_web_session("expired", 0.0) is None  # deleted, not refused
+        assert await store.take_link_code("expired", 0.0) is None
+        assert await store.get_web_session("live", time.time()) is not None
+    rounds = watch.rounds
+    await asyncio.sleep(0.2)  # four intervals: a task left running would purge again
+    assert watch.rounds == rounds
+    records = [r for r in caplog.records if r.name == "bot.app" and "purg" in r.getMessage()]
+    assert records[0].levelno == logging.DEBUG
+    assert records[0].getMessage() == "purged 2 expired link codes and web sessions"
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING and "out to lunch" in warnings[0].getMessage()
+    assert all(r.levelno == logging.DEBUG for r in records if r is not warnings[0])
+
+
+async def test_the_purge_task_waits_for_its_interval_and_stops_with_the_app(
+    tmp_path: Path,
+) -> None:
+    """With the default hourly interval: one round at start, none more while the app
+    runs, and leaving the app ends the task (no task of ours is left on the loop)."""
+    watch = PurgeWatch(failing=set())
+    ours = asyncio.all_tasks()
+    async with PersonaBridge(settings_for(tmp_path), store=MemoryStore(fail=watch)) as bridge:
+        assert bridge.settings.store.purge_interval == 3600.0
+        await wait_until(lambda: watch.rounds == 1)
+        await asyncio.sleep(0.1)
+        assert watch.rounds == 1
+        assert any(t.get_name() == "purge expired codes and sessions" for t in asyncio.all_tasks())
+    assert asyncio.all_tasks() == ours
+
+
+def test_a_purge_interval_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STORE__PURGE_INTERVAL"):
+        settings_for(tmp_path, STORE__PURGE_INTERVAL="0")

@@ -168,6 +168,13 @@ class Store(Protocol):
 
     async def delete_web_session(self, token_hash: str) -> None: ...
 
+    async def purge_expired(self, now: float) -> int:
+        """Delete the link codes and web sessions whose expiry is at or before ``now``
+        (the ones every read already refuses) and return how many went. Reads never
+        depend on it: it only keeps a long-running store from growing without bound. A
+        store whose database expires items by itself (DynamoDB's TTL) may leave them to
+        it and return 0."""
+
     # -- preferences ------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]: ...

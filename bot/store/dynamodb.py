@@ -57,7 +57,8 @@ Expiry
     attribute. DynamoDB deletes expired items only eventually, so every read checks it:
     ``take_link_code`` is a DeleteItem with the condition ``expires_at > :now`` and
     ``ReturnValues=ALL_OLD`` (single use across processes: one caller gets the item),
-    ``get_web_session`` compares after its GetItem.
+    ``get_web_session`` compares after its GetItem. ``purge_expired`` leaves the
+    deleting to TTL: it makes no call and returns 0 (a Scan would read the whole table).
 
 Deleting
     ``forget_owner`` and ``delete_account`` walk the owner's partition (Query, paginated)

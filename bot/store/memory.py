@@ -220,6 +220,16 @@ class MemoryStore:
         await self._enter("delete_web_session")
         self._sessions.pop(token_hash, None)
 
+    async def purge_expired(self, now: float) -> int:
+        await self._enter("purge_expired")
+        codes = [code for code, (_, expires_at) in self._codes.items() if expires_at <= now]
+        tokens = [token for token, s in self._sessions.items() if s.expires_at <= now]
+        for code in codes:
+            del self._codes[code]
+        for token in tokens:
+            del self._sessions[token]
+        return len(codes) + len(tokens)
+
     # -- preferences ------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:

@@ -136,7 +136,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE conversation_ids (last INTEGER NOT NULL)",
         "INSERT INTO conversation_ids (last) SELECT coalesce(max(id), 0) FROM conversations",
     ),
+    # 4: expired link codes and sessions are purged by expiry (purge_expired): an index
+    # each, so that a purge reads only what it deletes
+    (
+        "CREATE INDEX link_codes_expiry ON link_codes (expires_at)",
+        "CREATE INDEX web_sessions_expiry ON web_sessions (expires_at)",
+    ),
 )
+
+#: What ``purge_expired`` runs: the reads refuse ``expires_at <= now``; these delete it.
+_PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
+_PURGE_SESSIONS = "DELETE FROM web_sessions WHERE expires_at <= ?"
 
 _BUMP_FOR_APPEND = """
     UPDATE conversations
@@ -397,6 +407,9 @@ class SqliteStore:
 
     async def delete_web_session(self, token_hash: str) -> None:
         await self._change("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+
+    async def purge_expired(self, now: float) -> int:
+        return await self._write(_purge_expired, now)
 
     # -- preferences ------------------------------------------------------------------
 
@@ -839,6 +852,12 @@ def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -
         conn.execute("DELETE FROM preferences WHERE owner = ?", (guest,))
     else:
         conn.execute("UPDATE preferences SET owner = ? WHERE owner = ?", (owner, guest))
+
+
+def _purge_expired(conn: sqlite3.Connection, now: float) -> int:
+    codes = conn.execute(_PURGE_CODES, (now,)).rowcount
+    sessions = conn.execute(_PURGE_SESSIONS, (now,)).rowcount
+    return codes + sessions
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:

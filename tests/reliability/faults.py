@@ -244,6 +244,9 @@ class FlakyStore:
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         return await self._call("export_owner", self.inner.export_owner, owner)
 
+    async def purge_expired(self, now: float) -> int:
+        return await self._call("purge_expired", self.inner.purge_expired, now)
+
     async def forget_owner(self, owner: OwnerId) -> None:
         await self._call("forget_owner", self.inner.forget_owner, owner)
 

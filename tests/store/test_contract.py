@@ -16,7 +16,8 @@ from bot.messages import (
     account_owner,
     guest_owner,
 )
-from bot.store.base import Account, Store, Usage
+from bot.store.base import Account, Store, Usage, WebSession
+from bot.store.dynamodb import DynamoStore
 
 ALICE_TG = Identity("telegram", "1001")
 ALICE_DC = Identity("discord", "2002")
@@ -365,6 +366,70 @@ async def test_web_session_lifecycle(store: Store) -> None:
     await store.delete_web_session("token-1")
     assert await store.get_web_session("token-1", 50.0) is None
     await store.delete_web_session("token-1")  # deleting twice is fine
+
+
+def expires_by_itself(store: Store) -> bool:
+    """Whether the store leaves expired codes and sessions to its database: DynamoDB's
+    TTL deletes them (eventually), so ``DynamoStore.purge_expired`` makes no call and
+    returns 0, and its reads go on filtering on the expiry (documented there)."""
+    return isinstance(store, DynamoStore)
+
+
+async def test_purge_deletes_expired_codes_and_sessions_and_keeps_live_ones(store: Store) -> None:
+    alice, bob = await new_account(store), await new_account(store, "bob")
+    await store.put_link_code("code-old", alice.id, 90.0)
+    await store.put_link_code("code-at-now", bob.id, 100.0)  # expiry <= now: expired
+    await store.put_link_code("code-live", alice.id, 100.5)
+    await store.put_web_session("session-old", alice.id, 10.0)
+    await store.put_web_session("session-at-now", bob.id, 100.0)
+    await store.put_web_session("session-live", bob.id, 200.0)
+    version = await chat(store, key(account_owner(alice.id)), "hello")
+
+    purged = await store.purge_expired(100.0)
+
+    expired_codes, expired_sessions = ["code-old", "code-at-now"], ["session-old", "session-at-now"]
+    if expires_by_itself(store):
+        assert purged == 0
+        # deleted nothing (a read with an earlier clock still finds it), refused by every read
+        assert await store.get_web_session("session-old", 0.0) == WebSession(alice.id, 10.0)
+        for token in expired_sessions:
+            assert await store.get_web_session(token, 100.0) is None
+        for code in expired_codes:
+            assert await store.take_link_code(code, 100.0) is None
+    else:
+        assert purged == 4
+        # gone, not just refused: even a read with an earlier clock finds nothing
+        for token in expired_sessions:
+            assert await store.get_web_session(token, 0.0) is None
+        for code in expired_codes:
+            assert await store.take_link_code(code, 0.0) is None
+        assert await store.purge_expired(100.0) == 0  # nothing is counted twice
+    # the live ones stay and still work; nothing else is touched
+    assert await store.get_web_session("session-live", 100.0) == WebSession(bob.id, 200.0)
+    assert await store.take_link_code("code-live", 100.0) == alice.id
+    assert await store.get_account(alice.id) == alice
+    assert await store.find_account("bob") == bob
+    window = await store.load_window(key(account_owner(alice.id)), 10)
+    assert (window.version, [t.text for t in window.turns]) == (version, ["hello"])
+
+
+async def test_purge_of_an_empty_store(store: Store) -> None:
+    assert await store.purge_expired(1e12) == 0
+
+
+async def test_purge_alongside_new_sessions_and_codes(store: Store) -> None:
+    """A purge running among other callers deletes only what had expired at its ``now``."""
+    account = await new_account(store)
+    for n in range(5):
+        await store.put_web_session(f"old-{n}", account.id, 50.0)
+    writes = [store.put_web_session(f"new-{n}", account.id, 500.0) for n in range(5)]
+    codes = [store.put_link_code(f"code-{n}", account.id, 500.0) for n in range(5)]
+    purged, *_ = await asyncio.gather(store.purge_expired(100.0), *writes, *codes)
+    assert purged == (0 if expires_by_itself(store) else 5)
+    for n in range(5):
+        assert await store.get_web_session(f"new-{n}", 100.0) == WebSession(account.id, 500.0)
+        assert await store.get_web_session(f"old-{n}", 100.0) is None
+        assert await store.take_link_code(f"code-{n}", 100.0) == account.id
 
 
 # -- preferences ----------------------------------------------------------------------

@@ -260,6 +260,16 @@ class DynamoStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await accounts.delete_web_session(self._table, token_hash)
 
+    async def purge_expired(self, now: float) -> int:
+        """Nothing to do, and no call made: ``expires_at`` is the table's TTL attribute
+        (on the codes, the sessions and their index items; ``db create`` enables it and
+        ``db check`` insists on it), so DynamoDB deletes expired items itself, in the
+        background, without write cost. Finding them here would take a Scan of the whole
+        table, paid per item read, every round. Until TTL gets to an item, every read
+        filters on its expiry (see :mod:`bot.store.dynamodb`). Always 0: this deletes
+        nothing."""
+        return 0
+
     # -- preferences ------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
