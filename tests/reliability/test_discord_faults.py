@@ -60,14 +60,14 @@ from dc_helpers import (
 )
 from nacl.signing import SigningKey
 
-from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
 from adapters.discord.render import split_message
 from adapters.discord.streaming import FINAL_ATTEMPTS
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.messages import Identity, OwnerId, Turn, guest_owner
 from bot.personas import Persona
-from bot.store.base import BackendState
+from bot.store.base import BackendState, Store
 from bot.store.memory import MemoryStore
 
 CURSOR = "▌"
@@ -185,6 +185,20 @@ def many_faults(seed: str) -> FaultPlan:
     )
 
 
+async def settled(
+    label: str, adapter: DiscordAdapter, store: Store, fake: FakeDiscord, sent: list[Sent]
+) -> None:
+    """Until every reply is delivered and stored, no reply is in flight, or the timeout."""
+
+    async def measure() -> Tally:
+        tally = await count(label, store, sent, visible_replies(fake))
+        if adapter.replies_in_flight:
+            tally.lose(f"{adapter.replies_in_flight} replies still in flight")
+        return tally
+
+    await settle(measure, timeout=SETTLE_TIMEOUT)
+
+
 async def test_twenty_users_lose_and_leak_nothing_under_429s_and_5xx(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -202,13 +216,7 @@ async def test_twenty_users_lose_and_leak_nothing_under_429s_and_5xx(
                     await fake.dispatch(event, payload)
                     sent.append(expected)
 
-            async def measure() -> Tally:
-                tally = await count("discord", store, sent, visible_replies(fake))
-                if adapter.replies_in_flight:
-                    tally.lose(f"{adapter.replies_in_flight} replies still in flight")
-                return tally
-
-            await settle(measure, timeout=SETTLE_TIMEOUT)
+            await settled("discord", adapter, store, fake, sent)
         tally = await count("discord", store, sent, visible_replies(fake))
 
     print(tally.line(plan))
@@ -448,13 +456,7 @@ async def test_http_interactions_lose_and_leak_nothing_under_429s_and_5xx(
                 assert response.status == 200 and (await response.json())["type"] == 5
                 sent.append(expected)
 
-            async def measure() -> Tally:
-                tally = await count("discord http", store, sent, visible_replies(fake))
-                if adapter.replies_in_flight:
-                    tally.lose(f"{adapter.replies_in_flight} replies still in flight")
-                return tally
-
-            await settle(measure, timeout=SETTLE_TIMEOUT)
+            await settled("discord http", adapter, store, fake, sent)
         tally = await count("discord http", store, sent, visible_replies(fake))
 
     print(tally.line(plan))
