@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from bot.errors import BackendUnavailable
 from bot.messages import Turn
@@ -115,3 +116,23 @@ class StatefulBackend:
 
 def failing(times: int, then: str = "recovered") -> ScriptedBackend:
     return ScriptedBackend("flaky", [BackendUnavailable("down")] * times, default=then)
+
+
+class InjectedFault(Protocol):
+    """One fault a fake platform server answers a request with."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def applied(self) -> bool:
+        """Whether the request takes effect before the error is answered."""
+        ...
+
+
+class FaultSource(Protocol):
+    """What the fake platform servers ask, request by request, whether to fail."""
+
+    def decide(self, key: str) -> InjectedFault | None:
+        """The fault for the request with this key (each fake documents its keys), or None."""

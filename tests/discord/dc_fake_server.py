@@ -10,8 +10,9 @@ messages by id; ``webhook_messages``: each interaction's messages by token, the
 original first) and, like Discord, answers a channel message sent again with the same
 ``nonce`` and ``enforce_nonce`` with the message already made. ``faults`` (a
 :class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``) makes a
-share of the REST calls fail: 429 (with ``Via``, as Discord's come) or a 5xx, answered
-before the call took effect or, when the fault says ``applied``, after it did.
+share of the REST calls (asked by the key ``METHOD /path``) fail: 429 (with ``Via``,
+as Discord's come) or a 5xx, answered before the call took effect or, when the fault
+says ``applied``, after it did.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import WSMsgType, web
+from fakes import FaultSource, InjectedFault
 from pydantic import SecretStr
 
 from bot.config import DiscordSettings
@@ -50,20 +52,6 @@ def user(user_id: int, name: str) -> dict[str, Any]:
         "global_name": None,
         "avatar": None,
     }
-
-
-class InjectedFault(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def retry_after(self) -> float: ...
-    @property
-    def applied(self) -> bool: ...
-
-
-class FaultSource(Protocol):
-    def decide(self, key: str) -> InjectedFault | None:
-        """The fault for the request with this key (``METHOD /path``), or None."""
 
 
 _SERVER_ERRORS = {

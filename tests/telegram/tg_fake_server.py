@@ -8,8 +8,9 @@ the 4096-character limit is enforced on the visible text, and errors can be scri
 (429 with ``retry_after``, 403 for a chat that blocked the bot, refused HTML).
 
 ``faults`` (a :class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``)
-makes a share of the calls fail: 429 with ``retry_after``, or a 5xx, answered before the
-call took effect or, when the fault says ``applied``, after it did (the answer was lost).
+makes a share of the calls (asked by the key ``method:chat_id``) fail: 429 with
+``retry_after``, or a 5xx, answered before the call took effect or, when the fault says
+``applied``, after it did (the answer was lost).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
+from fakes import FaultSource, InjectedFault
 
 TOKEN = "1000:TEST-token_abc"
 BOT = {
@@ -132,20 +134,6 @@ class Failure:
     chat_id: int | None
     times: int
     when: Callable[[Call], bool] | None = None
-
-
-class InjectedFault(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def retry_after(self) -> float: ...
-    @property
-    def applied(self) -> bool: ...
-
-
-class FaultSource(Protocol):
-    def decide(self, key: str) -> InjectedFault | None:
-        """The fault for the call with this key (``method:chat_id``), or None."""
 
 
 _SERVER_ERRORS = {
