@@ -2,13 +2,16 @@
 
 Interactive on a terminal: a prompt, the reply streaming in as it is written. With
 standard input from a pipe: each line is one message and its reply is printed, so
-``printf 'hi\\nwho are you?\\n' | personabridge chat`` works in scripts. The history
+``printf 'hi\\nwho are you?\\n' | personabridge chat`` works in scripts. Replies are
+separated by a blank line (a reply may have several lines); with ``json_lines`` each
+reply is one JSON object on one line instead (``personabridge chat --json``). The history
 lives in the store, so the next run continues it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from contextlib import aclosing
 from typing import TextIO
@@ -30,13 +33,16 @@ class ConsoleChat:
         stdin: TextIO,
         stdout: TextIO,
         interactive: bool,
+        json_lines: bool = False,
     ):
         self._engine = engine
         self._user_name = user_name
         self._stdin = stdin
         self._out = stdout
-        self._interactive = interactive
+        self._interactive = interactive and not json_lines
+        self._json = json_lines
         self._persona_name = "bot"
+        self._replies_shown = 0
 
     def _incoming(self, text: str) -> Incoming:
         return Incoming(
@@ -65,6 +71,7 @@ class ConsoleChat:
                 break
             if text:
                 await self._send(text, show=True)
+                self._replies_shown += 1
         if self._interactive:
             self._write("\n")
 
@@ -95,10 +102,23 @@ class ConsoleChat:
                         streamed = True
                 elif isinstance(event, ReplyDone):
                     self._persona_name = event.persona_name or self._persona_name
-                    if show:
+                    if show and self._json:
+                        self._write_json(text, event)
+                    elif show:
                         self._finish(event, streamed)
 
+    def _write_json(self, message: str, done: ReplyDone) -> None:
+        record = {
+            "message": message,
+            "reply": done.shown,
+            "kind": str(done.kind),
+            "persona": done.persona_name or self._persona_name,
+        }
+        self._write(json.dumps(record, ensure_ascii=False) + "\n")
+
     def _finish(self, done: ReplyDone, streamed: bool) -> None:
+        if not self._interactive and self._replies_shown:
+            self._write("\n")  # piped: a blank line between two replies
         if streamed and done.kind is ReplyKind.CHAT:
             self._write("\n")
         elif streamed:  # the stream broke off: say so on a line of its own

@@ -25,7 +25,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError, StoreError, UnknownPersona
 from bot.metrics import Metrics
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
@@ -132,7 +132,16 @@ def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
 
 
 def load_personas(settings: Settings) -> PersonaLibrary:
-    return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
+    """The persona cards of ``PERSONAS_DIR``; a ``DEFAULT_PERSONA`` that names none of
+    them is a setting error, named as such."""
+    try:
+        return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
+    except UnknownPersona as exc:
+        known = ", ".join(p.id for p in PersonaLibrary.from_directory(settings.personas_dir))
+        raise ConfigError(
+            f"PERSONABRIDGE_DEFAULT_PERSONA: no persona {exc.persona_id!r} in "
+            f"{settings.personas_dir} (known: {known})"
+        ) from exc
 
 
 async def purge_expired_periodically(

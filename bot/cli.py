@@ -8,6 +8,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from bot.app import PersonaBridge, build_store, install_stop_signals, load_personas
@@ -18,6 +19,13 @@ from bot.personas import Persona, export_toml, load_card
 log = logging.getLogger("personabridge")
 
 
+def _version() -> str:
+    try:
+        return metadata.version("personabridge")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="personabridge",
@@ -25,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and the terminal. Settings come from PERSONABRIDGE_* environment variables, "
         ".env and personabridge.toml (see the README).",
     )
+    parser.add_argument("--version", action="version", version=f"personabridge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
@@ -39,11 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="chat in the terminal",
         description="Chat with a persona in the terminal. The history is kept in the "
         "store and continues on the next run. With input from a pipe, each line is a "
-        "message and each reply is printed.",
+        "message and each reply is printed, a blank line between replies.",
     )
     chat.add_argument("--persona", metavar="ID", help="talk to this persona (see 'personas list')")
     chat.add_argument(
         "--as", dest="user", metavar="NAME", help="your name (default: your login name)"
+    )
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="print each reply as one JSON object per line (message, reply, kind, persona), "
+        "for scripts; without it, piped replies are separated by a blank line",
     )
 
     db = commands.add_parser(
@@ -71,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     imp = actions.add_parser(
         "import",
-        help="import a card (TOML, SillyTavern V2/V3 JSON or PNG)",
-        description="Import a persona card into the personas directory as TOML.",
+        help="import a card (TOML, or SillyTavern Character Card V1/V2/V3 as JSON or PNG)",
+        description="Import a persona card (TOML, or a SillyTavern Character Card V1, V2 or "
+        "V3 as JSON or PNG) into the personas directory as TOML. The default persona does "
+        "not change; a running server picks the new card up within a few seconds.",
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--id", dest="persona_id", help="the id to give it (default: from its name)")
@@ -92,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             asyncio.run(_run(settings))
         elif args.command == "chat":
-            return asyncio.run(_chat(settings, args.persona, args.user))
+            return asyncio.run(_chat(settings, args.persona, args.user, args.json))
         elif args.command == "db":
             return asyncio.run(_db(settings, args.action))
         else:
@@ -121,7 +138,9 @@ async def _run(settings: Settings) -> None:
         await bridge.serve(adapters, stop)
 
 
-async def _chat(settings: Settings, persona_id: str | None, user: str | None) -> int:
+async def _chat(
+    settings: Settings, persona_id: str | None, user: str | None, json_lines: bool = False
+) -> int:
     from adapters.console import ConsoleChat
 
     async with PersonaBridge(settings) as bridge:
@@ -135,6 +154,7 @@ async def _chat(settings: Settings, persona_id: str | None, user: str | None) ->
             stdin=sys.stdin,
             stdout=sys.stdout,
             interactive=sys.stdin.isatty(),
+            json_lines=json_lines,
         )
         await chat.run(persona_id)
     return 0
@@ -166,6 +186,8 @@ def _personas(settings: Settings, args: argparse.Namespace) -> int:
         for persona in library:
             default = " (default)" if persona is library.default else ""
             print(f"{persona.id}\t{persona.name}{default}\t{persona.backend}\t{persona.source}")
+        # on stderr: standard output stays one tab-separated line per persona
+        print(f"default persona: {library.default.id} ({library.default_reason})", file=sys.stderr)
         return 0
     print(_describe(library.get(args.id)))
     return 0
@@ -197,6 +219,15 @@ def _import(settings: Settings, file: Path, persona_id: str | None, force: bool)
     target.write_text(export_toml(persona), encoding="utf-8")
     load_card(target)  # what we wrote must load again
     print(f"imported {persona.name!r} as {persona.id} -> {target}")
+    library = load_personas(settings)
+    default = library.default
+    if default.id != persona.id:
+        print(
+            f"The default persona is still {default.id} ({library.default_reason}). "
+            f"Talk to this one with /persona {persona.id}, or "
+            f"'personabridge chat --persona {persona.id}'."
+        )
+    print("A running 'personabridge run' picks the card up within a few seconds.")
     return 0
 
 

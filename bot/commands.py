@@ -53,6 +53,9 @@ class Speaker:
     #: The account this speaker speaks for; None for a guest.
     account_id: str | None
     persona: Persona
+    #: The persona this speaker chose, when its card is gone (``persona`` is then the
+    #: default): replies say so until they choose another.
+    missing_persona: str | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -68,6 +71,19 @@ def parse_command(text: str) -> tuple[str, str] | None:
     if not name:
         return None
     return name, rest.strip()
+
+
+#: Commands that only show something: they do not spend the chat rate-limit budget.
+READ_ONLY_COMMANDS = frozenset({"help", "whoami", "personas"})
+
+
+def is_read_only(text: str) -> bool:
+    """``/help``, ``/whoami``, ``/personas``, and ``/persona`` without an argument."""
+    command = parse_command(text)
+    if command is None:
+        return False
+    name, args = command
+    return name in READ_ONLY_COMMANDS or (name == "persona" and not args)
 
 
 async def set_persona(store: Store, owner: OwnerId, persona_id: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from bot.commands import (
     PERSONA_PREFERENCE,
     CommandHandlers,
     Speaker,
+    is_read_only,
     parse_command,
     set_persona,
 )
@@ -72,6 +74,11 @@ WRITTEN_CHECK_SLACK = 4
 CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
+#: Shown after replies to someone whose chosen persona's card was removed.
+MISSING_PERSONA_NOTE = (
+    "\n\n(The persona {missing!r} you chose is no longer here, so {name} answered. "
+    "Send /personas to see who is, and /persona ID to choose.)"
+)
 #: Commands a guest may use when only linked accounts may chat.
 GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
 
@@ -122,6 +129,9 @@ class Engine:
         self._clock = clock
         rate = rate_limit or RateLimitSettings()
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
+        self._read_rate = RateLimiter(
+            per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic
+        )
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
         self._speakers = KeyedLocks()
@@ -200,13 +210,8 @@ class Engine:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
                                     done = await self._complete(prepared, "".join(parts), outcome)
-                                    if (
-                                        outcome.fallback
-                                        and self.settings.fallback_note
-                                        and done.kind is ReplyKind.CHAT
-                                    ):
+                                    if note := self._note(speaker, outcome, done):
                                         # not stored: the note is about this moment only
-                                        note = FALLBACK_NOTE.format(name=done.persona_name)
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
         except StoreError as exc:
@@ -217,17 +222,34 @@ class Engine:
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
+    def _note(self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone) -> str:
+        """What to add after a chat reply about this moment only."""
+        if done.kind is not ReplyKind.CHAT:
+            return ""
+        note = ""
+        if outcome.fallback and self.settings.fallback_note:
+            note += FALLBACK_NOTE.format(name=done.persona_name)
+        if speaker.missing_persona:
+            note += MISSING_PERSONA_NOTE.format(
+                missing=speaker.missing_persona, name=speaker.persona.name
+            )
+        return note
+
     async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
         denial = self._denial(incoming)
         if denial:
             return ReplyDone(denial, ReplyKind.DENIED)
         exempt = incoming.platform in self._rate_exempt
-        if not exempt and not self._rate.try_acquire(incoming.identity):
+        # Commands that only read have a budget of their own: asking /help or /whoami
+        # never costs a chat message (and a flood of them is still held back).
+        bucket = self._read_rate if is_read_only(incoming.text) else self._rate
+        if not exempt and not bucket.try_acquire(incoming.identity):
             self.metrics.rate_limited(incoming.platform)
-            wait = self._rate.retry_after(incoming.identity)
+            wait = max(1, math.ceil(bucket.retry_after(incoming.identity)))
             return ReplyDone(
-                f"Slow down a little — you can send another message in {wait:.0f} s.",
+                f"Slow down a little — you can send another message in {wait} s.",
                 ReplyKind.RATE_LIMITED,
+                retry_after=wait,
             )
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
@@ -287,7 +309,9 @@ class Engine:
             owner = account_owner(account_id)
             prefs = await self._retrying(lambda: self.store.get_preferences(owner))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
-        return Speaker(incoming, owner, account_id, self._persona_of(prefs))
+        chosen = prefs.get(PERSONA_PREFERENCE)
+        missing = chosen if chosen and self.personas.find(chosen) is None else None
+        return Speaker(incoming, owner, account_id, self._persona_of(prefs), missing)
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))

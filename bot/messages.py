@@ -162,6 +162,8 @@ class ReplyDone:
     kind: ReplyKind
     persona_name: str | None = None
     note: str = ""
+    #: For RATE_LIMITED: whole seconds until the speaker may send again.
+    retry_after: int | None = None
 
     @property
     def shown(self) -> str:

@@ -24,6 +24,9 @@ from bot.errors import PersonaError, UnknownPersona
 
 _MACRO = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
+#: The persona the project ships as its default: it stays the default whatever cards are
+#: imported next to it, unless ``DEFAULT_PERSONA`` names another.
+PROJECT_DEFAULT_PERSONA = "ada"
 #: The file kinds :func:`load_card` reads, by suffix.
 CARD_SUFFIXES = (".toml", ".json", ".png")
 _TEXT_FIELDS = (
@@ -82,47 +85,60 @@ class Persona:
 
 
 class PersonaLibrary:
-    """The personas of one directory, by id, in a stable order (file name)."""
+    """The personas of one directory, by id, in a stable order (file name).
+
+    The default is ``default_id`` when given, else the project's own default persona
+    (:data:`PROJECT_DEFAULT_PERSONA`), and only when that card is gone the first by file
+    name: importing a card never changes who new users meet. :meth:`replace_with` swaps
+    in a reloaded set, so whoever holds the library sees the new cards.
+    """
 
     def __init__(self, personas: Iterable[Persona], default_id: str | None = None):
-        self._by_id: dict[str, Persona] = {}
+        self.default_id = default_id
+        self._by_id, self._default = self._index(personas, default_id)
+
+    @staticmethod
+    def _index(
+        personas: Iterable[Persona], default_id: str | None
+    ) -> tuple[dict[str, Persona], Persona]:
+        by_id: dict[str, Persona] = {}
         for persona in personas:
-            if (first := self._by_id.get(persona.id)) is not None:
+            if (first := by_id.get(persona.id)) is not None:
                 raise PersonaError(
                     f"duplicate persona id {persona.id!r}, also used by {first.source or '?'}",
                     source=persona.source or None,
                     field="id",
                 )
-            self._by_id[persona.id] = persona
-        if not self._by_id:
+            by_id[persona.id] = persona
+        if not by_id:
             raise PersonaError("no personas were found")
-        if default_id is not None and default_id not in self._by_id:
+        if default_id is not None and default_id not in by_id:
             raise UnknownPersona(default_id)
-        self._default = self._by_id[default_id or next(iter(self._by_id))]
+        if default_id is None and PROJECT_DEFAULT_PERSONA in by_id:
+            default_id = PROJECT_DEFAULT_PERSONA
+        return by_id, by_id[default_id or next(iter(by_id))]
+
+    def replace_with(self, personas: Iterable[Persona]) -> None:
+        """Serve ``personas`` from now on (same default rule); on an error (a duplicate
+        id, the default persona missing) nothing changes."""
+        self._by_id, self._default = self._index(personas, self.default_id)
+
+    @property
+    def default_reason(self) -> str:
+        """Why the default is the default, for the people choosing it."""
+        if self.default_id is not None:
+            return "set by PERSONABRIDGE_DEFAULT_PERSONA"
+        if self._default.id == PROJECT_DEFAULT_PERSONA:
+            return "the project's default; PERSONABRIDGE_DEFAULT_PERSONA changes it"
+        return (
+            f"the first card by file name, as {PROJECT_DEFAULT_PERSONA}.toml is missing; "
+            "PERSONABRIDGE_DEFAULT_PERSONA makes it stay"
+        )
 
     @classmethod
     def from_directory(cls, directory: Path, default_id: str | None = None) -> PersonaLibrary:
-        """Load every card of ``directory`` in file-name order; the first is the default
-        unless ``default_id`` names another."""
-        try:
-            files = sorted(
-                (
-                    path
-                    for path in Path(directory).iterdir()
-                    if path.suffix.lower() in CARD_SUFFIXES
-                    and not path.name.startswith(".")
-                    and path.is_file()
-                ),
-                key=lambda path: path.name,
-            )
-        except OSError as exc:
-            raise PersonaError(f"cannot list personas: {exc}", source=str(directory)) from exc
-        if not files:
-            raise PersonaError(
-                "no personas were found (expected .toml, .json or .png cards)",
-                source=str(directory),
-            )
-        return cls([load_card(path) for path in files], default_id)
+        """Load every card of ``directory`` in file-name order."""
+        return cls([load_card(path) for path in card_files(directory)], default_id)
 
     def get(self, persona_id: str) -> Persona:
         """The persona with this id; :class:`~bot.errors.UnknownPersona` if none."""
@@ -144,6 +160,30 @@ class PersonaLibrary:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+
+def card_files(directory: Path) -> list[Path]:
+    """The card files of ``directory`` in file-name order (hidden files left out);
+    PersonaError when it cannot be listed or holds none."""
+    try:
+        files = sorted(
+            (
+                path
+                for path in Path(directory).iterdir()
+                if path.suffix.lower() in CARD_SUFFIXES
+                and not path.name.startswith(".")
+                and path.is_file()
+            ),
+            key=lambda path: path.name,
+        )
+    except OSError as exc:
+        raise PersonaError(f"cannot list personas: {exc}", source=str(directory)) from exc
+    if not files:
+        raise PersonaError(
+            "no personas were found (expected .toml, .json or .png cards)",
+            source=str(directory),
+        )
+    return files
 
 
 def load_card(path: Path, *, persona_id: str | None = None) -> Persona:

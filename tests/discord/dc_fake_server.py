@@ -181,7 +181,7 @@ class FakeDiscord:
     def find(self, method: str, pattern: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and re.search(pattern, c.path)]
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
         """Poll ``predicate`` until it gives something truthy, and return that."""
         async with asyncio.timeout(timeout):
             while not (result := predicate()):

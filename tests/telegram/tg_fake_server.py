@@ -255,7 +255,7 @@ class FakeBotApi:
         shown = self.chats.get(chat_id, {})
         return [shown[k] for k in sorted(shown)]
 
-    async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
         """Until ``condition()`` holds (checked after every call), or AssertionError."""
         async with self._changed:
             try:
