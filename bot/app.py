@@ -2,19 +2,22 @@
 
 ``Settings -> store, backends, personas, engine, enabled adapters``. :class:`PersonaBridge`
 owns them as one async context manager, with the background work they need (the purge
-of expired link codes and sessions); ``run`` starts every enabled adapter on the
-current event loop and serves until stopped.
+of expired link codes and sessions, reloading persona cards that change); ``serve``
+starts every enabled adapter on the current event loop and serves until stopped (an
+adapter whose platform is unreachable is retried in the background meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
@@ -25,8 +28,10 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import ConfigError, StoreError, UnknownPersona
+from bot.errors import ConfigError, PlatformUnreachable, StoreError, UnknownPersona
+from bot.health import AdapterHealth
 from bot.metrics import Metrics
+from bot.persona_watch import PersonaWatcher
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
 
@@ -181,9 +186,15 @@ class PersonaBridge:
         from adapters.web import PrometheusMetrics
 
         self.settings = settings
+        self.health = AdapterHealth()
+        self.startup_backoff = STARTUP_BACKOFF
         self.metrics = metrics if metrics is not None else PrometheusMetrics()
         self.store = store if store is not None else build_store(settings)
         self.personas = personas if personas is not None else load_personas(settings)
+        # only cards this process loaded from PERSONAS_DIR are watched there
+        self.persona_watcher = (
+            PersonaWatcher(self.personas, settings.personas_dir) if personas is None else None
+        )
         self.backends = backends if backends is not None else build_backends(settings)
         self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
@@ -222,6 +233,7 @@ class PersonaBridge:
             # closed first: summaries still being made need the backends and the store
             self._stack.push_async_callback(self.engine.aclose)
             self._stack.push_async_callback(self._stop_purging, self._start_purging())
+            await self._start_watching_personas()
         except BaseException:
             await self._stack.aclose()
             raise
@@ -230,6 +242,21 @@ class PersonaBridge:
     def _start_purging(self) -> asyncio.Task[None]:
         purging = purge_expired_periodically(self.store, self.settings.store.purge_interval)
         return asyncio.create_task(purging, name="purge expired codes and sessions")
+
+    async def _start_watching_personas(self) -> None:
+        interval = self.settings.personas_reload_interval
+        if self.persona_watcher is None or interval <= 0:
+            return
+        await self.persona_watcher.start()
+        task = asyncio.create_task(
+            self.persona_watcher.run(interval), name="reload changed persona cards"
+        )
+        self._stack.push_async_callback(self._stop_background, task)
+
+    @staticmethod
+    async def _stop_background(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        await asyncio.wait([task])
 
     @staticmethod
     async def _stop_purging(task: asyncio.Task[None]) -> None:
@@ -271,6 +298,7 @@ class PersonaBridge:
                     metrics=metrics,
                     extra_routes=routes,
                     telegram_bot_username=self.settings.telegram.bot_username,
+                    health=self.health,
                 )
             )
         elif routes:
@@ -281,13 +309,87 @@ class PersonaBridge:
         return adapters
 
     async def serve(self, adapters: Sequence[Adapter], stop: asyncio.Event) -> None:
-        """Start the adapters, wait for ``stop``, stop them in reverse order."""
+        """Start the adapters, wait for ``stop``, stop them in reverse order.
+
+        An adapter whose platform cannot be reached (:class:`PlatformUnreachable`) does
+        not stop the others: it is marked degraded in :attr:`health` and tried again in
+        the background, with backoff, until it starts or ``stop`` is set. Any other
+        error (a refused token, a port in use) stops the start."""
+        retrying: set[asyncio.Task[None]] = set()
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(_stop_tasks, retrying)
             for adapter in adapters:
-                await stack.enter_async_context(adapter)
+                self.health.mark(adapter.name, "starting")
+                try:
+                    await stack.enter_async_context(adapter)
+                except PlatformUnreachable as exc:
+                    self._degraded(adapter, exc, self.startup_backoff.first)
+                    task = asyncio.create_task(
+                        self._keep_trying(adapter, stop), name=f"start {adapter.name} again"
+                    )
+                    retrying.add(task)
+                    continue
+                self.health.mark(adapter.name, "ok")
                 log.info("%s adapter started", adapter.name)
             await stop.wait()
             log.info("stopping")
+
+    def _degraded(self, adapter: Adapter, exc: PlatformUnreachable, wait: float) -> None:
+        self.health.mark(adapter.name, "degraded", str(exc))
+        log.warning("%s adapter not started: %s (trying again in %.0f s)", adapter.name, exc, wait)
+
+    async def _keep_trying(self, adapter: Adapter, stop: asyncio.Event) -> None:
+        """Start ``adapter`` once its platform answers; serve with it until ``stop``."""
+        for wait in self.startup_backoff.waits():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                async with adapter:
+                    self.health.mark(adapter.name, "ok")
+                    log.info("%s adapter started", adapter.name)
+                    await stop.wait()
+                return
+            except PlatformUnreachable as exc:
+                self._degraded(adapter, exc, self.startup_backoff.next_after(wait))
+            except Exception:  # a refused token now, say: logged, and given up on
+                self.health.mark(adapter.name, "degraded", "failed to start; see the log")
+                log.exception("%s adapter could not start", adapter.name)
+                return
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits that double from ``first`` up to ``cap`` seconds."""
+
+    first: float = 5.0
+    cap: float = 300.0
+
+    def next_after(self, wait: float) -> float:
+        return min(self.cap, wait * 2)
+
+    def waits(self) -> Iterator[float]:
+        wait = self.first
+        while True:
+            yield wait
+            wait = self.next_after(wait)
+
+
+#: How an adapter whose platform was unreachable at start is tried again.
+STARTUP_BACKOFF = Backoff()
+
+
+async def _stop_tasks(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait for the retrying starts to leave (``stop`` is set); cancel stragglers."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=15.0)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -296,6 +296,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     personas_dir: FilePath = Path("./personas")
     default_persona: str | None = None
+    #: Seconds between two looks for added, edited or removed cards (0: never reload).
+    personas_reload_interval: float = Field(default=2.0, ge=0)
     web: WebSettings = WebSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -14,7 +14,8 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     ├── BackendError           a persona brain failed
     │   ├── BackendTimeout     no (further) reply within the configured time
     │   └── BackendUnavailable the backend refused or is switched off (transient)
-    └── AccessDenied           the speaker may not use the bot here
+    ├── AccessDenied           the speaker may not use the bot here
+    └── PlatformUnreachable    a platform (Telegram, Discord) cannot be reached at start
 
 Lower-layer exceptions (sqlite3, botocore, HTTP clients) are translated at the edge of
 the module that talks to them: ``raise StoreUnavailable(...) from exc``.
@@ -86,3 +87,9 @@ class BackendUnavailable(BackendError):
 
 class AccessDenied(PersonaBridgeError):
     """The speaker may not use the bot in this place."""
+
+
+class PlatformUnreachable(PersonaBridgeError):
+    """An adapter could not reach its platform while starting (no route, refused
+    connection, timeout, 5xx): transient, so it is tried again in the background. A
+    token the platform *refuses* is a :class:`ConfigError` instead."""

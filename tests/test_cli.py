@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,24 @@ def test_bad_setting_fails_at_start_naming_it(env: dict[str, str]) -> None:
 def test_help_everywhere(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+# -- the web server cannot listen: one line naming the setting, exit 2 -------------------------
+
+
+def test_a_port_in_use_is_one_line_naming_the_setting(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("run", env={**env, "PERSONABRIDGE_WEB__PORT": str(port)})
+    assert result.returncode == 2
+    assert result.stderr == f"personabridge: PERSONABRIDGE_WEB__PORT: {port} is already in use\n"
+
+
+def test_a_host_that_is_not_this_machines_names_the_setting(env: dict[str, str]) -> None:
+    # 192.0.2.1 is TEST-NET-1: never an address of this machine, and nothing is sent to it
+    result = run_cli("run", env={**env, "PERSONABRIDGE_WEB__HOST": "192.0.2.1"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("personabridge: PERSONABRIDGE_WEB__HOST: '192.0.2.1'")
+    assert len(result.stderr.splitlines()) == 1

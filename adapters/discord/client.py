@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -23,7 +24,7 @@ from discord.http import Route
 
 from adapters.discord.options import DiscordOptions
 from bot.config import DiscordSettings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, PlatformUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,11 @@ class Gateway:
         except discord.LoginFailure as exc:
             await self.client.close()
             raise ConfigError("PERSONABRIDGE_DISCORD__TOKEN was refused by Discord") from exc
+        except (OSError, aiohttp.ClientError, TimeoutError, discord.DiscordServerError) as exc:
+            await self.client.close()
+            raise PlatformUnreachable(
+                f"cannot reach Discord at {Route.BASE}: {type(exc).__name__}: {exc}"
+            ) from exc
         except BaseException:
             await self.client.close()
             raise

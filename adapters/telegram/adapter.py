@@ -25,7 +25,7 @@ from typing import Any, Self
 
 from aiohttp import web
 from telegram import BotCommand, Update
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from adapters.telegram.delivery import Outbox
@@ -37,7 +37,7 @@ from adapters.telegram.transport import AiohttpRequest
 from bot.commands import COMMANDS
 from bot.config import TelegramSettings, WebSettings
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, PlatformUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,17 @@ class TelegramAdapter:
         self._pacer = ChatPacer()
         self.application: TgApplication | None = None
         self._handler: UpdateHandler | None = None
+        self._requests: list[AiohttpRequest] = []
         self.username: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
     def _build(self) -> TgApplication:
         options = self.options
+        main_request = AiohttpRequest(
+            connection_pool_size=options.connection_pool_size, pool_timeout=options.pool_timeout
+        )
+        polling_request: AiohttpRequest | None = None
         builder = (
             ApplicationBuilder()
             .token(self._token)
@@ -110,22 +115,19 @@ class TelegramAdapter:
                     options.max_concurrent_updates, max_queued=options.max_queued_per_chat
                 )
             )
-            .request(
-                AiohttpRequest(
-                    connection_pool_size=options.connection_pool_size,
-                    pool_timeout=options.pool_timeout,
-                )
-            )
+            .request(main_request)
             .job_queue(None)
         )
         if self.mode == "webhook":
             builder = builder.updater(None)
         else:
             # One connection for the long poll, whose HTTP read must outlast the poll.
-            builder = builder.get_updates_request(
-                AiohttpRequest(connection_pool_size=1, read_timeout=options.poll_timeout + 10)
+            polling_request = AiohttpRequest(
+                connection_pool_size=1, read_timeout=options.poll_timeout + 10
             )
+            builder = builder.get_updates_request(polling_request)
         app: TgApplication = builder.build()
+        self._requests = [r for r in (main_request, polling_request) if r is not None]
         outbox = Outbox(app.bot, self._pacer, options)
         self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
         app.add_handler(TypeHandler(Update, self._handler))
@@ -139,6 +141,8 @@ class TelegramAdapter:
                 await app.initialize()
             except InvalidToken as exc:
                 raise ConfigError("PERSONABRIDGE_TELEGRAM__TOKEN: Telegram refused it") from exc
+            except NetworkError as exc:  # also TimedOut; a refused token is InvalidToken
+                raise PlatformUnreachable(f"cannot reach Telegram at {self._api}: {exc}") from exc
             assert self._handler is not None
             self._handler.me = BotIdentity(app.bot.id, app.bot.username)
             self.username = app.bot.username
@@ -166,6 +170,10 @@ class TelegramAdapter:
         if app.running:
             await app.stop()
         await app.shutdown()
+        # PTB shuts down only what initialize() completed: after a failed start our
+        # transports' sessions would stay open ("Unclosed client session").
+        for request in self._requests:
+            await request.shutdown()
 
     async def _register_commands(self, app: TgApplication) -> None:
         commands = [

@@ -7,7 +7,9 @@ and port, on the running event loop beside the other adapters (never
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Self
 
@@ -18,6 +20,8 @@ from adapters.web.metrics import PrometheusMetrics
 from auth import AccountService
 from bot.config import WebSettings
 from bot.engine import Engine
+from bot.errors import ConfigError
+from bot.health import AdapterHealth
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class WebAdapter:
         access_log: bool = True,
         reuse_port: bool = False,
         shutdown_timeout: float = 10.0,
+        health: AdapterHealth | None = None,
     ):
         self.settings = settings
         self.app = create_app(
@@ -54,6 +59,7 @@ class WebAdapter:
             telegram_bot_username=telegram_bot_username,
             extra_routes=extra_routes,
             client_max_size=client_max_size,
+            health=health,
         )
         self._access_log = access_log
         self._reuse_port = reuse_port
@@ -84,6 +90,9 @@ class WebAdapter:
                 runner, self.settings.host, self.settings.port, reuse_port=self._reuse_port or None
             )
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise self._listen_error(exc) from exc
         except BaseException:
             await runner.cleanup()
             raise
@@ -91,6 +100,28 @@ class WebAdapter:
         self.port = _bound_port(runner)
         log.info("web server listening on %s", self.url)
         return self
+
+    def _listen_error(self, exc: OSError) -> ConfigError:
+        """A setting's fault, said in one line naming it (the port taken, the host
+        unknown or not this machine's), instead of a traceback."""
+        host, port = self.settings.host, self.settings.port
+        if isinstance(exc, socket.gaierror):
+            return ConfigError(f"PERSONABRIDGE_WEB__HOST: cannot resolve {host!r} ({exc.strerror})")
+        if exc.errno == errno.EADDRINUSE:
+            return ConfigError(f"PERSONABRIDGE_WEB__PORT: {port} is already in use")
+        if exc.errno == errno.EACCES:
+            return ConfigError(
+                f"PERSONABRIDGE_WEB__PORT: no permission to listen on {port} "
+                "(ports below 1024 need privileges)"
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return ConfigError(
+                f"PERSONABRIDGE_WEB__HOST: {host!r} is not an address of this machine"
+            )
+        reason = exc.strerror or str(exc)
+        return ConfigError(
+            f"PERSONABRIDGE_WEB__HOST/PORT: cannot listen on {host}:{port}: {reason}"
+        )
 
     async def __aexit__(self, *exc_info: object) -> None:
         runner, self._runner = self._runner, None

@@ -21,6 +21,7 @@ from adapters.web.csrf import csrf_middleware
 from adapters.web.keys import (
     ACCOUNTS,
     ENGINE,
+    HEALTH,
     METRICS,
     OPTIONS,
     PAGE_CACHE,
@@ -40,6 +41,7 @@ from adapters.web.render import build_templates
 from auth import AccountService
 from bot.config import WebSettings
 from bot.engine import Engine
+from bot.health import AdapterHealth
 from bot.limits import RateLimiter
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,6 +60,7 @@ def create_app(
     client_max_size: int = MAX_BODY,
     chat_max_chars: int = 4000,
     signups_per_hour: int = 20,
+    health: AdapterHealth | None = None,
 ) -> web.Application:
     """Build the web application.
 
@@ -87,6 +90,7 @@ def create_app(
     app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
     app[TEMPLATES] = build_templates()
     app[PAGE_CACHE] = PageCache()
+    app[HEALTH] = health if health is not None else AdapterHealth()
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)

@@ -13,6 +13,7 @@ from adapters.web.metrics import PrometheusMetrics
 from adapters.web.pagecache import PageCache
 from auth import AccountService
 from bot.engine import Engine
+from bot.health import AdapterHealth
 from bot.limits import RateLimiter
 from bot.store.base import Account
 
@@ -55,6 +56,8 @@ METRICS = web.AppKey("metrics", PrometheusMetrics)
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
 #: Chat replies in flight, owned by the app (awaited at shutdown).
 REPLY_TASKS = web.AppKey("reply_tasks", ReplyTasks)
+#: What every adapter of this process is doing, for /healthz.
+HEALTH = web.AppKey("health", AdapterHealth)
 #: New accounts per client address: each costs a password hash.
 SIGNUP_LIMITER = web.AppKey("signup_limiter", RateLimiter)
 

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from adapters.web.keys import ENGINE, METRICS
+from adapters.web.keys import ENGINE, HEALTH, METRICS
 from bot.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -20,9 +20,21 @@ routes = web.RouteTableDef()
 HEALTH_TIMEOUT = 2.0
 
 
+def adapter_states(request: web.Request) -> dict[str, dict[str, str]]:
+    """Each adapter's state (``ok``, ``starting``, ``degraded`` with why)."""
+    states = request.app[HEALTH].snapshot()
+    return {
+        name: {"state": s.state, **({"detail": s.detail} if s.detail else {})}
+        for name, s in states.items()
+    }
+
+
 @routes.get("/healthz", name="healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the store answers a ping within the timeout, else 503."""
+    """200 when the store answers a ping within the timeout, else 503. The body names
+    each adapter's state; a degraded platform adapter (its platform unreachable, tried
+    again in the background) makes ``status`` read ``degraded`` but keeps the 200: the
+    rest of the process serves, and a load balancer must not take it out for that."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             await request.app[ENGINE].store.ping()
@@ -33,7 +45,14 @@ async def healthz(request: web.Request) -> web.Response:
             status=503,
             headers={"Cache-Control": "no-store", "Retry-After": "5"},
         )
-    return web.json_response({"status": "ok", "store": "ok"}, headers={"Cache-Control": "no-store"})
+    degraded = request.app[HEALTH].degraded
+    body = {
+        "status": "degraded" if degraded else "ok",
+        "store": "ok",
+        "adapters": adapter_states(request),
+        **({"degraded": degraded} if degraded else {}),
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/metrics", name="metrics")

@@ -161,6 +161,8 @@ class FakeBotApi:
     webhook: dict[str, Any] = field(default_factory=dict)
     url: str = ""
     faults: FaultSource | None = None
+    #: The port to listen on (0: any free one).
+    port: int = 0
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -178,7 +180,7 @@ class FakeBotApi:
         app.router.add_post("/bot{token}/{method}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
