@@ -39,6 +39,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from bot.config_names import check_environment_names, check_file_names, file_location
 from bot.errors import ConfigError
 
 ENV_PREFIX = "PERSONABRIDGE_"
@@ -373,6 +374,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool 
     explicit_file = ENV_PREFIX + "CONFIG" in environ
     if explicit_file and not config_file.is_file():
         raise ConfigError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+    check_environment_names(environ, ENV_PREFIX, Settings)
     try:
         layers: list[dict[str, Any]] = []
         if config_file.is_file():
@@ -397,14 +399,27 @@ def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool 
 
 
 def _toml_layer(config_file: Path) -> dict[str, Any]:
+    """The file's settings, checked on their own, so that a mistake in the file is
+    named as it is written there (``personabridge.toml: [web] port: ...``)."""
     try:
-        return TomlConfigSettingsSource(Settings, toml_file=config_file)()
+        values = TomlConfigSettingsSource(Settings, toml_file=config_file)()
     except (ValueError, OSError) as exc:  # unreadable or invalid TOML (or not UTF-8)
         raise ConfigError(f"cannot read settings from {config_file}: {exc}") from exc
     except RecursionError as exc:  # arrays or tables nested thousands deep
         raise ConfigError(f"cannot read settings from {config_file}: nested too deeply") from exc
+    check_file_names(values, Settings, str(config_file))
+    try:
+        Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{file_location(error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"{config_file}: {problems}") from exc
+    return values
 
 
 def _dotenv_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     env_file = environ.get(ENV_PREFIX + "ENV_FILE", ".env")
-    return _DotEnvSource(Settings, env_file=env_file)()
+    source = _DotEnvSource(Settings, env_file=env_file)
+    check_environment_names(source.env_vars, ENV_PREFIX, Settings, where=f"{env_file}: ")
+    return source()

@@ -160,3 +160,64 @@ def test_a_host_that_is_not_this_machines_names_the_setting(env: dict[str, str])
     assert result.returncode == 2
     assert result.stderr.startswith("personabridge: PERSONABRIDGE_WEB__HOST: '192.0.2.1'")
     assert len(result.stderr.splitlines()) == 1
+
+
+# -- the first hour: default persona, import, piped output, version --------------------------
+
+
+def test_an_unknown_default_persona_names_the_setting(env: dict[str, str]) -> None:
+    result = run_cli("personas", "list", env={**env, "PERSONABRIDGE_DEFAULT_PERSONA": "bob"})
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "personabridge: PERSONABRIDGE_DEFAULT_PERSONA: no persona 'bob'"
+    )
+    assert "ada" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_importing_a_card_that_sorts_first_keeps_the_default(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    target_dir = tmp_path / "personas"
+    shutil.copytree(ROOT / "personas", target_dir)
+    env = {**env, "PERSONABRIDGE_PERSONAS_DIR": str(target_dir)}
+    card = tmp_path / "aaron.json"
+    card.write_text(json.dumps({"name": "Aaron", "description": "First by name."}))  # V1
+    result = run_cli("personas", "import", str(card), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "The default persona is still ada" in result.stdout
+    assert "/persona aaron" in result.stdout
+    listed = run_cli("personas", "list", env=env)
+    rows = {line.split("\t")[0]: line for line in listed.stdout.splitlines()}
+    assert "(default)" in rows["ada"] and "(default)" not in rows["aaron"]
+    assert "default persona: ada" in listed.stderr
+    chat = run_cli("chat", "--as", "Kim", stdin="/whoami\n", env=env)
+    assert "(ada)" in chat.stdout
+
+
+def test_piped_replies_are_separated_by_a_blank_line(env: dict[str, str]) -> None:
+    result = run_cli("chat", "--as", "Pia", stdin="/help\n/personas\n", env=env)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split("\n\n")
+    assert first.startswith("You are talking to") and "/forget" in first
+    assert "Captain Morrow" in second
+
+
+def test_chat_json_prints_one_object_per_reply(env: dict[str, str]) -> None:
+    import json
+
+    result = run_cli("chat", "--json", "--as", "Jo", stdin="/whoami\nWhat is Docker?\n", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    whoami, chat = (json.loads(line) for line in lines)
+    assert whoami["message"] == "/whoami" and whoami["kind"] == "command"
+    assert chat["message"] == "What is Docker?" and chat["kind"] == "chat"
+    assert chat["persona"] == "Professor Ada" and chat["reply"]
+
+
+def test_version(env: dict[str, str]) -> None:
+    result = run_cli("--version", env=env)
+    assert result.returncode == 0 and result.stdout.startswith("personabridge ")

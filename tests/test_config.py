@@ -133,3 +133,88 @@ def test_lists_are_comma_separated() -> None:
         {"PERSONABRIDGE_ACCESS__ALLOW_USERS": "telegram:1, discord:2,"}, use_dotenv=False
     )
     assert s.access.allow_users == ("telegram:1", "discord:2")
+
+
+# -- names that are no setting are refused, named where they were written -----------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            "[wbe]\nport = 9000\n", "[wbe]: unknown section (did you mean 'web'?)", id="section"
+        ),
+        pytest.param('colour = "blue"\n', "colour: unknown key", id="top-level-key"),
+        pytest.param(
+            "[web]\nprot = 9000\n", "[web] prot: unknown key (did you mean 'port'?)", id="key"
+        ),
+        pytest.param(
+            '[web]\nport = "x"\n', "[web] port: Input should be a valid integer", id="type"
+        ),
+        pytest.param('log_level = "LOUD"\n', "log_level: Input should be", id="top-level-type"),
+    ],
+)
+def test_the_toml_file_refuses_unknown_names_naming_file_and_key(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "personabridge.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PERSONABRIDGE_CONFIG": str(config)}, use_dotenv=False)
+    assert str(caught.value).startswith(f"{config}: {message}")
+    assert "PERSONABRIDGE_" not in str(caught.value), "the file's words, not the environment's"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param(
+            "PERSONABRIDGE_WBE__PORT",
+            "PERSONABRIDGE_WBE__PORT: unknown setting (did you mean PERSONABRIDGE_WEB__PORT?)",
+            id="section",
+        ),
+        pytest.param(
+            "PERSONABRIDGE_WEB__PROT",
+            "PERSONABRIDGE_WEB__PROT: unknown setting (did you mean PERSONABRIDGE_WEB__PORT?)",
+            id="key",
+        ),
+        pytest.param("PERSONABRIDGE_COLOUR", "PERSONABRIDGE_COLOUR: unknown setting", id="top"),
+    ],
+)
+def test_unknown_environment_names_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: "1"}, use_dotenv=False)
+    assert str(caught.value) == message
+
+
+def test_unknown_names_in_the_dotenv_file_name_the_file(tmp_path: Path) -> None:
+    dotenv = tmp_path / "settings.env"
+    dotenv.write_text("PERSONABRIDGE_WEB__PORT=9000\nPERSONABRIDGE_WBE__HOST=x\nOTHER=1\n")
+    with pytest.raises(ConfigError, match=r"settings\.env: PERSONABRIDGE_WBE__HOST: unknown"):
+        load_settings({"PERSONABRIDGE_ENV_FILE": str(dotenv)})
+
+
+def test_the_meta_names_and_other_programs_variables_are_not_settings_but_fine(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[web]\nport = 9001\n")
+    env = {"PERSONABRIDGE_CONFIG": str(config), "PERSONABRIDGE_ENV_FILE": "none", "HOME": "/x"}
+    assert load_settings(env).web.port == 9001
+
+
+async def test_dynamodb_without_any_region_names_the_setting_and_how_to_set_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.store.dynamodb import DynamoStore
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no region from the network
+    with pytest.raises(ConfigError) as caught:
+        async with DynamoStore("personabridge", endpoint_url="http://127.0.0.1:9", region=None):
+            pass
+    message = str(caught.value)
+    assert message.startswith("PERSONABRIDGE_STORE__DYNAMODB_REGION: ")
+    assert "set PERSONABRIDGE_STORE__DYNAMODB_REGION" in message and "AWS_REGION" in message

@@ -22,11 +22,22 @@ from typing import Final, Protocol, cast
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import xform_name  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    NoRegionError,
+)
 
-from bot.errors import StoreError, StoreUnavailable
+from bot.errors import ConfigError, StoreError, StoreUnavailable
 from bot.store.dynamo.codec import Item, Wire, from_wire, to_wire
 from bot.store.dynamo.keys import Key
+
+#: No region in the settings and none in AWS's usual places.
+NO_REGION = (
+    "PERSONABRIDGE_STORE__DYNAMODB_REGION: no AWS region is set for the DynamoDB table: "
+    "set PERSONABRIDGE_STORE__DYNAMODB_REGION (for example eu-west-1), or AWS_REGION, "
+    "or a region in ~/.aws/config"
+)
 
 #: Error codes (of a call or of one item of a cancelled transaction) that mean "slow down".
 THROTTLED: Final = frozenset(
@@ -172,6 +183,8 @@ class Table:
             client = cast(_Client, await stack.enter_async_context(creator))
         except BaseException as exc:
             await stack.aclose()
+            if isinstance(exc, NoRegionError):
+                raise ConfigError(NO_REGION) from exc
             if isinstance(exc, BotoCoreError):
                 raise StoreUnavailable(f"cannot set up the DynamoDB client: {exc}") from exc
             raise
