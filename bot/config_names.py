@@ -73,9 +73,7 @@ def check_file_names(values: Mapping[str, Any], model: type[BaseModel], file: st
         if key not in model.model_fields:
             kind = "section" if isinstance(value, Mapping) else "key"
             label = f"[{key}]" if kind == "section" else key
-            raise ConfigError(
-                f"{file}: {label}: unknown {kind}{_hint(key, model.model_fields)}"
-            )
+            raise ConfigError(f"{file}: {label}: unknown {kind}{_hint(key, model.model_fields)}")
         sub = _submodel(model, key)
         if sub is None or not isinstance(value, Mapping):
             continue

@@ -74,6 +74,8 @@ WRITTEN_CHECK_SLACK = 4
 CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
+#: How many times the chat rate limit read-only commands (/help, /whoami, ...) get.
+READ_BUDGET = 4
 #: Shown after replies to someone whose chosen persona's card was removed.
 MISSING_PERSONA_NOTE = (
     "\n\n(The persona {missing!r} you chose is no longer here, so {name} answered. "
@@ -129,8 +131,12 @@ class Engine:
         self._clock = clock
         rate = rate_limit or RateLimitSettings()
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
+        # Commands that only read are cheap: a budget of their own, READ_BUDGET times
+        # as large, so asking never costs a chat message and a flood is still held back.
         self._read_rate = RateLimiter(
-            per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic
+            per_second=READ_BUDGET * rate.per_minute / 60,
+            burst=READ_BUDGET * rate.burst,
+            clock=monotonic,
         )
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
@@ -240,8 +246,6 @@ class Engine:
         if denial:
             return ReplyDone(denial, ReplyKind.DENIED)
         exempt = incoming.platform in self._rate_exempt
-        # Commands that only read have a budget of their own: asking /help or /whoami
-        # never costs a chat message (and a flood of them is still held back).
         bucket = self._read_rate if is_read_only(incoming.text) else self._rate
         if not exempt and not bucket.try_acquire(incoming.identity):
             self.metrics.rate_limited(incoming.platform)

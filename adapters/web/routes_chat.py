@@ -135,7 +135,9 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     await emit("delta", {"text": event.text})
                 else:
-                    done = {"text": event.shown, "kind": str(event.kind)}
+                    done: dict[str, Any] = {"text": event.shown, "kind": str(event.kind)}
+                    if event.retry_after is not None:  # rate limited: when to send again
+                        done["retry_after"] = event.retry_after
                     await emit("done", {**done, "persona": event.persona_name})
                 if not connected:
                     return response

@@ -107,6 +107,8 @@ OUR_ELEMENTS = frozenset(
         "textarea",
         "div",
         "small",
+        "details",
+        "summary",
     ]
 )
 URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "data-copy", "srcdoc"})

@@ -2,6 +2,8 @@
 // The server answers POST /chat/send with Server-Sent Events ("delta" events, then one
 // "done") in the body of that response, read here with fetch. All text goes into the
 // page through textContent: nothing a persona or a user wrote is ever parsed as HTML.
+// What is typed is kept (sessionStorage) until it is sent: a message the rate limit
+// held back goes back into the composer, and survives a reload.
 "use strict";
 
 (() => {
@@ -14,7 +16,62 @@
   if (!log || !composer) return;
   const personaName = log.dataset.persona;
   const userName = log.dataset.user;
+  const sendButton = document.getElementById("send");
+  const DRAFT = "personabridge-chat-draft";
   let busy = false;
+  let holdTimer = null;
+
+  function scrollToEnd() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function saveDraft() {
+    try {
+      if (message.value) sessionStorage.setItem(DRAFT, message.value);
+      else sessionStorage.removeItem(DRAFT);
+    } catch (_) { /* storage off: the composer still holds the text */ }
+  }
+
+  function restoreDraft() {
+    try {
+      const draft = sessionStorage.getItem(DRAFT);
+      if (draft && !message.value) message.value = draft;
+    } catch (_) { /* storage off */ }
+  }
+
+  // A line from PersonaBridge itself (not the persona): the rate limit, mostly.
+  function systemNotice(text) {
+    const item = document.createElement("li");
+    item.className = "turn system";
+    item.setAttribute("role", "status");
+    const body = document.createElement("p");
+    body.className = "text";
+    body.textContent = text;
+    item.append(body);
+    log.append(item);
+    scrollToEnd();
+    return body;
+  }
+
+  // Sending waits until the rate limit allows it again; the notice counts down.
+  function holdSending(seconds, notice) {
+    let left = Math.max(1, Math.ceil(seconds));
+    clearInterval(holdTimer);
+    sendButton.disabled = true;
+    const say = () => {
+      notice.textContent = "You are sending faster than the chat allows. Your message is " +
+        "back in the box below: you can send it in " + left + " s.";
+    };
+    say();
+    holdTimer = setInterval(() => {
+      left -= 1;
+      if (left > 0) { say(); return; }
+      clearInterval(holdTimer);
+      holdTimer = null;
+      notice.textContent = "You can send again now.";
+      if (!busy) sendButton.disabled = false;
+    }, 1000);
+  }
 
   function bubble(role, author, text) {
     const item = document.createElement("li");
@@ -27,7 +84,7 @@
     body.textContent = text;
     item.append(who, body);
     log.append(item);
-    item.scrollIntoView({ block: "end" });
+    scrollToEnd();
     return item;
   }
 
@@ -61,16 +118,22 @@
   function setBusy(value, text) {
     busy = value;
     status.textContent = text || "";
-    for (const button of document.querySelectorAll(".chat-send button")) button.disabled = value;
+    for (const button of document.querySelectorAll(".chat-send button")) {
+      button.disabled = value || (button === sendButton && holdTimer !== null);
+    }
   }
 
   async function send(text, kind) {
     if (busy) return;
-    if (kind === "send") bubble("user", userName, text);
+    const mine = kind === "send" ? bubble("user", userName, text) : null;
+    let replaced = null;
     if (kind === "retry") {
       const replies = log.querySelectorAll(".turn.assistant");
       const last = replies[replies.length - 1];
-      if (last && last === log.lastElementChild) last.remove();
+      if (last && last === log.lastElementChild) {
+        replaced = last;
+        last.remove();
+      }
     }
     const reply = bubble("assistant pending", personaName, "");
     const replyText = reply.querySelector(".text");
@@ -95,6 +158,11 @@
         let problem = "Sending failed (" + response.status + ").";
         try { problem = (await response.json()).error || problem; } catch (_) { /* not JSON */ }
         reply.remove();
+        if (mine) {
+          mine.remove();
+          message.value = message.value || text;
+          saveDraft();
+        }
         setBusy(false, problem);
         return;
       }
@@ -102,7 +170,18 @@
       await readEvents(response, ({ event, data }) => {
         if (event === "delta") {
           replyText.textContent += data.text;
-          reply.scrollIntoView({ block: "end" });
+          scrollToEnd();
+        } else if (event === "done" && data.kind === "rate_limited") {
+          // Not the persona speaking, and nothing was kept: give the text back.
+          finished = true;
+          reply.remove();
+          if (mine) mine.remove();
+          if (replaced) log.append(replaced);
+          if (kind === "send") {
+            message.value = text + (message.value ? "\n" + message.value : "");
+            saveDraft();
+          }
+          holdSending(data.retry_after || 1, systemNotice(""));
         } else if (event === "done" || event === "error") {
           finished = true;
           replyText.textContent = data.text;
@@ -110,14 +189,27 @@
           if (event === "error" || (data.kind && data.kind !== "chat")) {
             reply.classList.add(data.kind === "command" ? "command" : "notice");
           }
+          if (kind === "retry" && data.kind === "chat") {
+            const mark = document.createElement("span");
+            mark.className = "mark";
+            mark.textContent = "regenerated";
+            mark.title = "Written again by Retry";
+            reply.querySelector(".author").after(mark);
+          }
           if (kind === "reset" && data.kind === "command") {
             log.replaceChildren(reply);
           }
+          scrollToEnd();
         }
       });
       setBusy(false, finished ? "" : "The reply was cut off. Try Retry.");
     } catch (error) {
       reply.remove();
+      if (mine) {
+        mine.remove();
+        message.value = message.value || text;
+        saveDraft();
+      }
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
   }
@@ -128,7 +220,11 @@
       const kind = form.dataset.kind;
       const text = kind === "send" ? message.value.trim() : form.elements.text.value;
       if (!text) return;
-      if (kind === "send") message.value = "";
+      if (kind === "send") {
+        if (holdTimer !== null) return;  // held back by the rate limit: the text stays
+        message.value = "";
+        saveDraft();
+      }
       send(text, kind);
     });
   }
@@ -140,6 +236,10 @@
       composer.requestSubmit();
     }
   });
+
+  message.addEventListener("input", saveDraft);
+  restoreDraft();
+  scrollToEnd();
 
   if (personaSelect) {
     personaSelect.addEventListener("change", () => personaSelect.form.requestSubmit());
