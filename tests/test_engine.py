@@ -412,6 +412,42 @@ async def test_rate_limit_gives_a_friendly_reply(store: MemoryStore) -> None:
     assert len(window.turns) == 6  # limited messages are not stored
 
 
+@pytest.mark.parametrize("platform", ["telegram", "discord", "web"])
+async def test_read_only_commands_do_not_spend_the_chat_budget(
+    store: MemoryStore, platform: str
+) -> None:
+    engine = build_engine(store, WindowEcho(), rate_limit=RateLimitSettings(per_minute=1, burst=2))
+    for text in ("/help", "/whoami", "/personas", "/persona", "/help", "/whoami"):
+        assert (await reply(engine, dm("alice", text, platform))).kind is ReplyKind.COMMAND
+    kinds = [(await reply(engine, dm("alice", f"m{n}", platform))).kind for n in range(3)]
+    assert kinds == [ReplyKind.CHAT, ReplyKind.CHAT, ReplyKind.RATE_LIMITED]
+    # switching persona writes: it spends the chat budget like a message
+    assert (await reply(engine, dm("alice", "/persona morrow", platform))).kind is (
+        ReplyKind.RATE_LIMITED
+    )
+
+
+async def test_read_only_commands_have_a_budget_of_their_own(store: MemoryStore) -> None:
+    engine = build_engine(store, WindowEcho(), rate_limit=RateLimitSettings(per_minute=1, burst=1))
+    kinds = [(await reply(engine, dm("alice", "/help"))).kind for _ in range(5)]
+    assert kinds == [ReplyKind.COMMAND] * 4 + [ReplyKind.RATE_LIMITED]
+
+
+async def test_the_wait_is_rounded_up_never_zero_seconds(store: MemoryStore) -> None:
+    now = [100.0]
+    engine = build_engine(
+        store,
+        WindowEcho(),
+        rate_limit=RateLimitSettings(per_minute=60, burst=1),
+        monotonic=lambda: now[0],
+    )
+    assert (await reply(engine, dm("alice", "one"))).kind is ReplyKind.CHAT
+    now[0] += 0.9  # 0.1 s to go: "in 0 s" before, "in 1 s" now
+    limited = await reply(engine, dm("alice", "two"))
+    assert limited.kind is ReplyKind.RATE_LIMITED and limited.retry_after == 1
+    assert "in 1 s" in limited.text and "0 s" not in limited.text
+
+
 @pytest.mark.parametrize(
     ("access", "incoming", "allowed"),
     [
