@@ -73,10 +73,15 @@ async def test_a_rate_limited_message_stays_in_the_composer_as_a_system_notice(
     await expect(page).to_have_title("Chat with Professor Ada · PersonaBridge")
 
     await say(page, "What is Docker?")  # 1 of the burst
-    await page.click("#retry")  # 2: Retry writes the reply again, and says so
-    await expect(page.locator(".turn.assistant").last.locator(".mark")).to_have_text(
-        "regenerated", timeout=20_000
-    )
+    await say(page, "/whoami")
+    await page.click("#retry")  # 2: Retry writes the reply again, in its place, and says so
+    regenerated = page.locator(".turn.assistant:has(.mark)")
+    await expect(regenerated.locator(".mark")).to_have_text("regenerated", timeout=20_000)
+    await expect(page.locator(".turn.pending")).to_have_count(0, timeout=20_000)
+    order = await page.locator(".turn .text").all_inner_texts()
+    asked = order.index("What is Docker?")
+    assert order[asked + 2] == "/whoami", "the reply to Docker was replaced where it was"
+    assert "You are Rita" in order[asked + 3], "the command's answer stays"
     for command in ("/help", "/whoami", "/personas", "/persona", "/help"):  # free: they only read
         await say(page, command)
     await say(page, "How do I test asyncio code?")  # 3: the last of the burst

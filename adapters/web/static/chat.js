@@ -73,6 +73,18 @@
     }, 1000);
   }
 
+  // The persona's reply to the last message that was not a command, if it has one.
+  function lastChatReply() {
+    const turns = [...log.querySelectorAll(".turn")];
+    for (let i = turns.length - 1; i >= 0; i -= 1) {
+      const turn = turns[i];
+      const said = turn.querySelector(".text").textContent;
+      if (turn.classList.contains("user") && !said.startsWith("/")) return null;
+      if (turn.matches(".assistant:not(.command):not(.notice):not(.pending)")) return turn;
+    }
+    return null;
+  }
+
   function bubble(role, author, text) {
     const item = document.createElement("li");
     item.className = "turn " + role;
@@ -126,16 +138,15 @@
   async function send(text, kind) {
     if (busy) return;
     const mine = kind === "send" ? bubble("user", userName, text) : null;
-    let replaced = null;
-    if (kind === "retry") {
-      const replies = log.querySelectorAll(".turn.assistant");
-      const last = replies[replies.length - 1];
-      if (last && last === log.lastElementChild) {
-        replaced = last;
-        last.remove();
-      }
-    }
+    // Retry writes the reply to the last chat message again: the new one takes the
+    // old one's place (commands in between are not part of the conversation).
+    const replaced = kind === "retry" ? lastChatReply() : null;
     const reply = bubble("assistant pending", personaName, "");
+    if (replaced) replaced.replaceWith(reply);
+    const dropReply = () => {
+      if (replaced) reply.replaceWith(replaced);
+      else reply.remove();
+    };
     const replyText = reply.querySelector(".text");
     setBusy(true, personaName + " is writing…");
     try {
@@ -157,7 +168,7 @@
       if (!response.ok || !response.body) {
         let problem = "Sending failed (" + response.status + ").";
         try { problem = (await response.json()).error || problem; } catch (_) { /* not JSON */ }
-        reply.remove();
+        dropReply();
         if (mine) {
           mine.remove();
           message.value = message.value || text;
@@ -174,9 +185,8 @@
         } else if (event === "done" && data.kind === "rate_limited") {
           // Not the persona speaking, and nothing was kept: give the text back.
           finished = true;
-          reply.remove();
+          dropReply();
           if (mine) mine.remove();
-          if (replaced) log.append(replaced);
           if (kind === "send") {
             message.value = text + (message.value ? "\n" + message.value : "");
             saveDraft();
@@ -188,6 +198,11 @@
           reply.classList.remove("pending");
           if (event === "error" || (data.kind && data.kind !== "chat")) {
             reply.classList.add(data.kind === "command" ? "command" : "notice");
+          }
+          if (replaced && data.kind !== "chat") {
+            // nothing was written again ("nothing to retry", a failure): keep the old reply
+            reply.replaceWith(replaced);
+            log.append(reply);
           }
           if (kind === "retry" && data.kind === "chat") {
             const mark = document.createElement("span");
@@ -204,7 +219,7 @@
       });
       setBusy(false, finished ? "" : "The reply was cut off. Try Retry.");
     } catch (error) {
-      reply.remove();
+      dropReply();
       if (mine) {
         mine.remove();
         message.value = message.value || text;
