@@ -96,6 +96,9 @@ class PersonaLibrary:
     def __init__(self, personas: Iterable[Persona], default_id: str | None = None):
         self.default_id = default_id
         self._by_id, self._default = self._index(personas, default_id)
+        #: Counts replacements: whatever is derived from the cards (a cached page) is
+        #: stale when this has moved on.
+        self.version = 0
 
     @staticmethod
     def _index(
@@ -122,6 +125,7 @@ class PersonaLibrary:
         """Serve ``personas`` from now on (same default rule); on an error (a duplicate
         id, the default persona missing) nothing changes."""
         self._by_id, self._default = self._index(personas, self.default_id)
+        self.version += 1
 
     @property
     def default_reason(self) -> str:

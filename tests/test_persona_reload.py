@@ -69,6 +69,8 @@ async def test_a_card_imported_after_the_start_is_offered_on_the_running_site(
 ) -> None:
     (web,) = bridge.enabled_adapters()
     async with web, aiohttp.ClientSession() as http:
+        async with http.get(f"{web.url}/") as response:  # type: ignore[attr-defined]
+            assert "Nova Quill" not in await response.text()  # (and the page is cached)
         (personas_dir / "nova.toml").write_text(NOVA)
         await wait_until(lambda: bridge.personas.find("nova") is not None)
         async with http.get(f"{web.url}/") as response:  # type: ignore[attr-defined]

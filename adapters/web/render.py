@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from adapters.web.csrf import csrf_token, set_csrf_cookie
-from adapters.web.keys import PAGE_CACHE, TEMPLATES
+from adapters.web.keys import ENGINE, PAGE_CACHE, TEMPLATES
 from adapters.web.pagecache import CSRF_PLACEHOLDER
 from adapters.web.session import current_account
 
@@ -65,8 +65,9 @@ async def render_anonymous(
     """A page for a visitor who is not logged in, from the page cache when it can be.
 
     ``cache_key`` must hold everything of ``context`` that varies between requests;
-    the CSRF token is put in per request."""
-    key = (template, status, cache_key)
+    the CSRF token is put in per request. Pages show persona cards, which can be
+    reloaded while running: their version is part of the key."""
+    key = (template, status, cache_key, request.app[ENGINE].personas.version)
     cache = request.app[PAGE_CACHE]
     html = cache.get(key)
     if html is None:
