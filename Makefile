@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# setuptools prints a banner on every editable install (a reminder that the checkout is
+# what runs); it says nothing a checkout's user needs, so it is filtered out.
+PIP := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: run test lint typecheck imports pytest browser bench chat clean
 
