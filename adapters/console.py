@@ -72,8 +72,14 @@ class ConsoleChat:
             if text:
                 await self._send(text, show=True)
                 self._replies_shown += 1
+                if text.startswith("/"):  # /persona, /link, /forget...: who answers next?
+                    await self._refresh_persona()
         if self._interactive:
             self._write("\n")
+
+    async def _refresh_persona(self) -> None:
+        speaker = await self._engine.resolve(self._incoming(""))
+        self._persona_name = speaker.persona.name
 
     async def _show_resume(self) -> None:
         speaker = await self._engine.resolve(self._incoming(""))

@@ -214,6 +214,10 @@
           if (kind === "reset" && data.kind === "command") {
             log.replaceChildren(reply);
           }
+          if (kind === "send" && data.kind === "command" && /^\/persona\s+\S/i.test(text)) {
+            // switched persona: show that persona's conversation, as the Switch button does
+            setTimeout(() => window.location.reload(), 1200);
+          }
           scrollToEnd();
         }
       });
