@@ -71,6 +71,9 @@ class ShardedClient(discord.AutoShardedClient):
 
 def create_client(options: DiscordOptions) -> discord.Client:
     """A client configured for PersonaBridge, sharded when the options say so."""
+    # PersonaBridge never joins voice: discord.py's warning that voice is unsupported
+    # (its optional voice libraries are not installed) would only puzzle the operator.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     common: dict[str, Any] = {
         "intents": intents(),
         "allowed_mentions": discord.AllowedMentions.none(),

@@ -18,7 +18,7 @@ async def test_a_refused_token_stops_the_start_in_one_line(tmp_path: Path) -> No
             "PERSONABRIDGE_DISCORD__TOKEN": "not-a-token",
             "PERSONABRIDGE_DISCORD__API_BASE_URL": fake.api_url,
             "PERSONABRIDGE_DISCORD__GATEWAY_URL": fake.gateway_url,
-            "PERSONABRIDGE_LOG_LEVEL": "ERROR",
+            "PERSONABRIDGE_LOG_LEVEL": "WARNING",  # no voice warning either
         }
         status, err = await run_cli(env)
     assert status == 2
