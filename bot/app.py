@@ -317,7 +317,7 @@ class PersonaBridge:
         error (a refused token, a port in use) stops the start."""
         retrying: set[asyncio.Task[None]] = set()
         async with AsyncExitStack() as stack:
-            stack.push_async_callback(_stop_tasks, retrying)
+            stack.push_async_callback(_stop_tasks, retrying, stop)
             for adapter in adapters:
                 self.health.mark(adapter.name, "starting")
                 try:
@@ -381,8 +381,10 @@ class Backoff:
 STARTUP_BACKOFF = Backoff()
 
 
-async def _stop_tasks(tasks: set[asyncio.Task[None]]) -> None:
-    """Wait for the retrying starts to leave (``stop`` is set); cancel stragglers."""
+async def _stop_tasks(tasks: set[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Let the retrying starts leave (also when another adapter's failure ends the
+    start, ``stop`` unset until now); cancel stragglers."""
+    stop.set()
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=15.0)
