@@ -350,7 +350,7 @@ async def test_a_timeout_is_a_timeout_though_pycharacterai_swallows_cancellation
     raw = RawClient(service)
     raw.hang = True
     backend = CharacterAIBackend(lambda: connect("t", make_client=lambda: raw))
-    guard = ReplyGuard({"characterai": backend}, GuardPolicy(first_delta_timeout=0.1, retries=0))
+    guard = ReplyGuard({"characterai": backend}, GuardPolicy(first_delta_timeout=1.0, retries=0))
     state: dict[str, Any] = {}
     with pytest.raises(BackendTimeout):
         await _text(guard.stream(PERSONA, [], Turn(1, "user", "x", "A", 0.0), state))

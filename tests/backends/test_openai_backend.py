@@ -208,7 +208,7 @@ async def test_a_failing_server_keeps_the_turn_and_retry_answers(
 async def test_a_stalled_stream_is_cut_by_the_guards_idle_timeout(
     server: FakeOpenAI, backend: OpenAIBackend, store: MemoryStore, stall: Stall
 ) -> None:
-    policy = GuardPolicy(first_delta_timeout=0.3, total_timeout=5, retries=0)
+    policy = GuardPolicy(first_delta_timeout=1.0, total_timeout=5, retries=0)
     engine = build_engine(store, [backend], [card()], policy=policy)
     server.script = [stall]
     deltas, done = await send(engine, dm("alice", "hello"))
@@ -219,7 +219,7 @@ async def test_a_stalled_stream_is_cut_by_the_guards_idle_timeout(
 
 async def test_a_stall_raises_backend_timeout(server: FakeOpenAI, backend: OpenAIBackend) -> None:
     server.script = [Stall(("Hel",))]
-    guard = ReplyGuard({"openai": backend}, GuardPolicy(first_delta_timeout=0.2, retries=0))
+    guard = ReplyGuard({"openai": backend}, GuardPolicy(first_delta_timeout=1.0, retries=0))
     got: list[str] = []
     with pytest.raises(BackendTimeout):
         await drain(guard.stream(card(), [], Turn(1, "user", "hi", "A", 0.0), {}), got)
