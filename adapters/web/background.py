@@ -15,7 +15,7 @@ from contextlib import aclosing
 from typing import Any
 
 from bot.engine import Engine
-from bot.messages import Incoming, ReplyEvent
+from bot.messages import Incoming, ReplyDone, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,15 @@ class ReplyTasks:
                 raise item
             yield item
 
-    async def complete(self, engine: Engine, incoming: Incoming) -> None:
-        """Produce the whole reply (shielded from the caller's cancellation)."""
+    async def complete(self, engine: Engine, incoming: Incoming) -> ReplyDone | None:
+        """Produce the whole reply (shielded from the caller's cancellation); its end."""
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         await asyncio.shield(self._start(self._produce(engine, incoming, queue)))
+        done = None
+        while not queue.empty():
+            if isinstance(item := queue.get_nowait(), ReplyDone):
+                done = item
+        return done
 
     async def _produce(
         self, engine: Engine, incoming: Incoming, queue: asyncio.Queue[_Item]

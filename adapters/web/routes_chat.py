@@ -28,7 +28,15 @@ from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
 from adapters.web.session import current_account, require_account
-from bot.messages import DIRECT_SCOPE, Incoming, ReplyEvent, TextDelta, account_owner, clean_text
+from bot.messages import (
+    DIRECT_SCOPE,
+    Incoming,
+    ReplyEvent,
+    ReplyKind,
+    TextDelta,
+    account_owner,
+    clean_text,
+)
 from bot.store.base import Account
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,13 @@ STREAM_FAILED = "Something went wrong while answering. Your message is saved: tr
 
 @routes.get("/chat", name="chat")
 async def chat_page(request: web.Request) -> web.Response:
-    account = await require_account(request)
+    return await _page(request, await require_account(request))
+
+
+async def _page(
+    request: web.Request, account: Account, *, draft: str = "", notice: str = "", status: int = 200
+) -> web.Response:
+    """The chat page; ``draft`` goes back into the composer (a message held back)."""
     engine = request.app[ENGINE]
     owner = account_owner(account.id)
     persona = await engine.active_persona(owner)
@@ -54,6 +68,9 @@ async def chat_page(request: web.Request) -> web.Response:
         turns=turns,
         greeting=greeting,
         max_chars=request.app[OPTIONS].chat_max_chars,
+        draft=draft,
+        notice=notice,
+        status=status,
     )
 
 
@@ -85,7 +102,10 @@ async def send(request: web.Request) -> web.StreamResponse:
         return see_other("/chat")
     engine, tasks = request.app[ENGINE], request.app[REPLY_TASKS]
     if not script:
-        await tasks.complete(engine, incoming_for(account, text))
+        done = await tasks.complete(engine, incoming_for(account, text))
+        if done is not None and done.kind is ReplyKind.RATE_LIMITED:
+            # Without the script too, a message held back is not lost: it is put back.
+            return await _page(request, account, draft=text, notice=done.text, status=429)
         return see_other("/chat")
     return await _stream(request, tasks.stream(engine, incoming_for(account, text)))
 

@@ -19,6 +19,7 @@ from web_helpers import (
 )
 
 from bot.backends.guard import ReplyGuard
+from bot.config import RateLimitSettings
 from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
@@ -148,3 +149,25 @@ async def test_a_reply_is_kept_when_the_browser_goes_away(
         await asyncio.sleep(0.01)
     assert [t.role for t in turns] == ["user", "assistant"]
     assert turns[1].text == "re:a long question saw:[]"
+
+
+async def test_without_the_script_a_rate_limited_message_comes_back_in_the_composer(
+    make_client: MakeClient, store: MemoryStore
+) -> None:
+    backend = WindowEcho()
+    personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
+    engine = Engine(
+        store,
+        personas,
+        ReplyGuard({backend.name: backend}, FAST),
+        rate_limit=RateLimitSettings(per_minute=1, burst=1),
+    )
+    client = await make_client(engine=engine)
+    await sign_up(client, "ada")
+    first = await post_form(client, "/chat/send", {"text": "one"}, token_from="/chat")
+    assert first.status == 303
+    held = await post_form(client, "/chat/send", {"text": "two <b>"}, token_from="/chat")
+    assert held.status == 429
+    html = await held.text()
+    assert ">two &lt;b&gt;</textarea>" in html, "the text is back in the composer, escaped"
+    assert "you can send another message in" in html and " 0 s" not in html
