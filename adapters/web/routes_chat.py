@@ -57,7 +57,13 @@ async def _page(
     """The chat page; ``draft`` goes back into the composer (a message held back)."""
     engine = request.app[ENGINE]
     owner = account_owner(account.id)
-    persona = await engine.active_persona(owner)
+    speaker = await engine.resolve(incoming_for(account, ""))
+    persona = speaker.persona
+    if speaker.missing_persona and not notice:
+        notice = (
+            f"The persona {speaker.missing_persona!r} you chose is no longer here, so you "
+            f"are talking to {persona.name}. Choose another below if you like."
+        )
     turns = await engine.recent_turns(owner, persona.id, DIRECT_SCOPE)
     greeting = persona.expand(persona.greeting, account.username) or f"Hello, I am {persona.name}."
     return await render(

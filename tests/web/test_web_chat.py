@@ -171,3 +171,14 @@ async def test_without_the_script_a_rate_limited_message_comes_back_in_the_compo
     html = await held.text()
     assert ">two &lt;b&gt;</textarea>" in html, "the text is back in the composer, escaped"
     assert "you can send another message in" in html and " 0 s" not in html
+
+
+async def test_the_page_says_when_the_chosen_persona_is_gone(
+    client: Client, engine: Engine
+) -> None:
+    await sign_up(client, "ada")
+    await say(client, "/persona morrow")
+    engine.personas.replace_with([p for p in engine.personas if p.id != "morrow"])  # removed
+    html = await (await client.get("/chat")).text()
+    assert "The persona &#39;morrow&#39; you chose is no longer here" in html
+    assert "talking to Professor Ada" in html
