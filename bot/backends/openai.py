@@ -34,7 +34,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from bot.backends.base import MeteredStream, Summarised, TokenUsage
 from bot.backends.prompt import ChatMessage, chat_messages, summary_messages
-from bot.errors import BackendError, BackendTimeout, BackendUnavailable
+from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import Turn
 from bot.personas import Persona
 from bot.store.base import BackendState
@@ -57,6 +57,10 @@ SAMPLING: dict[str, tuple[type, ...]] = {
     "stop": (str, list),
 }
 _TRANSIENT_STATUS = frozenset({408, 409, 429})
+
+
+#: Seconds the start-up check of the key may take before it is left to the first reply.
+START_CHECK_TIMEOUT = 10.0
 
 
 class OpenAIBackend:
@@ -85,6 +89,22 @@ class OpenAIBackend:
         self._client = AsyncOpenAI(
             base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=timeout
         )
+
+    async def start(self) -> None:
+        """Check the key once at startup (``GET /models``): a key the server refuses
+        (401/403) stops the start, naming the setting; a server that cannot be reached
+        yet, or has no such route, is logged and left to the first reply."""
+        try:
+            await self._client.models.list(timeout=START_CHECK_TIMEOUT)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ConfigError(
+                f"PERSONABRIDGE_OPENAI__API_KEY: {self._base_url} refused the key "
+                f"(HTTP {exc.status_code})"
+            ) from exc
+        except openai.NotFoundError:
+            log.debug("openai: %s has no /models to check the key with", self._base_url)
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
+            log.warning("openai: %s is not reachable yet: %s", self._base_url, exc)
 
     def reply(
         self,

@@ -53,6 +53,8 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.script: list[Step] = []
+        #: The status ``GET /v1/models`` answers (401: a refused key).
+        self.models_status = 200
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -73,6 +75,7 @@ class FakeOpenAI:
     async def __aenter__(self) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -84,6 +87,13 @@ class FakeOpenAI:
         self._release.set()
         assert self._runner is not None
         await self._runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self.models_status != 200:
+            error = {"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}
+            return web.json_response(error, status=self.models_status)
+        model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}
+        return web.json_response({"object": "list", "data": [model]})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from bk_helpers import FAST, build_engine, card, dm, key, reply, send
 from oai_fake_server import FakeOpenAI, Reply, Stall, Status
 
-from bot.app import build_backends
+from bot.app import PersonaBridge, build_backends
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
 from bot.config import EngineSettings, load_settings
-from bot.errors import BackendError, BackendTimeout, BackendUnavailable
+from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage
 from bot.store.memory import MemoryStore
@@ -344,3 +345,39 @@ async def test_openai_settings_reach_the_request(server: FakeOpenAI) -> None:
     body = server.requests[-1]
     assert (body["model"], body["temperature"], body["max_tokens"]) == ("llama3", 0.5, 64)
     assert "top_p" not in body
+
+
+# -- the key is checked at start ------------------------------------------------------
+
+
+def app_settings(tmp_path: Path, base_url: str):  # type: ignore[no-untyped-def]
+    (tmp_path / "none.toml").write_text("")
+    env = {
+        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
+        "PERSONABRIDGE_PERSONAS_DIR": str(Path(__file__).resolve().parents[2] / "personas"),
+        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
+        "PERSONABRIDGE_OPENAI__BASE_URL": base_url,
+        "PERSONABRIDGE_OPENAI__API_KEY": "sk-wrong",
+    }
+    return load_settings(env, use_dotenv=False)
+
+
+async def test_a_refused_key_stops_the_start_naming_the_setting(
+    server: FakeOpenAI, tmp_path: Path
+) -> None:
+    server.models_status = 401
+    with pytest.raises(ConfigError) as caught:
+        async with PersonaBridge(app_settings(tmp_path, server.url)):
+            pass
+    assert str(caught.value) == (
+        f"PERSONABRIDGE_OPENAI__API_KEY: {server.url} refused the key (HTTP 401)"
+    )
+
+
+async def test_an_unreachable_server_at_start_is_logged_and_the_start_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/v1"
+    async with PersonaBridge(app_settings(tmp_path, url)) as bridge:
+        assert "openai" in bridge.backends
+    assert any("not reachable yet" in r.getMessage() for r in caplog.records)
