@@ -221,3 +221,8 @@ def test_chat_json_prints_one_object_per_reply(env: dict[str, str]) -> None:
 def test_version(env: dict[str, str]) -> None:
     result = run_cli("--version", env=env)
     assert result.returncode == 0 and result.stdout.startswith("personabridge ")
+
+
+def test_import_help_names_every_card_version(env: dict[str, str]) -> None:
+    result = run_cli("personas", "import", "--help", env=env)
+    assert result.returncode == 0 and "V1, V2 or V3" in " ".join(result.stdout.split())

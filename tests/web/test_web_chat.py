@@ -182,3 +182,10 @@ async def test_the_page_says_when_the_chosen_persona_is_gone(
     html = await (await client.get("/chat")).text()
     assert "The persona &#39;morrow&#39; you chose is no longer here" in html
     assert "talking to Professor Ada" in html
+
+
+async def test_page_titles_name_the_site_once(client: Client) -> None:
+    home = await (await client.get("/")).text()
+    assert "<title>PersonaBridge</title>" in home
+    login = await (await client.get("/login")).text()
+    assert "<title>Log in · PersonaBridge</title>" in login
