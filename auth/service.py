@@ -139,8 +139,8 @@ class AccountService:
         log.info("account %s: unlinked a %s identity", account_id, platform)
         await self.notices.tell(
             account_id,
-            f"The {platform_name(link.platform)} account {link.display_name} (id {link.user_id}) was "
-            "unlinked from your account on the account page.",
+            f"The {platform_name(link.platform)} account {link.display_name} "
+            f"(id {link.user_id}) was unlinked from your account on the account page.",
         )
         return True
 

@@ -124,7 +124,8 @@ async def test_confirm_keeps_guest_history_with_the_guest_by_default(
     assert "stays with this Telegram account" in done.text
     assert await store.export_owner(account_owner(account.id)) == []
     guest = guest_owner(Identity("telegram", "alice_tg"))
-    assert [t.text for r in await store.export_owner(guest) for t in r.turns][0] == "as a guest"
+    kept = [t.text for r in await store.export_owner(guest) for t in r.turns]
+    assert kept[0] == "as a guest"
     # /unlink: the guest history is back where it was
     gone = await reply(engine, dm("alice_tg", "/unlink"))
     assert "no longer speaks for alice" in gone.text
