@@ -258,9 +258,12 @@ async def test_link_with_a_code_from_the_store(fake: FakeDiscord, store: MemoryS
     async with running(fake, build_engine(store)) as adapter:
         payload = slash("link", code=code)
         pieces = await reply_to_interaction(fake, adapter, payload)
+        assert '"alice"' in pieces[0], "asks first"
+        assert callback_of(fake, payload)["data"] == {"flags": 64}, "only Alice sees it"
+        confirm = slash("link", code="confirm")
+        pieces = await reply_to_interaction(fake, adapter, confirm)
 
-    assert pieces[0].startswith("Linked! This discord account now speaks for alice.")
-    assert callback_of(fake, payload)["data"] == {"flags": 64}, "only Alice sees it"
+    assert pieces[0].startswith("Linked: this Discord account now speaks for alice.")
     link, _ = await store.resolve_identity(Identity("discord", ALICE["id"]))
     assert link is not None and link.account_id == account.id
 
