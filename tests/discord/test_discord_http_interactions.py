@@ -286,7 +286,11 @@ async def test_link_over_http_asks_with_buttons_and_a_press_confirms(
     assert '"alice"' in (await endpoint.reply(asked))[0]
     patched = fake.find("PATCH", rf"^/webhooks/1000/{asked['token']}/messages/@original$")
     rows = [call.body["components"] for call in patched if "components" in call.body]
-    assert [b["custom_id"] for b in rows[-1][0]["components"]][0] == "pb:/link confirm"
+    assert [b["custom_id"] for b in rows[-1][0]["components"]] == [
+        "pb:/link confirm",
+        "pb:/link confirm move",
+        "pb:/link cancel",
+    ]
     assert await store.get_identity(Identity("discord", ALICE["id"])) is None
     pressed = {
         **{k: v for k, v in asked.items() if k not in ("data", "id", "token")},
