@@ -138,6 +138,19 @@ async def test_link_codes_are_stored_hashed(
     assert await store.take_link_code(hash_link_code(code), clock()) == account.id
 
 
+async def test_an_account_holds_at_most_five_live_link_codes(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    """Issue 14 item 5: making codes in a loop fills nothing; the newest five work."""
+    account = await service.sign_up("ada", PASSWORD)
+    codes = []
+    for _ in range(50):
+        codes.append(await service.create_link_code(account.id))
+        clock.advance(0.01)
+    live = [c for c in codes if await store.peek_link_code(hash_link_code(c), clock())]
+    assert live == codes[-5:]
+
+
 async def test_unlink_only_touches_the_accounts_own_identities(
     service: AccountService, store: Store, clock: Clock
 ) -> None:
