@@ -178,6 +178,12 @@ async def test_export_has_everything_but_the_password_hash(
     assert data["account"]["username"] == "ada"
     assert data["identities"][0]["platform"] == "discord"
     assert data["conversations"][0]["turns"][0]["text"] == "hello <b>"
+    assert data["activity"] == []
+    assert await service.unlink(ada.id, "discord", "7")
+    activity = (await service.export(ada))["activity"]
+    assert [entry["text"] for entry in activity] == [
+        "The Discord account Ada D (id 7) was unlinked from your account on the account page."
+    ]
 
 
 async def test_delete_account_needs_the_password(

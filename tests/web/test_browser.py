@@ -124,6 +124,7 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
     await expect(deep_link).to_have_attribute(
         "href", f"https://t.me/personabridge_bot?start=link-{code}"
     )
+
     def on_telegram(text: str) -> Incoming:
         return Incoming("telegram", "4242", "Ada on Telegram", "4242", True, text)
 
