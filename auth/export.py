@@ -2,7 +2,8 @@
 
 Everything stored about the account except its password hash: the account, its
 linked identities, its recent account activity (links and unlinks), its preferences
-and every conversation (current and archived) with all turns. Times are Unix seconds, as stored, plus an ISO 8601 form for people.
+and every conversation (current and archived) with all turns. Times are Unix seconds,
+as stored, plus an ISO 8601 form for people.
 """
 
 from __future__ import annotations
