@@ -4,7 +4,9 @@ re-bound; the owner is told; the account's persona wins (issue 13 item 8)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fakes import WindowEcho, make_persona
@@ -24,6 +26,7 @@ from bot.messages import (
 )
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from bot.store.sqlite import SqliteStore
 
 FAST = GuardPolicy(first_delta_timeout=5, total_timeout=5, retries=0, retry_backoff=0)
 
@@ -270,3 +273,26 @@ async def test_a_console_user_links_by_text(engine: Engine, store: MemoryStore) 
     done = await reply(engine, dm("alice", "/LINK Confirm", platform="console"))
     assert done.text.startswith("Linked: this terminal account now speaks for alice.")
     assert await linked_to(store, "alice", "console") == account.id
+
+
+async def test_the_confirmation_may_reach_another_worker(tmp_path: Path) -> None:
+    """Two workers, each with its own engine and its own connection to one SQLite file:
+    the pending link lives in the store, so either may take the confirmation."""
+    path = tmp_path / "shared.db"
+    backend = WindowEcho()
+    personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
+    async with SqliteStore(path) as first, SqliteStore(path) as second:
+        workers = [
+            Engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+            for store in (first, second)
+        ]
+        account = await first.create_account("alice", "h", 0.0)
+        code = await create_link_code(first, account.id, time.time())
+        asked = await reply(workers[0], dm("alice_tg", f"/link {code}"))
+        assert "Nothing is linked yet" in asked.text
+        done = await reply(workers[1], dm("alice_tg", CONFIRM))
+        assert done.text.startswith("Linked:")
+        again = await reply(workers[0], dm("alice_tg", CONFIRM))
+        assert "No link is waiting" in again.text, "taken once, across workers"
+        link = await first.get_identity(Identity("telegram", "alice_tg"))
+        assert link is not None and link.account_id == account.id
