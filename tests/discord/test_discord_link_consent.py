@@ -67,6 +67,15 @@ async def test_link_asks_with_buttons_and_only_the_presser_confirms(
     assert link is not None and link.account_id == account.id
 
 
+async def test_unlink_is_a_slash_command(fake: FakeDiscord, store: MemoryStore) -> None:
+    account = await store.create_account("alice", "hash", 0.0)
+    await store.link_identity(Identity("discord", ALICE["id"]), "Alice", account.id, 1.0)
+    async with running(fake, build_engine(store)) as adapter:
+        answer = await reply_to_interaction(fake, adapter, slash("unlink"))
+    assert answer[0].startswith("Unlinked: this Discord account no longer speaks for alice.")
+    assert await store.get_identity(Identity("discord", ALICE["id"])) is None
+
+
 async def test_typed_confirmation_in_a_dm_and_the_owner_is_told(
     fake: FakeDiscord, store: MemoryStore
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from web_helpers import (
@@ -75,6 +76,10 @@ async def test_a_code_redeemed_on_telegram_shows_on_the_account_page(
     page = await (await client.get("/account")).text()
     assert "telegram" in page and "Ada on Telegram" in page and "<code>42</code>" in page
     assert "was linked to the Telegram account Ada on Telegram (id 42)" in page, "a notice"
+    linked = await engine.store.get_identity(Identity("telegram", "42"))
+    assert linked is not None
+    stamp = datetime.fromtimestamp(linked.linked_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert stamp in page, "when it was linked"
     again = await ask(engine, telegram(f"/link {code}", user="43"))
     assert "unknown, used or expired" in again
 
