@@ -6,7 +6,18 @@ is never re-bound; the account's owner is told of a link on their other platform
 from __future__ import annotations
 
 from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, BOB, Chat, accounts, build_engine, polling
+from tg_harness import (
+    ALICE,
+    BOB,
+    Chat,
+    accounts,
+    bot_message,
+    build_engine,
+    message,
+    polling,
+    update,
+    webhook,
+)
 
 from bot.messages import Identity, account_owner, guest_owner
 from bot.store.memory import MemoryStore
@@ -86,3 +97,28 @@ async def test_confirming_with_the_button_links_and_tells_the_owner_elsewhere(
         assert "If that was not you" in told
     notices = await service.notices_of(alice.id)
     assert [f"id {BOB.id}" in n.text for n in notices] == [True, False]
+
+
+async def test_the_button_works_over_the_webhook_too(store: MemoryStore, fake: FakeBotApi) -> None:
+    """Webhook mode: the deep link and the press arrive as POSTs to our server."""
+    service = accounts(store)
+    alice = await service.sign_up("alice", PASSWORD)
+    code = await service.create_link_code(alice.id)
+    async with webhook(build_engine(store), fake) as hook:
+        deep_link = message(ALICE, f"/start link-{code}")
+        assert await hook.post({"update_id": 1, **update(deep_link)}) == 200
+        await fake.wait_for_text(ALICE.id, "Nothing is linked yet")
+        asked = fake.shown(ALICE.id)[-1]
+        data = next(data for label, data in asked.buttons if label == "Link to alice")
+        query = {
+            "id": "q1",
+            "from": ALICE.user(),
+            "chat_instance": "ci",
+            "data": data,
+            "message": bot_message(ALICE.id, asked.message_id, asked.text),
+        }
+        assert await hook.post({"update_id": 2, "callback_query": query}) == 200
+        await fake.wait_for_text(ALICE.id, "now speaks for alice")
+        assert fake.calls_to("answerCallbackQuery"), "the button's spinner ends"
+    link = await store.get_identity(Identity("telegram", str(ALICE.id)))
+    assert link is not None and link.account_id == alice.id
