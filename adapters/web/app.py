@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.web import routes_account, routes_auth, routes_chat, routes_ops
 from adapters.web.background import ReplyTasks
 from adapters.web.csrf import csrf_middleware
+from adapters.web.deadlines import body_deadline_middleware
 from adapters.web.keys import (
     ACCOUNTS,
     ENGINE,
@@ -36,6 +37,7 @@ from adapters.web.middleware import (
     security_headers_middleware,
 )
 from adapters.web.pagecache import PageCache
+from adapters.web.proxies import TrustedProxies, proxy_middleware
 from adapters.web.render import build_templates
 from auth import AccountService
 from bot.config import WebSettings
@@ -63,7 +65,8 @@ def create_app(
 
     ``metrics`` should be the instance the engine counts into (so ``/metrics`` shows
     the engine's figures too); a fresh one is made when it is None. ``settings`` is
-    read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS).
+    read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS)
+    and ``trusted_proxies`` (whose forwarded header gives the client's address).
     """
     settings = settings or WebSettings()
     options = WebOptions(
@@ -72,8 +75,12 @@ def create_app(
         chat_max_chars=chat_max_chars,
         signups_per_hour=signups_per_hour,
     )
+    proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
     app = web.Application(
         middlewares=[
+            body_deadline_middleware(settings.body_timeout),
+            # next: every later step (throttles, logs, metrics) sees the client's address
+            *([proxy_middleware(proxies)] if proxies else []),
             security_headers_middleware,
             metrics_middleware,
             error_middleware,

@@ -82,8 +82,9 @@ async def form_fields(request: web.Request) -> dict[str, str]:
 
 
 def client_address(request: web.Request) -> str:
-    """The peer's address, for login throttling. Behind a reverse proxy this is the
-    proxy's address unless the proxy's forwarded headers are applied in front of us."""
+    """The client's address, for throttling: the peer's, or behind a trusted proxy the
+    one its forwarded header names (see :mod:`adapters.web.proxies`, whose middleware
+    has already put it in ``request.remote``)."""
     return request.remote or "unknown"
 
 

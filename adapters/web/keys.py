@@ -43,6 +43,11 @@ class WebOptions:
         return "__Host-pb_session" if self.secure_cookies else "pb_session"
 
     @property
+    def device_cookie(self) -> str:
+        """The device token of the last account logged in from this browser."""
+        return "__Host-pb_device" if self.secure_cookies else "pb_device"
+
+    @property
     def csrf_cookie(self) -> str:
         return "__Host-pb_csrf" if self.secure_cookies else "pb_csrf"
 

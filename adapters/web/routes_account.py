@@ -11,7 +11,7 @@ from adapters.web.forms import client_address, form_fields, notice, see_other
 from adapters.web.keys import ACCOUNTS, ENGINE, OPTIONS
 from adapters.web.redirects import safe_next
 from adapters.web.render import render
-from adapters.web.session import clear_session_cookie, require_account
+from adapters.web.session import clear_session_cookie, device_token, require_account
 from auth import LoginFailed, LoginThrottled
 from bot.errors import UnknownPersona
 from bot.linking import LINK_CODE_TTL
@@ -114,7 +114,10 @@ async def delete_account(request: web.Request) -> web.Response:
     form = await form_fields(request)
     try:
         await request.app[ACCOUNTS].delete_account(
-            account, form.get("password", ""), address=client_address(request)
+            account,
+            form.get("password", ""),
+            address=client_address(request),
+            device=device_token(request),
         )
     except LoginFailed:
         return await _page(
