@@ -206,11 +206,26 @@ class FlakyStore:
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         return await self._call("load_window", self.inner.load_window, key, max_turns)
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        return await self._call("owner_epoch", self.inner.owner_epoch, owner)
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         return await self._call(
-            "append_turns", self.inner.append_turns, key, turns, expected_version, now
+            "append_turns",
+            self.inner.append_turns,
+            key,
+            turns,
+            expected_version,
+            now,
+            epoch=epoch,
         )
 
     async def save_conversation_state(
@@ -220,6 +235,7 @@ class FlakyStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         return await self._call(
             "save_conversation_state",
@@ -228,6 +244,7 @@ class FlakyStore:
             expected_version,
             backend_state=backend_state,
             summary=summary,
+            epoch=epoch,
         )
 
     async def reset_conversation(self, key: ConversationKey) -> None:
