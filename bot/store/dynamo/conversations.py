@@ -114,6 +114,7 @@ class Conversations:
         head = await self._head(key, expected)
         for attempt in range(2):
             if head.version != expected:
+                await self._check_epoch(key, epoch)
                 raise self._conflict(key, head, expected)
             actions, started = self._start_if_needed(key, head, now)
             actions.insert(0, self._epoch_check(key, epoch))
@@ -162,6 +163,7 @@ class Conversations:
         head = await self._head(key, expected)
         for attempt in range(2):
             if head.version != expected:
+                await self._check_epoch(key, epoch)
                 raise self._conflict(key, head, expected)
             # a conversation started here has no turns yet; its first append dates it
             actions, started = self._start_if_needed(key, head, 0.0)
@@ -195,6 +197,15 @@ class Conversations:
             self.recent.seen(key, Head.of(failed.item))
             return
         self.recent.wrote(key, Head.of(from_wire(response["Attributes"])))
+
+    async def _check_epoch(self, key: ConversationKey, epoch: int | None) -> None:
+        """Before a conflict is reported: OwnerForgotten instead when the owner has been
+        forgotten or deleted (the writer must not try again at a newer version)."""
+        item = await self._table.get(keys.epoch(key.owner))
+        if item is None:
+            return
+        if item.get("deleted") or (epoch is not None and integer(item, "epoch", 0) != epoch):
+            raise OwnerForgotten(f"owner {key.owner} was forgotten or deleted")
 
     def _epoch_check(self, key: ConversationKey, epoch: int | None) -> Wire:
         """A ConditionCheck (always the transaction's first action) on the owner's epoch
