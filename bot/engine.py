@@ -56,6 +56,7 @@ from bot.messages import (
     TextDelta,
     Turn,
     account_owner,
+    clean_text,
     guest_owner,
 )
 from bot.metrics import Metrics, NullMetrics
@@ -204,6 +205,9 @@ class Engine:
                                         summary=prepared.summary.text,
                                         outcome=outcome,
                                     ):
+                                        # a backend's JSON may carry a lone surrogate,
+                                        # which no store nor page could take
+                                        delta = clean_text(delta)
                                         parts.append(delta)
                                         yield TextDelta(delta)
                                 except BackendError as exc:
