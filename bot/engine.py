@@ -71,6 +71,7 @@ T = TypeVar("T")
 
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
+BLANK_MESSAGE = "Write a message first: there is nothing in that one to answer. Nothing was kept."
 OWNER_FORGOTTEN = (
     "Your data was just deleted, so I kept nothing of this message or my reply. "
     "Send it again to start afresh."
@@ -247,6 +248,8 @@ class Engine:
                 f"Slow down a little — you can send another message in {wait:.0f} s.",
                 ReplyKind.RATE_LIMITED,
             )
+        if not incoming.text.strip():  # e.g. Discord's /chat message:"   ", a bare mention
+            return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
             return ReplyDone(

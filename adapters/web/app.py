@@ -19,9 +19,11 @@ from adapters.web import routes_account, routes_auth, routes_chat, routes_ops
 from adapters.web.background import ReplyTasks
 from adapters.web.csrf import csrf_middleware
 from adapters.web.deadlines import body_deadline_middleware
+from adapters.web.health import HEALTH_TTL, StoreHealth
 from adapters.web.keys import (
     ACCOUNTS,
     ENGINE,
+    HEALTH,
     METRICS,
     OPTIONS,
     PAGE_CACHE,
@@ -60,6 +62,7 @@ def create_app(
     client_max_size: int = MAX_BODY,
     chat_max_chars: int = 4000,
     signups_per_hour: int = 20,
+    health_ttl: float = HEALTH_TTL,
 ) -> web.Application:
     """Build the web application.
 
@@ -94,6 +97,7 @@ def create_app(
     app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
     app[TEMPLATES] = build_templates()
     app[PAGE_CACHE] = PageCache()
+    app[HEALTH] = StoreHealth(engine.store, ttl=health_ttl)
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)

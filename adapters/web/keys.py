@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from adapters.web.background import ReplyTasks
+from adapters.web.health import StoreHealth
 from adapters.web.metrics import PrometheusMetrics
 from adapters.web.pagecache import PageCache
 from auth import AccountService
@@ -60,6 +61,8 @@ METRICS = web.AppKey("metrics", PrometheusMetrics)
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
 #: Chat replies in flight, owned by the app (awaited at shutdown).
 REPLY_TASKS = web.AppKey("reply_tasks", ReplyTasks)
+#: The store's health for /healthz (a cached read-and-write probe).
+HEALTH = web.AppKey("health", StoreHealth)
 #: New accounts per client address: each costs a password hash.
 SIGNUP_LIMITER = web.AppKey("signup_limiter", RateLimiter)
 

@@ -121,6 +121,11 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise :class:`~bot.errors.StoreUnavailable` when the store cannot be used."""
 
+    async def probe_write(self) -> None:
+        """Make one small real write (committed), raising
+        :class:`~bot.errors.StoreUnavailable` when it fails: a read-only file or a full
+        disk still answers reads. Health checks call it (a few times a minute at most)."""
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:

@@ -97,6 +97,9 @@ class MemoryStore:
     async def ping(self) -> None:
         await self._enter("ping")
 
+    async def probe_write(self) -> None:
+        await self._enter("probe_write")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:

@@ -321,6 +321,11 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._select("SELECT 1")
 
+    async def probe_write(self) -> None:
+        # rewrites the one row of an existing table with its own value: a real write
+        # and commit (a read-only file or a full disk fails it), no schema of its own
+        await self._change("UPDATE conversation_ids SET last = last")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:

@@ -128,6 +128,9 @@ class FlakyStore:
     async def ping(self) -> None:
         await self._call("ping", self.inner.ping)
 
+    async def probe_write(self) -> None:
+        await self._call("probe_write", self.inner.probe_write)
+
     # -- accounts ------------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:

@@ -114,6 +114,10 @@ class DynamoStore:
     async def ping(self) -> None:
         await self._table.get(keys.key("PING", "PING"), consistent=False)
 
+    async def probe_write(self) -> None:
+        now = time.time()
+        await self._table.put({**keys.key("PING", "PING"), "at": now, keys.TTL: int(now) + 3600})
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
