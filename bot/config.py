@@ -160,6 +160,9 @@ class TelegramSettings(BaseModel):
     first_message_delay: float = Field(default=0.3, ge=0)
     webhook_path: str = "/telegram/webhook"
     max_concurrent_updates: int = Field(default=256, ge=1)
+    #: Seconds a reply keeps being retried (backing off up to 30 s) through a Bot API
+    #: outage before it is given up; it is stored either way.
+    delivery_patience: float = Field(default=600.0, ge=0)
 
 
 class DiscordSettings(BaseModel):
