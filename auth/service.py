@@ -132,6 +132,39 @@ class AccountService:
     async def log_out(self, token: str) -> None:
         await self.sessions.end(token)
 
+    async def log_out_elsewhere(self, account_id: str, current: str | None) -> int:
+        """End every session of the account but ``current`` (this browser's token);
+        how many ended."""
+        ended = await self.sessions.end_others(account_id, current)
+        log.info("account %s: %d other sessions ended", account_id, ended)
+        return ended
+
+    async def change_password(
+        self,
+        account: Account,
+        current_password: str,
+        new_password: str,
+        *,
+        address: str,
+        device: str | None = None,
+        replacing: str | None = None,
+    ) -> tuple[Account, NewSession]:
+        """Check the current password (throttled like a login), apply the sign-up
+        rules to the new one, store its hash, end every session of the account and
+        start a new one for this browser. Raises LoginFailed, LoginThrottled or
+        WeakPassword; nothing changes unless it succeeds."""
+        await self.verify_password(
+            account.username, current_password, address=address, device=device
+        )
+        normal = check_password(new_password, username=account.username)
+        password_hash = await self.hasher.hash(normal)
+        await self.store.set_password_hash(account.id, password_hash)
+        await self.sessions.end_others(account.id, None)  # this browser's too: a new one
+        session = await self.sessions.start(account.id, replacing=replacing)
+        log.info("account %s: password changed, other sessions ended", account.id)
+        changed = Account(account.id, account.username, password_hash, account.created_at)
+        return changed, session
+
     # -- linking --------------------------------------------------------------------------
 
     async def create_link_code(self, account_id: str) -> str:

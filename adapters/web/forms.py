@@ -18,6 +18,8 @@ NOTICES = {
     "not_linked": "That identity is not linked to your account.",
     "persona": "Your persona is saved. It follows you on every linked platform.",
     "welcome": "Welcome! Your account is ready.",
+    "password_changed": "Your password is changed. Every other browser is logged out.",
+    "logged_out_elsewhere": "Every other browser and device is logged out.",
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 

@@ -185,6 +185,10 @@ class Store(Protocol):
 
     async def delete_web_session(self, token_hash: str) -> None: ...
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        """Delete every web session of the account except the one whose hash is
+        ``keep`` (log out everywhere else, change of password); how many went."""
+
     async def purge_expired(self, now: float) -> int:
         """Delete the link codes and web sessions whose expiry is at or before ``now``
         (the ones every read already refuses) and return how many went. Reads never

@@ -235,6 +235,17 @@ class MemoryStore:
         await self._enter("delete_web_session")
         self._sessions.pop(token_hash, None)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        await self._enter("delete_web_sessions")
+        doomed = [
+            token
+            for token, session in self._sessions.items()
+            if session.account_id == account_id and token != keep
+        ]
+        for token in doomed:
+            del self._sessions[token]
+        return len(doomed)
+
     async def purge_expired(self, now: float) -> int:
         await self._enter("purge_expired")
         codes = [code for code, (_, expires_at) in self._codes.items() if expires_at <= now]

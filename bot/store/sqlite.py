@@ -430,6 +430,14 @@ class SqliteStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._change("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        rows = await self._change(
+            "DELETE FROM web_sessions WHERE account_id = ? AND token_hash IS NOT ?"
+            " RETURNING token_hash",
+            (account_id, keep),
+        )
+        return len(rows)
+
     async def purge_expired(self, now: float) -> int:
         return await self._write(_purge_expired, now)
 

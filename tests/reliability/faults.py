@@ -196,6 +196,11 @@ class FlakyStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._call("delete_web_session", self.inner.delete_web_session, token_hash)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        return await self._call(
+            "delete_web_sessions", self.inner.delete_web_sessions, account_id, keep=keep
+        )
+
     # -- preferences ---------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:

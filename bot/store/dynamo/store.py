@@ -276,6 +276,18 @@ class DynamoStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await accounts.delete_web_session(self._table, token_hash)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        # the sessions are indexed in the account's partition (written with each one)
+        owner = account_owner(account_id)
+        kept = keys.web_session(keep)[keys.PK] if keep is not None else None
+        gone = 0
+        for item in await accounts.owner_items(self._table, owner):
+            sk = text(item, keys.SK)
+            if sk.startswith(f"{keys.WEBSESSION}#") and sk != kept:
+                await accounts.delete_web_session(self._table, sk.partition("#")[2])
+                gone += 1
+        return gone
+
     async def purge_expired(self, now: float) -> int:
         """Nothing to do, and no call made: ``expires_at`` is the table's TTL attribute
         (on the codes, the sessions and their index items; ``db create`` enables it and
