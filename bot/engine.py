@@ -38,10 +38,18 @@ from bot.commands import (
     parse_command,
     set_persona,
 )
-from bot.config import AccessSettings, EngineSettings, RateLimitSettings
-from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
+from bot.config import AccessSettings, EngineSettings, LinkingSettings, RateLimitSettings
+from bot.errors import (
+    BackendError,
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
 from bot.limits import KeyedLocks, RateLimiter
+from bot.link_consent import LinkConsent
 from bot.messages import (
+    CommandAnswer,
     ConversationKey,
     Incoming,
     NewTurn,
@@ -52,9 +60,11 @@ from bot.messages import (
     TextDelta,
     Turn,
     account_owner,
+    clean_text,
     guest_owner,
 )
 from bot.metrics import Metrics, NullMetrics
+from bot.notices import AccountNotices
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, find_stored, retry_transient
 from bot.store.base import Store
@@ -66,6 +76,11 @@ T = TypeVar("T")
 
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
+BLANK_MESSAGE = "Write a message first: there is nothing in that one to answer. Nothing was kept."
+OWNER_FORGOTTEN = (
+    "Your data was just deleted, so I kept nothing of this message or my reply. "
+    "Send it again to start afresh."
+)
 APPEND_ATTEMPTS = 5
 #: Turns read beyond an append's own when checking whether a failed append was written
 #: (another process may have appended after it).
@@ -82,7 +97,7 @@ MISSING_PERSONA_NOTE = (
     "Send /personas to see who is, and /persona ID to choose.)"
 )
 #: Commands a guest may use when only linked accounts may chat.
-GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
+GUEST_COMMANDS = frozenset({"start", "help", "link", "unlink", "whoami"})
 
 
 def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
@@ -120,6 +135,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         store_retry: StoreRetry | None = None,
+        linking: LinkingSettings | None = None,
     ):
         self.store = store
         self.store_retry = store_retry or StoreRetry()
@@ -141,11 +157,24 @@ class Engine:
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
         self._speakers = KeyedLocks()
+        self.linking = linking or LinkingSettings()
+        #: Tells account owners of links and unlinks; adapters register their senders.
+        self.notices = AccountNotices(
+            store, keep_seconds=self.linking.notice_days * 86400.0, clock=clock
+        )
+        consent = LinkConsent(
+            store,
+            self.notices,
+            clock=clock,
+            attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            confirm_seconds=self.linking.confirm_seconds,
+            persona_of=self.active_persona,
+        )
         self.commands = CommandHandlers(
             store,
             personas,
             clock=clock,
-            link_attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
         )
         tuning = self.settings
@@ -171,6 +200,7 @@ class Engine:
         """Let the summaries still being made finish (cancelled after ``grace``
         seconds). Call it before the store and the backends close."""
         await self.summaries.aclose(grace)
+        await self.notices.aclose(grace)
 
     # -- the one entry point ------------------------------------------------------------
 
@@ -210,6 +240,9 @@ class Engine:
                                         summary=prepared.summary.text,
                                         outcome=outcome,
                                     ):
+                                        # a backend's JSON may carry a lone surrogate,
+                                        # which no store nor page could take
+                                        delta = clean_text(delta)
                                         parts.append(delta)
                                         yield TextDelta(delta)
                                 except BackendError as exc:
@@ -220,6 +253,10 @@ class Engine:
                                         # not stored: the note is about this moment only
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
+        except OwnerForgotten:
+            # /forget or an account deletion won the race: nothing of this message stays
+            log.info("a %s message's owner was forgotten while it was answered", incoming.platform)
+            done = ReplyDone(OWNER_FORGOTTEN, ReplyKind.ERROR)
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")
@@ -255,6 +292,8 @@ class Engine:
                 ReplyKind.RATE_LIMITED,
                 retry_after=wait,
             )
+        if not incoming.text.strip():  # e.g. Discord's /chat message:"   ", a bare mention
+            return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
             return ReplyDone(
@@ -297,6 +336,10 @@ class Engine:
             )
         async with self._locks.hold(speaker.key):
             answer = await handler(speaker, args)
+        if isinstance(answer, CommandAnswer):
+            return ReplyDone(
+                answer.text, ReplyKind.COMMAND, speaker.persona.name, actions=answer.actions
+            )
         return ReplyDone(answer, ReplyKind.COMMAND, speaker.persona.name)
 
     # -- who is speaking ----------------------------------------------------------------
@@ -341,11 +384,15 @@ class Engine:
         summariser = self._summarisers.get(speaker.persona.backend)
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
+        # the epoch first: a /forget after this point refuses every write of this message
+        epoch = await self._retrying(lambda: self.store.owner_epoch(key.owner))
+        if epoch is None:
+            raise OwnerForgotten(f"owner {key.owner} is deleted")
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         if new_text is not None:
             turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
-            version, stored = await self._append(key, [turn], version)
+            version, stored = await self._append(key, [turn], version, epoch)
             history, message = list(window.turns), stored[0]
         else:
             found = _last_user_turn(window.turns)
@@ -361,6 +408,7 @@ class Engine:
             context=context,
             message=message,
             version=version,
+            epoch=epoch,
             old_state=window.backend_state,
             state=dict(window.backend_state),
             started=time.perf_counter(),
@@ -397,9 +445,9 @@ class Engine:
                 persona.name,
             )
         reply = NewTurn("assistant", text, persona.name, self._clock())
-        version, _ = await self._append(prepared.key, [reply], prepared.version)
+        version, _ = await self._append(prepared.key, [reply], prepared.version, prepared.epoch)
         if prepared.state != prepared.old_state:
-            await self._save_state(prepared.key, prepared.state, version)
+            await self._save_state(prepared.key, prepared.state, version, prepared.epoch)
         if prepared.summariser is not None and prepared.dropped:
             self.summaries.maybe_start(
                 prepared.key, persona, prepared.summariser, prepared.summary, prepared.dropped
@@ -423,7 +471,7 @@ class Engine:
         self.metrics.error("store_retry")
 
     async def _append(
-        self, key: ConversationKey, turns: list[NewTurn], version: int
+        self, key: ConversationKey, turns: list[NewTurn], version: int, epoch: int
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append under the version check, exactly once.
 
@@ -436,7 +484,9 @@ class Engine:
         conflicts = failures = 0
         while True:
             try:
-                return await self.store.append_turns(key, turns, version, self._clock())
+                return await self.store.append_turns(
+                    key, turns, version, self._clock(), epoch=epoch
+                )
             except VersionConflict:
                 conflicts += 1
                 if conflicts >= APPEND_ATTEMPTS:
@@ -459,14 +509,20 @@ class Engine:
                     raise
                 version = window.version
 
-    async def _save_state(self, key: ConversationKey, state: dict[str, Any], version: int) -> None:
+    async def _save_state(
+        self, key: ConversationKey, state: dict[str, Any], version: int, epoch: int
+    ) -> None:
         """Keep the backend's new state. The reply is stored already, so failing here
         only logs: the user is not told their reply was lost when it was not."""
         try:
             for _ in range(APPEND_ATTEMPTS):
                 try:
                     save = partial(
-                        self.store.save_conversation_state, key, version, backend_state=state
+                        self.store.save_conversation_state,
+                        key,
+                        version,
+                        backend_state=state,
+                        epoch=epoch,
                     )
                     await self._retrying(save)
                     return
@@ -496,6 +552,8 @@ class _Prepared:
     context: list[Turn]
     message: Turn
     version: int
+    #: The owner's epoch when the message began: its writes are refused after a /forget.
+    epoch: int
     old_state: Mapping[str, Any]
     state: dict[str, Any]
     started: float
