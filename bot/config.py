@@ -71,6 +71,18 @@ def _url_check(*schemes: str) -> Callable[[str], str]:
     return check
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for a message or a log line: without a user name or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def _path_check(value: Path) -> Path:
     if "\0" in str(value):
         raise ValueError("a path cannot contain a NUL character")

@@ -218,3 +218,13 @@ async def test_dynamodb_without_any_region_names_the_setting_and_how_to_set_it(
     message = str(caught.value)
     assert message.startswith("PERSONABRIDGE_STORE__DYNAMODB_REGION: ")
     assert "set PERSONABRIDGE_STORE__DYNAMODB_REGION" in message and "AWS_REGION" in message
+
+
+def test_urls_in_messages_never_carry_credentials() -> None:
+    from bot.config import shown_url
+
+    assert (
+        shown_url("https://me:s3cret@llm.example.org:8443/v1") == "https://llm.example.org:8443/v1"
+    )
+    assert shown_url("http://[::1]:80/x") == "http://[::1]:80/x"
+    assert "s3cret" not in shown_url("http://me:s3cret@[::1")

@@ -23,7 +23,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.options import DiscordOptions
-from bot.config import DiscordSettings
+from bot.config import DiscordSettings, shown_url
 from bot.errors import ConfigError, PlatformUnreachable
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Gateway:
         except (OSError, aiohttp.ClientError, TimeoutError, discord.DiscordServerError) as exc:
             await self.client.close()
             raise PlatformUnreachable(
-                f"cannot reach Discord at {Route.BASE}: {type(exc).__name__}: {exc}"
+                f"cannot reach Discord at {shown_url(Route.BASE)}: {type(exc).__name__}: {exc}"
             ) from exc
         except BaseException:
             await self.client.close()

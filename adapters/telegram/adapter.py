@@ -35,7 +35,7 @@ from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.transport import AiohttpRequest
 from bot.commands import COMMANDS
-from bot.config import TelegramSettings, WebSettings
+from bot.config import TelegramSettings, WebSettings, shown_url
 from bot.engine import Engine
 from bot.errors import ConfigError, PlatformUnreachable
 from bot.messages import Identity
@@ -146,7 +146,8 @@ class TelegramAdapter:
             except InvalidToken as exc:
                 raise ConfigError("PERSONABRIDGE_TELEGRAM__TOKEN: Telegram refused it") from exc
             except NetworkError as exc:  # also TimedOut; a refused token is InvalidToken
-                raise PlatformUnreachable(f"cannot reach Telegram at {self._api}: {exc}") from exc
+                where = shown_url(self._api)
+                raise PlatformUnreachable(f"cannot reach Telegram at {where}: {exc}") from exc
             assert self._handler is not None
             self._handler.me = BotIdentity(app.bot.id, app.bot.username)
             self.username = app.bot.username

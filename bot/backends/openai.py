@@ -34,6 +34,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from bot.backends.base import MeteredStream, Summarised, TokenUsage
 from bot.backends.prompt import ChatMessage, chat_messages, summary_messages
+from bot.config import shown_url
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import Turn
 from bot.personas import Persona
@@ -98,13 +99,13 @@ class OpenAIBackend:
             await self._client.models.list(timeout=START_CHECK_TIMEOUT)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ConfigError(
-                f"PERSONABRIDGE_OPENAI__API_KEY: {self._base_url} refused the key "
+                f"PERSONABRIDGE_OPENAI__API_KEY: {shown_url(self._base_url)} refused the key "
                 f"(HTTP {exc.status_code})"
             ) from exc
         except openai.NotFoundError:
-            log.debug("openai: %s has no /models to check the key with", self._base_url)
+            log.debug("openai: %s has no /models to check the key with", shown_url(self._base_url))
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
-            log.warning("openai: %s is not reachable yet: %s", self._base_url, exc)
+            log.warning("openai: %s is not reachable yet: %s", shown_url(self._base_url), exc)
 
     def reply(
         self,

@@ -366,12 +366,13 @@ async def test_a_refused_key_stops_the_start_naming_the_setting(
     server: FakeOpenAI, tmp_path: Path
 ) -> None:
     server.models_status = 401
+    with_credentials = server.url.replace("http://", "http://me:s3cret@")
     with pytest.raises(ConfigError) as caught:
-        async with PersonaBridge(app_settings(tmp_path, server.url)):
+        async with PersonaBridge(app_settings(tmp_path, with_credentials)):
             pass
     assert str(caught.value) == (
         f"PERSONABRIDGE_OPENAI__API_KEY: {server.url} refused the key (HTTP 401)"
-    )
+    ), "named without the URL's credentials"
 
 
 async def test_an_unreachable_server_at_start_is_logged_and_the_start_goes_on(
