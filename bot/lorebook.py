@@ -104,9 +104,11 @@ class ActiveEntry:
 
 @dataclass(frozen=True, slots=True)
 class Activation:
-    """The entries that made it into the prompt, in insertion order."""
+    """The entries that made it into the prompt, in insertion order; ``timeouts``:
+    how many regular-expression searches were cut off (counted as no match)."""
 
     entries: tuple[ActiveEntry, ...] = ()
+    timeouts: int = 0
 
     def texts(self, placement: Placement) -> list[str]:
         """The texts placed at ``placement``, in order."""
@@ -171,7 +173,8 @@ def activate(book: Lorebook | None, scan: ScanInput, *, budget_tokens: int) -> A
                 break
             chosen |= {c.index: c for c in new}
     budget = book.token_budget if book.token_budget is not None else budget_tokens
-    return Activation(tuple(_place(c) for c in _fit(chosen.values(), budget)))
+    placed = tuple(_place(c) for c in _fit(chosen.values(), budget))
+    return Activation(placed, matcher.timeouts)
 
 
 def _allowed(candidate: _Candidate, scan: ScanInput) -> bool:
@@ -197,7 +200,7 @@ def _recent(messages: Sequence[str], depth: int) -> list[str]:
 
 
 def _recursable(text: str) -> str:
-    return _HIDDEN.sub(lambda m: m[1], _COMMENTS.sub("", text))
+    return _HIDDEN.sub(lambda m: f" {m[1]} ", _COMMENTS.sub(" ", text))
 
 
 def _importance(candidate: _Candidate) -> float:
