@@ -9,6 +9,11 @@ messages (the book's value, else 2; the greeting counts as a message):
 * a ``selective`` entry with ``secondary_keys`` also needs one of those;
 * ``constant`` entries are always in, disabled ones never (``constant`` is ignored
   for ``use_regex`` entries, as V3 says);
+* an entry SillyTavern wrote (its extensions carry SillyTavern's own settings) is read
+  as SillyTavern reads it: SillyTavern marks every entry ``use_regex`` but matches its
+  keys as words, so its ``match_whole_words``, ``case_sensitive``, ``scan_depth``,
+  ``selectiveLogic`` (AND ANY, NOT ALL, NOT ANY, AND ALL) and recursion settings rule
+  instead (the author tested the card that way);
 * V3 decorators: ``@@activate`` (always), ``@@dont_activate`` (never, unless
   ``@@activate``), ``@@scan_depth N``, ``@@additional_keys a,b`` (one of them is
   needed too), ``@@exclude_keys a,b`` (none of them may be there), ``@@is_greeting N``,
@@ -132,11 +137,59 @@ class ScanInput:
 
 
 @dataclass(frozen=True, slots=True)
+class _Rules:
+    """How one entry matches, from its V3 fields, or from SillyTavern's own settings in
+    its extensions when SillyTavern wrote it (see :func:`_rules`)."""
+
+    regex: bool = False
+    case_sensitive: bool = False
+    whole_words: bool = True
+    constant: bool = False
+    scan_depth: int | None = None
+    #: SillyTavern's selectiveLogic: 0 AND ANY, 1 NOT ALL, 2 NOT ANY, 3 AND ALL.
+    logic: int = 0
+    #: Not activated by other entries' text / its text activates no other entry.
+    no_recursion_in: bool = False
+    no_recursion_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _Candidate:
     index: int
     entry: LoreEntry
     decorators: Decorators
     text: str
+    rules: _Rules
+
+
+# Keys only SillyTavern writes in an entry's extensions: such an entry says use_regex
+# true whatever its keys are (SillyTavern writes it on every entry and reads its keys
+# as plain words, or /pattern/flags), so its own settings are what its author tested.
+_SILLYTAVERN_KEYS = frozenset(("selectiveLogic", "match_whole_words", "display_index"))
+
+
+def _rules(entry: LoreEntry) -> _Rules:
+    ext = entry.extensions
+    if not _SILLYTAVERN_KEYS & ext.keys():
+        return _Rules(
+            regex=bool(entry.use_regex),
+            case_sensitive=bool(entry.case_sensitive),
+            constant=bool(entry.constant) and not entry.use_regex,  # V3: ignored with regex
+        )
+    case = ext.get("case_sensitive")
+    whole = ext.get("match_whole_words")
+    depth = ext.get("scan_depth")
+    logic = ext.get("selectiveLogic")
+    return _Rules(
+        regex=False,
+        case_sensitive=bool(entry.case_sensitive) or case is True,
+        whole_words=whole is not False,
+        constant=bool(entry.constant),
+        scan_depth=depth if isinstance(depth, int) and not isinstance(depth, bool) else None,
+        logic=logic if logic in (0, 1, 2, 3) else 0,
+        no_recursion_in=ext.get("exclude_recursion") is True,
+        no_recursion_out=ext.get("prevent_recursion") is True,
+    )
 
 
 def activate(book: Lorebook | None, scan: ScanInput, *, budget_tokens: int) -> Activation:
@@ -145,7 +198,7 @@ def activate(book: Lorebook | None, scan: ScanInput, *, budget_tokens: int) -> A
         return Activation()
     matcher = _Matcher()
     candidates = [
-        _Candidate(i, entry, *parse_decorators(entry.content))
+        _Candidate(i, entry, *parse_decorators(entry.content), _rules(entry))
         for i, entry in enumerate(book.entries)
         if entry.enabled
     ]
@@ -154,6 +207,8 @@ def activate(book: Lorebook | None, scan: ScanInput, *, budget_tokens: int) -> A
     chosen: dict[int, _Candidate] = {}
     for candidate in candidates:
         scan_depth = candidate.decorators.scan_depth
+        if scan_depth is None:
+            scan_depth = candidate.rules.scan_depth
         window = _recent(scan.messages, depth if scan_depth is None else scan_depth)
         if _forced(candidate) or (
             not candidate.decorators.dont_activate and matcher.matches(candidate, window)
@@ -161,12 +216,15 @@ def activate(book: Lorebook | None, scan: ScanInput, *, budget_tokens: int) -> A
             chosen[candidate.index] = candidate
     if book.recursive_scanning:
         for _ in range(_MAX_RECURSION):
-            found = "\n".join(_recursable(c.text) for c in chosen.values())
+            found = "\n".join(
+                _recursable(c.text) for c in chosen.values() if not c.rules.no_recursion_out
+            )
             new = [
                 c
                 for c in candidates
                 if c.index not in chosen
                 and not c.decorators.dont_activate
+                and not c.rules.no_recursion_in
                 and matcher.matches(c, [found])
             ]
             if not new:
@@ -191,8 +249,7 @@ def _allowed(candidate: _Candidate, scan: ScanInput) -> bool:
 def _forced(candidate: _Candidate) -> bool:
     if candidate.decorators.activate:
         return True
-    entry = candidate.entry
-    return bool(entry.constant) and not entry.use_regex and not candidate.decorators.dont_activate
+    return candidate.rules.constant and not candidate.decorators.dont_activate
 
 
 def _recent(messages: Sequence[str], depth: int) -> list[str]:
@@ -257,50 +314,57 @@ class _Matcher:
         self.timeouts = 0
 
     def matches(self, candidate: _Candidate, texts: Sequence[str]) -> bool:
-        entry, deco = candidate.entry, candidate.decorators
-        if not texts:
+        entry, deco, rules = candidate.entry, candidate.decorators, candidate.rules
+        if not texts or not self.any_key(entry.keys, texts, rules, rules.regex):
             return False
-        regex_entry = bool(entry.use_regex)
-        if not self.any_key(entry.keys, texts, entry, regex_entry):
-            return False
-        if (
-            entry.selective
-            and entry.secondary_keys
-            and not regex_entry
-            and not self.any_key(entry.secondary_keys, texts, entry, False)
-        ):
+        selective = entry.selective and entry.secondary_keys and not rules.regex
+        if selective and not self.secondary(entry.secondary_keys or (), texts, rules):
             return False
         if deco.additional_keys and not self.any_key(
-            deco.additional_keys, texts, entry, regex_entry
+            deco.additional_keys, texts, rules, rules.regex
         ):
             return False
         return not (
             deco.exclude_keys
-            and not regex_entry
-            and self.any_key(deco.exclude_keys, texts, entry, False)
+            and not rules.regex
+            and self.any_key(deco.exclude_keys, texts, rules, False)
         )
 
+    def secondary(self, keys: Sequence[str], texts: Sequence[str], rules: _Rules) -> bool:
+        """Whether the secondary keys allow the entry (SillyTavern's four logics)."""
+        keys = [k for k in keys if k.strip()]
+        if not keys:
+            return True
+        if rules.logic == 0:  # AND ANY
+            return self.any_key(keys, texts, rules, False)
+        found = [self.any_key([key], texts, rules, False) for key in keys]
+        if rules.logic == 1:  # NOT ALL
+            return not all(found)
+        if rules.logic == 2:  # NOT ANY
+            return not any(found)
+        return all(found)  # AND ALL
+
     def any_key(
-        self, keys: Iterable[str], texts: Sequence[str], entry: LoreEntry, as_regex: bool
+        self, keys: Iterable[str], texts: Sequence[str], rules: _Rules, as_regex: bool
     ) -> bool:
         for key in keys:
             if not key.strip():
                 continue
             if as_regex:
-                found = self.search(key, "", texts, entry)
+                found = self.search(key, "", texts, rules)
             elif (js := _JS_REGEX.match(key.strip())) is not None:
-                found = self.search(js[1], js[2], texts, entry)
+                found = self.search(js[1], js[2], texts, rules)
             else:
-                found = _word_match(key.strip(), texts, bool(entry.case_sensitive))
+                found = _word_match(key.strip(), texts, rules)
             if found:
                 return True
         return False
 
-    def search(self, pattern: str, js_flags: str, texts: Sequence[str], entry: LoreEntry) -> bool:
+    def search(self, pattern: str, js_flags: str, texts: Sequence[str], rules: _Rules) -> bool:
         if len(pattern) > MAX_PATTERN:
             return False
         flags = regex.V0
-        if "i" in js_flags or (not js_flags and not entry.case_sensitive and entry.use_regex):
+        if "i" in js_flags or (not js_flags and not rules.case_sensitive and rules.regex):
             flags |= regex.IGNORECASE
         if "s" in js_flags:
             flags |= regex.DOTALL
@@ -323,8 +387,10 @@ class _Matcher:
         return False
 
 
-def _word_match(key: str, texts: Sequence[str], case_sensitive: bool) -> bool:
-    """``key`` as whole words in one of ``texts``: not inside a longer word."""
-    flags = 0 if case_sensitive else re.IGNORECASE
-    pattern = re.compile(rf"(?<!\w){re.escape(key)}(?!\w)", flags)
+def _word_match(key: str, texts: Sequence[str], rules: _Rules) -> bool:
+    """``key`` in one of ``texts``: as whole words (not inside a longer word) unless the
+    entry says otherwise."""
+    flags = 0 if rules.case_sensitive else re.IGNORECASE
+    escaped = re.escape(key)
+    pattern = re.compile(rf"(?<!\w){escaped}(?!\w)" if rules.whole_words else escaped, flags)
     return any(pattern.search(text) for text in texts)

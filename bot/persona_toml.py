@@ -95,8 +95,15 @@ def check_id(persona_id: str, source: str | None = None) -> str:
     return persona_id
 
 
-def parse_toml(text: str, source: str = "<string>", *, default_backend: str = "offline") -> Persona:
-    """A persona from the text of a TOML card; unknown keys and wrong types are errors."""
+def parse_toml(
+    text: str,
+    source: str = "<string>",
+    *,
+    default_backend: str = "offline",
+    sidecar: PersonaOptions | None = None,
+) -> Persona:
+    """A persona from the text of a TOML card; unknown keys and wrong types are errors.
+    ``sidecar``: options (from an imported card's sidecar file) over the card's own."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -130,6 +137,8 @@ def parse_toml(text: str, source: str = "<string>", *, default_backend: str = "o
         ),
         knowledge=check.strings(data, "knowledge") if "knowledge" in data else None,
     )
+    if sidecar is not None:
+        options = sidecar.over(options)
     mes_example = check("mes_example", data.get("mes_example", ""), str, "a string")
     card = _card(data, check, pairs, options, source)
     return build_persona(

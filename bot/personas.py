@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bot import cards
 from bot.card_model import CharacterCard
+from bot.dialogue import blocks_text
 from bot.errors import PersonaError, UnknownPersona
 from bot.persona_model import (
     EXTENSION_KEY,
@@ -34,6 +35,7 @@ __all__ = [
     "Exchange",
     "Persona",
     "PersonaLibrary",
+    "card_of",
     "export_toml",
     "load_card",
     "parse_toml",
@@ -141,7 +143,9 @@ def load_card(
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PersonaError(f"card is not UTF-8: {exc}", source=source) from exc
-        persona = parse_toml(text, source, default_backend=default_backend)
+        sidecar_id, sidecar = read_sidecar(sidecar_path(path))
+        persona = parse_toml(text, source, default_backend=default_backend, sidecar=sidecar)
+        persona_id = persona_id if persona_id is not None else sidecar_id
         return persona if persona_id is None else replace(persona, id=check_id(persona_id, source))
     obj = (
         cards.card_from_png(raw, source) if suffix == ".png" else cards.card_from_json(raw, source)
@@ -188,10 +192,42 @@ def persona_from_card(
     )
 
 
+def card_of(persona: Persona) -> CharacterCard:
+    """The whole card of ``persona`` (with its PersonaBridge options in
+    ``extensions.personabridge``); one made from its fields when it was built in code."""
+    if persona.card is not None:
+        return persona.card
+    options = PersonaOptions(
+        backend=persona.backend,
+        fallback=persona.fallback or None,
+        backend_options=dict(persona.backend_options) or None,
+        knowledge=persona.knowledge or None,
+    )
+    card = CharacterCard(
+        name=persona.name,
+        nickname=persona.nickname or None,
+        description=persona.description,
+        personality=persona.personality,
+        scenario=persona.scenario,
+        first_mes=persona.greeting,
+        mes_example=blocks_text(persona.example_dialogue),
+        system_prompt=persona.system_prompt,
+        post_history_instructions=persona.post_history_instructions,
+        alternate_greetings=persona.alternate_greetings,
+        group_only_greetings=persona.group_only_greetings,
+        character_book=persona.lorebook,
+        creator_notes=persona.creator_notes,
+        creator=persona.creator,
+        tags=persona.tags,
+    )
+    return _with_options(card, options)
+
+
 def _with_options(card: CharacterCard, options: PersonaOptions) -> CharacterCard:
-    extensions = dict(card.extensions)
-    extensions[EXTENSION_KEY] = {**(card.personabridge), **options.as_json()}
-    return replace(card, extensions=extensions)
+    merged = {**card.personabridge, **options.as_json()}
+    if not merged and EXTENSION_KEY not in card.extensions:
+        return card
+    return replace(card, extensions={**card.extensions, EXTENSION_KEY: merged})
 
 
 def sidecar_path(card_path: Path) -> Path:

@@ -220,3 +220,59 @@ def test_decorators_are_never_in_the_text() -> None:
 
 def test_empty_content_adds_nothing() -> None:
     assert run([entry("a", content="@@depth 1\n")], "a").entries == ()
+
+
+ST = {"selectiveLogic": 0, "match_whole_words": None, "display_index": 0}
+
+
+def test_sillytavern_entries_are_read_as_sillytavern_reads_them() -> None:
+    # SillyTavern writes use_regex true on every entry and matches keys as words.
+    wood = entry("wood", content="woods", use_regex=True, extensions=ST)
+    assert run([wood], "a woodpecker").entries == ()
+    assert run([wood], "into the wood").entries != ()
+    always = entry(content="always", use_regex=True, constant=True, extensions=ST)
+    assert texts(run([always])) == ["always"]
+    parts = entry(
+        "wood", content="parts", use_regex=True, extensions={**ST, "match_whole_words": False}
+    )
+    assert run([parts], "a woodpecker").entries != ()
+    deep = entry("lamp", content="deep", extensions={**ST, "scan_depth": 4})
+    assert run([deep], "the lamp", "a", "b", "c").entries != ()
+
+
+@pytest.mark.parametrize(
+    ("logic", "message", "hit"),
+    [
+        pytest.param(0, "lamp night", True, id="and-any"),
+        pytest.param(0, "lamp", False, id="and-any-none"),
+        pytest.param(1, "lamp night dark", False, id="not-all-all"),
+        pytest.param(1, "lamp night", True, id="not-all-some"),
+        pytest.param(2, "lamp night", False, id="not-any-some"),
+        pytest.param(2, "lamp", True, id="not-any-none"),
+        pytest.param(3, "lamp night", False, id="and-all-some"),
+        pytest.param(3, "lamp night dark", True, id="and-all-all"),
+    ],
+)
+def test_sillytavern_selective_logic(logic: int, message: str, hit: bool) -> None:
+    lamp = entry(
+        "lamp",
+        selective=True,
+        secondary_keys=("night", "dark"),
+        extensions={**ST, "selectiveLogic": logic},
+    )
+    assert bool(run([lamp], message).entries) is hit
+
+
+def test_sillytavern_recursion_settings() -> None:
+    book = [
+        entry(
+            "lamp",
+            content="The lamp burns whale oil.",
+            extensions={**ST, "prevent_recursion": True},
+        ),
+        entry("whale", content="Whales."),
+        entry("lamp", content="Lamps need oil.", extensions=ST),
+        entry("oil", content="Oil is dear.", extensions={**ST, "exclude_recursion": True}),
+    ]
+    found = texts(run(book, "the lamp", recursive_scanning=True))
+    assert found == ["The lamp burns whale oil.", "Lamps need oil."]
