@@ -23,11 +23,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bot.backends.base import Summariser, TokenUsage
+from bot import userpersona
+from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
@@ -38,6 +39,7 @@ from bot.commands import (
 )
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
 from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
+from bot.greetings import store_greeting
 from bot.limits import KeyedLocks, RateLimiter
 from bot.messages import (
     ConversationKey,
@@ -192,6 +194,7 @@ class Engine:
                                     async for delta in self.guard.stream(
                                         *prepared.backend_args,
                                         summary=prepared.summary.text,
+                                        context=prepared.reply_context,
                                         outcome=outcome,
                                     ):
                                         parts.append(delta)
@@ -287,7 +290,8 @@ class Engine:
             owner = account_owner(account_id)
             prefs = await self._retrying(lambda: self.store.get_preferences(owner))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
-        return Speaker(incoming, owner, account_id, self._persona_of(prefs))
+        user = userpersona.from_preferences(prefs)
+        return Speaker(incoming, owner, account_id, self._persona_of(prefs), user)
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
@@ -315,8 +319,9 @@ class Engine:
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
+        earlier: tuple[str, ...] = ()
         if new_text is not None:
-            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
+            turn = NewTurn("user", new_text, speaker.user_name, self._clock())
             version, stored = await self._append(key, [turn], version)
             history, message = list(window.turns), stored[0]
         else:
@@ -324,6 +329,7 @@ class Engine:
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
+            earlier = tuple(t.text for t in window.turns[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
@@ -339,6 +345,7 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
+            reply_context=ReplyContext(speaker.user, earlier),
         )
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
@@ -450,6 +457,24 @@ class Engine:
 
     # -- for front ends that show history (web chat, console) ---------------------------
 
+    async def open_conversation(
+        self, owner: OwnerId, scope: str, display_name: str
+    ) -> tuple[Persona, list[Turn]]:
+        """The owner's persona and the turns a user sees when opening that conversation
+        (a page, a terminal): an empty conversation starts with the persona's greeting,
+        stored as its first turn, as ``/start`` does."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        persona = self._persona_of(prefs)
+        user = userpersona.from_preferences(prefs).name or display_name
+        key = ConversationKey(owner, persona.id, scope)
+        async with self._locks.hold(key):
+            stored = await self._retrying(
+                lambda: store_greeting(self.store, key, persona, user, self._clock())
+            )
+        if stored is not None:
+            return persona, [stored]
+        return persona, await self.recent_turns(owner, persona.id, scope)
+
     async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
         """The turns a user sees when opening a conversation, oldest first."""
         key = ConversationKey(owner, persona_id, scope)
@@ -475,6 +500,8 @@ class _Prepared:
     summariser: Summariser | None
     #: Turns that left the window and are not in the summary yet.
     dropped: list[Turn]
+    #: Who the user says they are, and what a /retry replaces.
+    reply_context: ReplyContext = field(default_factory=ReplyContext)
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
