@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot import userpersona
-from bot.greetings import greeting_list, greeting_text, greetings, store_greeting
+from bot.greetings import (
+    conversation_seed,
+    greeting_list,
+    greeting_text,
+    greetings,
+    store_greeting,
+)
 from bot.limits import RateLimiter
 from bot.linking import hash_link_code, looks_like_link_code
 from bot.messages import ConversationKey, Incoming, OwnerId, UserPersona, account_owner
@@ -141,14 +147,17 @@ class CommandHandlers:
         if args.lower().startswith("link-"):
             return await self.link(speaker, args[5:])
         persona = speaker.persona
-        greeting = greeting_text(persona, speaker.user_name)
-        if greeting:
-            # a new conversation starts with it; an ongoing one only shows it again
-            await store_greeting(
-                self._store, speaker.key, persona, speaker.user_name, self._clock()
-            )
+        greeting = await self._greet(speaker.key, persona, speaker.user_name)
         greeting = greeting or f"Hello, I am {persona.name}."
         return f"{greeting}\n\n(Send /help to see what else I can do.)"
+
+    async def _greet(self, key: ConversationKey, persona: Persona, user: str) -> str:
+        """The greeting to show: stored as the first turn when the conversation is
+        empty (a new one starts with it); an ongoing one only shows it again."""
+        stored = await store_greeting(self._store, key, persona, user, self._clock())
+        if stored is not None:
+            return stored.text
+        return greeting_text(persona, user, seed=conversation_seed(key))
 
     async def help(self, speaker: Speaker, args: str) -> str:
         return help_text(speaker.persona)
@@ -212,9 +221,8 @@ class CommandHandlers:
         if chosen is None:
             return f"I don't know a persona called {args!r}. " + self._persona_list()
         await set_persona(self._store, speaker.owner, chosen.id)
-        greeting = greeting_text(chosen, speaker.user_name)
         key = ConversationKey(speaker.owner, chosen.id, speaker.incoming.scope)
-        await store_greeting(self._store, key, chosen, speaker.user_name, self._clock())
+        greeting = await self._greet(key, chosen, speaker.user_name)
         return f"You are now talking to {chosen.name}.\n\n{greeting}".rstrip()
 
     async def list_personas(self, speaker: Speaker, args: str) -> str:

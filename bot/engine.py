@@ -39,7 +39,7 @@ from bot.commands import (
 )
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
 from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
-from bot.greetings import store_greeting
+from bot.greetings import conversation_seed, store_greeting
 from bot.limits import KeyedLocks, RateLimiter
 from bot.messages import (
     ConversationKey,
@@ -345,7 +345,7 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
-            reply_context=ReplyContext(speaker.user, earlier),
+            reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:

@@ -11,7 +11,10 @@ conversation that began before greetings were stored simply has none.
 
 from __future__ import annotations
 
+import random
+
 from bot.errors import VersionConflict
+from bot.macros import MacroContext, expand_macros
 from bot.messages import ConversationKey, NewTurn, Turn
 from bot.personas import Persona
 from bot.store.base import Store
@@ -26,17 +29,27 @@ def greetings(persona: Persona) -> list[str]:
     return [g for g in (persona.greeting, *persona.alternate_greetings) if g.strip()]
 
 
-def greeting_text(persona: Persona, user: str, number: int = 1) -> str:
-    """Greeting ``number`` (1 = the first) for ``user``, macros expanded; "" when the
-    persona has no such greeting."""
+def conversation_seed(key: ConversationKey) -> str:
+    """What makes a conversation's macros (``{{pick}}``, a greeting's ``{{random}}``)
+    choose the same each time for it, and differently for another."""
+    return f"{key.owner}\x1f{key.persona_id}\x1f{key.scope}"
+
+
+def greeting_text(persona: Persona, user: str, number: int = 1, *, seed: str = "") -> str:
+    """Greeting ``number`` (1 = the first) for ``user``, macros expanded (deterministic
+    for one ``seed``); "" when the persona has no such greeting."""
     options = greetings(persona)
     if not 1 <= number <= len(options):
         return ""
-    return persona.expand(options[number - 1], user).strip()
+    rng = random.Random(f"{seed}\x1f{number}")
+    context = MacroContext(char=persona.char_name, user=user, seed=seed, rng=rng)
+    return expand_macros(options[number - 1], context).strip()
 
 
-def greeting_turn(persona: Persona, user: str, now: float, number: int = 1) -> NewTurn | None:
-    text = greeting_text(persona, user, number)
+def greeting_turn(
+    persona: Persona, user: str, now: float, number: int = 1, *, seed: str = ""
+) -> NewTurn | None:
+    text = greeting_text(persona, user, number, seed=seed)
     return NewTurn("assistant", text, persona.name, now) if text else None
 
 
@@ -46,7 +59,7 @@ async def store_greeting(
     """Store greeting ``number`` as the first turn of the key's conversation when the
     conversation is empty; None when it is not (or the persona has no greeting). A
     concurrent append wins: the conversation is no longer empty then."""
-    turn = greeting_turn(persona, user, now, number)
+    turn = greeting_turn(persona, user, now, number, seed=conversation_seed(key))
     if turn is None:
         return None
     window = await store.load_window(key, 1)

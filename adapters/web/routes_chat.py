@@ -43,9 +43,9 @@ async def chat_page(request: web.Request) -> web.Response:
     account = await require_account(request)
     engine = request.app[ENGINE]
     owner = account_owner(account.id)
-    persona = await engine.active_persona(owner)
-    turns = await engine.recent_turns(owner, persona.id, DIRECT_SCOPE)
-    greeting = persona.expand(persona.greeting, account.username) or f"Hello, I am {persona.name}."
+    # an empty conversation starts with the greeting shown here, stored as its first turn
+    persona, turns = await engine.open_conversation(owner, DIRECT_SCOPE, account.username)
+    greeting = f"Hello, I am {persona.name}."  # shown when the persona has no greeting
     return await render(
         request,
         "chat.html",

@@ -26,13 +26,12 @@ class ReplyContext:
     user: UserPersona = field(default_factory=UserPersona)
     #: Earlier replies to the message being answered, oldest first (``/retry`` only).
     earlier_replies: tuple[str, ...] = ()
+    #: Stable for one conversation: what makes ``{{pick:...}}`` choose the same each time.
+    seed: str = ""
 
     @property
     def retry(self) -> bool:
         return bool(self.earlier_replies)
-
-    def __bool__(self) -> bool:
-        return bool(self.user) or self.retry
 
 
 class Backend(Protocol):
@@ -44,8 +43,8 @@ class Backend(Protocol):
     state: the backend may change it in place and the engine persists the change.
     ``summary`` is the running summary of the turns before the window (empty when there
     is none; it is passed only when there is one). ``context`` says who the user says
-    they are and what a ``/retry`` replaces (:class:`ReplyContext`; passed only when it
-    holds something, so a backend that needs neither may leave both keywords out).
+    they are and what a ``/retry`` replaces (:class:`ReplyContext`; passed only to a
+    backend whose ``reply`` names it, so one that needs it not may leave it out).
 
     Backends raise :class:`~bot.errors.BackendError` subclasses for expected failures;
     timeouts, retries and fallback are not theirs to do (see :mod:`bot.backends.guard`).

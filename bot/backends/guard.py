@@ -195,7 +195,7 @@ class ReplyGuard:
             raise BackendUnavailable(f"no configured backend for persona {persona.id!r}")
         # Backends written before summaries take four arguments: pass these only when set.
         extra: dict[str, Any] = {"summary": summary} if summary else {}
-        with_context = {**extra, "context": context} if context else extra
+        with_context = extra if context is None else {**extra, "context": context}
         failure: BackendError | None = None
         for backend in chain:
             breaker = self._breakers[backend.name]
