@@ -51,6 +51,7 @@ from bot.messages import (
     ReplyKind,
     TextDelta,
     Turn,
+    UserPersona,
     account_owner,
     guest_owner,
 )
@@ -295,6 +296,15 @@ class Engine:
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
+
+    async def user_persona(self, owner: OwnerId) -> UserPersona:
+        """Who the owner says they are (``/me``, the account page)."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        return userpersona.from_preferences(prefs)
+
+    async def set_user_persona(self, owner: OwnerId, persona: UserPersona) -> UserPersona:
+        """Keep who the owner says they are; raises InvalidUserPersona (nothing kept)."""
+        return await userpersona.save(self.store, owner, persona)
 
     def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
