@@ -27,6 +27,7 @@ from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
+from adapters.web.routes_avatar import avatar_url
 from adapters.web.session import current_account, require_account
 from bot.messages import DIRECT_SCOPE, Incoming, ReplyEvent, TextDelta, account_owner, clean_text
 from bot.store.base import Account
@@ -53,6 +54,7 @@ async def chat_page(request: web.Request) -> web.Response:
         personas=list(engine.personas),
         turns=turns,
         greeting=greeting,
+        avatar=avatar_url(persona),
         max_chars=request.app[OPTIONS].chat_max_chars,
     )
 
