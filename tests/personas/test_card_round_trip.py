@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.card_export import card_json, card_png, card_to_v3
 from bot.card_model import CharacterCard
@@ -188,3 +190,102 @@ def test_ccv3_chunk_alone_is_enough(tmp_path: Path, png_kit: Any) -> None:
     path = tmp_path / "iris.png"
     path.write_bytes(png_kit.png(png_kit.text_chunk("ccv3", png_kit.card_b64(original))))
     assert card_to_v3(_card(load_card(path))) == original
+
+
+# -- any V3 card ------------------------------------------------------------------------
+
+
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-9, 9) | _text,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(_text, inner, max_size=2),
+    max_leaves=4,
+)
+_entry = st.fixed_dictionaries(
+    {
+        "keys": st.lists(_text, max_size=2),
+        "content": _text,
+        "extensions": st.dictionaries(_text, _json, max_size=2),
+        "enabled": st.booleans(),
+        "insertion_order": st.integers(-5, 500),
+        "use_regex": st.booleans(),
+    },
+    optional={
+        "case_sensitive": st.booleans(),
+        "constant": st.booleans(),
+        "name": _text,
+        "priority": st.integers(0, 99) | st.text(max_size=3),  # a wrong type is kept too
+        "id": st.integers(0, 9) | _text,
+        "comment": _text,
+        "selective": st.booleans(),
+        "secondary_keys": st.lists(_text, max_size=2),
+        "position": st.sampled_from(["before_char", "after_char"]),
+        "x_future": _json,
+    },
+)
+_book = st.fixed_dictionaries(
+    {
+        "extensions": st.dictionaries(_text, _json, max_size=2),
+        "entries": st.lists(_entry, max_size=3),
+    },
+    optional={
+        "name": _text,
+        "description": _text,
+        "scan_depth": st.integers(0, 9),
+        "token_budget": st.integers(0, 999),
+        "recursive_scanning": st.booleans(),
+    },
+)
+_data = st.fixed_dictionaries(
+    {
+        "name": _text.filter(str.strip),
+        **dict.fromkeys(
+            (
+                "description",
+                "personality",
+                "scenario",
+                "first_mes",
+                "mes_example",
+                "creator_notes",
+                "system_prompt",
+                "post_history_instructions",
+                "creator",
+                "character_version",
+            ),
+            _text,
+        ),
+        "tags": st.lists(_text, max_size=2),
+        "alternate_greetings": st.lists(_text, max_size=2),
+        "group_only_greetings": st.lists(_text, max_size=2),
+        "extensions": st.dictionaries(_text, _json, max_size=3),
+    },
+    optional={
+        "character_book": _book,
+        "nickname": _text,
+        "creator_notes_multilingual": st.dictionaries(st.sampled_from(["en", "fr", "ja"]), _text),
+        "source": st.lists(_text, max_size=2),
+        "creation_date": st.integers(0, 2**33),
+        "modification_date": st.integers(0, 2**33),
+        "assets": st.lists(
+            st.fixed_dictionaries(
+                {"type": _text, "uri": _text, "name": _text, "ext": _text},
+                optional={"x_more": _json},
+            ),
+            max_size=2,
+        ),
+        "x_unknown_field": _json,
+    },
+)
+
+
+@settings(max_examples=150, database=None, deadline=None)
+@given(data=_data)
+def test_any_v3_card_exports_exactly_as_it_came(
+    data: dict[str, Any], tmp_path: Path, png_kit: Any
+) -> None:
+    original = {"spec": "chara_card_v3", "spec_version": "3.0", "data": data}
+    card = read_card(json.loads(json.dumps(original)), "any.json")
+    assert card_to_v3(card) == original
+    path = tmp_path / "card.png"
+    path.write_bytes(card_png(card, png_kit.png()))
+    assert card_to_v3(_card(load_card(path, persona_id="any"))) == original
