@@ -36,6 +36,7 @@ from typing import Literal, NotRequired, TypedDict
 
 from bot.backends.base import ReplyContext
 from bot.dialogue import ExampleBlock
+from bot.greetings import greeting_text
 from bot.lorebook import Activation, ScanInput, activate, estimate_tokens
 from bot.macros import MacroContext, expand_macros
 from bot.messages import Turn
@@ -99,7 +100,7 @@ def chat_messages(
     turns = (*window, message)
     lore = activate(
         persona.lorebook,
-        _scan_input(persona, turns, user),
+        _scan_input(persona, turns, user, macros.seed),
         budget_tokens=int(options.context_tokens * options.lorebook_share),
     )
     system = ChatMessage(
@@ -120,25 +121,31 @@ def _macro_context(
     context: ReplyContext | None,
     options: PromptOptions,
 ) -> MacroContext:
-    seed = (context.seed if context is not None else "") or f"{persona.id}\0{user}"
+    seed = context.seed if context is not None else ""
     if options.clock is None:
         return MacroContext(persona.char_name, user, seed=seed, rng=options.rng)
     return MacroContext(persona.char_name, user, seed=seed, rng=options.rng, clock=options.clock)
 
 
-def _scan_input(persona: Persona, turns: Sequence[Turn], user: str) -> ScanInput:
-    greeting_index = None
-    if turns and turns[0].role == "assistant":
-        first = turns[0].text.strip()
-        for i, greeting in enumerate(persona.greetings):
-            if greeting and persona.expand(greeting, user).strip() == first:
-                greeting_index = i
-                break
+def _scan_input(persona: Persona, turns: Sequence[Turn], user: str, seed: str) -> ScanInput:
     return ScanInput(
         messages=[t.text for t in turns],
         character_messages=sum(t.role == "assistant" for t in turns),
-        greeting_index=greeting_index,
+        greeting_index=_greeting_index(persona, turns, user, seed),
     )
+
+
+def _greeting_index(persona: Persona, turns: Sequence[Turn], user: str, seed: str) -> int | None:
+    """Which greeting opened the chat (0: ``first_mes``, 1..: the alternates), when the
+    window still starts with it; for V3's ``@@is_greeting``."""
+    if not turns or turns[0].role != "assistant":
+        return None
+    first = turns[0].text.strip()
+    written = [i for i, g in enumerate(persona.greetings) if g.strip()]
+    for number, index in enumerate(written, start=1):
+        if greeting_text(persona, user, number, seed=seed) == first:
+            return index
+    return None
 
 
 def _system_text(

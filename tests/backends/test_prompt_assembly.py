@@ -182,3 +182,27 @@ def load_card_text(mes_example: str) -> Persona:
 
     card = read_card({"name": "Keeper Nell", "mes_example": mes_example}, "x.json")
     return build_persona(card, persona_id="nell", source="x.json", options=PersonaOptions())
+
+
+def test_is_greeting_knows_which_greeting_opened_the_chat() -> None:
+    from bot.greetings import greeting_text
+
+    persona = Persona(
+        id="x",
+        name="X",
+        greeting="Hello {{user}}, {{random:a,b,c}}.",
+        alternate_greetings=("Storm's coming, {{user}}.",),
+        lorebook=Lorebook(
+            entries=(LoreEntry(content="@@is_greeting 1\nThe storm scene.", constant=True),)
+        ),
+    )
+    context = ReplyContext(seed="conv")
+
+    def system_after(number: int) -> str:
+        opening = turn(1, "assistant", greeting_text(persona, "Sam", number, seed="conv"))
+        return chat_messages(persona, [opening], turn(2, "user", "hi"), context=context)[0][
+            "content"
+        ]
+
+    assert "The storm scene." in system_after(2)
+    assert "The storm scene." not in system_after(1)
