@@ -274,6 +274,8 @@ class CommandHandlers:
     async def whoami(self, speaker: Speaker, args: str) -> str:
         incoming = speaker.incoming
         lines = [f"You are {incoming.display_name} on {incoming.platform} (id {incoming.user_id})."]
+        if speaker.user.name:
+            lines.append(f"Personas call you {speaker.user.name} (/me).")
         account_id = speaker.account_id
         account = await self._store.get_account(account_id) if account_id else None
         if account is not None:

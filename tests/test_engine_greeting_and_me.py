@@ -253,6 +253,7 @@ async def test_me_shows_sets_names_and_clears(
     assert (await say(engine, dm("alice", "/me name  Sam "))).text == "I'll call you Sam."
     shown = (await say(engine, dm("alice", "/me"))).text
     assert "I call you Sam." in shown and "botanist" in shown
+    assert "Personas call you Sam (/me)." in (await say(engine, dm("alice", "/whoami"))).text
 
     await say(engine, dm("alice", "hello"))
     assert backend.messages[-1].author == "Sam"

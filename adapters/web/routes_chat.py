@@ -46,6 +46,7 @@ async def chat_page(request: web.Request) -> web.Response:
     owner = account_owner(account.id)
     # an empty conversation starts with the greeting shown here, stored as its first turn
     persona, turns = await engine.open_conversation(owner, DIRECT_SCOPE, account.username)
+    user_name = (await engine.user_persona(owner)).name or account.username
     greeting = f"Hello, I am {persona.name}."  # shown when the persona has no greeting
     return await render(
         request,
@@ -55,6 +56,7 @@ async def chat_page(request: web.Request) -> web.Response:
         turns=turns,
         greeting=greeting,
         avatar=avatar_url(persona),
+        user_name=user_name,
         max_chars=request.app[OPTIONS].chat_max_chars,
     )
 

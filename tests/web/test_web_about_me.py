@@ -84,3 +84,15 @@ async def test_without_the_csrf_token_nothing_is_kept(client: Client) -> None:
     assert response.status == 403
     exported = json.loads(await (await client.get("/account/export")).text())
     assert exported["preferences"] == {}
+
+
+async def test_the_chat_page_calls_you_by_the_name_you_chose(client: Client) -> None:
+    await sign_up(client, "ada")
+    await post_form(client, "/account/me", {"name": "Robin"}, token_from="/account")
+    html = await (await client.get("/chat")).text()
+    assert 'data-user="Robin"' in html
+    assert "Hello Robin, I am Professor Ada." in html  # the greeting's {{user}}
+    token = await page_token(client, "/chat")
+    await client.post("/chat/send", data={"csrf_token": token, "text": "hi"})
+    html = await (await client.get("/chat")).text()
+    assert '<span class="author">Robin</span><p class="text">hi</p>' in html
