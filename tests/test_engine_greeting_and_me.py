@@ -13,6 +13,7 @@ from fakes import make_persona
 
 from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.config import RateLimitSettings
 from bot.engine import Engine
 from bot.linking import create_link_code
 from bot.messages import (
@@ -88,7 +89,8 @@ def backend() -> Recorder:
 
 @pytest.fixture
 def engine(store: Store, backend: Recorder) -> Engine:
-    return Engine(store, personas(), ReplyGuard({backend.name: backend}, FAST))
+    guard = ReplyGuard({backend.name: backend}, FAST)
+    return Engine(store, personas(), guard, rate_limit=RateLimitSettings(burst=1000))
 
 
 def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
