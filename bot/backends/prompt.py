@@ -29,7 +29,7 @@ roles that do not alternate.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
@@ -37,7 +37,7 @@ from typing import Literal, NotRequired, TypedDict
 from bot.backends.base import ReplyContext
 from bot.dialogue import ExampleBlock
 from bot.greetings import greeting_text
-from bot.lorebook import Activation, ScanInput, activate, estimate_tokens
+from bot.lorebook import Activation, Placement, ScanInput, activate, estimate_tokens
 from bot.macros import MacroContext, expand_macros
 from bot.messages import Turn
 from bot.personas import Persona
@@ -163,34 +163,33 @@ def _system_text(
     if persona.system_prompt.strip():
         original = expand_macros(options.main_prompt, macros)
         main = expand_macros(persona.system_prompt, macros.with_original(original))
-    parts = [card(main), *map(card, lore.texts("before_char"))]
+
+    def entries(placement: Placement) -> str:
+        # SillyTavern joins the entries of one place with a newline, in order.
+        return "\n".join(text for text in map(card, lore.texts(placement)) if text)
+
+    parts = [card(main), entries("before_char")]
     if context is not None and context.user.description.strip():
         # The user wrote it: only the two names are filled in, as SillyTavern does.
         parts.append(persona.expand(context.user.description.strip(), macros.user))
-    parts += map(card, lore.texts("before_desc"))
-    parts.append(card(persona.description))
-    parts += map(card, lore.texts("after_desc"))
-    personality = "\n".join(
-        t for t in (card(persona.personality), *map(card, lore.texts("personality"))) if t
-    )
+    parts += [entries("before_desc"), card(persona.description), entries("after_desc")]
+    personality = _section(card(persona.personality), entries("personality"))
     if personality:
         parts.append(f"{macros.char}'s personality: {personality}")
-    scenario = "\n".join(
-        t for t in (card(persona.scenario), *map(card, lore.texts("scenario"))) if t
-    )
+    scenario = _section(card(persona.scenario), entries("scenario"))
     if scenario:
         parts.append(f"Scenario: {scenario}")
     if persona.knowledge:
         facts = "\n".join(f"- {card(fact)}" for fact in persona.knowledge)
         parts.append(f"What {macros.char} knows:\n{facts}")
-    parts += map(card, lore.texts("after_char"))
+    parts.append(entries("after_char"))
     if summary.strip():
         parts.append(f"Summary of the conversation so far:\n{summary.strip()}")
     return "\n\n".join(part for part in parts if part)
 
 
-def _section(text: str, entries: Iterable[str]) -> str:
-    return "\n".join(part for part in (text, *entries) if part)
+def _section(*texts: str) -> str:
+    return "\n".join(text for text in texts if text)
 
 
 def _examples(

@@ -74,7 +74,8 @@ async def test_the_exact_messages_of_an_imported_card(server: FakeOpenAI, tmp_pa
     system = "\n\n".join(
         [
             f"{main} You are Iris, never an AI.",
-            "Gull Rock is three miles out, with 112 steps to the lamp room.",
+            # the entries placed before the character, in insertion order, one per line
+            "Gull Rock is three miles out, with 112 steps to the lamp room.\n"
             "The lamp turns every ten seconds.",
             "Iris keeps the lighthouse on Gull Rock. Iris never leaves it.",
             f"Iris's personality: calm, watchful, {humour} humour",
