@@ -267,12 +267,13 @@ class ReplyGuard:
 
 
 def _takes_context(backend: Backend) -> bool:
-    """Whether ``backend.reply`` accepts ``context`` (backends written before it do not)."""
+    """Whether ``backend.reply`` names a ``context`` parameter (backends written before
+    it do not; one that only passes ``**kwargs`` on may wrap one of those)."""
     try:
-        parameters = inspect.signature(backend.reply).parameters.values()
+        parameters = inspect.signature(backend.reply).parameters
     except (TypeError, ValueError):
         return False
-    return any(p.name == "context" or p.kind is p.VAR_KEYWORD for p in parameters)
+    return "context" in parameters
 
 
 class _Watchdog:
