@@ -17,9 +17,16 @@ from typing import Any
 
 from bot.card_model import Asset, CharacterCard, Lorebook, LoreEntry
 from bot.cards import PNG_SIGNATURE, png_text_chunks
+from bot.lore_decorators import parse_decorators
 
 V3_SPEC = {"spec": "chara_card_v3", "spec_version": "3.0"}
 V2_SPEC = {"spec": "chara_card_v2", "spec_version": "2.0"}
+#: What V3 asks a backfilled V2 card to say (in its creator notes).
+V2_WARNING = (
+    "This character card is Character Card V3, but it is loaded as a Character Card V2. "
+    "Please use a Character Card V3 compatible application to use this character card "
+    "properly."
+)
 _V1_MIRRORS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
 _V2_FIELDS = (
     "name",
@@ -63,8 +70,15 @@ def card_to_v3(card: CharacterCard) -> dict[str, Any]:
 
 def card_to_v2(card: CharacterCard) -> dict[str, Any]:
     """The card as a Character Card V2 object with the V1 fields mirrored at the top,
-    as SillyTavern writes it for tools that know only V1 or V2."""
+    as SillyTavern writes it for tools that know only V1 or V2. As V3 asks of a
+    backfilled V2 card, its creator notes start with a warning and its lorebook
+    entries lose their decorators."""
     data = _v2_data(card)
+    data["creator_notes"] = "\n\n".join(t for t in (V2_WARNING, card.creator_notes) if t)
+    book = data.get("character_book")
+    if book is not None:
+        for entry in book["entries"]:
+            entry["content"] = parse_decorators(entry["content"])[1]
     top = {key: data[key] for key in _V1_MIRRORS}
     return {**top, **V2_SPEC, "data": data}
 

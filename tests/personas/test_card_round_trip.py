@@ -65,6 +65,8 @@ def test_png_export_imports_back_the_same_card(path: Path, tmp_path: Path, png_k
     v2 = json.loads(base64.b64decode(chunks["chara"]))  # the old chunk was replaced
     assert v2["spec"] == "chara_card_v2" and v2["name"] == first.name
     assert v2["data"]["first_mes"] == _card(first).first_mes
+    assert v2["data"]["creator_notes"].startswith("This character card is Character Card V3")
+    assert "@@" not in json.dumps(v2["data"].get("character_book", {}))  # V3: no decorators
 
 
 def test_a_v3_card_exports_exactly_as_it_came() -> None:
