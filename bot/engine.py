@@ -477,10 +477,11 @@ class Engine:
         persona = self._persona_of(prefs)
         user = userpersona.from_preferences(prefs).name or display_name
         key = ConversationKey(owner, persona.id, scope)
-        async with self._locks.hold(key):
-            stored = await self._retrying(
-                lambda: store_greeting(self.store, key, persona, user, self._clock())
-            )
+        # Not under the conversation's lock (a page must not wait for a reply being
+        # written): the version check lets the greeting into an empty conversation only.
+        stored = await self._retrying(
+            lambda: store_greeting(self.store, key, persona, user, self._clock())
+        )
         if stored is not None:
             return persona, [stored]
         return persona, await self.recent_turns(owner, persona.id, scope)

@@ -3,6 +3,7 @@ through the engine on MemoryStore and SqliteStore."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -301,3 +302,38 @@ async def test_me_follows_a_link_and_goes_with_forget(engine: Engine, store: Sto
     await say(engine, dm("c1", "/forget confirm", platform="discord"))
     prefs = await store.get_preferences(account_owner(account.id))
     assert "user_name" not in prefs and "user_description" not in prefs
+
+
+class Held:
+    """A backend that writes nothing until it is let go."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def reply(self, *args: object, **kwargs: object) -> AsyncIterator[str]:
+        self.started.set()
+        await self.go.wait()
+        yield "late"
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_opening_a_page_does_not_wait_for_a_reply_being_written(store: Store) -> None:
+    held = Held()
+    engine = Engine(store, personas(), ReplyGuard({held.name: held}, FAST))
+    account = await store.create_account("Zoe", "hash", 0.0)
+    owner = account_owner(account.id)
+    incoming = Incoming("web", account.id, "Zoe", account.id, True, "hi", account_id=account.id)
+    replying = asyncio.create_task(say(engine, incoming))
+    await asyncio.wait_for(held.started.wait(), 5)
+    opened = asyncio.create_task(engine.open_conversation(owner, "direct", "Zoe"))
+    done, _ = await asyncio.wait({opened}, timeout=5)
+    held.go.set()
+    await replying
+    assert done == {opened}, "the page waited for the reply"
+    _, turns = opened.result()
+    assert [t.text for t in turns] == ["hi"]  # not empty: no greeting slipped in before it
