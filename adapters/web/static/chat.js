@@ -84,7 +84,8 @@
   async function send(text, kind) {
     if (busy) return;
     if (kind === "send") bubble("user", userName, text);
-    if (kind === "retry") {
+    if (kind === "retry" && log.querySelector(".turn.user")) {
+      // (before the first message, the last reply is the greeting: /retry never redoes it)
       const replies = log.querySelectorAll(".turn.assistant");
       const last = replies[replies.length - 1];
       if (last && last === log.lastElementChild) last.remove();
