@@ -26,8 +26,10 @@ from auth.sessions import SESSION_TTL, NewSession, SessionManager
 from auth.throttle import LOGIN_LIMITS, LoginThrottle
 from bot import linking
 from bot.errors import UsernameTaken
+from bot.link_consent import platform_name
 from bot.messages import Identity
-from bot.store.base import Account, LinkedIdentity, Store
+from bot.notices import AccountNotices
+from bot.store.base import Account, LinkedIdentity, Notice, Store
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,13 @@ class AccountService:
         throttle: LoginThrottle | None = None,
         session_ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,
+        notices: AccountNotices | None = None,
+        max_live_codes: int = linking.MAX_LIVE_CODES,
     ):
         self.store = store
+        #: Where the owner is told of links and unlinks (the engine's, in the app).
+        self.notices = notices or AccountNotices(store, clock=clock)
+        self._max_live_codes = max_live_codes
         self.hasher = hasher or PasswordHasher()
         self.throttle = throttle or LoginThrottle(limits=LOGIN_LIMITS)
         self.sessions = SessionManager(store, ttl=session_ttl, clock=clock)
@@ -113,8 +120,11 @@ class AccountService:
     # -- linking --------------------------------------------------------------------------
 
     async def create_link_code(self, account_id: str) -> str:
-        """A one-time code the user sends to the bot as ``/link CODE``."""
-        return await linking.create_link_code(self.store, account_id, self._clock())
+        """A one-time code the user sends to the bot as ``/link CODE``; the account's
+        oldest code goes when it holds the most it may."""
+        return await linking.create_link_code(
+            self.store, account_id, self._clock(), max_live=self._max_live_codes
+        )
 
     async def identities(self, account_id: str) -> list[LinkedIdentity]:
         return await self.store.list_identities(account_id)
@@ -127,7 +137,16 @@ class AccountService:
             return False
         await self.store.unlink_identity(identity)
         log.info("account %s: unlinked a %s identity", account_id, platform)
+        await self.notices.tell(
+            account_id,
+            f"The {platform_name(link.platform)} account {link.display_name} "
+            f"(id {link.user_id}) was unlinked from your account on the account page.",
+        )
         return True
+
+    async def notices_of(self, account_id: str) -> list[Notice]:
+        """What the account's owner was told lately (links and unlinks), newest first."""
+        return await self.notices.recent(account_id)
 
     # -- your data ------------------------------------------------------------------------
 

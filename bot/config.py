@@ -256,6 +256,19 @@ class EngineSettings(BaseModel):
     summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
 
 
+class LinkingSettings(BaseModel):
+    """Linking a platform identity to a web account (``/link CODE``, then a confirmation)."""
+
+    model_config = _Frozen
+
+    #: How long ``/link CODE`` waits for the same identity's confirmation.
+    confirm_seconds: PositiveFloat = 300.0
+    #: The most link codes an account holds at once; a new one replaces the oldest.
+    max_live_codes: int = Field(default=5, ge=1, le=100)
+    #: How long the account page keeps a notice (an identity linked or unlinked).
+    notice_days: PositiveFloat = 90.0
+
+
 class RateLimitSettings(BaseModel):
     """A token bucket per identity: ``burst`` messages at once, refilled at
     ``per_minute``."""
@@ -322,6 +335,7 @@ class Settings(BaseSettings):
     characterai: CharacterAISettings = CharacterAISettings()
     offline: OfflineSettings = OfflineSettings()
     engine: EngineSettings = EngineSettings()
+    linking: LinkingSettings = LinkingSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     access: AccessSettings = AccessSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

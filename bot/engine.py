@@ -37,11 +37,13 @@ from bot.commands import (
     parse_command,
     set_persona,
 )
-from bot.config import AccessSettings, EngineSettings, RateLimitSettings
+from bot.config import AccessSettings, EngineSettings, LinkingSettings, RateLimitSettings
 from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
 from bot.greetings import conversation_seed, store_greeting
 from bot.limits import KeyedLocks, RateLimiter
+from bot.link_consent import LinkConsent
 from bot.messages import (
+    CommandAnswer,
     ConversationKey,
     Incoming,
     NewTurn,
@@ -56,6 +58,7 @@ from bot.messages import (
     guest_owner,
 )
 from bot.metrics import Metrics, NullMetrics
+from bot.notices import AccountNotices
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, find_stored, retry_transient
 from bot.store.base import Store
@@ -76,7 +79,7 @@ CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: Commands a guest may use when only linked accounts may chat.
-GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
+GUEST_COMMANDS = frozenset({"start", "help", "link", "unlink", "whoami"})
 
 
 def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
@@ -114,6 +117,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         store_retry: StoreRetry | None = None,
+        linking: LinkingSettings | None = None,
     ):
         self.store = store
         self.store_retry = store_retry or StoreRetry()
@@ -128,11 +132,24 @@ class Engine:
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
         self._speakers = KeyedLocks()
+        self.linking = linking or LinkingSettings()
+        #: Tells account owners of links and unlinks; adapters register their senders.
+        self.notices = AccountNotices(
+            store, keep_seconds=self.linking.notice_days * 86400.0, clock=clock
+        )
+        consent = LinkConsent(
+            store,
+            self.notices,
+            clock=clock,
+            attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            confirm_seconds=self.linking.confirm_seconds,
+            persona_of=self.active_persona,
+        )
         self.commands = CommandHandlers(
             store,
             personas,
             clock=clock,
-            link_attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
         )
         tuning = self.settings
@@ -158,6 +175,7 @@ class Engine:
         """Let the summaries still being made finish (cancelled after ``grace``
         seconds). Call it before the store and the backends close."""
         await self.summaries.aclose(grace)
+        await self.notices.aclose(grace)
 
     # -- the one entry point ------------------------------------------------------------
 
@@ -275,6 +293,10 @@ class Engine:
             )
         async with self._locks.hold(speaker.key):
             answer = await handler(speaker, args)
+        if isinstance(answer, CommandAnswer):
+            return ReplyDone(
+                answer.text, ReplyKind.COMMAND, speaker.persona.name, actions=answer.actions
+            )
         return ReplyDone(answer, ReplyKind.COMMAND, speaker.persona.name)
 
     # -- who is speaking ----------------------------------------------------------------

@@ -290,10 +290,14 @@ async def test_me_refuses_what_it_will_not_keep(engine: Engine, store: Store, co
 
 async def test_me_follows_a_link_and_goes_with_forget(engine: Engine, store: Store) -> None:
     account = await store.create_account("Carol", "hash", 0.0)
+    await say(engine, dm("carol", "/me name Guest Carol"))
+    code = await create_link_code(store, account.id, now=time.time())
+    await say(engine, dm("carol", f"/link {code}"))
+    assert "Linked" in (await say(engine, dm("carol", "/link confirm"))).text
+    # preferences never move on a link: the account's own persona applies
+    assert "nothing more" in (await say(engine, dm("carol", "/me"))).text
     await say(engine, dm("carol", "/me name Captain Carol"))
     await say(engine, dm("carol", "/me I sail the northern seas."))
-    code = await create_link_code(store, account.id, now=time.time())
-    assert "Linked" in (await say(engine, dm("carol", f"/link {code}"))).text
     # on another platform linked to the same account
     await store.link_identity(Identity("discord", "c1"), "carol#1", account.id, 0.0)
     shown = (await say(engine, dm("c1", "/me", platform="discord"))).text

@@ -52,6 +52,7 @@ async def _page(
         "account.html",
         status=status,
         identities=await request.app[ACCOUNTS].identities(account.id),
+        notices=await request.app[ACCOUNTS].notices_of(account.id),
         personas=list(engine.personas),
         current_persona=persona,
         link_code=link_code,

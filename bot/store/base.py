@@ -16,8 +16,21 @@ Linking
     ``link_identity`` binds a platform identity to an account and moves the identity's
     guest data to the account: for each ``(persona, scope)``, the guest's current
     conversation becomes the account's current one when the account has no turns there
-    yet; otherwise it is kept as an archived conversation of the account. Guest
-    preferences are dropped when the account has its own. Nothing is lost.
+    yet; otherwise it is kept as an archived conversation of the account. With
+    ``move_guest_data=False`` the guest's conversations stay the guest's (the identity
+    finds them again once unlinked). Preferences never move: the account's own (its
+    persona above all) win, and the guest keeps its own. Nothing is lost.
+
+Link consent
+    ``/link CODE`` only *asks*: a :class:`PendingLink` (one per identity, short-lived)
+    waits for the same identity's confirmation, which takes it (once, across
+    processes) and only then consumes the code (``take_link_code``). ``peek_link_code``
+    names the code's account without using it up. An account keeps at most
+    ``max_live`` live codes (``put_link_code``): a new one pushes out the oldest.
+
+Notices
+    What the owner of an account is told about it (an identity linked or unlinked),
+    kept with an expiry for the account page, newest first.
 """
 
 from __future__ import annotations
@@ -53,6 +66,24 @@ class LinkedIdentity:
     @property
     def identity(self) -> Identity:
         return Identity(self.platform, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLink:
+    """A ``/link CODE`` waiting for the confirmation of the identity that sent it."""
+
+    identity: Identity
+    account_id: str
+    code_hash: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One thing the account's owner was told about the account."""
+
+    created_at: float
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +171,17 @@ class Store(Protocol):
         needs both, and a store may fetch them in one trip."""
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
-        """Bind the identity to the account and move its guest data (see module doc).
-        Re-linking to another account moves the binding, not the old account's data."""
+        """Bind the identity to the account and, with ``move_guest_data``, move its
+        guest conversations (see module doc). Re-linking to another account moves the
+        binding, not the old account's data (the engine refuses it without ``/unlink``)."""
 
     async def unlink_identity(self, identity: Identity) -> None:
         """Unbind; the account keeps its history, the identity is a guest again."""
@@ -153,11 +191,33 @@ class Store(Protocol):
 
     # -- link codes and web sessions (stored by hash, with expiry) -------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None: ...
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
+        """Store a code of a live account. With ``max_live``, the account keeps at most
+        that many live codes: the ones expiring first are deleted to make room (across
+        processes too: concurrent puts never leave more)."""
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        """The account id of a live code, without consuming it."""
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         """Consume a code: return its account id once, if it exists and has not expired.
         Concurrent takes of one code give the account id to exactly one caller."""
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        """Keep ``pending`` as its identity's one pending link (replacing an older one)."""
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        """Remove and return the identity's pending link unless it has expired;
+        concurrent takes give it to exactly one caller."""
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        """Keep a notice for the account's owner (until ``expires_at``); deleted with
+        the account."""
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        """The account's newest live notices, newest first, at most ``limit``."""
 
     async def put_web_session(
         self, token_hash: str, account_id: str, expires_at: float
@@ -169,11 +229,11 @@ class Store(Protocol):
     async def delete_web_session(self, token_hash: str) -> None: ...
 
     async def purge_expired(self, now: float) -> int:
-        """Delete the link codes and web sessions whose expiry is at or before ``now``
-        (the ones every read already refuses) and return how many went. Reads never
-        depend on it: it only keeps a long-running store from growing without bound. A
-        store whose database expires items by itself (DynamoDB's TTL) may leave them to
-        it and return 0."""
+        """Delete the link codes, web sessions, pending links and notices whose expiry
+        is at or before ``now`` (the ones every read already refuses) and return how
+        many went. Reads never depend on it: it only keeps a long-running store from
+        growing without bound. A store whose database expires items by itself
+        (DynamoDB's TTL) may leave them to it and return 0."""
 
     # -- preferences ------------------------------------------------------------------
 

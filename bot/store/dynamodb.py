@@ -59,6 +59,10 @@ Expiry
     ``ReturnValues=ALL_OLD`` (single use across processes: one caller gets the item),
     ``get_web_session`` compares after its GetItem. ``purge_expired`` leaves the
     deleting to TTL: it makes no call and returns 0 (a Scan would read the whole table).
+    Pending links (``PENDINGLINK#<platform>#<user id>``), the per-account link code
+    slots (``LINKSLOT#<n>``, which cap an account's live codes) and account notices
+    (``NOTICE#…`` in the account's partition) work the same way: see
+    :mod:`~bot.store.dynamo.consent`.
 
 Deleting
     ``forget_owner`` and ``delete_account`` walk the owner's partition (Query, paginated)

@@ -33,6 +33,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
@@ -67,6 +69,8 @@ class MemoryStore:
         self._identities: dict[Identity, LinkedIdentity] = {}
         self._codes: dict[str, tuple[str, float]] = {}
         self._sessions: dict[str, WebSession] = {}
+        self._pending_links: dict[Identity, PendingLink] = {}
+        self._notices: dict[str, list[tuple[Notice, float]]] = {}  # account -> (notice, expiry)
         self._prefs: dict[OwnerId, dict[str, str]] = {}
         # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
         self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
@@ -129,6 +133,9 @@ class MemoryStore:
             del self._codes[code]
         for token in [t for t, s in self._sessions.items() if s.account_id == account_id]:
             del self._sessions[token]
+        for asking in [i for i, p in self._pending_links.items() if p.account_id == account_id]:
+            del self._pending_links[asking]
+        self._notices.pop(account_id, None)
         owner = account_owner(account_id)
         self._prefs.pop(owner, None)
         self._conversations.pop(owner, None)
@@ -149,7 +156,13 @@ class MemoryStore:
         return link, dict(self._prefs.get(owner, {}))
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         await self._enter("link_identity")
         if account_id not in self._accounts:
@@ -159,7 +172,8 @@ class MemoryStore:
         self._identities[identity] = LinkedIdentity(
             identity.platform, identity.user_id, display_name, account_id, linked_at
         )
-        self._move_guest_data(guest_owner(identity), account_owner(account_id))
+        if move_guest_data:
+            self._move_guest_data(guest_owner(identity), account_owner(account_id))
 
     def _move_guest_data(self, guest: OwnerId, owner: OwnerId) -> None:
         moving = self._conversations.pop(guest, {})
@@ -179,9 +193,6 @@ class MemoryStore:
             # the account's current conversation (if any) must stay last
             merged = sorted(there + conversations, key=lambda c: (not c.archived, c.id))
             there[:] = merged
-        guest_prefs = self._prefs.pop(guest, {})
-        if guest_prefs and not self._prefs.get(owner):
-            self._prefs[owner] = guest_prefs
 
     async def unlink_identity(self, identity: Identity) -> None:
         await self._enter("unlink_identity")
@@ -194,16 +205,57 @@ class MemoryStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
         await self._enter("put_link_code")
         if account_id not in self._accounts:
             raise StoreError(f"no account with id {account_id!r}")
+        self._codes.pop(code_hash, None)
+        if max_live is not None:
+            # expired codes count too until purged: what matters is what can be taken,
+            # and an expired one cannot, so they simply go first (they expire first)
+            theirs = sorted(
+                (expiry, code)
+                for code, (owner, expiry) in self._codes.items()
+                if owner == account_id
+            )
+            for _, code in theirs[: max(0, len(theirs) - max_live + 1)]:
+                del self._codes[code]
         self._codes[code_hash] = (account_id, expires_at)
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        await self._enter("peek_link_code")
+        account_id, expires_at = self._codes.get(code_hash, (None, 0.0))
+        return account_id if expires_at > now else None
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         await self._enter("take_link_code")
         account_id, expires_at = self._codes.pop(code_hash, (None, 0.0))
         return account_id if expires_at > now else None
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await self._enter("put_pending_link")
+        if pending.account_id not in self._accounts:
+            raise StoreError(f"no account with id {pending.account_id!r}")
+        self._pending_links[pending.identity] = pending
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        await self._enter("take_pending_link")
+        pending = self._pending_links.pop(identity, None)
+        return pending if pending is not None and pending.expires_at > now else None
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._enter("add_notice")
+        if account_id not in self._accounts:
+            raise StoreError(f"no account with id {account_id!r}")
+        self._notices.setdefault(account_id, []).append((Notice(now, text), expires_at))
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        await self._enter("list_notices")
+        live = [notice for notice, expiry in self._notices.get(account_id, []) if expiry > now]
+        live.sort(key=lambda notice: notice.created_at)  # stable: ties keep their order
+        return live[::-1][:limit]
 
     async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
         await self._enter("put_web_session")
@@ -228,7 +280,15 @@ class MemoryStore:
             del self._codes[code]
         for token in tokens:
             del self._sessions[token]
-        return len(codes) + len(tokens)
+        pending = [i for i, p in self._pending_links.items() if p.expires_at <= now]
+        for identity in pending:
+            del self._pending_links[identity]
+        notices = 0
+        for kept in self._notices.values():
+            live = [(notice, expiry) for notice, expiry in kept if expiry > now]
+            notices += len(kept) - len(live)
+            kept[:] = live
+        return len(codes) + len(tokens) + len(pending) + notices
 
     # -- preferences ------------------------------------------------------------------
 

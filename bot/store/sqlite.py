@@ -44,6 +44,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
@@ -142,11 +144,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX link_codes_expiry ON link_codes (expires_at)",
         "CREATE INDEX web_sessions_expiry ON web_sessions (expires_at)",
     ),
+    # 5: two-step linking (a /link CODE waits for its identity's confirmation) and the
+    # notices an account's owner is shown (an identity linked or unlinked)
+    (
+        """CREATE TABLE pending_links (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (platform, user_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX pending_links_account ON pending_links (account_id)",
+        "CREATE INDEX pending_links_expiry ON pending_links (expires_at)",
+        """CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            text TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX notices_account ON notices (account_id, created_at)",
+        "CREATE INDEX notices_expiry ON notices (expires_at)",
+    ),
 )
 
 #: What ``purge_expired`` runs: the reads refuse ``expires_at <= now``; these delete it.
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
 _PURGE_SESSIONS = "DELETE FROM web_sessions WHERE expires_at <= ?"
+_PURGE_PENDING_LINKS = "DELETE FROM pending_links WHERE expires_at <= ?"
+_PURGE_NOTICES = "DELETE FROM notices WHERE expires_at <= ?"
 
 _BUMP_FOR_APPEND = """
     UPDATE conversations
@@ -353,9 +380,15 @@ class SqliteStore:
         return await self._submit(False, lambda conn: _resolve_identity(conn, identity))
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
-        await self._write(_link_identity, identity, display_name, account_id, now)
+        await self._write(_link_identity, identity, display_name, account_id, now, move_guest_data)
 
     async def unlink_identity(self, identity: Identity) -> None:
         await self._change(
@@ -373,13 +406,17 @@ class SqliteStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
-        await self._change(
-            "INSERT INTO link_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (code_hash) DO UPDATE"
-            " SET account_id = excluded.account_id, expires_at = excluded.expires_at",
-            (code_hash, account_id, expires_at),
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
+        await self._write(_put_link_code, code_hash, account_id, expires_at, max_live)
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        rows = await self._select(
+            "SELECT account_id FROM link_codes WHERE code_hash = ? AND expires_at > ?",
+            (code_hash, now),
         )
+        return str(rows[0][0]) if rows else None
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         # deleting is what makes a code single-use, across processes too
@@ -388,6 +425,48 @@ class SqliteStore:
             (code_hash,),
         )
         return str(rows[0][0]) if rows and rows[0][1] > now else None
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        identity = pending.identity
+        await self._change(
+            "INSERT INTO pending_links (platform, user_id, account_id, code_hash, expires_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE"
+            " SET account_id = excluded.account_id, code_hash = excluded.code_hash,"
+            " expires_at = excluded.expires_at",
+            (
+                identity.platform,
+                identity.user_id,
+                pending.account_id,
+                pending.code_hash,
+                pending.expires_at,
+            ),
+        )
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        # deleting is what gives it to one caller, across processes too
+        rows = await self._change(
+            "DELETE FROM pending_links WHERE platform = ? AND user_id = ?"
+            " RETURNING account_id, code_hash, expires_at",
+            (identity.platform, identity.user_id),
+        )
+        if not rows or rows[0][2] <= now:
+            return None
+        account_id, code_hash, expires_at = rows[0]
+        return PendingLink(identity, str(account_id), str(code_hash), float(expires_at))
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._change(
+            "INSERT INTO notices (account_id, created_at, text, expires_at) VALUES (?, ?, ?, ?)",
+            (account_id, now, text, expires_at),
+        )
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        rows = await self._select(
+            "SELECT created_at, text FROM notices WHERE account_id = ? AND expires_at > ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (account_id, now, limit),
+        )
+        return [Notice(float(created_at), str(text)) for created_at, text in rows]
 
     async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
         await self._change(
@@ -804,7 +883,12 @@ def _resolve_identity(
 
 
 def _link_identity(
-    conn: sqlite3.Connection, identity: Identity, display_name: str, account_id: str, now: float
+    conn: sqlite3.Connection,
+    identity: Identity,
+    display_name: str,
+    account_id: str,
+    now: float,
+    move_guest_data: bool,
 ) -> None:
     if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise StoreError(f"no account with id {account_id!r}")
@@ -816,7 +900,31 @@ def _link_identity(
         " THEN linked_at ELSE excluded.linked_at END",
         (identity.platform, identity.user_id, display_name, account_id, now),
     )
-    _move_guest_data(conn, guest_owner(identity), account_owner(account_id))
+    if move_guest_data:
+        _move_guest_data(conn, guest_owner(identity), account_owner(account_id))
+
+
+def _put_link_code(
+    conn: sqlite3.Connection,
+    code_hash: str,
+    account_id: str,
+    expires_at: float,
+    max_live: int | None,
+) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise StoreError(f"no account with id {account_id!r}")
+    conn.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
+    if max_live is not None:
+        # the codes expiring first make room (expired ones among them)
+        conn.execute(
+            "DELETE FROM link_codes WHERE code_hash IN (SELECT code_hash FROM link_codes"
+            " WHERE account_id = ? ORDER BY expires_at DESC LIMIT -1 OFFSET ?)",
+            (account_id, max(0, max_live - 1)),
+        )
+    conn.execute(
+        "INSERT INTO link_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)",
+        (code_hash, account_id, expires_at),
+    )
 
 
 def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -> None:
@@ -848,16 +956,15 @@ def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -
             (max(version, floor) + 1, conversation_id),
         )
     conn.execute("UPDATE conversations SET owner = ? WHERE owner = ?", (owner, guest))
-    if conn.execute("SELECT 1 FROM preferences WHERE owner = ? LIMIT 1", (owner,)).fetchone():
-        conn.execute("DELETE FROM preferences WHERE owner = ?", (guest,))
-    else:
-        conn.execute("UPDATE preferences SET owner = ? WHERE owner = ?", (owner, guest))
+    # preferences stay where they are: the account's own (its persona) win
 
 
 def _purge_expired(conn: sqlite3.Connection, now: float) -> int:
     codes = conn.execute(_PURGE_CODES, (now,)).rowcount
     sessions = conn.execute(_PURGE_SESSIONS, (now,)).rowcount
-    return codes + sessions
+    pending = conn.execute(_PURGE_PENDING_LINKS, (now,)).rowcount
+    notices = conn.execute(_PURGE_NOTICES, (now,)).rowcount
+    return codes + sessions + pending + notices
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:

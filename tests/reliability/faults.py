@@ -33,6 +33,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Store,
     Usage,
     WebSession,
@@ -160,10 +162,22 @@ class FlakyStore:
         return await self._call("resolve_identity", self.inner.resolve_identity, identity)
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         await self._call(
-            "link_identity", self.inner.link_identity, identity, display_name, account_id, now
+            "link_identity",
+            self.inner.link_identity,
+            identity,
+            display_name,
+            account_id,
+            now,
+            move_guest_data=move_guest_data,
         )
 
     async def unlink_identity(self, identity: Identity) -> None:
@@ -174,10 +188,32 @@ class FlakyStore:
 
     # -- link codes and web sessions -----------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
         await self._call(
-            "put_link_code", self.inner.put_link_code, code_hash, account_id, expires_at
+            "put_link_code",
+            self.inner.put_link_code,
+            code_hash,
+            account_id,
+            expires_at,
+            max_live=max_live,
         )
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        return await self._call("peek_link_code", self.inner.peek_link_code, code_hash, now)
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await self._call("put_pending_link", self.inner.put_pending_link, pending)
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        return await self._call("take_pending_link", self.inner.take_pending_link, identity, now)
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._call("add_notice", self.inner.add_notice, account_id, text, now, expires_at)
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        return await self._call("list_notices", self.inner.list_notices, account_id, now, limit)
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         return await self._call("take_link_code", self.inner.take_link_code, code_hash, now)

@@ -35,7 +35,8 @@ async def test_about_you_is_saved_shown_and_followed_by_the_chat(
     # a linked platform speaks as the same person: /me shows it there
     code_page = await post_form(client, "/account/link-code", {}, token_from="/account")
     code = unescape(await code_page.text()).split('id="link-code">', 1)[1][:9]
-    assert (await ask(engine, telegram(f"/link {code}"))).startswith("Linked!")
+    await ask(engine, telegram(f"/link {code}"))
+    assert (await ask(engine, telegram("/link confirm"))).startswith("Linked")
     assert "I call you Sam <b>." in await ask(engine, telegram("/me"))
     # and the export carries it
     exported = json.loads(await (await client.get("/account/export")).text())

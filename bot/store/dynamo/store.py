@@ -30,10 +30,12 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
-from bot.store.dynamo import accounts, keys
+from bot.store.dynamo import accounts, consent, keys
 from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
 from bot.store.dynamo.conversations import Conversations
 from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
@@ -160,7 +162,13 @@ class DynamoStore:
         return link, prefs
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         for _ in range(_IDENTITY_ATTEMPTS):
             old = await self._table.get(keys.identity(identity))
@@ -204,7 +212,9 @@ class DynamoStore:
             raise StoreUnavailable(f"the identity {identity} kept changing while linking")
         owner = account_owner(account_id)
         self._owner_hints.put(identity, owner)
-        await GuestMover(self._table, self._conversations, guest_owner(identity), owner).move()
+        if move_guest_data:
+            guest = guest_owner(identity)
+            await GuestMover(self._table, self._conversations, guest, owner).move()
 
     async def unlink_identity(self, identity: Identity) -> None:
         for _ in range(_IDENTITY_ATTEMPTS):
@@ -243,9 +253,31 @@ class DynamoStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
+        if max_live is not None:
+            await consent.put_capped_link_code(
+                self._table, code_hash, account_id, expires_at, max_live
+            )
+            return
         code = keys.link_code(code_hash)
         await accounts.put_expiring(self._table, code, account_id, expires_at, "link code")
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        return await consent.peek_link_code(self._table, code_hash, now)
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await consent.put_pending_link(self._table, pending)
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        return await consent.take_pending_link(self._table, identity, now)
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await consent.add_notice(self._table, account_id, text, now, expires_at)
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        return await consent.list_notices(self._table, account_id, now, limit)
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         return await accounts.take_link_code(self._table, code_hash, now)
