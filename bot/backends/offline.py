@@ -100,7 +100,8 @@ _GENERIC = frozenset(
 #: Words a description uses to describe, not topics: "assists ... provides ...".
 _DESCRIBING = wordset(
     "provides assists includes contains related questions answers helps gives makes "
-    "always often never loves likes wants speaks talks responds replies"
+    "always often never loves likes wants speaks talks responds replies within without "
+    "toward towards around against across among"
 )
 _NOT_SIGNATURE = wordset("yes no not sure so but and because if when then first also")
 
