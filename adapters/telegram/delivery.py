@@ -9,7 +9,10 @@ Telegram's errors, as PTB raises them, and what happens to each::
     ├── Forbidden (403)    the user blocked the bot, or it left the group:
     │                      ChatUnavailable, which the reply handles quietly
     ├── ChatMigrated       the group became a supergroup: the write goes to the new id
-    └── NetworkError       retried with exponential backoff (network_retries times)
+    └── NetworkError       retried with exponential backoff (capped at retry_backoff_max):
+        │                  a write that must arrive for up to delivery_patience seconds
+        │                  (an outage of minutes loses no reply), others network_retries
+        │                  times
         ├── TimedOut
         └── BadRequest     not retried: the caller decides ("can't parse entities" means
                            send as plain text, "message is not modified" means done);
@@ -237,6 +240,10 @@ class Outbox:
         network_retries = self._options.network_retries if retries is None else retries
         interval = self._options.edit_interval(target.private)
         floods = failures = 0
+        # a write that must arrive outlasts an outage (until delivery_patience is spent)
+        patient = must_arrive and retries is None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             turn = self._pacer.turn(target.chat_id, interval) if paced else _no_turn()
             try:
@@ -264,9 +271,19 @@ class Outbox:
                 raise
             except NetworkError as exc:  # TimedOut included; BadRequest is handled above
                 failures += 1
-                if failures > network_retries:
+                delay = min(
+                    self._options.retry_backoff * 2 ** min(failures - 1, 30),
+                    self._options.retry_backoff_max,
+                )
+                if patient:
+                    if loop.time() + delay - started > self._options.delivery_patience:
+                        log.warning(
+                            "Telegram unreachable for %.0f s: a reply is given up",
+                            loop.time() - started,
+                        )
+                        raise
+                elif failures > network_retries:
                     raise
-                delay = self._options.retry_backoff * 2 ** (failures - 1)
                 # The class only: a transport error's text may carry the URL, and the
                 # URL carries the token.
                 log.info("Telegram request failed (%s); retry in %.1f s", type(exc).__name__, delay)

@@ -12,6 +12,17 @@ Conversations
     never go backwards for a key, across resets too, so a stale ``expected_version``
     never matches a newer conversation.
 
+Forgetting
+    Every owner has an *epoch*, 0 until its data is first forgotten; ``forget_owner``
+    moves it on, ``delete_account`` marks the account's owner deleted for good (a
+    tombstone: account ids are never reused). A writer reads the epoch before it reads
+    a conversation (``owner_epoch``) and passes it to its appends; the store refuses,
+    in the same transaction as the write, an append whose epoch is no longer the
+    owner's, and any append for a deleted owner, with
+    :class:`~bot.errors.OwnerForgotten`. So a reply still being written when its owner
+    forgets (or deletes the account) is never stored, while a guest who forgot chats
+    again afresh in the new epoch.
+
 Linking
     ``link_identity`` binds a platform identity to an account and moves the identity's
     guest data to the account: for each ``(persona, scope)``, the guest's current
@@ -141,6 +152,11 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise :class:`~bot.errors.StoreUnavailable` when the store cannot be used."""
 
+    async def probe_write(self) -> None:
+        """Make one small real write (committed), raising
+        :class:`~bot.errors.StoreUnavailable` when it fails: a read-only file or a full
+        disk still answers reads. Health checks call it (a few times a minute at most)."""
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -156,7 +172,8 @@ class Store(Protocol):
 
     async def delete_account(self, account_id: str) -> None:
         """Remove the account and everything of it: identities, sessions, link codes,
-        preferences and conversations."""
+        preferences and conversations; its owner is marked deleted first, for good
+        (every later write for it is refused)."""
 
     # -- identities -------------------------------------------------------------------
 
@@ -228,6 +245,10 @@ class Store(Protocol):
 
     async def delete_web_session(self, token_hash: str) -> None: ...
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        """Delete every web session of the account except the one whose hash is
+        ``keep`` (log out everywhere else, change of password); how many went."""
+
     async def purge_expired(self, now: float) -> int:
         """Delete the link codes, web sessions, pending links and notices whose expiry
         is at or before ``now`` (the ones every read already refuses) and return how
@@ -248,13 +269,24 @@ class Store(Protocol):
         """The newest ``max_turns`` turns of the current conversation, oldest first.
         Its cost must not grow with the length of the conversation."""
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        """The owner's epoch (see module doc), or None when its account was deleted."""
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append to the current conversation (starting one if there is none) when its
         version is still ``expected_version``; else raise
         :class:`~bot.errors.VersionConflict` and store nothing. Returns the new version
-        and the stored turns with their ``seq``."""
+        and the stored turns with their ``seq``. Raises
+        :class:`~bot.errors.OwnerForgotten` (storing nothing) when the owner is deleted,
+        or ``epoch`` is given and is no longer the owner's."""
 
     async def save_conversation_state(
         self,
@@ -263,9 +295,10 @@ class Store(Protocol):
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         """Replace the backend state and/or summary of the current conversation under the
-        same version check as ``append_turns``; returns the new version."""
+        same version and epoch checks as ``append_turns``; returns the new version."""
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         """Archive the current conversation of the key (a no-op when there is none)."""
@@ -283,4 +316,5 @@ class Store(Protocol):
         """Every conversation of the owner, current and archived, with all turns."""
 
     async def forget_owner(self, owner: OwnerId) -> None:
-        """Delete every conversation, preference and usage total of the owner."""
+        """Delete every conversation, preference and usage total of the owner, after
+        moving its epoch on (so that writes already under way are refused)."""

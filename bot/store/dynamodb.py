@@ -19,6 +19,9 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     ``IDENTITY#<platform>#<user id>``    ``IDENTITY``                the link to an account
     ``LINKCODE#<hash>``                  ``LINKCODE``                account id, ``expires_at``
     ``WEBSESSION#<hash>``                ``WEBSESSION``              account id, ``expires_at``
+    ``EPOCH#<owner>``                    ``EPOCH``                   the owner's epoch, and
+                                                                     ``deleted``: a tombstone
+                                                                     every append checks
     ``CONV#<owner>#<persona>#<scope>``   ``RECORD#<cid>``            one conversation: start,
                                                                      creation order
     ``CONV#<owner>#<persona>#<scope>``   ``TURN#<cid>#<seq:010d>``   one turn

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any, Self
 
-from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.errors import (
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    UsernameTaken,
+    VersionConflict,
+)
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -75,6 +81,8 @@ class MemoryStore:
         # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
         self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
         self._usage: dict[OwnerId, Usage] = {}
+        # owner -> epoch; None marks a deleted account's owner (a tombstone, kept)
+        self._epochs: dict[OwnerId, int | None] = {}
 
     async def __aenter__(self) -> Self:
         self._open = True
@@ -93,6 +101,9 @@ class MemoryStore:
     async def ping(self) -> None:
         await self._enter("ping")
 
+    async def probe_write(self) -> None:
+        await self._enter("probe_write")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -100,7 +111,10 @@ class MemoryStore:
         folded = username.casefold()
         if folded in self._names:
             raise UsernameTaken(f"the username {username!r} is taken")
-        account = Account(secrets.token_hex(8), username, password_hash, now)
+        account_id = secrets.token_hex(8)
+        while account_owner(account_id) in self._epochs:  # a deleted id is never reused
+            account_id = secrets.token_hex(8)
+        account = Account(account_id, username, password_hash, now)
         self._accounts[account.id] = account
         self._names[folded] = account.id
         return account
@@ -137,6 +151,7 @@ class MemoryStore:
             del self._pending_links[asking]
         self._notices.pop(account_id, None)
         owner = account_owner(account_id)
+        self._epochs[owner] = None
         self._prefs.pop(owner, None)
         self._conversations.pop(owner, None)
         self._usage.pop(owner, None)
@@ -272,6 +287,17 @@ class MemoryStore:
         await self._enter("delete_web_session")
         self._sessions.pop(token_hash, None)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        await self._enter("delete_web_sessions")
+        doomed = [
+            token
+            for token, session in self._sessions.items()
+            if session.account_id == account_id and token != keep
+        ]
+        for token in doomed:
+            del self._sessions[token]
+        return len(doomed)
+
     async def purge_expired(self, now: float) -> int:
         await self._enter("purge_expired")
         codes = [code for code, (_, expires_at) in self._codes.items() if expires_at <= now]
@@ -298,6 +324,8 @@ class MemoryStore:
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
         await self._enter("set_preference")
+        if owner in self._epochs and self._epochs[owner] is None:
+            return  # a deleted account's: nothing of it may be stored again
         prefs = self._prefs.setdefault(owner, {})
         if value is None:
             prefs.pop(name, None)
@@ -322,11 +350,23 @@ class MemoryStore:
             current.version, turns, json.loads(current.backend_state), current.summary
         )
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        await self._enter("owner_epoch")
+        return self._epochs.get(owner, 0)
+
+    def _check_epoch(self, owner: OwnerId, epoch: int | None) -> None:
+        """Refuse a write for a deleted owner, or from an epoch that has passed."""
+        current = self._epochs.get(owner, 0)
+        if current is None or (epoch is not None and epoch != current):
+            raise OwnerForgotten(f"owner {owner} was forgotten or deleted")
+
     def _current_for_write(
-        self, key: ConversationKey, expected_version: int, now: float
+        self, key: ConversationKey, expected_version: int, now: float, epoch: int | None = None
     ) -> _Conversation:
         """The current conversation if ``expected_version`` still holds (a new one, not
-        yet stored, when the key has none); else raise VersionConflict."""
+        yet stored, when the key has none); else raise VersionConflict (OwnerForgotten
+        when the owner's epoch is not ``epoch``, or it is deleted)."""
+        self._check_epoch(key.owner, epoch)
         conversations = self._slot(key)
         current = _current(conversations)
         if current is not None:
@@ -347,10 +387,16 @@ class MemoryStore:
             slot.append(conversation)
 
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         await self._enter("append_turns")
-        conversation = self._current_for_write(key, expected_version, now)
+        conversation = self._current_for_write(key, expected_version, now, epoch)
         if not conversation.turns:
             conversation.started_at = now
         first = len(conversation.turns) + 1
@@ -370,11 +416,12 @@ class MemoryStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         await self._enter("save_conversation_state")
         state = None if backend_state is None else json.dumps(dict(backend_state))
         # a conversation started here has no turns yet; its first append dates it
-        conversation = self._current_for_write(key, expected_version, 0.0)
+        conversation = self._current_for_write(key, expected_version, 0.0, epoch)
         if state is not None:
             conversation.backend_state = state
         if summary is not None:
@@ -393,6 +440,8 @@ class MemoryStore:
 
     async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
         await self._enter("add_usage")
+        if owner in self._epochs and self._epochs[owner] is None:
+            return
         old = self._usage.get(owner, Usage())
         self._usage[owner] = Usage(
             old.prompt_tokens + prompt_tokens,
@@ -419,6 +468,9 @@ class MemoryStore:
 
     async def forget_owner(self, owner: OwnerId) -> None:
         await self._enter("forget_owner")
+        epoch = self._epochs.get(owner, 0)
+        if epoch is not None:
+            self._epochs[owner] = epoch + 1
         self._conversations.pop(owner, None)
         self._prefs.pop(owner, None)
         self._usage.pop(owner, None)

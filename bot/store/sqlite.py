@@ -29,7 +29,13 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import aiosqlite
 
-from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.errors import (
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    UsernameTaken,
+    VersionConflict,
+)
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -167,7 +173,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX notices_account ON notices (account_id, created_at)",
         "CREATE INDEX notices_expiry ON notices (expires_at)",
     ),
+    # 6: owner epochs and tombstones (see bot.store.base, "Forgetting"): a row once an
+    # owner is first forgotten or deleted, never removed
+    (
+        """CREATE TABLE owner_epochs (
+            owner TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+    ),
 )
+#: Writes of preferences and usage skip a deleted owner (nothing of it may come back).
+_NOT_DELETED = "NOT EXISTS (SELECT 1 FROM owner_epochs WHERE owner = ? AND deleted = 1)"
 
 #: What ``purge_expired`` runs: the reads refuse ``expires_at <= now``; these delete it.
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
@@ -331,6 +348,11 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._select("SELECT 1")
 
+    async def probe_write(self) -> None:
+        # rewrites the one row of an existing table with its own value: a real write
+        # and commit (a read-only file or a full disk fails it), no schema of its own
+        await self._change("UPDATE conversation_ids SET last = last")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -487,6 +509,14 @@ class SqliteStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._change("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        rows = await self._change(
+            "DELETE FROM web_sessions WHERE account_id = ? AND token_hash IS NOT ?"
+            " RETURNING token_hash",
+            (account_id, keep),
+        )
+        return len(rows)
+
     async def purge_expired(self, now: float) -> int:
         return await self._write(_purge_expired, now)
 
@@ -503,9 +533,9 @@ class SqliteStore:
             )
         else:
             await self._change(
-                "INSERT INTO preferences (owner, name, value) VALUES (?, ?, ?)"
+                f"INSERT INTO preferences (owner, name, value) SELECT ?, ?, ? WHERE {_NOT_DELETED}"
                 " ON CONFLICT (owner, name) DO UPDATE SET value = excluded.value",
-                (owner, name, value),
+                (owner, name, value, owner),
             )
 
     # -- conversations ----------------------------------------------------------------
@@ -514,10 +544,26 @@ class SqliteStore:
         recent = self._recent
         return await self._submit(False, lambda conn: _load_window(conn, recent, key, max_turns))
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        rows = await self._select(
+            "SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,)
+        )
+        if not rows:
+            return 0
+        return None if rows[0][1] else int(rows[0][0])
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
-        return await self._write(_append, self._recent, key, tuple(turns), expected_version, now)
+        return await self._write(
+            _append, self._recent, key, tuple(turns), expected_version, now, epoch
+        )
 
     async def save_conversation_state(
         self,
@@ -526,9 +572,12 @@ class SqliteStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         state = None if backend_state is None else json.dumps(dict(backend_state))
-        return await self._write(_save_state, self._recent, key, expected_version, state, summary)
+        return await self._write(
+            _save_state, self._recent, key, expected_version, state, summary, epoch
+        )
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         await self._change(
@@ -543,11 +592,11 @@ class SqliteStore:
         # one statement adding in place: concurrent adds from other processes all count
         await self._change(
             "INSERT INTO usage (owner, prompt_tokens, completion_tokens, replies)"
-            " VALUES (?, ?, ?, 1) ON CONFLICT (owner) DO UPDATE"
+            f" SELECT ?, ?, ?, 1 WHERE {_NOT_DELETED} ON CONFLICT (owner) DO UPDATE"
             " SET prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
             " completion_tokens = completion_tokens + excluded.completion_tokens,"
             " replies = replies + 1",
-            (owner, prompt_tokens, completion_tokens),
+            (owner, prompt_tokens, completion_tokens, owner),
         )
 
     async def get_usage(self, owner: OwnerId) -> Usage:
@@ -819,6 +868,16 @@ def _load_window(
     return ConversationWindow(version, turns, backend_state, summary)
 
 
+def _check_epoch(conn: sqlite3.Connection, owner: OwnerId, epoch: int | None) -> None:
+    """Refuse (in the write's own transaction) a write for a deleted owner, or from an
+    epoch that has passed."""
+    row = conn.execute("SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,))
+    found = row.fetchone()
+    current, deleted = (0, 0) if found is None else found
+    if deleted or (epoch is not None and epoch != current):
+        raise OwnerForgotten(f"owner {owner} was forgotten or deleted")
+
+
 def _append(
     conn: sqlite3.Connection,
     recent: _RecentTurns,
@@ -826,7 +885,9 @@ def _append(
     turns: tuple[NewTurn, ...],
     expected: int,
     now: float,
+    epoch: int | None = None,
 ) -> tuple[int, tuple[Turn, ...]]:
+    _check_epoch(conn, key.owner, epoch)
     bump = (len(turns), now, *_key(key), expected)
     row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
     started = row is None
@@ -855,7 +916,9 @@ def _save_state(
     expected: int,
     state: str | None,
     summary: str | None,
+    epoch: int | None = None,
 ) -> int:
+    _check_epoch(conn, key.owner, epoch)
     save = (state, summary, *_key(key), expected)
     row = conn.execute(_SAVE_STATE, save).fetchone()
     started = row is None
@@ -968,12 +1031,23 @@ def _purge_expired(conn: sqlite3.Connection, now: float) -> int:
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:
-    _forget_owner(conn, account_owner(account_id))
+    owner = account_owner(account_id)
+    conn.execute(
+        "INSERT INTO owner_epochs (owner, deleted) VALUES (?, 1)"
+        " ON CONFLICT (owner) DO UPDATE SET deleted = 1",
+        (owner,),
+    )
+    _forget_owner(conn, owner)
     # identities, link codes and web sessions go by ON DELETE CASCADE
     conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
 
 def _forget_owner(conn: sqlite3.Connection, owner: OwnerId) -> None:
+    conn.execute(
+        "INSERT INTO owner_epochs (owner, epoch) VALUES (?, 1)"
+        " ON CONFLICT (owner) DO UPDATE SET epoch = epoch + 1",
+        (owner,),
+    )
     conn.execute("DELETE FROM conversations WHERE owner = ?", (owner,))  # turns cascade
     conn.execute("DELETE FROM preferences WHERE owner = ?", (owner,))
     conn.execute("DELETE FROM usage WHERE owner = ?", (owner,))

@@ -48,6 +48,7 @@ from interleaving_model import (
 )
 
 from adapters.web.routes_chat import incoming_for
+from bot.engine import OWNER_FORGOTTEN
 from bot.link_consent import platform_name
 from bot.linking import (
     LINK_CODE_TTL,
@@ -533,6 +534,63 @@ class Interleavings(RuleBasedStateMachine):
         """/forget and its confirmation straight after (the common case)."""
         self.forget(choice, place, "")
         self.forget(choice, place, "confirm")
+
+    @rule(choice=SENDERS, places=st.lists(PLACES, min_size=1, max_size=3))
+    def forget_amid_chats(self, choice: tuple[int, int], places: list[int]) -> None:
+        """Another process (a second engine on the store) confirms the owner's /forget
+        while its messages are being answered here. Nothing from before the forget
+        survives, a message refused because of it is stored nowhere, and what was
+        stored after it is whole (each message with its reply, which saw only what came
+        after the forget)."""
+        sender = self.sender(choice)
+        owner = self.key_of(self.incoming(sender, places[0], "/forget")).owner
+        if self.model.persona_of(owner) != self.model.default_persona:
+            return  # keys would change persona with the forget; the model keeps it simple
+        self.forget(choice, places[0], "")
+        chats = [self.incoming(sender, place, self.new_text(sender)) for place in places]
+        confirm = self.incoming(sender, places[0], "/forget confirm")
+        other = build_engine(self.store, lambda: self.now)
+
+        async def race() -> tuple[list[Sent], Sent]:
+            try:
+                here = collect_all(self.engine, chats)
+                sents, confirmed = await asyncio.gather(here, collect(other, confirm))
+                return sents, confirmed
+            finally:
+                await other.aclose()
+
+        self.now += 1.0
+        sents, confirmed = self.run(race())
+        assert confirmed.done is not None
+        assert confirmed.done.text.startswith("Done: "), confirmed.done.text
+        self.model.forget(owner)
+        sent_texts = {incoming.text for incoming in chats}
+        stored: set[str] = set()
+        for key in {self.key_of(incoming) for incoming in chats}:
+            window = self.run(self.store.load_window(key, 10_000))
+            turns = [(t.role, t.text, t.author) for t in window.turns]
+            seen: list[str] = []
+            for (role, text, _), (reply_role, reply, _) in zip(
+                turns[::2], turns[1::2], strict=True
+            ):
+                assert role == "user" and text in sent_texts, f"{key}: {turns}"
+                assert (reply_role, reply) == ("assistant", echo(text, seen)), f"{key}: {turns}"
+                seen.append(text)
+                stored.add(text)
+                self.model.token_owner[tokens_in(text)[0]] = owner
+            if turns:
+                self.model.replace_current(key, turns)
+        refused = 0
+        for sent in sents:
+            done = sent.done
+            assert done is not None
+            if done.kind is ReplyKind.ERROR:
+                assert done.text == OWNER_FORGOTTEN, done.text
+                assert sent.incoming.text not in stored
+                refused += 1
+            else:
+                assert done.kind is ReplyKind.CHAT, done
+        event(f"forget amid chats: {refused} refused, {len(stored)} kept")
 
     @rule(seconds=st.sampled_from([60.0, FORGET_CONFIRM_SECONDS + 1, LINK_CODE_TTL + 1]))
     def time_passes(self, seconds: float) -> None:

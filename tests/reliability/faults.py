@@ -130,6 +130,9 @@ class FlakyStore:
     async def ping(self) -> None:
         await self._call("ping", self.inner.ping)
 
+    async def probe_write(self) -> None:
+        await self._call("probe_write", self.inner.probe_write)
+
     # -- accounts ------------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -229,6 +232,11 @@ class FlakyStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._call("delete_web_session", self.inner.delete_web_session, token_hash)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        return await self._call(
+            "delete_web_sessions", self.inner.delete_web_sessions, account_id, keep=keep
+        )
+
     # -- preferences ---------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
@@ -242,11 +250,26 @@ class FlakyStore:
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         return await self._call("load_window", self.inner.load_window, key, max_turns)
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        return await self._call("owner_epoch", self.inner.owner_epoch, owner)
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         return await self._call(
-            "append_turns", self.inner.append_turns, key, turns, expected_version, now
+            "append_turns",
+            self.inner.append_turns,
+            key,
+            turns,
+            expected_version,
+            now,
+            epoch=epoch,
         )
 
     async def save_conversation_state(
@@ -256,6 +279,7 @@ class FlakyStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         return await self._call(
             "save_conversation_state",
@@ -264,6 +288,7 @@ class FlakyStore:
             expected_version,
             backend_state=backend_state,
             summary=summary,
+            epoch=epoch,
         )
 
     async def reset_conversation(self, key: ConversationKey) -> None:

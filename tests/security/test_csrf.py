@@ -43,6 +43,7 @@ FORM = {
     "username": "mallory",
     "password": PASSWORD,
     "confirm": PASSWORD,
+    "current": PASSWORD,  # the account page's password change
     "text": "forged message",
     "persona": "morrow",
     "platform": "telegram",
