@@ -8,6 +8,7 @@ instead when there is one. Of two decorators with one name, the first counts.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -40,9 +41,10 @@ class Decorators:
     unknown: tuple[str, ...] = field(default=(), compare=False)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_decorators(content: str) -> tuple[Decorators, str]:
     """The decorators of ``content``, and the content with them (and the blank lines
-    around them) removed."""
+    around them) removed. (Cached: a book's entries are read on every reply.)"""
     values: dict[str, object] = {}
     unknown: list[str] = []
     kept: list[str] = []

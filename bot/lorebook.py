@@ -38,6 +38,7 @@ counts as no match, as an invalid pattern does (V3 says so).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -83,6 +84,8 @@ _ST_POSITIONS: dict[int, Placement] = {
     6: "after_examples",
 }
 _ST_ROLES: dict[int, Role] = {0: "system", 1: "user", 2: "assistant"}
+_ONE_WORD = re.compile(r"\w+")
+_WORDS = re.compile(r"\w+")
 _JS_REGEX = re.compile(r"^/(.+)/([a-z]*)$", re.DOTALL)
 _COMMENTS = re.compile(r"\{\{\s*(?://|comment\s*:)(?:(?!\}\}).)*\}\}", re.DOTALL | re.IGNORECASE)
 _HIDDEN = re.compile(r"\{\{\s*hidden_key\s*:((?:(?!\}\}).)*)\}\}", re.DOTALL | re.IGNORECASE)
@@ -312,6 +315,7 @@ class _Matcher:
     def __init__(self) -> None:
         self._deadline = time.monotonic() + REGEX_BUDGET
         self.timeouts = 0
+        self._words: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     def matches(self, candidate: _Candidate, texts: Sequence[str]) -> bool:
         entry, deco, rules = candidate.entry, candidate.decorators, candidate.rules
@@ -355,10 +359,25 @@ class _Matcher:
             elif (js := _JS_REGEX.match(key.strip())) is not None:
                 found = self.search(js[1], js[2], texts, rules)
             else:
-                found = _word_match(key.strip(), texts, rules)
+                found = self.word_match(key.strip(), texts, rules)
             if found:
                 return True
         return False
+
+    def word_match(self, key: str, texts: Sequence[str], rules: _Rules) -> bool:
+        """``key`` in one of ``texts``, as whole words unless the entry says otherwise.
+        A one-word key is looked up in the texts' words (the common case, and a big
+        book has thousands of keys); other keys are searched for."""
+        if rules.whole_words and _ONE_WORD.fullmatch(key):
+            return any(self._has_word(key, text, rules.case_sensitive) for text in texts)
+        return _word_match(key, texts, rules)
+
+    def _has_word(self, key: str, text: str, case_sensitive: bool) -> bool:
+        words = self._words.get(text)
+        if words is None:
+            exact = frozenset(_WORDS.findall(text))
+            words = self._words[text] = (exact, frozenset(w.casefold() for w in exact))
+        return key in words[0] if case_sensitive else key.casefold() in words[1]
 
     def search(self, pattern: str, js_flags: str, texts: Sequence[str], rules: _Rules) -> bool:
         if len(pattern) > MAX_PATTERN:
@@ -390,7 +409,14 @@ class _Matcher:
 def _word_match(key: str, texts: Sequence[str], rules: _Rules) -> bool:
     """``key`` in one of ``texts``: as whole words (not inside a longer word) unless the
     entry says otherwise."""
-    flags = 0 if rules.case_sensitive else re.IGNORECASE
-    escaped = re.escape(key)
-    pattern = re.compile(rf"(?<!\w){escaped}(?!\w)" if rules.whole_words else escaped, flags)
+    pattern = _word_pattern(key, rules.case_sensitive, rules.whole_words)
     return any(pattern.search(text) for text in texts)
+
+
+@functools.lru_cache(maxsize=8192)
+def _word_pattern(key: str, case_sensitive: bool, whole_words: bool) -> re.Pattern[str]:
+    # A book's keys are matched on every reply: compile each once (re's own cache
+    # holds 512 patterns, fewer than a big book has keys).
+    escaped = re.escape(key)
+    flags = 0 if case_sensitive else re.IGNORECASE
+    return re.compile(rf"(?<!\w){escaped}(?!\w)" if whole_words else escaped, flags)

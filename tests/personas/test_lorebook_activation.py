@@ -3,9 +3,12 @@ bound, ordering, placement, the token budget, recursion and V3 decorators."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import lorebook
 from bot.card_model import Lorebook, LoreEntry
@@ -276,3 +279,20 @@ def test_sillytavern_recursion_settings() -> None:
     ]
     found = texts(run(book, "the lamp", recursive_scanning=True))
     assert found == ["The lamp burns whale oil.", "Lamps need oil."]
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(
+    key=st.from_regex(r"[A-Za-z0-9_éÉ]{1,6}", fullmatch=True),
+    text=st.text(st.sampled_from("aAbBéÉ_0 -.\n"), max_size=30),
+    case_sensitive=st.booleans(),
+)
+def test_one_word_keys_match_as_the_word_pattern_does(
+    key: str, text: str, case_sensitive: bool
+) -> None:
+    """The fast path for one-word keys (a lookup in the text's words) agrees with
+    searching for the key as a whole word."""
+    fast = run([entry(key, case_sensitive=case_sensitive)], text).entries != ()
+    flags = 0 if case_sensitive else re.IGNORECASE
+    slow = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", text, flags) is not None
+    assert fast is slow
