@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
+from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
 from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError, UnknownPersona
@@ -111,6 +112,7 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
             defaults=openai.sampling(),
             include_usage=openai.include_usage,
             timeout=settings.engine.total_timeout,
+            prompt=prompt_options(settings),
         )
     if settings.characterai.token is not None:
         from functools import partial
@@ -121,6 +123,18 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
         token = settings.characterai.token.get_secret_value()
         backends["characterai"] = CharacterAIBackend(partial(connect, token))
     return backends
+
+
+def prompt_options(settings: Settings) -> PromptOptions:
+    """How the prompt of a backend that takes one is laid out (``PROMPT__*``)."""
+    prompt = settings.prompt
+    return PromptOptions(
+        context_tokens=prompt.context_tokens,
+        reply_tokens=settings.openai.max_tokens or DEFAULT_REPLY_TOKENS,
+        lorebook_share=prompt.lorebook_share,
+        main_prompt=DEFAULT_SYSTEM_PROMPT if prompt.main_prompt is None else prompt.main_prompt,
+        post_history=prompt.post_history,
+    )
 
 
 def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
@@ -139,13 +153,16 @@ def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
 def load_personas(settings: Settings) -> PersonaLibrary:
     """The persona cards of ``PERSONAS_DIR``; a ``DEFAULT_PERSONA`` that names none of
     them is a setting error, named as such."""
+    directory, backend = settings.personas_dir, settings.default_backend
     try:
-        return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
+        return PersonaLibrary.from_directory(
+            directory, settings.default_persona, default_backend=backend
+        )
     except UnknownPersona as exc:
-        known = ", ".join(p.id for p in PersonaLibrary.from_directory(settings.personas_dir))
+        library = PersonaLibrary.from_directory(directory, default_backend=backend)
         raise ConfigError(
             f"PERSONABRIDGE_DEFAULT_PERSONA: no persona {exc.persona_id!r} in "
-            f"{settings.personas_dir} (known: {known})"
+            f"{directory} (known: {', '.join(p.id for p in library)})"
         ) from exc
 
 
@@ -193,7 +210,11 @@ class PersonaBridge:
         self.personas = personas if personas is not None else load_personas(settings)
         # only cards this process loaded from PERSONAS_DIR are watched there
         self.persona_watcher = (
-            PersonaWatcher(self.personas, settings.personas_dir) if personas is None else None
+            PersonaWatcher(
+                self.personas, settings.personas_dir, default_backend=settings.default_backend
+            )
+            if personas is None
+            else None
         )
         self.backends = backends if backends is not None else build_backends(settings)
         self.guard = build_guard(settings, self.backends)

@@ -239,6 +239,22 @@ class OpenAISettings(BaseModel):
         return {name: value for name, value in options.items() if value is not None}
 
 
+class PromptSettings(BaseModel):
+    """How prompts are laid out for backends that take one (the OpenAI-compatible one):
+    the model's context in tokens, the lorebook's share of it (unless a card's book
+    sets its own budget), and the defaults a card's prompts replace (``{{original}}``
+    in a card's system prompt or post-history instructions stands for them)."""
+
+    model_config = _Frozen
+
+    context_tokens: int = Field(default=8192, ge=256, le=10_000_000)
+    lorebook_share: float = Field(default=0.25, ge=0, le=1)
+    #: The main prompt for cards without a system prompt (unset: SillyTavern's default).
+    main_prompt: str | None = None
+    #: The post-history instructions for cards without them.
+    post_history: str = ""
+
+
 class CharacterAISettings(BaseModel):
     model_config = _Frozen
 
@@ -353,6 +369,9 @@ class Settings(BaseSettings):
     default_persona: str | None = None
     #: Seconds between two looks for added, edited or removed cards (0: never reload).
     personas_reload_interval: float = Field(default=2.0, ge=0)
+    #: The backend of every card that names none (SillyTavern cards never do).
+    default_backend: str = Field(default="offline", min_length=1, pattern=r"^[a-z0-9_-]+$")
+    prompt: PromptSettings = PromptSettings()
     web: WebSettings = WebSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()

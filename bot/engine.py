@@ -24,11 +24,12 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bot.backends.base import Summariser, TokenUsage
+from bot import userpersona
+from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
@@ -46,6 +47,7 @@ from bot.errors import (
     StoreUnavailable,
     VersionConflict,
 )
+from bot.greetings import conversation_seed, store_greeting
 from bot.limits import KeyedLocks, RateLimiter
 from bot.link_consent import LinkConsent
 from bot.messages import (
@@ -59,6 +61,7 @@ from bot.messages import (
     ReplyKind,
     TextDelta,
     Turn,
+    UserPersona,
     account_owner,
     clean_text,
     guest_owner,
@@ -238,6 +241,7 @@ class Engine:
                                     async for delta in self.guard.stream(
                                         *prepared.backend_args,
                                         summary=prepared.summary.text,
+                                        context=prepared.reply_context,
                                         outcome=outcome,
                                     ):
                                         # a backend's JSON may carry a lone surrogate,
@@ -358,10 +362,21 @@ class Engine:
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
         chosen = prefs.get(PERSONA_PREFERENCE)
         missing = chosen if chosen and self.personas.find(chosen) is None else None
-        return Speaker(incoming, owner, account_id, self._persona_of(prefs), missing)
+        user = userpersona.from_preferences(prefs)
+        persona = self._persona_of(prefs)
+        return Speaker(incoming, owner, account_id, persona, user, missing_persona=missing)
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
+
+    async def user_persona(self, owner: OwnerId) -> UserPersona:
+        """Who the owner says they are (``/me``, the account page)."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        return userpersona.from_preferences(prefs)
+
+    async def set_user_persona(self, owner: OwnerId, persona: UserPersona) -> UserPersona:
+        """Keep who the owner says they are; raises InvalidUserPersona (nothing kept)."""
+        return await userpersona.save(self.store, owner, persona)
 
     def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
@@ -390,8 +405,9 @@ class Engine:
             raise OwnerForgotten(f"owner {key.owner} is deleted")
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
+        earlier: tuple[str, ...] = ()
         if new_text is not None:
-            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
+            turn = NewTurn("user", new_text, speaker.user_name, self._clock())
             version, stored = await self._append(key, [turn], version, epoch)
             history, message = list(window.turns), stored[0]
         else:
@@ -399,6 +415,7 @@ class Engine:
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
+            earlier = tuple(t.text for t in window.turns[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
@@ -415,6 +432,7 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
+            reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
@@ -534,6 +552,25 @@ class Engine:
 
     # -- for front ends that show history (web chat, console) ---------------------------
 
+    async def open_conversation(
+        self, owner: OwnerId, scope: str, display_name: str
+    ) -> tuple[Persona, list[Turn]]:
+        """The owner's persona and the turns a user sees when opening that conversation
+        (a page, a terminal): an empty conversation starts with the persona's greeting,
+        stored as its first turn, as ``/start`` does."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        persona = self._persona_of(prefs)
+        user = userpersona.from_preferences(prefs).name or display_name
+        key = ConversationKey(owner, persona.id, scope)
+        # Not under the conversation's lock (a page must not wait for a reply being
+        # written): the version check lets the greeting into an empty conversation only.
+        stored = await self._retrying(
+            lambda: store_greeting(self.store, key, persona, user, self._clock())
+        )
+        if stored is not None:
+            return persona, [stored]
+        return persona, await self.recent_turns(owner, persona.id, scope)
+
     async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
         """The turns a user sees when opening a conversation, oldest first."""
         key = ConversationKey(owner, persona_id, scope)
@@ -561,6 +598,8 @@ class _Prepared:
     summariser: Summariser | None
     #: Turns that left the window and are not in the summary yet.
     dropped: list[Turn]
+    #: Who the user says they are, and what a /retry replaces.
+    reply_context: ReplyContext = field(default_factory=ReplyContext)
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

@@ -4,7 +4,8 @@ after the start are served within seconds, with no restart.
 The personas directory is polled (a ``stat`` of each card file, off the event loop,
 every ``PERSONAS_RELOAD_INTERVAL`` seconds): cheap, with no dependency, and it works the
 same on every file system, container volume and platform, which file-system events do
-not. Only files whose size or modification time changed are read again.
+not. Only cards whose file, or options file beside it (``<id>.personabridge.toml``),
+changed in size or modification time are read again.
 
 - A new or edited card that loads replaces what came from that file.
 - A card that does not load is logged (its file and field) and the version loaded
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import PersonaError
-from bot.personas import Persona, PersonaLibrary, card_files, load_card
+from bot.personas import Persona, PersonaLibrary, card_files, load_card, sidecar_path
 
 log = logging.getLogger(__name__)
 
-#: What tells that a file changed: (modification time in ns, size).
-Stamp = tuple[int, int]
+#: What tells that a card changed: (modification time in ns, size) of the card file and
+#: of its options file ((-1, -1) when it has none).
+Stamp = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +42,12 @@ class _Loaded:
 class PersonaWatcher:
     """Keeps a :class:`PersonaLibrary` in step with the card files of its directory."""
 
-    def __init__(self, library: PersonaLibrary, directory: Path):
+    def __init__(
+        self, library: PersonaLibrary, directory: Path, *, default_backend: str = "offline"
+    ):
         self.library = library
         self.directory = Path(directory)
+        self._default_backend = default_backend
         self._files: dict[Path, _Loaded] = {}
         self.reloads = 0  # how many times a changed set of cards was put in service
 
@@ -99,13 +104,18 @@ class PersonaWatcher:
                 info = path.stat()
             except OSError:  # removed between the listing and now
                 continue
-            stamps[path] = (info.st_mtime_ns, info.st_size)
+            try:
+                options = sidecar_path(path).stat()
+                beside = (options.st_mtime_ns, options.st_size)
+            except OSError:  # no options file: a card of its own
+                beside = (-1, -1)
+            stamps[path] = (info.st_mtime_ns, info.st_size, *beside)
         return stamps
 
     def _load(self, path: Path) -> Persona | None:
         """The card, or — when it does not load — the version served before (logged)."""
         try:
-            persona = load_card(path)
+            persona = load_card(path, default_backend=self._default_backend)
         except PersonaError as exc:
             previous = self._files.get(path, _NEVER).persona
             keeping = f"; {previous.id} keeps its loaded version" if previous else ""
@@ -115,7 +125,7 @@ class PersonaWatcher:
         return persona
 
 
-_NEVER = _Loaded((-1, -1), None)
+_NEVER = _Loaded((-1, -1, -1, -1), None)
 
 
 def _keep_default(personas: list[Persona], library: PersonaLibrary) -> list[Persona]:

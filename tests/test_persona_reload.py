@@ -133,3 +133,16 @@ async def test_reloading_can_be_switched_off(tmp_path: Path, personas_dir: Path)
     async with PersonaBridge(load_settings(env, use_dotenv=False)) as bridge:
         assert not any(t.get_name() == "reload changed persona cards" for t in asyncio.all_tasks())
         assert bridge.persona_watcher is not None and bridge.persona_watcher.reloads == 0
+
+
+async def test_an_edit_of_the_options_beside_an_imported_card_is_picked_up(
+    bridge: PersonaBridge, personas_dir: Path
+) -> None:
+    import json
+
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Nova Quill"}}
+    (personas_dir / "nova.json").write_text(json.dumps(card))
+    await wait_until(lambda: bridge.personas.find("nova-quill") is not None)
+    (personas_dir / "nova.personabridge.toml").write_text('id = "nova"\n')
+    await wait_until(lambda: bridge.personas.find("nova") is not None)
+    assert bridge.personas.find("nova-quill") is None, "the same card, under its new id"

@@ -27,6 +27,7 @@ from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
+from adapters.web.routes_avatar import avatar_url
 from adapters.web.session import current_account, require_account
 from bot.messages import (
     DIRECT_SCOPE,
@@ -57,15 +58,16 @@ async def _page(
     """The chat page; ``draft`` goes back into the composer (a message held back)."""
     engine = request.app[ENGINE]
     owner = account_owner(account.id)
-    speaker = await engine.resolve(incoming_for(account, ""))
-    persona = speaker.persona
-    if speaker.missing_persona and not notice:
+    # an empty conversation starts with the greeting shown here, stored as its first turn
+    persona, turns = await engine.open_conversation(owner, DIRECT_SCOPE, account.username)
+    user_name = (await engine.user_persona(owner)).name or account.username
+    greeting = f"Hello, I am {persona.name}."  # shown when the persona has no greeting
+    missing = (await engine.resolve(incoming_for(account, ""))).missing_persona
+    if missing and not notice:
         notice = (
-            f"The persona {speaker.missing_persona!r} you chose is no longer here, so you "
-            f"are talking to {persona.name}. Choose another below if you like."
+            f"The persona {missing!r} you chose is no longer here, so you are talking to "
+            f"{persona.name}. Choose another below if you like."
         )
-    turns = await engine.recent_turns(owner, persona.id, DIRECT_SCOPE)
-    greeting = persona.expand(persona.greeting, account.username) or f"Hello, I am {persona.name}."
     return await render(
         request,
         "chat.html",
@@ -73,6 +75,8 @@ async def _page(
         personas=list(engine.personas),
         turns=turns,
         greeting=greeting,
+        avatar=avatar_url(persona),
+        user_name=user_name,
         max_chars=request.app[OPTIONS].chat_max_chars,
         draft=draft,
         notice=notice,

@@ -14,7 +14,11 @@
   const personaSelect = document.getElementById("persona-select");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   if (!log || !composer) return;
-  const personaName = log.dataset.persona;
+  const persona = {
+    id: log.dataset.personaId,
+    name: log.dataset.persona,
+    avatar: log.dataset.avatar,
+  };
   const userName = log.dataset.user;
   const sendButton = document.getElementById("send");
   const DRAFT = "personabridge-chat-draft";
@@ -85,12 +89,25 @@
     return null;
   }
 
+  function label(who, role, author) {
+    who.replaceChildren();
+    if (role !== "user") {
+      const picture = document.createElement("img");
+      picture.className = "avatar";
+      picture.src = persona.avatar;
+      picture.alt = "";
+      picture.width = picture.height = 24;
+      who.append(picture);
+    }
+    who.append(document.createTextNode(author));
+  }
+
   function bubble(role, author, text) {
     const item = document.createElement("li");
     item.className = "turn " + role;
     const who = document.createElement("span");
     who.className = "author";
-    who.textContent = author;
+    label(who, role.split(" ")[0], author);
     const body = document.createElement("p");
     body.className = "text";
     body.textContent = text;
@@ -141,14 +158,14 @@
     // Retry writes the reply to the last chat message again: the new one takes the
     // old one's place (commands in between are not part of the conversation).
     const replaced = kind === "retry" ? lastChatReply() : null;
-    const reply = bubble("assistant pending", personaName, "");
+    const reply = bubble("assistant pending", persona.name, "");
     if (replaced) replaced.replaceWith(reply);
     const dropReply = () => {
       if (replaced) reply.replaceWith(replaced);
       else reply.remove();
     };
     const replyText = reply.querySelector(".text");
-    setBusy(true, personaName + " is writing…");
+    setBusy(true, persona.name + " is writing…");
     try {
       const response = await fetch("/chat/send", {
         method: "POST",
@@ -214,14 +231,12 @@
           if (kind === "reset" && data.kind === "command") {
             log.replaceChildren(reply);
           }
-          if (kind === "send" && data.kind === "command" && /^\/persona\s+\S/i.test(text)) {
-            // switched persona: show that persona's conversation, as the Switch button does
-            setTimeout(() => window.location.reload(), 1200);
-          }
+
           scrollToEnd();
         }
       });
       setBusy(false, finished ? "" : "The reply was cut off. Try Retry.");
+      if (finished && text.startsWith("/")) await followPersona();
     } catch (error) {
       dropReply();
       if (mine) {
@@ -231,6 +246,33 @@
       }
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
+  }
+
+  // After a command (/persona may have switched): show the persona the account talks to
+  // now, and its conversation, as the page would after a reload.
+  async function followPersona() {
+    let now;
+    try {
+      const response = await fetch("/chat/persona", { credentials: "same-origin" });
+      if (!response.ok) return;
+      now = await response.json();
+    } catch (_) {
+      return;
+    }
+    if (now.id === persona.id) return;
+    Object.assign(persona, { id: now.id, name: now.name, avatar: now.avatar });
+    Object.assign(log.dataset, { personaId: now.id, persona: now.name, avatar: now.avatar });
+    document.getElementById("persona-name").textContent = now.name;
+    document.getElementById("persona-description").textContent = now.description;
+    document.getElementById("persona-about-name").textContent = now.name;
+    document.getElementById("persona-about").hidden = !now.description;
+    document.getElementById("persona-avatar").src = now.avatar;
+    document.title = document.title.replace(/^Chat with .*?( ·|$)/, "Chat with " + now.name + "$1");
+    message.placeholder = "Write to " + now.name + "…";
+    if (personaSelect) personaSelect.value = now.id;
+    log.replaceChildren();
+    for (const turn of now.turns) bubble(turn.role, turn.author, turn.text);
+    status.textContent = "You are now talking to " + now.name + ".";
   }
 
   for (const form of document.querySelectorAll("form.chat-send")) {
