@@ -97,13 +97,18 @@ def parse_command(text: str) -> tuple[str, str] | None:
 READ_ONLY_COMMANDS = frozenset({"help", "whoami", "personas"})
 
 
+#: Commands that only show something when given no argument (with one, they change it).
+SHOW_WITHOUT_ARGUMENT = frozenset({"persona", "greeting", "me"})
+
+
 def is_read_only(text: str) -> bool:
-    """``/help``, ``/whoami``, ``/personas``, and ``/persona`` without an argument."""
+    """``/help``, ``/whoami``, ``/personas``; ``/persona``, ``/greeting`` and ``/me``
+    without an argument."""
     command = parse_command(text)
     if command is None:
         return False
     name, args = command
-    return name in READ_ONLY_COMMANDS or (name == "persona" and not args)
+    return name in READ_ONLY_COMMANDS or (name in SHOW_WITHOUT_ARGUMENT and not args)
 
 
 async def set_persona(store: Store, owner: OwnerId, persona_id: str) -> None:

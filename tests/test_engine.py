@@ -427,7 +427,7 @@ async def test_read_only_commands_do_not_spend_the_chat_budget(
     store: MemoryStore, platform: str
 ) -> None:
     engine = build_engine(store, WindowEcho(), rate_limit=RateLimitSettings(per_minute=1, burst=2))
-    for text in ("/help", "/whoami", "/personas", "/persona", "/help", "/whoami"):
+    for text in ("/help", "/whoami", "/personas", "/persona", "/greeting", "/me", "/help"):
         assert (await reply(engine, dm("alice", text, platform))).kind is ReplyKind.COMMAND
     kinds = [(await reply(engine, dm("alice", f"m{n}", platform))).kind for n in range(3)]
     assert kinds == [ReplyKind.CHAT, ReplyKind.CHAT, ReplyKind.RATE_LIMITED]
