@@ -238,6 +238,11 @@ class EngineSettings(BaseModel):
     summary_batch_turns: int = Field(default=8, ge=1, le=200)
     #: The longest a summary may be; it counts against window_max_chars.
     summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
+    #: Seconds a worker holds a conversation it answers (bot.leases); unset: the
+    #: backend's total_timeout plus 15 s. A killed worker's conversation frees after it.
+    lease_seconds: PositiveFloat | None = None
+    #: Seconds a message waits for another worker's answer in the same conversation.
+    lease_wait_seconds: float = Field(default=60.0, ge=0)
 
 
 class RateLimitSettings(BaseModel):

@@ -37,7 +37,14 @@ from bot.commands import (
     set_persona,
 )
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
-from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
+from bot.errors import (
+    BackendError,
+    ConversationBusy,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from bot.leases import LeasePolicy, still_answering
 from bot.limits import KeyedLocks, RateLimiter
 from bot.messages import (
     ConversationKey,
@@ -53,9 +60,10 @@ from bot.messages import (
     guest_owner,
 )
 from bot.metrics import Metrics, NullMetrics
+from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, find_stored, retry_transient
-from bot.store.base import Store
+from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
 log = logging.getLogger(__name__)
@@ -120,6 +128,12 @@ class Engine:
         self.access = access or AccessSettings()
         self.metrics = metrics or NullMetrics()
         self._clock = clock
+        self._monotonic = monotonic
+        tuned = self.settings
+        self.leases = LeasePolicy(
+            seconds=tuned.lease_seconds or tuned.total_timeout + 15.0,
+            wait=tuned.lease_wait_seconds,
+        )
         rate = rate_limit or RateLimitSettings()
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
         self._rate_exempt = frozenset(rate.exempt_platforms)
@@ -214,8 +228,22 @@ class Engine:
             self.metrics.error("store")
             turn_kept = isinstance(prepared, _Prepared)
             done = ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
+        finally:
+            if isinstance(prepared, _Prepared) and prepared.lease is not None:
+                await self._release(prepared)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
+
+    async def _release(self, prepared: _Prepared) -> None:
+        """Free the lease of a message whose reply was not stored (the backend failed,
+        the client went away): the next message of the conversation need not wait for
+        it to expire."""
+        holder, prepared.lease = prepared.lease, None
+        assert holder is not None
+        try:
+            await self._retrying(lambda: self.store.release_lease(prepared.key, holder))
+        except StoreError as exc:
+            log.warning("could not free a conversation's lease (it expires): %s", exc)
 
     async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
         denial = self._denial(incoming)
@@ -315,12 +343,15 @@ class Engine:
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
+        lease: str | None = None
         if new_text is not None:
             turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
-            version, stored = await self._append(key, [turn], version)
-            history, message = list(window.turns), stored[0]
+            window, version, stored, lease = await self._store_user_turn(key, turn, window, loaded)
+            if lease is None:
+                return still_answering()
+            history, message = paired(window.turns), stored[0]
         else:
-            found = _last_user_turn(window.turns)
+            found = _last_user_turn(paired(window.turns))
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
@@ -339,7 +370,35 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
+            lease=lease,
         )
+
+    async def _store_user_turn(
+        self, key: ConversationKey, turn: NewTurn, window: ConversationWindow, loaded: int
+    ) -> tuple[ConversationWindow, int, tuple[Turn, ...], str | None]:
+        """Append the user's turn taking the conversation's lease, waiting while another
+        worker holds it (:mod:`bot.leases`). Returns the window the turn was appended
+        to, the new version, the stored turn and the lease's holder; the holder is None
+        when the wait ran out: the turn is then stored without the lease."""
+        policy = self.leases
+        holder = policy.holder()
+        deadline = self._monotonic() + policy.wait
+        tries = 0
+        while True:
+            take = Lease(holder, self._clock() + policy.seconds)
+            try:
+                version, stored = await self._append(key, [turn], window.version, take=take)
+                return window, version, stored, holder
+            except ConversationBusy:
+                tries += 1
+                self.metrics.error("lease_wait")
+                remaining = deadline - self._monotonic()
+                if remaining > 0:
+                    await asyncio.sleep(policy.pause(tries, remaining))
+                window = await self._retrying(lambda: self.store.load_window(key, loaded))
+                if remaining <= 0:
+                    version, stored = await self._append(key, [turn], window.version)
+                    return window, version, stored, None
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
         log.warning("persona %s could not answer: %s", persona.id, exc)
@@ -368,8 +427,11 @@ class Engine:
                 ReplyKind.ERROR,
                 persona.name,
             )
-        reply = NewTurn("assistant", text, persona.name, self._clock())
-        version, _ = await self._append(prepared.key, [reply], prepared.version)
+        reply = NewTurn("assistant", text, persona.name, self._clock(), prepared.message.seq)
+        version, _ = await self._append(
+            prepared.key, [reply], prepared.version, release=prepared.lease
+        )
+        prepared.lease = None
         if prepared.state != prepared.old_state:
             await self._save_state(prepared.key, prepared.state, version)
         if prepared.summariser is not None and prepared.dropped:
@@ -395,7 +457,13 @@ class Engine:
         self.metrics.error("store_retry")
 
     async def _append(
-        self, key: ConversationKey, turns: list[NewTurn], version: int
+        self,
+        key: ConversationKey,
+        turns: list[NewTurn],
+        version: int,
+        *,
+        take: Lease | None = None,
+        release: str | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append under the version check, exactly once.
 
@@ -408,7 +476,9 @@ class Engine:
         conflicts = failures = 0
         while True:
             try:
-                return await self.store.append_turns(key, turns, version, self._clock())
+                return await self.store.append_turns(
+                    key, turns, version, self._clock(), take_lease=take, release_lease=release
+                )
             except VersionConflict:
                 conflicts += 1
                 if conflicts >= APPEND_ATTEMPTS:
@@ -456,7 +526,7 @@ class Engine:
         window = await self._retrying(
             lambda: self.store.load_window(key, self.settings.window_max_turns)
         )
-        return bounded_window(window.turns, self.settings.window_max_chars)
+        return bounded_window(paired(window.turns), self.settings.window_max_chars)
 
 
 @dataclass(slots=True)
@@ -475,6 +545,8 @@ class _Prepared:
     summariser: Summariser | None
     #: Turns that left the window and are not in the summary yet.
     dropped: list[Turn]
+    #: The holder of the conversation's lease while this message has it (bot.leases).
+    lease: str | None = None
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

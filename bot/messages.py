@@ -112,7 +112,9 @@ class Turn:
 
     ``seq`` increases by one per turn within a conversation. ``author`` is the display
     name the user had when they wrote (used for ``{{user}}``); for the persona's turns it
-    is the persona's name.
+    is the persona's name. ``reply_to`` is, on a reply, the ``seq`` of the user turn it
+    answers (None on user turns, and on replies stored before replies recorded it: see
+    :func:`bot.pairing.paired`).
     """
 
     seq: int
@@ -120,6 +122,7 @@ class Turn:
     text: str
     author: str
     created_at: float
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ class NewTurn:
     text: str
     author: str
     created_at: float
+    reply_to: int | None = None
 
 
 class ReplyKind(enum.StrEnum):
