@@ -1,0 +1,158 @@
+"""Two workers on one store answer the same conversations: each reply next to its own
+message (issue 15), on SQLite (two connections to one file, as two processes have) and
+on DynamoDB (two clients on one table of moto's server, serialised).
+
+Each worker is an engine with its own store object: nothing they share but the store.
+Messages of the same conversations arrive at both at once, so without the store's lease
+a reply lands after the other worker's message ("A, B, answer to A")."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_engine as engine_tests
+from fakes import WindowEcho
+
+from bot.backends.guard import GuardPolicy
+from bot.config import EngineSettings, RateLimitSettings
+from bot.engine import Engine
+from bot.leases import STILL_ANSWERING
+from bot.messages import ConversationKey, Incoming, ReplyKind, Turn, account_owner
+from bot.store.base import Store
+from bot.store.sqlite import SqliteStore
+
+UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)
+PATIENT = GuardPolicy(first_delta_timeout=30.0, total_timeout=60.0, retries=0, retry_backoff=0)
+
+StorePair = Callable[[], AbstractAsyncContextManager[tuple[Store, Store]]]
+
+
+@dataclass
+class LeaseWaits:
+    """Our Metrics protocol, counting the engine's waits for a busy conversation."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def message_in(self, platform: str) -> None:
+        pass
+
+    def message_out(self, platform: str, kind: str) -> None:
+        pass
+
+    def backend_latency(self, backend: str, seconds: float) -> None:
+        pass
+
+    def error(self, kind: str) -> None:
+        self.errors.append(kind)
+
+    def rate_limited(self, platform: str) -> None:
+        pass
+
+    @property
+    def waits(self) -> int:
+        return self.errors.count("lease_wait")
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> StorePair:
+    @asynccontextmanager
+    async def sqlite() -> AsyncIterator[tuple[Store, Store]]:
+        path = tmp_path / "shared.db"
+        async with SqliteStore(path) as first, SqliteStore(path) as second:
+            yield first, second
+
+    @asynccontextmanager
+    async def dynamodb() -> AsyncIterator[tuple[Store, Store]]:
+        make: Any = request.getfixturevalue("dynamo_stores")
+        async with make() as first, make(table=first.table.name) as second:
+            yield first, second
+
+    return sqlite if request.param == "sqlite" else dynamodb
+
+
+def worker(store: Store, metrics: LeaseWaits, **settings: Any) -> Engine:
+    return engine_tests.build_engine(
+        store,
+        WindowEcho(pause=0.02, chunk=4),
+        policy=PATIENT,
+        rate_limit=UNLIMITED,
+        metrics=metrics,
+        settings=EngineSettings(window_max_turns=60, **settings),
+    )
+
+
+def web(account_id: str, text: str) -> Incoming:
+    return Incoming("web", account_id, "Alice", account_id, True, text, account_id=account_id)
+
+
+def assert_paired(turns: tuple[Turn, ...]) -> None:
+    """Every reply is the turn right after its own message, and says so."""
+    for index, turn in enumerate(turns):
+        if turn.role == "assistant":
+            asked = turns[index - 1]
+            assert asked.role == "user", [t.text for t in turns]
+            assert turn.reply_to == asked.seq
+            assert turn.text.startswith(f"re:{asked.text} saw:"), (asked.text, turn.text)
+
+
+async def test_replies_stay_next_to_their_messages_across_two_workers(
+    two_stores: StorePair,
+) -> None:
+    async with two_stores() as (first, second):
+        accounts = [(await first.create_account(f"u{n}", "h", 1.0)).id for n in range(4)]
+        metrics = LeaseWaits(), LeaseWaits()
+        workers = worker(first, metrics[0]), worker(second, metrics[1])
+        pauses = random.Random(15)
+
+        async def sender(side: int, account_id: str) -> None:
+            for i in range(4):
+                await asyncio.sleep(pauses.uniform(0, 0.05))
+                done = await engine_tests.reply(workers[side], web(account_id, f"w{side}-m{i}"))
+                assert done.kind is ReplyKind.CHAT, done
+
+        await asyncio.gather(*(sender(side, a) for a in accounts for side in (0, 1)))
+        for account_id in accounts:
+            key = ConversationKey(account_owner(account_id), "ada", "direct")
+            turns = (await second.load_window(key, 100)).turns
+            users = [t.text for t in turns if t.role == "user"]
+            assert sorted(users) == sorted(f"w{s}-m{i}" for s in (0, 1) for i in range(4))
+            assert len(turns) == 16
+            assert_paired(turns)
+    assert metrics[0].waits + metrics[1].waits > 0, "the workers never contended"
+
+
+async def test_past_the_wait_the_message_is_kept_for_retry(two_stores: StorePair) -> None:
+    """A worker that waits no longer than the lease allows stores the message without
+    the lease, says so once, and /retry answers it next to its own message."""
+    async with two_stores() as (first, second):
+        account_id = (await first.create_account("alice", "h", 1.0)).id
+        slow = engine_tests.build_engine(
+            first,
+            WindowEcho(pause=0.3, chunk=4),
+            policy=PATIENT,
+            rate_limit=UNLIMITED,
+        )
+        impatient = worker(second, LeaseWaits(), lease_wait_seconds=0.0)
+        answering = asyncio.create_task(engine_tests.reply(slow, web(account_id, "first")))
+        key = ConversationKey(account_owner(account_id), "ada", "direct")
+        for _ in range(200):  # until the slow worker's turn (and lease) is stored
+            if (await second.load_window(key, 1)).turns:
+                break
+            await asyncio.sleep(0.01)
+        busy = await engine_tests.reply(impatient, web(account_id, "second"))
+        assert (busy.kind, busy.text) == (ReplyKind.ERROR, STILL_ANSWERING)
+        assert (await answering).kind is ReplyKind.CHAT
+        retried = await engine_tests.reply(impatient, web(account_id, "/retry"))
+        assert retried.kind is ReplyKind.CHAT and retried.text.startswith("re:second")
+        turns = (await first.load_window(key, 10)).turns
+        assert [t.text.split(" ")[0] for t in turns] == ["first", "second", "re:first", "re:second"]
+        assert [t.reply_to for t in turns] == [None, None, 1, 2]
+        shown = await slow.recent_turns(key.owner, "ada", "direct")
+        assert [t.text.split(" ")[0] for t in shown] == ["first", "re:first", "second", "re:second"]
