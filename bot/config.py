@@ -134,6 +134,11 @@ class TelegramSettings(BaseModel):
     first_message_delay: float = Field(default=0.3, ge=0)
     webhook_path: str = "/telegram/webhook"
     max_concurrent_updates: int = Field(default=256, ge=1)
+    #: Webhook mode: an acknowledged update is held by its worker this long (seconds);
+    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
+    inbox_hold_seconds: PositiveFloat = 240.0
+    #: How often each worker looks for such updates (and once at start).
+    inbox_sweep_seconds: PositiveFloat = 30.0
 
 
 class DiscordSettings(BaseModel):

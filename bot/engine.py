@@ -344,8 +344,21 @@ class Engine:
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         lease: str | None = None
+        sent_at = speaker.incoming.sent_at
+        kept = None
         if new_text is not None:
-            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
+            author = speaker.incoming.display_name
+            turn = NewTurn("user", new_text, author, sent_at or self._clock())
+            kept = find_stored(window.turns, [turn]) if sent_at is not None else None
+        if kept is not None:
+            # an event from the inbox, answered again after a crash: its turn is stored
+            answer = _stored_reply(window.turns, kept[0])
+            if answer is not None:
+                return ReplyDone(answer.text, ReplyKind.CHAT, speaker.persona.name)
+            conversation = paired(window.turns)
+            message = kept[0]
+            history = conversation[: conversation.index(message)]
+        elif new_text is not None:
             window, version, stored, lease = await self._store_user_turn(key, turn, window, loaded)
             if lease is None:
                 return still_answering()
@@ -551,6 +564,15 @@ class _Prepared:
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
         return self.persona, self.context, self.message, self.state
+
+
+def _stored_reply(turns: Sequence[Turn], message: Turn) -> Turn | None:
+    """The newest reply to ``message`` in ``turns``, if any."""
+    found = None
+    for turn in turns:
+        if turn.role == "assistant" and turn.reply_to == message.seq:
+            found = turn
+    return found
 
 
 def _last_user_turn(turns: Sequence[Turn]) -> tuple[list[Turn], Turn] | None:
