@@ -162,6 +162,11 @@ class DiscordSettings(BaseModel):
     #: HTTP interactions signed longer ago than this are refused.
     signature_max_age: float = Field(default=300.0, gt=0)
     shutdown_timeout: float = Field(default=10.0, ge=0)
+    #: HTTP interactions: a deferred command is held by its worker this long (seconds);
+    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
+    inbox_hold_seconds: PositiveFloat = 240.0
+    #: How often each worker looks for such commands (and once at start).
+    inbox_sweep_seconds: PositiveFloat = 30.0
 
     @field_validator("command_guild_ids", "shard_ids", mode="before")
     @classmethod
