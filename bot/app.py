@@ -253,7 +253,9 @@ class PersonaBridge:
             from auth import AccountService
 
             metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
-            accounts = AccountService(self.store)
+            accounts = AccountService(
+                self.store, session_cache_seconds=self.settings.web.session_cache_seconds
+            )
             adapters.append(
                 WebAdapter(
                     self.engine,

@@ -108,6 +108,11 @@ class WebSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     secure_cookies: bool = False
+    #: Seconds a web session checked live is trusted without asking the store again: a
+    #: session revoked on another worker stops working here within this time (0: off).
+    session_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    #: Processes serving the web port (SO_REUSEPORT); one runs the gateway clients.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @property
     def base_url(self) -> str:

@@ -156,3 +156,30 @@ async def test_past_the_wait_the_message_is_kept_for_retry(two_stores: StorePair
         assert [t.reply_to for t in turns] == [None, None, 1, 2]
         shown = await slow.recent_turns(key.owner, "ada", "direct")
         assert [t.text.split(" ")[0] for t in shown] == ["first", "re:first", "second", "re:second"]
+
+
+async def test_a_web_message_costs_three_dynamodb_calls(dynamo_stores: Any) -> None:
+    """What /chat/send does per message, on DynamoDB: the session's account (from this
+    worker's session cache while it is fresh), then the engine (one BatchGetItem with
+    the preferences and the window, two TransactWriteItems that also take and release
+    the conversation's lease)."""
+    from auth import TEST_PARAMS, AccountService, PasswordHasher
+
+    async with dynamo_stores() as store:
+        accounts = AccountService(
+            store, hasher=PasswordHasher(TEST_PARAMS), session_cache_seconds=60.0
+        )
+        account = await accounts.sign_up("alice", "correct horse battery")
+        session = await accounts.sessions.start(account.id)
+        engine = worker(store, LeaseWaits())
+        costs, writes = [], store.stats.calls["TransactWriteItems"]
+        for n in range(4):
+            before = store.stats.total_calls
+            speaker = await accounts.session_account(session.token)
+            assert speaker is not None
+            done = await engine_tests.reply(engine, web(speaker.id, f"hello {n}"))
+            assert done.kind is ReplyKind.CHAT
+            costs.append(store.stats.total_calls - before)
+        # the first reads the session, the account and (no prefetch plan yet) the window
+        assert costs[1:] == [3, 3, 3]
+        assert store.stats.calls["TransactWriteItems"] - writes == 8  # no lease call
