@@ -37,7 +37,7 @@ class LeasePolicy:
     #: Seconds a message waits for a busy conversation before giving up.
     wait: float = 60.0
     backoff: float = 0.05
-    max_backoff: float = 2.0
+    max_backoff: float = 0.5
     _prefix: str = field(default_factory=lambda: secrets.token_hex(6))
     _count: itertools.count[int] = field(default_factory=itertools.count)
 
