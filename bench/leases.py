@@ -214,12 +214,12 @@ async def main(quick: bool) -> list[Figure]:
     per = plain["calls"] / plain["messages"]
     print(f"uncontended: {per:.2f} DynamoDB calls per message, {plain['cancelled']} cancelled")
     header = "scenario                    messages  calls/msg  TransactWriteItems  cancelled  rate"
-    print(header + "   lease waits  replies not after their message")
+    print(header + "   lease waits  answered  replies not after their message")
     for name, row in (("contended, before (no lease)", before), ("contended, lease", after)):
         print(
             f"{name:<28}{row['messages']:>8}  {row['calls'] / row['messages']:>9.2f}"
             f"  {row['transacts']:>18}  {row['cancelled']:>9}  {rate(row):>4.1f}%"
-            f"   {row['busy']:>11}  {row['misplaced']:>4}"
+            f"   {row['busy']:>11}  {row['answered']:>8}  {row['misplaced']:>4}"
         )
     waiting = sorted(together)[len(together) // 2 :]  # the slower of each pair
     added = statistics.median(waiting) - statistics.median(alone)
