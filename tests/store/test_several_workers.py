@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 import test_engine as engine_tests
-from fakes import WindowEcho
+from fakes import ScriptedBackend, WindowEcho
 
 from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
+from bot.errors import BackendUnavailable
 from bot.leases import STILL_ANSWERING
 from bot.messages import ConversationKey, Incoming, ReplyKind, Turn, account_owner
 from bot.store.base import Store
@@ -183,3 +184,27 @@ async def test_a_web_message_costs_three_dynamodb_calls(dynamo_stores: Any) -> N
         # the first reads the session, the account and (no prefetch plan yet) the window
         assert costs[1:] == [3, 3, 3]
         assert store.stats.calls["TransactWriteItems"] - writes == 8  # no lease call
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(BackendUnavailable("down"), id="backend-failed"),
+        pytest.param("   ", id="empty-reply"),
+    ],
+)
+async def test_a_reply_not_stored_frees_the_lease_at_once(
+    two_stores: StorePair, failure: object
+) -> None:
+    """The backend failed (or said nothing): the other worker need not wait for the
+    lease to expire to answer the conversation's next message."""
+    async with two_stores() as (first, second):
+        account_id = (await first.create_account("alice", "h", 1.0)).id
+        failing = engine_tests.build_engine(
+            first, ScriptedBackend("scripted", [failure]), policy=PATIENT, rate_limit=UNLIMITED
+        )
+        done = await engine_tests.reply(failing, web(account_id, "first"))
+        assert done.kind is ReplyKind.ERROR
+        other = worker(second, LeaseWaits(), lease_wait_seconds=0.0)
+        done = await engine_tests.reply(other, web(account_id, "second"))
+        assert done.kind is ReplyKind.CHAT, done
