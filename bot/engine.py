@@ -498,7 +498,14 @@ class Engine:
                     raise
                 self.metrics.error("version_conflict")
                 await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** (conflicts - 1)))
-                version = (await self._retrying(lambda: self.store.load_window(key, 1))).version
+                # A write retried below us (a lost answer) can conflict with itself: when
+                # the newest turns are ours, they are stored. (The newest turn comes with
+                # a DynamoDB conflict, so this read usually costs no call.)
+                window = await self._retrying(partial(self.store.load_window, key, len(turns)))
+                stored = find_stored(window.turns, turns)
+                if stored is not None:
+                    return window.version, stored
+                version = window.version
             except StoreUnavailable as exc:
                 failures += 1
                 last = failures >= self.store_retry.attempts

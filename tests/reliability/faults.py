@@ -32,6 +32,8 @@ from bot.store.base import (
     BackendState,
     ConversationRecord,
     ConversationWindow,
+    InboxEntry,
+    Lease,
     LinkedIdentity,
     Store,
     Usage,
@@ -207,11 +209,57 @@ class FlakyStore:
         return await self._call("load_window", self.inner.load_window, key, max_turns)
 
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         return await self._call(
-            "append_turns", self.inner.append_turns, key, turns, expected_version, now
+            "append_turns",
+            self.inner.append_turns,
+            key,
+            turns,
+            expected_version,
+            now,
+            take_lease=take_lease,
+            release_lease=release_lease,
         )
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        await self._call("release_lease", self.inner.release_lease, key, holder)
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        return await self._call(
+            "claim_event",
+            self.inner.claim_event,
+            source,
+            event_id,
+            now,
+            expires_at,
+            payload=payload,
+            hold_until=hold_until,
+        )
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        return await self._call("take_inbox", self.inner.take_inbox, source, now, hold_until, limit)
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        await self._call("finish_inbox", self.inner.finish_inbox, source, event_id)
 
     async def save_conversation_state(
         self,
