@@ -186,6 +186,7 @@ class PersonaBridge:
             rate_limit=settings.rate_limit,
             access=settings.access,
             metrics=self.metrics,
+            linking=settings.linking,
         )
         self._stack = AsyncExitStack()
 
@@ -262,7 +263,10 @@ class PersonaBridge:
 
             metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
             accounts = AccountService(
-                self.store, session_cache_seconds=self.settings.web.session_cache_seconds
+                self.store,
+                notices=self.engine.notices,
+                max_live_codes=self.settings.linking.max_live_codes,
+                session_cache_seconds=self.settings.web.session_cache_seconds,
             )
             adapters.append(
                 WebAdapter(

@@ -11,6 +11,7 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     │   ├── StoreUnavailable   the store cannot be reached (transient, retryable)
     │   ├── VersionConflict    a conversation changed under us (optimistic concurrency)
     │   ├── ConversationBusy   another worker holds the conversation's lease
+    │   ├── OwnerForgotten     the owner was forgotten or deleted since the write began
     │   └── UsernameTaken      an account name is already in use (case-insensitive)
     ├── BackendError           a persona brain failed
     │   ├── BackendTimeout     no (further) reply within the configured time
@@ -69,6 +70,11 @@ class ConversationBusy(StoreError):
     def __init__(self, message: str, *, until: float = 0.0):
         self.until = until
         super().__init__(message)
+
+
+class OwnerForgotten(StoreError):
+    """The owner's data was forgotten (``/forget``) or its account deleted after this
+    write began (its epoch moved on): the write is refused, never retried."""
 
 
 class UsernameTaken(StoreError):

@@ -30,8 +30,8 @@ from telegram import BotCommand, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from adapters.telegram.delivery import Outbox
-from adapters.telegram.handlers import BotIdentity, UpdateHandler, is_id
+from adapters.telegram.delivery import Outbox, Target
+from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler, is_id
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
@@ -41,13 +41,15 @@ from bot.config import TelegramSettings, WebSettings
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
 from bot.inbox import Inbox
+from bot.messages import Identity
 from bot.store.base import InboxEntry
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header's name
-#: Only new messages are answered; asking for nothing else spares the traffic.
-ALLOWED_UPDATES = (Update.MESSAGE,)
+#: New messages, and the buttons under the bot's replies being pressed; asking for
+#: nothing else spares the traffic.
+ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 #: The largest webhook body taken, once the secret is right. Telegram's largest updates
 #: (a 4,096-character text with its entities, quoting a reply of as much, in UTF-8) can
 #: pass the web server's 64 KiB limit for every other body.
@@ -100,6 +102,7 @@ class TelegramAdapter:
         self._pacer = ChatPacer()
         self.application: TgApplication | None = None
         self._handler: UpdateHandler | None = None
+        self._outbox: Outbox | None = None
         self.username: str | None = None
         self.inbox: Inbox | None = None
         if self.mode == "webhook":
@@ -143,6 +146,7 @@ class TelegramAdapter:
             )
         app: TgApplication = builder.build()
         outbox = Outbox(app.bot, self._pacer, options)
+        self._outbox = outbox
         self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
         self._handler.inbox = self.inbox
         app.add_handler(TypeHandler(Update, self._handler))
@@ -173,10 +177,12 @@ class TelegramAdapter:
             self.application = None
             await self._close(app)
             raise
+        self._engine.notices.register(PLATFORM, self.send_notice)
         log.info("telegram adapter started as @%s (%s)", self.username, self.mode)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._engine.notices.unregister(PLATFORM)
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
             sweeper.cancel()
@@ -198,6 +204,15 @@ class TelegramAdapter:
             await self.inbox.finish(entry.event_id)
             return
         await app.update_queue.put(update)
+
+    async def send_notice(self, identity: Identity, text: str) -> None:
+        """Tell a person privately about their account (their private chat with the
+        bot has their user id), as plain text."""
+        outbox = self._outbox
+        if outbox is None or self.application is None:
+            raise RuntimeError("the Telegram adapter is not running")
+        target = Target(chat_id=int(identity.user_id), private=True)
+        await outbox.send(target, text, html=False, quote=False, must_arrive=True)
 
     async def _close(self, app: TgApplication) -> None:
         if app.updater is not None and app.updater.running:
