@@ -2,11 +2,12 @@
 ``test_webhook_crash.py`` to kill with SIGKILL while the updates it acknowledged are
 still being answered.
 
-``python webhook_child.py DB BOT_API_URL`` prints ``READY <webhook url>`` once it takes
-updates, then serves until killed (it exits by itself, status 3, after ``LIFETIME``
-seconds). Its persona answers slowly, so at the kill most acknowledged updates are
-unanswered: some with the user's turn stored, some not even that. Run with
-``PYTHONPATH`` holding the repository, ``tests`` and ``tests/telegram``.
+``python webhook_child.py BOT_API_URL sqlite DB`` (or ``... dynamodb ENDPOINT TABLE``)
+prints ``READY <webhook url>`` once it takes updates, then serves until killed (it exits
+by itself, status 3, after ``LIFETIME`` seconds). Its persona answers slowly, so at the
+kill most acknowledged updates are unanswered: some with the user's turn stored, some
+not even that. Run with ``PYTHONPATH`` holding the repository, ``tests`` and
+``tests/telegram``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tg_harness import FAST, SECRET, accounts, build_engine
 from adapters.telegram import TelegramAdapter
 from adapters.web import WebAdapter
 from bot.config import TelegramSettings, WebSettings
+from bot.store.base import Store
+from bot.store.dynamodb import DynamoStore
 from bot.store.sqlite import SqliteStore
 
 LIFETIME = 60.0
@@ -31,8 +34,14 @@ HOLD = 2.0
 OPTIONS = replace(FAST, inbox_hold_seconds=HOLD, inbox_sweep_seconds=30.0)
 
 
-async def main(db: str, api_url: str) -> None:
-    async with SqliteStore(db) as store:
+def open_store(argv: list[str]) -> Store:
+    if argv[0] == "sqlite":
+        return SqliteStore(argv[1])
+    return DynamoStore(argv[2], endpoint_url=argv[1], region="us-east-1")
+
+
+async def main(api_url: str, where: list[str]) -> None:
+    async with open_store(where) as store:
         engine = build_engine(store, WindowEcho(pause=0.3, chunk=2))
         telegram = TelegramSettings(
             token=SecretStr(TOKEN),
@@ -56,4 +65,4 @@ async def main(db: str, api_url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2:]))
