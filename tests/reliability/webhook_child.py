@@ -1,4 +1,4 @@
-"""A worker serving Telegram's webhook on a SQLite file, in a process of its own, for
+"""A worker serving Telegram's webhook on a store, in a process of its own, for
 ``test_webhook_crash.py`` to kill with SIGKILL while the updates it acknowledged are
 still being answered.
 
