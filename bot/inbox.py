@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: Entries taken in one sweep.
 SWEEP_BATCH = 100
+#: The largest payload kept in the inbox (a DynamoDB item holds at most 400 KB). A larger
+#: event (no real Telegram update is) is only recorded: answered once, not kept durable.
+MAX_PAYLOAD_BYTES = 300_000
 
 
 class Inbox:
@@ -57,8 +60,13 @@ class Inbox:
         already (a redelivery, or another worker has it). Raises StoreError when the
         store cannot keep it: then do not acknowledge."""
         now = self._clock()
+        if len(payload.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
+            log.warning("%s event %s is too large for the inbox", self.source, event_id)
+            kept = None
+        else:
+            kept = payload
         fresh = await self._store.claim_event(
-            self.source, event_id, now, now + self.keep, payload=payload, hold_until=now + self.hold
+            self.source, event_id, now, now + self.keep, payload=kept, hold_until=now + self.hold
         )
         if fresh:
             self._received[event_id] = now

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from bot.errors import ConversationBusy, VersionConflict
+from bot.inbox import MAX_PAYLOAD_BYTES, Inbox
 from bot.messages import ConversationKey, NewTurn, OwnerId, guest_owner
 from bot.store.base import Lease, Store
 from tests.store.test_contract import ALICE_TG, key
@@ -175,3 +176,11 @@ async def test_take_inbox_takes_at_most_the_limit_oldest_first(store: Store) -> 
         await store.claim_event("telegram", f"e{n}", float(n), 1000.0, payload="{}")
     taken = await store.take_inbox("telegram", 10.0, 50.0, 2)
     assert [entry.event_id for entry in taken] == ["e0", "e1"]
+
+
+async def test_an_event_too_large_for_the_inbox_is_still_answered_once(store: Store) -> None:
+    inbox = Inbox(store, "telegram", hold=10.0, sweep=1.0, keep=100.0, clock=lambda: 5.0)
+    assert await inbox.accept("big", "x" * (MAX_PAYLOAD_BYTES + 1))
+    assert not await inbox.accept("big", "x")
+    assert inbox.received_at("big") == 5.0
+    assert await store.take_inbox("telegram", 1e9, 1e9, 10) == []
