@@ -401,16 +401,20 @@ class Engine:
             message = kept[0]
             history = conversation[: conversation.index(message)]
         elif new_text is not None:
-            window, version, stored, lease = await self._store_user_turn(
-                key, turn, window, loaded, epoch
+            window, version, stored, lease = await self._take_lease(
+                key, [turn], window, loaded, epoch
             )
             if lease is None:
                 return still_answering()
             history, message = paired(window.turns), stored[0]
         else:
-            found = _last_user_turn(paired(window.turns))
-            if found is None:
+            if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
+            # /retry answers too: it takes the lease with an append of no turns
+            window, version, _, lease = await self._take_lease(key, [], window, loaded, epoch)
+            found = _last_user_turn(paired(window.turns))
+            if lease is None or found is None:
+                return still_answering()
             history, message = found
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
@@ -431,18 +435,19 @@ class Engine:
             lease=lease,
         )
 
-    async def _store_user_turn(
+    async def _take_lease(
         self,
         key: ConversationKey,
-        turn: NewTurn,
+        turns: list[NewTurn],
         window: ConversationWindow,
         loaded: int,
         epoch: int,
     ) -> tuple[ConversationWindow, int, tuple[Turn, ...], str | None]:
-        """Append the user's turn taking the conversation's lease, waiting while another
-        worker holds it (:mod:`bot.leases`). Returns the window the turn was appended
-        to, the new version, the stored turn and the lease's holder; the holder is None
-        when the wait ran out: the turn is then stored without the lease."""
+        """Append ``turns`` (the user's turn; none for ``/retry``) taking the
+        conversation's lease, waiting while another worker holds it (:mod:`bot.leases`).
+        Returns the window appended to, the new version, the stored turns and the
+        lease's holder; the holder is None when the wait ran out: the turns are then
+        stored without the lease."""
         policy = self.leases
         holder = policy.holder()
         deadline = self._monotonic() + policy.wait
@@ -450,7 +455,7 @@ class Engine:
         while True:
             take = Lease(holder, self._clock() + policy.seconds)
             try:
-                version, stored = await self._append(key, [turn], window.version, epoch, take=take)
+                version, stored = await self._append(key, turns, window.version, epoch, take=take)
                 return window, version, stored, holder
             except ConversationBusy:
                 tries += 1
@@ -460,7 +465,9 @@ class Engine:
                     await asyncio.sleep(policy.pause(tries, remaining))
                 window = await self._retrying(lambda: self.store.load_window(key, loaded))
                 if remaining <= 0:
-                    version, stored = await self._append(key, [turn], window.version, epoch)
+                    if not turns:
+                        return window, window.version, (), None
+                    version, stored = await self._append(key, turns, window.version, epoch)
                     return window, version, stored, None
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
@@ -559,7 +566,7 @@ class Engine:
                 # the newest turns are ours, they are stored. (The newest turn comes with
                 # a DynamoDB conflict, so this read usually costs no call.)
                 window = await self._retrying(partial(self.store.load_window, key, len(turns)))
-                stored = find_stored(window.turns, turns)
+                stored = find_stored(window.turns, turns) if turns else None
                 if stored is not None:
                     return window.version, stored
                 version = window.version
@@ -571,7 +578,8 @@ class Engine:
                     await asyncio.sleep(self.store_retry.pause(failures))
                 size = len(turns) + WRITTEN_CHECK_SLACK
                 window = await self._retrying(partial(self.store.load_window, key, size))
-                stored = find_stored(window.turns, turns)
+                # no turns (a lease taken alone): sending it again is harmless
+                stored = find_stored(window.turns, turns) if turns else None
                 if stored is not None:
                     return window.version, stored
                 if last:

@@ -184,3 +184,17 @@ async def test_an_event_too_large_for_the_inbox_is_still_answered_once(store: St
     assert not await inbox.accept("big", "x")
     assert inbox.received_at("big") == 5.0
     assert await store.take_inbox("telegram", 1e9, 1e9, 10) == []
+
+
+async def test_an_append_of_no_turns_takes_the_lease_alone(store: Store) -> None:
+    """What /retry does: the lease, and nothing stored."""
+    version, _ = await store.append_turns(KEY, [user("a")], 0, 1.0)
+    version, stored = await store.append_turns(
+        KEY, [], version, 2.0, take_lease=Lease("retry", 100.0)
+    )
+    assert stored == ()
+    window = await store.load_window(KEY, 10)
+    assert (window.version, [t.text for t in window.turns]) == (version, ["a"])
+    with pytest.raises(ConversationBusy):
+        await store.append_turns(KEY, [user("b")], version, 3.0, take_lease=Lease("w2", 100.0))
+    await store.append_turns(KEY, [reply("r", 1)], version, 3.0, release_lease="retry")

@@ -208,3 +208,25 @@ async def test_a_reply_not_stored_frees_the_lease_at_once(
         other = worker(second, LeaseWaits(), lease_wait_seconds=0.0)
         done = await engine_tests.reply(other, web(account_id, "second"))
         assert done.kind is ReplyKind.CHAT, done
+
+
+async def test_retry_waits_for_the_other_workers_answer(two_stores: StorePair) -> None:
+    """/retry answers too: it takes the lease like a message (here, it cannot wait)."""
+    async with two_stores() as (first, second):
+        account_id = (await first.create_account("alice", "h", 1.0)).id
+        slow = engine_tests.build_engine(
+            first, WindowEcho(pause=0.3, chunk=4), policy=PATIENT, rate_limit=UNLIMITED
+        )
+        assert (await engine_tests.reply(slow, web(account_id, "first"))).kind is ReplyKind.CHAT
+        answering = asyncio.create_task(engine_tests.reply(slow, web(account_id, "second")))
+        key = ConversationKey(account_owner(account_id), "ada", "direct")
+        for _ in range(200):  # until the second message (and its lease) is stored
+            if len((await second.load_window(key, 5)).turns) == 3:
+                break
+            await asyncio.sleep(0.01)
+        impatient = worker(second, LeaseWaits(), lease_wait_seconds=0.0)
+        busy = await engine_tests.reply(impatient, web(account_id, "/retry"))
+        assert (busy.kind, busy.text) == (ReplyKind.ERROR, STILL_ANSWERING)
+        assert (await answering).kind is ReplyKind.CHAT
+        turns = (await first.load_window(key, 10)).turns
+        assert [t.reply_to for t in turns] == [None, 1, None, 3]
