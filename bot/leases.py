@@ -4,7 +4,8 @@ Several workers (processes, machines) may get messages of one conversation at on
 in-process lock (:class:`~bot.limits.KeyedLocks`) orders them within one process; across
 processes the store's *lease* does (see :class:`~bot.store.base.Lease`): the append of
 the user's turn takes it and the append of the reply frees it, in the same writes, so an
-uncontended message costs no extra call. A message that finds the lease taken waits,
+uncontended message costs no extra call (``/retry``, which stores no turn, takes it with
+an append of no turns). A message that finds the lease taken waits,
 trying again after pauses that grow (full jitter, capped) until ``wait`` seconds have
 passed; then its turn is stored without the lease, the user is told the persona is still
 answering the previous message, and ``/retry`` answers it later. A lease expires after

@@ -338,7 +338,8 @@ class Store(Protocol):
         ``take_lease``: also take the conversation's lease, in the same write; raise
         :class:`~bot.errors.ConversationBusy` (storing nothing) when another holder's
         lease has not expired at ``now``. ``release_lease``: free the lease if this
-        holder has it (else leave it as it is), in the same write."""
+        holder has it (else leave it as it is), in the same write. With no ``turns``,
+        only the lease changes (and the version moves on): how ``/retry`` takes it."""
 
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         """Free the conversation's lease if ``holder`` has it (a reply that was not
