@@ -241,6 +241,22 @@ class OpenAISettings(BaseModel):
         return {name: value for name, value in options.items() if value is not None}
 
 
+class PromptSettings(BaseModel):
+    """How prompts are laid out for backends that take one (the OpenAI-compatible one):
+    the model's context in tokens, the lorebook's share of it (unless a card's book
+    sets its own budget), and the defaults a card's prompts replace (``{{original}}``
+    in a card's system prompt or post-history instructions stands for them)."""
+
+    model_config = _Frozen
+
+    context_tokens: int = Field(default=8192, ge=256, le=10_000_000)
+    lorebook_share: float = Field(default=0.25, ge=0, le=1)
+    #: The main prompt for cards without a system prompt (unset: SillyTavern's default).
+    main_prompt: str | None = None
+    #: The post-history instructions for cards without them.
+    post_history: str = ""
+
+
 class CharacterAISettings(BaseModel):
     model_config = _Frozen
 
@@ -282,9 +298,9 @@ class EngineSettings(BaseModel):
     summary_batch_turns: int = Field(default=8, ge=1, le=200)
     #: The longest a summary may be; it counts against window_max_chars.
     summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
-    #: Seconds a worker holds a conversation it answers (bot.leases); unset: the
-    #: backend's total_timeout plus 15 s. A killed worker's conversation frees after it.
-    lease_seconds: PositiveFloat | None = None
+    #: Seconds a worker holds a conversation it answers (bot.leases), renewed every third
+    #: of it while a reply streams: a killed worker's conversation is free after it.
+    lease_seconds: float = Field(default=30.0, ge=1.0)
     #: Seconds a message waits for another worker's answer in the same conversation.
     lease_wait_seconds: float = Field(default=60.0, ge=0)
 
@@ -358,6 +374,9 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     personas_dir: FilePath = Path("./personas")
     default_persona: str | None = None
+    #: The backend of every card that names none (SillyTavern cards never do).
+    default_backend: str = Field(default="offline", min_length=1, pattern=r"^[a-z0-9_-]+$")
+    prompt: PromptSettings = PromptSettings()
     web: WebSettings = WebSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()

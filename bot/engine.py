@@ -23,11 +23,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bot.backends.base import Summariser, TokenUsage
+from bot import userpersona
+from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
@@ -45,6 +46,7 @@ from bot.errors import (
     StoreUnavailable,
     VersionConflict,
 )
+from bot.greetings import conversation_seed, store_greeting
 from bot.leases import LeasePolicy, still_answering
 from bot.limits import KeyedLocks, RateLimiter
 from bot.link_consent import LinkConsent
@@ -59,6 +61,7 @@ from bot.messages import (
     ReplyKind,
     TextDelta,
     Turn,
+    UserPersona,
     account_owner,
     clean_text,
     guest_owner,
@@ -141,10 +144,7 @@ class Engine:
         self._clock = clock
         self._monotonic = monotonic
         tuned = self.settings
-        self.leases = LeasePolicy(
-            seconds=tuned.lease_seconds or tuned.total_timeout + 15.0,
-            wait=tuned.lease_wait_seconds,
-        )
+        self.leases = LeasePolicy(seconds=tuned.lease_seconds, wait=tuned.lease_wait_seconds)
         rate = rate_limit or RateLimitSettings()
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
         self._rate_exempt = frozenset(rate.exempt_platforms)
@@ -231,6 +231,7 @@ class Engine:
                                     async for delta in self.guard.stream(
                                         *prepared.backend_args,
                                         summary=prepared.summary.text,
+                                        context=prepared.reply_context,
                                         outcome=outcome,
                                     ):
                                         # a backend's JSON may carry a lone surrogate,
@@ -238,6 +239,8 @@ class Engine:
                                         delta = clean_text(delta)
                                         parts.append(delta)
                                         yield TextDelta(delta)
+                                        if self._lease_due(prepared):
+                                            await self._renew_lease(prepared)
                                 except BackendError as exc:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
@@ -265,6 +268,31 @@ class Engine:
                 await self._release(prepared)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
+
+    def _lease_due(self, prepared: _Prepared) -> bool:
+        """Whether the lease of a reply still streaming is due for renewal."""
+        return (
+            prepared.lease is not None
+            and self._monotonic() - prepared.lease_taken >= self.leases.renew_every
+        )
+
+    async def _renew_lease(self, prepared: _Prepared) -> None:
+        """Extend the lease of a long reply (an append of no turns, one write per
+        ``renew_every`` seconds of streaming), so that it can be short: a killed worker's
+        conversation is free again soon. Failing, the reply goes on; it pairs with its
+        message by ``reply_to`` whoever appends meanwhile."""
+        holder = prepared.lease
+        assert holder is not None
+        take = Lease(holder, self._clock() + self.leases.seconds)
+        prepared.lease_taken = self._monotonic()
+        try:
+            prepared.version, _ = await self._append(
+                prepared.key, [], prepared.version, prepared.epoch, take=take
+            )
+        except ConversationBusy:
+            prepared.lease = None  # it expired and another worker took it
+        except StoreError as exc:
+            log.warning("could not renew a conversation's lease: %s", exc)
 
     async def _release(self, prepared: _Prepared) -> None:
         """Free the lease of a message whose reply was not stored (the backend failed,
@@ -353,10 +381,20 @@ class Engine:
             owner = account_owner(account_id)
             prefs = await self._retrying(lambda: self.store.get_preferences(owner))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
-        return Speaker(incoming, owner, account_id, self._persona_of(prefs))
+        user = userpersona.from_preferences(prefs)
+        return Speaker(incoming, owner, account_id, self._persona_of(prefs), user)
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
+
+    async def user_persona(self, owner: OwnerId) -> UserPersona:
+        """Who the owner says they are (``/me``, the account page)."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        return userpersona.from_preferences(prefs)
+
+    async def set_user_persona(self, owner: OwnerId, persona: UserPersona) -> UserPersona:
+        """Keep who the owner says they are; raises InvalidUserPersona (nothing kept)."""
+        return await userpersona.save(self.store, owner, persona)
 
     def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
@@ -386,10 +424,11 @@ class Engine:
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         lease: str | None = None
+        earlier: tuple[str, ...] = ()
         sent_at = speaker.incoming.sent_at
         kept = None
         if new_text is not None:
-            author = speaker.incoming.display_name
+            author = speaker.user_name
             turn = NewTurn("user", new_text, author, sent_at or self._clock())
             kept = find_stored(window.turns, [turn]) if sent_at is not None else None
         if kept is not None:
@@ -416,6 +455,7 @@ class Engine:
             if lease is None or found is None:
                 return still_answering()
             history, message = found
+            earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
@@ -433,6 +473,8 @@ class Engine:
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
             lease=lease,
+            lease_taken=self._monotonic(),
+            reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
     async def _take_lease(
@@ -611,6 +653,25 @@ class Engine:
 
     # -- for front ends that show history (web chat, console) ---------------------------
 
+    async def open_conversation(
+        self, owner: OwnerId, scope: str, display_name: str
+    ) -> tuple[Persona, list[Turn]]:
+        """The owner's persona and the turns a user sees when opening that conversation
+        (a page, a terminal): an empty conversation starts with the persona's greeting,
+        stored as its first turn, as ``/start`` does."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        persona = self._persona_of(prefs)
+        user = userpersona.from_preferences(prefs).name or display_name
+        key = ConversationKey(owner, persona.id, scope)
+        # Not under the conversation's lock (a page must not wait for a reply being
+        # written): the version check lets the greeting into an empty conversation only.
+        stored = await self._retrying(
+            lambda: store_greeting(self.store, key, persona, user, self._clock())
+        )
+        if stored is not None:
+            return persona, [stored]
+        return persona, await self.recent_turns(owner, persona.id, scope)
+
     async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
         """The turns a user sees when opening a conversation, oldest first."""
         key = ConversationKey(owner, persona_id, scope)
@@ -638,8 +699,12 @@ class _Prepared:
     summariser: Summariser | None
     #: Turns that left the window and are not in the summary yet.
     dropped: list[Turn]
+    #: Who the user says they are, and what a /retry replaces.
+    reply_context: ReplyContext = field(default_factory=ReplyContext)
     #: The holder of the conversation's lease while this message has it (bot.leases).
     lease: str | None = None
+    #: When the lease was taken or last renewed (the engine's monotonic clock).
+    lease_taken: float = 0.0
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

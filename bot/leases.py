@@ -9,9 +9,12 @@ an append of no turns). A message that finds the lease taken waits,
 trying again after pauses that grow (full jitter, capped) until ``wait`` seconds have
 passed; then its turn is stored without the lease, the user is told the persona is still
 answering the previous message, and ``/retry`` answers it later. A lease expires after
-``seconds``, longer than any reply may take (the backend guard's timeout), so the lease
-of a worker that died frees itself. The pattern is that of Rasa's lock store and of
-leases on DynamoDB with a conditional write: wait on a ticket rather than fail.
+``seconds`` (30 by default); a reply streaming longer renews it every third of that (an
+append of no turns, made between two deltas), so the lease of a worker that died frees
+itself within ``seconds``, and a reply stalled longer than that may lose it (the reply is
+then stored after what came meanwhile, and still read next to its message: ``reply_to``).
+The pattern is that of Rasa's lock store and of leases on DynamoDB with a conditional
+write: wait on a ticket rather than fail.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ STILL_ANSWERING = (
 class LeasePolicy:
     """A lease's length, the longest wait for one, and the pauses between tries."""
 
-    #: Seconds a lease holds (a killed worker's conversation is free after this).
-    seconds: float = 135.0
+    #: Seconds a lease holds (a killed worker's conversation is free after this); a
+    #: reply streaming longer renews it every third of it.
+    seconds: float = 30.0
     #: Seconds a message waits for a busy conversation before giving up.
     wait: float = 60.0
     backoff: float = 0.05
     max_backoff: float = 0.5
     _prefix: str = field(default_factory=lambda: secrets.token_hex(6))
     _count: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def renew_every(self) -> float:
+        return self.seconds / 3
 
     def holder(self) -> str:
         """A holder id unique to one message of this process."""

@@ -25,7 +25,15 @@ from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.leases import STILL_ANSWERING
-from bot.messages import ConversationKey, Incoming, ReplyKind, Turn, account_owner
+from bot.messages import (
+    ConversationKey,
+    Incoming,
+    ReplyDone,
+    ReplyKind,
+    TextDelta,
+    Turn,
+    account_owner,
+)
 from bot.store.base import Store
 from bot.store.sqlite import SqliteStore
 
@@ -230,3 +238,38 @@ async def test_retry_waits_for_the_other_workers_answer(two_stores: StorePair) -
         assert (await answering).kind is ReplyKind.CHAT
         turns = (await first.load_window(key, 10)).turns
         assert [t.reply_to for t in turns] == [None, 1, None, 3]
+
+
+async def test_a_long_reply_renews_its_lease(two_stores: StorePair) -> None:
+    """A reply streaming longer than the lease keeps it: another worker cannot take
+    the conversation in the middle (it would without the renewals)."""
+    async with two_stores() as (first, second):
+        account_id = (await first.create_account("alice", "h", 1.0)).id
+        slow = engine_tests.build_engine(
+            first,
+            WindowEcho(pause=0.25, chunk=1),
+            policy=PATIENT,
+            rate_limit=UNLIMITED,
+            settings=EngineSettings(lease_seconds=2.0),
+        )
+        streamed = asyncio.Event()
+
+        async def answer() -> ReplyDone:
+            deltas = 0
+            done = None
+            async for event in slow.handle(web(account_id, "first")):
+                if isinstance(event, TextDelta):
+                    deltas += 1
+                    if deltas == 10:  # 2.5 s of streaming: past the 2 s lease taken first
+                        streamed.set()
+                elif isinstance(event, ReplyDone):
+                    done = event
+            assert done is not None
+            return done
+
+        answering = asyncio.create_task(answer())
+        await asyncio.wait_for(streamed.wait(), 60)
+        impatient = worker(second, LeaseWaits(), lease_wait_seconds=0.0)
+        busy = await engine_tests.reply(impatient, web(account_id, "second"))
+        assert (busy.kind, busy.text) == (ReplyKind.ERROR, STILL_ANSWERING)
+        assert (await answering).kind is ReplyKind.CHAT
