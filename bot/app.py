@@ -16,19 +16,23 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from pydantic import BaseModel
 
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
-from bot.config import Settings
+from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
+from bot.media import MediaProcessor
 from bot.metrics import Metrics
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
+
+if TYPE_CHECKING:
+    from bot.backends.transcription import OpenAITranscriber
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +110,7 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
             defaults=openai.sampling(),
             include_usage=openai.include_usage,
             timeout=settings.engine.total_timeout,
+            vision=openai.vision,
         )
     if settings.characterai.token is not None:
         from functools import partial
@@ -157,6 +162,22 @@ async def purge_expired_periodically(
         await asyncio.sleep(interval)
 
 
+def build_media(settings: Settings) -> tuple[MediaProcessor, OpenAITranscriber | None]:
+    """The file converter, with a transcriber when ``TRANSCRIPTION__*`` is set."""
+    speech = settings.transcription
+    transcriber = None
+    if speech.enabled:
+        from bot.backends.transcription import OpenAITranscriber
+
+        transcriber = OpenAITranscriber(
+            base_url=speech.base_url or DEFAULT_OPENAI_BASE_URL,
+            api_key=speech.api_key.get_secret_value() if speech.api_key else None,
+            model=speech.model,
+            timeout=settings.media.transcription_timeout,
+        )
+    return MediaProcessor(settings.media, transcriber), transcriber
+
+
 class PersonaBridge:
     """Everything one process runs, opened and closed together."""
 
@@ -178,6 +199,7 @@ class PersonaBridge:
         self.backends = backends if backends is not None else build_backends(settings)
         self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
+        media, self._transcriber = build_media(settings)
         self.engine = Engine(
             self.store,
             self.personas,
@@ -186,6 +208,7 @@ class PersonaBridge:
             rate_limit=settings.rate_limit,
             access=settings.access,
             metrics=self.metrics,
+            media=media,
         )
         self._stack = AsyncExitStack()
 
@@ -206,6 +229,8 @@ class PersonaBridge:
     async def __aenter__(self) -> Self:
         try:
             await self._stack.enter_async_context(self.store)
+            if self._transcriber is not None:
+                self._stack.push_async_callback(self._transcriber.aclose)
             for backend in self.backends.values():
                 self._stack.push_async_callback(backend.aclose)
                 if isinstance(backend, Startable):

@@ -36,10 +36,13 @@ from bot.commands import (
     parse_command,
     set_persona,
 )
-from bot.config import AccessSettings, EngineSettings, RateLimitSettings
+from bot.config import AccessSettings, EngineSettings, MediaSettings, RateLimitSettings
 from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
 from bot.limits import KeyedLocks, RateLimiter
+from bot.media import MediaProcessor, Processed
 from bot.messages import (
+    Attachment,
+    AttachmentKind,
     ConversationKey,
     Incoming,
     NewTurn,
@@ -87,12 +90,30 @@ def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
     for turn in reversed(turns):
         if kept and turn.role == "assistant" and kept[-1].role == "assistant":
             continue
-        if len(turn.text) > budget:
+        size = turn_size(turn)
+        if size > budget:
             break
-        budget -= len(turn.text)
+        budget -= size
         kept.append(turn)
     kept.reverse()
     return kept
+
+
+def turn_size(turn: Turn) -> int:
+    """What a turn costs of the window: its text and its files' text."""
+    return len(turn.text) + sum(len(item.text) for item in turn.attachments)
+
+
+def media_preface(processed: Processed) -> str:
+    """What the user is shown before the reply: what was heard in their voice notes
+    (so they can see it was understood) and which files were not used, and why."""
+    lines = [
+        f"🎤 “{item.text}”"
+        for item in processed.attachments
+        if item.kind is AttachmentKind.AUDIO and item.text
+    ]
+    lines += [f"⚠️ {refusal}" for refusal in processed.refusals]
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 class Engine:
@@ -111,8 +132,10 @@ class Engine:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         store_retry: StoreRetry | None = None,
+        media: MediaProcessor | None = None,
     ):
         self.store = store
+        self.media = media or MediaProcessor(MediaSettings())
         self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
@@ -170,6 +193,14 @@ class Engine:
         self.metrics.message_in(incoming.platform)
         done = await self._precheck(incoming)
         prepared: _Prepared | ReplyDone | None = None
+        media, preface = Processed(), ""
+        if done is None and incoming.files and parse_command(incoming.text) is None:
+            media = await self.media.process(incoming.files)
+            preface = media_preface(media)
+            if not incoming.text.strip() and not media.attachments:
+                done, preface = ReplyDone(preface.strip(), ReplyKind.ERROR), ""
+            elif preface:
+                yield TextDelta(preface)
         try:
             if done is None:
                 # One message of an identity at a time, from resolving its owner to the
@@ -182,7 +213,7 @@ class Engine:
                         done = route
                     else:
                         async with self._locks.hold(speaker.key):
-                            prepared = await self._prepare(speaker, route)
+                            prepared = await self._prepare(speaker, route, media.attachments)
                             if isinstance(prepared, ReplyDone):
                                 done = prepared
                             else:
@@ -214,6 +245,8 @@ class Engine:
             self.metrics.error("store")
             turn_kept = isinstance(prepared, _Prepared)
             done = ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
+        if preface:
+            done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
@@ -304,10 +337,13 @@ class Engine:
 
     # -- chat ----------------------------------------------------------------------------
 
-    async def _prepare(self, speaker: Speaker, new_text: str | None) -> _Prepared | ReplyDone:
-        """Store ``new_text`` as the user's turn (before any backend is asked) and gather
-        what the backend needs; with None (``/retry``) answer the last user turn again.
-        Runs under the conversation's lock."""
+    async def _prepare(
+        self, speaker: Speaker, new_text: str | None, attachments: Sequence[Attachment] = ()
+    ) -> _Prepared | ReplyDone:
+        """Store ``new_text`` (and what its ``attachments`` came to, without their bytes)
+        as the user's turn, before any backend is asked, and gather what the backend
+        needs; with None (``/retry``) answer the last user turn again. Runs under the
+        conversation's lock."""
         key = speaker.key
         max_turns = self.settings.window_max_turns
         summariser = self._summarisers.get(speaker.persona.backend)
@@ -316,16 +352,19 @@ class Engine:
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         if new_text is not None:
-            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock())
+            kept = tuple(item.stored() for item in attachments)
+            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock(), kept)
             version, stored = await self._append(key, [turn], version)
             history, message = list(window.turns), stored[0]
+            if attachments:  # this message's images are shown to the backend, once
+                message = dataclasses.replace(message, attachments=tuple(attachments))
         else:
             found = _last_user_turn(window.turns)
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
-        budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
+        budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
         return _Prepared(
             key=key,

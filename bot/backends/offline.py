@@ -17,6 +17,7 @@ answered before (so ``/retry`` phrases it anew), so scheduling cannot change it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
 import secrets
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.backends.retrieval import STOPWORDS, WORD, Bm25Index, stem, terms, tokenize, wordset
-from bot.messages import Turn
+from bot.messages import AttachmentKind, Turn
 from bot.personas import Persona
 from bot.store.base import BackendState
 
@@ -393,6 +394,23 @@ def _recent(window: Sequence[Turn], message: Turn) -> tuple[tuple[str, ...], lis
     return tuple(replies[:RECENT]), asked[:RECENT]
 
 
+def readable_text(message: Turn) -> str:
+    """What this backend can read of a message: its text, its voice notes' transcripts
+    and its files' text (it has no eyes for images)."""
+    parts = [message.text, *(item.text for item in message.attachments)]
+    return "\n\n".join(part for part in parts if part.strip())
+
+
+def cannot_perceive(message: Turn) -> str:
+    """A line saying what of the message this backend could not take in, or ""."""
+    kinds = {item.kind for item in message.attachments if not item.text}
+    if AttachmentKind.IMAGE in kinds:
+        return "I can't see pictures from here, I'm afraid. Tell me what it shows?"
+    if AttachmentKind.AUDIO in kinds:
+        return "I can't listen to voice notes from here. Could you type it for me?"
+    return ""
+
+
 class OfflineBackend:
     """Answers from the persona card itself (see the module docstring); no I/O.
 
@@ -442,10 +460,16 @@ class OfflineBackend:
         """The whole reply to ``message``, never empty; deterministic for a given seed.
         ``attempt`` counts earlier answers to the same stored turn (``/retry``)."""
         card = self._card(persona)
+        unseen = cannot_perceive(message)
+        if message.attachments:
+            message = dataclasses.replace(message, text=readable_text(message))
+            if unseen and not message.text.strip():
+                return unseen
         reply = self._reply(card, window, message, attempt)
         text = self._answer(reply, message.text[:MAX_CHARS])
         # A card line made only of macros can expand to nothing.
-        return text or reply.fill("nudge")
+        text = text or reply.fill("nudge")
+        return f"{unseen}\n\n{text}" if unseen else text
 
     def _reply(self, card: _Card, window: Sequence[Turn], message: Turn, attempt: int) -> _Reply:
         recent, asked = _recent(window, message)

@@ -12,7 +12,8 @@ backend's circuit breaker, and falls back: one retry policy, in one place.
 
 A persona chooses its model and sampling in its card's ``backend_options`` (``model``,
 ``temperature``, ``top_p``, ``max_tokens`` or ``max_completion_tokens``,
-``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``), over the
+``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``; ``vision = true`` when
+the model takes images, see :mod:`bot.backends.vision`), over the
 ``OPENAI__*`` defaults; ``extra_body`` (a table) goes to the server as it is, for
 options only some servers know (Ollama's ``options.num_ctx``, vLLM's ``top_k``). Other
 keys are ignored, since a card may carry options for its other backends.
@@ -34,6 +35,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from bot.backends.base import MeteredStream, Summarised, TokenUsage
 from bot.backends.prompt import ChatMessage, chat_messages, summary_messages
+from bot.backends.vision import with_images
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona
@@ -77,7 +79,9 @@ class OpenAIBackend:
         defaults: Mapping[str, Any] | None = None,
         include_usage: bool = True,
         timeout: float = 120.0,
+        vision: bool = False,
     ) -> None:
+        self._vision = vision
         self._base_url = base_url
         self._model = model
         self._defaults = dict(defaults or {})
@@ -107,7 +111,8 @@ class OpenAIBackend:
         summary: str,
     ) -> AsyncGenerator[str, None]:
         model, sampling, extra = self._options(persona)
-        messages = _sdk(chat_messages(persona, window, message, summary))
+        prompt = chat_messages(persona, window, message, summary)
+        messages = _sdk(with_images(prompt, message) if self._sees(persona) else prompt)
         try:
             stream = await self._client.chat.completions.create(
                 model=model,
@@ -147,6 +152,11 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def _sees(self, persona: Persona) -> bool:
+        """Whether the persona's model takes images (``backend_options.vision``)."""
+        vision = persona.backend_options.get("vision", self._vision)
+        return vision is True
 
     def _options(self, persona: Persona) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
         """The model, sampling options and extra body for a persona; BackendError (not
@@ -199,7 +209,7 @@ def translate(exc: openai.OpenAIError, where: str) -> BackendError:
     return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def _sdk(messages: list[ChatMessage]) -> list[ChatCompletionMessageParam]:
+def _sdk(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[ChatCompletionMessageParam]:
     # Our messages are exactly the SDK's system/user/assistant params; the prompt module
     # keeps its own type so that it does not depend on the SDK.
     return cast("list[ChatCompletionMessageParam]", messages)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, TypedDict
 
-from bot.messages import Turn
+from bot.messages import Turn, turn_text
 from bot.personas import Persona
 
 #: SillyTavern's default main prompt, for cards without a system prompt.
@@ -69,7 +69,7 @@ def chat_messages(
     user = message.author.strip() or "User"
     messages = [ChatMessage(role="system", content=system_prompt(persona, user, summary))]
     for turn in (*window, message):
-        _add(messages, turn.role, turn.text)
+        _add(messages, turn.role, turn_text(turn))
     if persona.post_history_instructions.strip():
         content = persona.expand(persona.post_history_instructions.strip(), user)
         messages.append(ChatMessage(role="system", content=content))
@@ -85,7 +85,7 @@ def summary_messages(
     words = max(max_chars // 7, 20)
     instructions = persona.expand(SUMMARY_SYSTEM_PROMPT.replace("{words}", str(words)), user)
     lines = "\n".join(
-        f"{persona.name if t.role == 'assistant' else (t.author.strip() or user)}: {t.text}"
+        f"{persona.name if t.role == 'assistant' else (t.author.strip() or user)}: {turn_text(t)}"
         for t in turns
     )
     request = (

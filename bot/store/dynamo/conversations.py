@@ -114,7 +114,14 @@ class Conversations:
             assert started.cid is not None
             first = started.last_seq + 1
             stored = tuple(
-                Turn(seq, t.role, t.text, t.author, t.created_at)
+                Turn(
+                    seq,
+                    t.role,
+                    t.text,
+                    t.author,
+                    t.created_at,
+                    tuple(item.stored() for item in t.attachments),
+                )
                 for seq, t in enumerate(turns, start=first)
             )
             new = Head(expected + 1, started.generations, started.cid, first + len(turns) - 1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from bot.errors import StoreError
-from bot.messages import ConversationKey, Role, Turn
+from bot.messages import ConversationKey, Role, Turn, attachments_from_json, attachments_json
 from bot.store.base import ConversationWindow
 from bot.store.dynamo import keys
 from bot.store.dynamo.codec import Item, Wire, integer, number, optional_text, text, values
@@ -44,18 +44,21 @@ def turn_of(item: Item) -> Turn:
     role_: Role = "user" if role == "user" else "assistant"
     return Turn(
         integer(item, "seq"), role_, text(item, "text"), text(item, "author"),
-        number(item, "created_at"),
+        number(item, "created_at"), attachments_from_json(optional_text(item, "files")),
     )  # fmt: skip
 
 
 def turn_fields(turn: Turn) -> dict[str, object]:
-    return {
+    fields: dict[str, object] = {
         "seq": turn.seq,
         "role": turn.role,
         "text": turn.text,
         "author": turn.author,
         "created_at": turn.created_at,
     }
+    if turn.attachments:  # metadata and text only (a JSON string): never the bytes
+        fields["files"] = attachments_json(turn.attachments)
+    return fields
 
 
 def turn_item(key: ConversationKey, cid: str, turn: Turn) -> dict[str, object]:
