@@ -17,7 +17,7 @@ ALICE = guest_owner(Identity("telegram", "1001"))
 BOB = guest_owner(Identity("telegram", "3003"))
 
 PHOTO = Attachment(
-    AttachmentKind.IMAGE, "image/jpeg", 2_400_000, "cat.jpg", "", 1568, 1176, image=b"\xff\xd8\xff..."
+    AttachmentKind.IMAGE, "image/jpeg", 2_400_000, "cat.jpg", "", 1568, 1176, image=b"\xff\xd8"
 )
 VOICE = Attachment(AttachmentKind.AUDIO, "audio/ogg", 18_000, "voice.ogg", "see you at nine")
 NOTES = Attachment(AttachmentKind.TEXT, "text/plain", 12, "notes.md", "# Plan\n- ✓ ünïcode")
