@@ -10,6 +10,8 @@ import zlib
 
 from PIL import Image
 
+from bot.errors import BackendUnavailable
+
 
 def jpeg(width: int = 64, height: int = 48, *, orientation: int | None = None) -> bytes:
     """A JPEG photo; ``orientation`` is its EXIF orientation tag (6: rotate 90° CW)."""
@@ -60,3 +62,18 @@ def truncated_png() -> bytes:
 def ogg_voice() -> bytes:
     """The start of an Ogg Opus voice note (enough to be sniffed as one)."""
     return b"OggS\x00\x02" + b"\x00" * 20 + b"OpusHead" + b"\x01" * 200
+
+
+class FakeTranscriber:
+    """Our Transcriber interface, in memory: says ``text`` or fails; counts calls."""
+
+    def __init__(self, text: str = "hello there", *, fail: bool = False) -> None:
+        self.text = text
+        self.fail = fail
+        self.calls: list[tuple[str, int, str]] = []
+
+    async def transcribe(self, filename: str, data: bytes, media_type: str) -> str:
+        self.calls.append((filename, len(data), media_type))
+        if self.fail:
+            raise BackendUnavailable("transcription server down")
+        return self.text

@@ -7,27 +7,12 @@ import io
 
 import media_samples as samples
 import pytest
+from media_samples import FakeTranscriber
 from PIL import Image
 
 from bot.config import MediaSettings
-from bot.errors import BackendUnavailable
 from bot.media import MediaProcessor, Sniffed, sniff
 from bot.messages import AttachmentKind, IncomingFile
-
-
-class FakeTranscriber:
-    """Our Transcriber interface, in memory: says ``text`` or fails; counts calls."""
-
-    def __init__(self, text: str = "hello there", *, fail: bool = False) -> None:
-        self.text = text
-        self.fail = fail
-        self.calls: list[tuple[str, int, str]] = []
-
-    async def transcribe(self, filename: str, data: bytes, media_type: str) -> str:
-        self.calls.append((filename, len(data), media_type))
-        if self.fail:
-            raise BackendUnavailable("transcription server down")
-        return self.text
 
 
 def processor(transcriber: FakeTranscriber | None = None, **limits: object) -> MediaProcessor:
