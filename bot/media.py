@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,8 +131,10 @@ def normalise_image(
                     f"it is {width:,} x {height:,} pixels; I take at most "
                     f"{max_pixels / 1_000_000:g} megapixels"
                 )
-            # JPEG decodes at a reduced scale directly: a 12 MP photo costs a fraction.
-            image.draft("RGB", (max_side, max_side))
+            # A JPEG decodes at a reduced scale directly (1/2, 1/4, 1/8 of its size, never
+            # below the size it is scaled to): a 12 MP photo costs a fraction.
+            scale = min(1.0, max_side / max(width, height, 1))
+            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
             frame = ImageOps.exif_transpose(image)
             frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
@@ -173,6 +176,8 @@ class MediaProcessor:
     def __init__(self, settings: MediaSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
         self.transcriber = transcriber
+        # one image decoded per core at most: bounds the memory and the threads' CPU
+        self._decoding = asyncio.Semaphore(os.cpu_count() or 1)
         # Pillow warns (rather than refuses) between its limit and twice it: refuse.
         warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
@@ -206,13 +211,14 @@ class MediaProcessor:
         name = file.filename
         if what.kind is AttachmentKind.IMAGE:
             settings = self.settings
-            image = await asyncio.to_thread(
-                normalise_image,
-                data,
-                what.media_type,
-                max_pixels=settings.max_pixels,
-                max_side=settings.max_image_side,
-            )
+            async with self._decoding:
+                image = await asyncio.to_thread(
+                    normalise_image,
+                    data,
+                    what.media_type,
+                    max_pixels=settings.max_pixels,
+                    max_side=settings.max_image_side,
+                )
             return Attachment(
                 what.kind,
                 what.media_type,
