@@ -8,6 +8,8 @@ separate history per channel.
 
 A text longer than Discord allows is answered with a short refusal and not passed on;
 a message whose content is not text at all (only a forged event has one) is ignored.
+Attachments (images, text files, voice messages) go to the engine as files, fetched
+from their URL only when the engine takes them; a message with only files is a message.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
 from adapters.discord.tasks import TaskTracker
 from bot.engine import Engine
-from bot.messages import Incoming
+from bot.errors import MediaRefused
+from bot.messages import Incoming, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,8 @@ def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Inc
         log.warning("discord: a message without text content was ignored")
         return None
     addressed = addresses_bot(message, me)
-    text = (readable_text(message, me) or BARE_MENTION) if addressed else ""
+    files = attachment_files(message.attachments) if addressed else ()
+    text = (readable_text(message, me) or ("" if files else BARE_MENTION)) if addressed else ""
     return Incoming(
         platform=PLATFORM,
         user_id=str(message.author.id),
@@ -99,6 +103,31 @@ def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Inc
         private=is_direct(message),
         text=text,
         addressed=addressed,
+        files=files,
+    )
+
+
+def attachment_files(attachments: object) -> tuple[IncomingFile, ...]:
+    """A message's (or a slash command's) attachments as files for the engine."""
+    if not isinstance(attachments, list | tuple):
+        return ()
+    return tuple(
+        attachment_file(item) for item in attachments if isinstance(item, discord.Attachment)
+    )
+
+
+def attachment_file(attachment: discord.Attachment) -> IncomingFile:
+    async def fetch(max_bytes: int) -> bytes:
+        if attachment.size > max_bytes:
+            raise MediaRefused.too_large(attachment.filename, max_bytes)
+        return await attachment.read()
+
+    return IncomingFile(
+        attachment.filename,
+        fetch,
+        attachment.content_type or "",
+        attachment.size if isinstance(attachment.size, int) else 0,
+        attachment.is_voice_message(),
     )
 
 
