@@ -10,6 +10,8 @@
   const composer = document.getElementById("composer");
   const message = document.getElementById("message");
   const personaSelect = document.getElementById("persona-select");
+  const attachment = document.getElementById("attachment");
+  const attached = document.getElementById("attached");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   if (!log || !composer) return;
   const personaName = log.dataset.persona;
@@ -64,9 +66,36 @@
     for (const button of document.querySelectorAll(".chat-send button")) button.disabled = value;
   }
 
-  async function send(text, kind) {
+  // A message with a file goes as multipart to /chat/attach; any other as JSON.
+  function request(text, file) {
+    if (!file) {
+      return { url: "/chat/send", body: JSON.stringify({ text }), type: "application/json" };
+    }
+    const form = new FormData();
+    form.append("text", text);
+    form.append("file", file, file.name);
+    return { url: "/chat/attach", body: form, type: null };
+  }
+
+  function clearAttachment() {
+    if (!attachment) return;
+    attachment.value = "";
+    attached.hidden = true;
+    message.required = true;
+  }
+
+  if (attachment) {
+    attachment.addEventListener("change", () => {
+      const file = attachment.files[0];
+      attached.hidden = !file;
+      attached.textContent = file ? "📎 " + file.name : "";
+      message.required = !file;  // a file alone is a message
+    });
+  }
+
+  async function send(text, kind, file) {
     if (busy) return;
-    if (kind === "send") bubble("user", userName, text);
+    if (kind === "send") bubble("user", userName, file ? (text ? text + "\n" : "") + "📎 " + file.name : text);
     if (kind === "retry") {
       const replies = log.querySelectorAll(".turn.assistant");
       const last = replies[replies.length - 1];
@@ -76,15 +105,11 @@
     const replyText = reply.querySelector(".text");
     setBusy(true, personaName + " is writing…");
     try {
-      const response = await fetch("/chat/send", {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          "Accept": "text/event-stream",
-          "X-CSRF-Token": csrf,
-        },
-        body: JSON.stringify({ text }),
-        credentials: "same-origin",
+      const { url, body, type } = request(text, file);
+      const headers = { "Accept": "text/event-stream", "X-CSRF-Token": csrf };
+      if (type) headers["Content-Type"] = type;
+      const response = await fetch(url, {
+        method: "POST", headers, body, credentials: "same-origin",
       });
       if (response.status === 401) {
         const body = await response.json();
@@ -127,9 +152,10 @@
       event.preventDefault();
       const kind = form.dataset.kind;
       const text = kind === "send" ? message.value.trim() : form.elements.text.value;
-      if (!text) return;
-      if (kind === "send") message.value = "";
-      send(text, kind);
+      const file = kind === "send" && attachment ? attachment.files[0] : undefined;
+      if (!text && !file) return;
+      if (kind === "send") { message.value = ""; clearAttachment(); }
+      send(text, kind, file);
     });
   }
 
