@@ -10,6 +10,7 @@ interactions need no token. Leaving lets replies in flight finish, then closes a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import AsyncExitStack
 from typing import Self
@@ -35,6 +36,7 @@ from adapters.discord.targets import InteractionSlots
 from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
+from bot.messages import IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +139,20 @@ class DiscordAdapter:
             on_login=sync,
         )
 
-    async def _run_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
+    async def _run_command(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
+        /,
+    ) -> None:
         """Answer one slash command: defer at once (Discord allows 3 s), then stream
         the reply into the deferred message and follow-ups."""
         async with self._tasks.track():
-            incoming = incoming_from_interaction(interaction, text)
+            incoming = dataclasses.replace(
+                incoming_from_interaction(interaction, text), files=files
+            )
             ephemeral = name in EPHEMERAL and not incoming.private
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)

@@ -20,13 +20,13 @@ import re
 import discord
 
 from adapters.discord.commands import MAX_INPUT_CHARS, PLATFORM, TOO_LONG_REPLY, display_name
+from adapters.discord.files import attachment_files
 from adapters.discord.options import DiscordOptions
 from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
 from adapters.discord.tasks import TaskTracker
 from bot.engine import Engine
-from bot.errors import MediaRefused
-from bot.messages import Incoming, IncomingFile
+from bot.messages import Incoming
 
 log = logging.getLogger(__name__)
 
@@ -104,30 +104,6 @@ def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Inc
         text=text,
         addressed=addressed,
         files=files,
-    )
-
-
-def attachment_files(attachments: object) -> tuple[IncomingFile, ...]:
-    """A message's (or a slash command's) attachments as files for the engine."""
-    if not isinstance(attachments, list | tuple):
-        return ()
-    return tuple(
-        attachment_file(item) for item in attachments if isinstance(item, discord.Attachment)
-    )
-
-
-def attachment_file(attachment: discord.Attachment) -> IncomingFile:
-    async def fetch(max_bytes: int) -> bytes:
-        if attachment.size > max_bytes:
-            raise MediaRefused.too_large(attachment.filename, max_bytes)
-        return await attachment.read()
-
-    return IncomingFile(
-        attachment.filename,
-        fetch,
-        attachment.content_type or "",
-        attachment.size if isinstance(attachment.size, int) else 0,
-        attachment.is_voice_message(),
     )
 
 

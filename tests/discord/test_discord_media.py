@@ -8,10 +8,10 @@ from typing import Any
 
 import media_samples as samples
 from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import FAST, message, running, snowflake
+from dc_helpers import FAST, message, running, slash, snowflake
 from fakes import make_persona
 from media_samples import FakeTranscriber
-from test_discord_gateway import done
+from test_discord_gateway import done, reply_to_interaction
 
 from adapters.discord import DiscordAdapter
 from bot.backends.guard import ReplyGuard
@@ -119,3 +119,20 @@ async def test_a_stalled_attachment_is_given_up(store: MemoryStore) -> None:
         fake.stalled_attachments.add("slow.jpg")
         text = await answer(fake, adapter, payload)
     assert text == "⚠️ slow.jpg was not used: it did not download within 0.3 s.\n\nre:look"
+
+
+async def test_the_chat_command_takes_an_attachment(store: MemoryStore) -> None:
+    async with FakeDiscord() as fake, running(fake, engine(store)) as adapter:
+        file = attachment(fake, "notes.txt", b"remember the milk", "text/plain")
+        payload = slash("chat", message="read this")
+        payload["data"]["options"].append({"name": "attachment", "type": 11, "value": file["id"]})
+        payload["data"]["resolved"] = {"attachments": {file["id"]: file}}
+        pieces = await reply_to_interaction(fake, adapter, payload)
+    assert "\n".join(pieces).startswith("re:read this\n\nnotes.txt:")
+    assert fake.attachment_downloads == ["notes.txt"]
+    synced = [c.body for c in fake.calls if c.method == "PUT" and "/commands" in c.path]
+    chat = next(command for command in synced[-1] if command["name"] == "chat")
+    assert [(o["name"], o["type"], o.get("required")) for o in chat["options"]] == [
+        ("message", 3, True),
+        ("attachment", 11, False),
+    ]
