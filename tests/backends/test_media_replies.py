@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import media_samples as samples
@@ -215,3 +216,20 @@ async def test_offline_says_it_cannot_see_but_reads_transcripts(store: MemorySto
     assert AttachmentKind.TEXT in {
         a.kind for t in (await store.load_window(key("alice"), 10)).turns for a in t.attachments
     }
+
+
+async def test_an_unreachable_transcription_server_still_answers_the_text(
+    store: MemoryStore, server: FakeOpenAI, closing: list[OpenAIBackend | OpenAITranscriber]
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = OpenAIBackend(base_url=server.url, model="m", timeout=5)
+    transcriber = OpenAITranscriber(base_url=f"http://127.0.0.1:{port}/v1", model="w", timeout=2)
+    closing.extend([backend, transcriber])
+    engine = build_engine(store, [backend], [card()])
+    engine.media = MediaProcessor(MediaSettings(), transcriber)
+    voice = IncomingFile.of_bytes("voice.ogg", samples.ogg_voice(), "audio/ogg")
+    _, done = await send(engine, with_files(dm("alice", "call me"), voice))
+    assert done.text == "You said: call me"
+    assert "voice.ogg was not used: I could not listen to it just now" in done.preface
