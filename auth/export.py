@@ -1,10 +1,10 @@
 """An account's data as one JSON-ready document ("export my data").
 
 Everything stored about the account except its password hash: the account, its
-linked identities, its preferences and every conversation (current and archived)
-with all turns (and what was sent with them: file names and types, voice notes'
-transcripts, text files' text; never the files). Times are Unix seconds, as stored,
-plus an ISO 8601 form for people.
+linked identities, its recent account activity (links and unlinks), its preferences
+and every conversation (current and archived) with all turns (and what was sent with
+them: file names and types, voice notes' transcripts, text files' text; never the
+files). Times are Unix seconds, as stored, plus an ISO 8601 form for people.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from bot.messages import account_owner
 from bot.store.base import Account, Store
 
 EXPORT_FORMAT = "personabridge-export/1"
+#: The most notices an export lists (newest first); they expire on their own anyway.
+NOTICES_EXPORTED = 1000
 
 
 def iso(timestamp: float) -> str:
@@ -27,6 +29,7 @@ async def export_account(store: Store, account: Account, now: float) -> dict[str
     identities = await store.list_identities(account.id)
     preferences = await store.get_preferences(owner)
     conversations = await store.export_owner(owner)
+    notices = await store.list_notices(account.id, now, NOTICES_EXPORTED)
     return {
         "format": EXPORT_FORMAT,
         "exported_at": iso(now),
@@ -45,6 +48,10 @@ async def export_account(store: Store, account: Account, now: float) -> dict[str
                 "linked": iso(link.linked_at),
             }
             for link in identities
+        ],
+        "activity": [
+            {"at": notice.created_at, "when": iso(notice.created_at), "text": notice.text}
+            for notice in notices
         ],
         "preferences": preferences,
         "conversations": [

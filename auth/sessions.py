@@ -80,3 +80,8 @@ class SessionManager:
     async def end(self, token: str) -> None:
         if plausible_token(token):
             await self._store.delete_web_session(hash_token(token))
+
+    async def end_others(self, account_id: str, token: str | None) -> int:
+        """End every session of the account except ``token``'s (all when None)."""
+        keep = hash_token(token) if plausible_token(token) else None
+        return await self._store.delete_web_sessions(account_id, keep=keep)

@@ -36,7 +36,9 @@ class _Entry:
 #: Failed logins allowed per window: per account name (whatever the address: slow
 #: guessing from a botnet) and per client address (whatever the names: one machine
 #: trying many accounts). Applied by :class:`~auth.service.AccountService`.
-LOGIN_LIMITS = MappingProxyType({"account": 10, "address": 30})
+#: A browser holding the account's device token (``auth.devices``) is limited per
+#: device instead, so that strangers' failures never lock the owner out.
+LOGIN_LIMITS = MappingProxyType({"account": 10, "address": 30, "device": 10})
 LOGIN_WINDOW = 15 * 60.0
 
 

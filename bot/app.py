@@ -208,6 +208,7 @@ class PersonaBridge:
             rate_limit=settings.rate_limit,
             access=settings.access,
             metrics=self.metrics,
+            linking=settings.linking,
             media=media,
         )
         self._stack = AsyncExitStack()
@@ -278,7 +279,11 @@ class PersonaBridge:
             from auth import AccountService
 
             metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
-            accounts = AccountService(self.store)
+            accounts = AccountService(
+                self.store,
+                notices=self.engine.notices,
+                max_live_codes=self.settings.linking.max_live_codes,
+            )
             adapters.append(
                 WebAdapter(
                     self.engine,

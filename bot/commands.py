@@ -11,16 +11,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.limits import RateLimiter
-from bot.linking import hash_link_code, looks_like_link_code
-from bot.messages import ConversationKey, Incoming, OwnerId, account_owner
+from bot.link_consent import FORGET_PREFERENCE as FORGET_PREFERENCE  # re-exported
+from bot.link_consent import LinkConsent
+from bot.messages import CommandAnswer, ConversationKey, Incoming, OwnerId
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store, Usage
 
 log = logging.getLogger(__name__)
 
 PERSONA_PREFERENCE = "persona"
-FORGET_PREFERENCE = "forget_requested_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,8 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("reset", "", "start a new conversation (the old one stays until /forget)"),
     CommandInfo("persona", "[id]", "show your persona, or switch to another"),
     CommandInfo("personas", "", "list the personas you can talk to"),
-    CommandInfo("link", "CODE", "link this account to your PersonaBridge web account"),
+    CommandInfo("link", "CODE", "link this account to your web account (asks you to confirm)"),
+    CommandInfo("unlink", "", "stop speaking for your web account here; chat as a guest"),
     CommandInfo("retry", "", "write the last reply again"),
     CommandInfo("whoami", "", "who I think you are, and where your history lives"),
     CommandInfo("forget", "", "delete all your conversations and settings (asks first)"),
@@ -100,30 +100,31 @@ class CommandHandlers:
         personas: PersonaLibrary,
         *,
         clock: Callable[[], float],
-        link_attempts: RateLimiter,
+        linking: LinkConsent,
         forget_confirm_seconds: float,
     ):
         self._store = store
         self._personas = personas
         self._clock = clock
-        self._link_attempts = link_attempts
+        self._linking = linking
         self._forget_confirm_seconds = forget_confirm_seconds
 
-    def handler(self, name: str) -> Callable[[Speaker, str], Awaitable[str]] | None:
+    def handler(self, name: str) -> Callable[[Speaker, str], Awaitable[str | CommandAnswer]] | None:
         return {
             "start": self.start,
             "help": self.help,
             "reset": self.reset,
             "persona": self.persona,
             "personas": self.list_personas,
-            "link": self.link,
+            "link": self._linking.link,
+            "unlink": self._linking.unlink,
             "whoami": self.whoami,
             "forget": self.forget,
         }.get(name)
 
-    async def start(self, speaker: Speaker, args: str) -> str:
-        if args.lower().startswith("link-"):
-            return await self.link(speaker, args[5:])
+    async def start(self, speaker: Speaker, args: str) -> str | CommandAnswer:
+        if args.lower().startswith("link-"):  # a Telegram deep link: asks, never binds
+            return await self._linking.link(speaker, args[5:])
         persona = speaker.persona
         greeting = persona.expand(persona.greeting, speaker.incoming.display_name)
         greeting = greeting or f"Hello, I am {persona.name}."
@@ -163,40 +164,6 @@ class CommandHandlers:
             lines.append(f"• {p.id} — {p.name}{mark}{': ' + summary if summary else ''}")
         lines.append("Switch with /persona ID.")
         return "\n".join(lines)
-
-    async def link(self, speaker: Speaker, args: str) -> str:
-        incoming = speaker.incoming
-        if incoming.account_id is not None:
-            return (
-                "You are signed in here already; /link is for Discord, Telegram and the terminal."
-            )
-        if not args:
-            return (
-                "Send /link CODE with the code from your account page on the web "
-                "(log in, then 'Link a platform')."
-            )
-        if not self._link_attempts.try_acquire(incoming.identity):
-            wait = self._link_attempts.retry_after(incoming.identity)
-            return f"Too many link attempts. Try again in {int(wait // 60) + 1} minutes."
-        if not looks_like_link_code(args):
-            return "That doesn't look like a link code. Codes look like ABCD-EFGH."
-        account_id = await self._store.take_link_code(hash_link_code(args), self._clock())
-        if account_id is None:
-            return "That code is unknown, used or expired. Make a new one on your account page."
-        account = await self._store.get_account(account_id)
-        if account is None:
-            return "That code belongs to an account that no longer exists."
-        await self._store.link_identity(
-            incoming.identity, incoming.display_name, account_id, self._clock()
-        )
-        # A pending /forget (the guest's, moved with its preferences, or the account's)
-        # was confirmed for what it showed then; the account now holds more.
-        await self._store.set_preference(account_owner(account_id), FORGET_PREFERENCE, None)
-        log.info("linked %s identity to account %s", incoming.platform, account_id)
-        return (
-            f"Linked! This {incoming.platform} account now speaks for {account.username}. "
-            "Your conversations here were kept and moved to your account."
-        )
 
     async def whoami(self, speaker: Speaker, args: str) -> str:
         incoming = speaker.incoming

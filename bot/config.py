@@ -9,6 +9,7 @@ as it is spelled in the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -108,6 +109,31 @@ class WebSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     secure_cookies: bool = False
+    #: Reverse proxies (addresses or CIDR networks, comma-separated) whose forwarded
+    #: header names the client: the right-most address in it that is not one of them.
+    trusted_proxies: IdList = ()
+    #: The header those proxies append to: ``x-forwarded-for`` (AWS ALB, nginx) or
+    #: ``forwarded`` (RFC 7239). The other one is never read.
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    #: Seconds a client may take to send a request's headers, and then its body; a
+    #: slower one is disconnected (one byte every few seconds must not hold a connection).
+    header_timeout: PositiveFloat = 10.0
+    body_timeout: PositiveFloat = 30.0
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
 
     @property
     def base_url(self) -> str:
@@ -134,6 +160,9 @@ class TelegramSettings(BaseModel):
     first_message_delay: float = Field(default=0.3, ge=0)
     webhook_path: str = "/telegram/webhook"
     max_concurrent_updates: int = Field(default=256, ge=1)
+    #: Seconds a reply keeps being retried (backing off up to 30 s) through a Bot API
+    #: outage before it is given up; it is stored either way.
+    delivery_patience: float = Field(default=600.0, ge=0)
 
 
 class DiscordSettings(BaseModel):
@@ -277,6 +306,19 @@ class EngineSettings(BaseModel):
     summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
 
 
+class LinkingSettings(BaseModel):
+    """Linking a platform identity to a web account (``/link CODE``, then a confirmation)."""
+
+    model_config = _Frozen
+
+    #: How long ``/link CODE`` waits for the same identity's confirmation.
+    confirm_seconds: PositiveFloat = 300.0
+    #: The most link codes an account holds at once; a new one replaces the oldest.
+    max_live_codes: int = Field(default=5, ge=1, le=100)
+    #: How long the account page keeps a notice (an identity linked or unlinked).
+    notice_days: PositiveFloat = 90.0
+
+
 class RateLimitSettings(BaseModel):
     """A token bucket per identity: ``burst`` messages at once, refilled at
     ``per_minute``."""
@@ -342,6 +384,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     offline: OfflineSettings = OfflineSettings()
     engine: EngineSettings = EngineSettings()
+    linking: LinkingSettings = LinkingSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     access: AccessSettings = AccessSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

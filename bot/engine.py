@@ -36,13 +36,27 @@ from bot.commands import (
     parse_command,
     set_persona,
 )
-from bot.config import AccessSettings, EngineSettings, MediaSettings, RateLimitSettings
-from bot.errors import BackendError, StoreError, StoreUnavailable, VersionConflict
+from bot.config import (
+    AccessSettings,
+    EngineSettings,
+    LinkingSettings,
+    MediaSettings,
+    RateLimitSettings,
+)
+from bot.errors import (
+    BackendError,
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
 from bot.limits import KeyedLocks, RateLimiter
+from bot.link_consent import LinkConsent
 from bot.media import MediaProcessor, Processed
 from bot.messages import (
     Attachment,
     AttachmentKind,
+    CommandAnswer,
     ConversationKey,
     Incoming,
     NewTurn,
@@ -53,9 +67,11 @@ from bot.messages import (
     TextDelta,
     Turn,
     account_owner,
+    clean_text,
     guest_owner,
 )
 from bot.metrics import Metrics, NullMetrics
+from bot.notices import AccountNotices
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, find_stored, retry_transient
 from bot.store.base import Store
@@ -67,6 +83,11 @@ T = TypeVar("T")
 
 STORE_TROUBLE = "I can't reach my memory right now, so I didn't keep that. Please try again."
 REPLY_NOT_KEPT = "I couldn't save my reply just now. Your message is kept: send /retry in a moment."
+BLANK_MESSAGE = "Write a message first: there is nothing in that one to answer. Nothing was kept."
+OWNER_FORGOTTEN = (
+    "Your data was just deleted, so I kept nothing of this message or my reply. "
+    "Send it again to start afresh."
+)
 APPEND_ATTEMPTS = 5
 #: Turns read beyond an append's own when checking whether a failed append was written
 #: (another process may have appended after it).
@@ -76,7 +97,7 @@ CONFLICT_BACKOFF = 0.005
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: Commands a guest may use when only linked accounts may chat.
-GUEST_COMMANDS = frozenset({"start", "help", "link", "whoami"})
+GUEST_COMMANDS = frozenset({"start", "help", "link", "unlink", "whoami"})
 
 
 def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
@@ -133,6 +154,7 @@ class Engine:
         monotonic: Callable[[], float] = time.monotonic,
         store_retry: StoreRetry | None = None,
         media: MediaProcessor | None = None,
+        linking: LinkingSettings | None = None,
     ):
         self.store = store
         self.media = media or MediaProcessor(MediaSettings())
@@ -148,11 +170,24 @@ class Engine:
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
         self._speakers = KeyedLocks()
+        self.linking = linking or LinkingSettings()
+        #: Tells account owners of links and unlinks; adapters register their senders.
+        self.notices = AccountNotices(
+            store, keep_seconds=self.linking.notice_days * 86400.0, clock=clock
+        )
+        consent = LinkConsent(
+            store,
+            self.notices,
+            clock=clock,
+            attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            confirm_seconds=self.linking.confirm_seconds,
+            persona_of=self.active_persona,
+        )
         self.commands = CommandHandlers(
             store,
             personas,
             clock=clock,
-            link_attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
+            linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
         )
         tuning = self.settings
@@ -178,6 +213,7 @@ class Engine:
         """Let the summaries still being made finish (cancelled after ``grace``
         seconds). Call it before the store and the backends close."""
         await self.summaries.aclose(grace)
+        await self.notices.aclose(grace)
 
     # -- the one entry point ------------------------------------------------------------
 
@@ -225,6 +261,9 @@ class Engine:
                                         summary=prepared.summary.text,
                                         outcome=outcome,
                                     ):
+                                        # a backend's JSON may carry a lone surrogate,
+                                        # which no store nor page could take
+                                        delta = clean_text(delta)
                                         parts.append(delta)
                                         yield TextDelta(delta)
                                 except BackendError as exc:
@@ -240,6 +279,10 @@ class Engine:
                                         note = FALLBACK_NOTE.format(name=done.persona_name)
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
+        except OwnerForgotten:
+            # /forget or an account deletion won the race: nothing of this message stays
+            log.info("a %s message's owner was forgotten while it was answered", incoming.platform)
+            done = ReplyDone(OWNER_FORGOTTEN, ReplyKind.ERROR)
         except StoreError as exc:
             log.warning("store failed on a %s message: %s", incoming.platform, exc)
             self.metrics.error("store")
@@ -262,6 +305,8 @@ class Engine:
                 f"Slow down a little — you can send another message in {wait:.0f} s.",
                 ReplyKind.RATE_LIMITED,
             )
+        if not incoming.text.strip():  # e.g. Discord's /chat message:"   ", a bare mention
+            return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
             return ReplyDone(
@@ -304,6 +349,10 @@ class Engine:
             )
         async with self._locks.hold(speaker.key):
             answer = await handler(speaker, args)
+        if isinstance(answer, CommandAnswer):
+            return ReplyDone(
+                answer.text, ReplyKind.COMMAND, speaker.persona.name, actions=answer.actions
+            )
         return ReplyDone(answer, ReplyKind.COMMAND, speaker.persona.name)
 
     # -- who is speaking ----------------------------------------------------------------
@@ -349,12 +398,16 @@ class Engine:
         summariser = self._summarisers.get(speaker.persona.backend)
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
+        # the epoch first: a /forget after this point refuses every write of this message
+        epoch = await self._retrying(lambda: self.store.owner_epoch(key.owner))
+        if epoch is None:
+            raise OwnerForgotten(f"owner {key.owner} is deleted")
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         if new_text is not None:
             kept = tuple(item.stored() for item in attachments)
             turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock(), kept)
-            version, stored = await self._append(key, [turn], version)
+            version, stored = await self._append(key, [turn], version, epoch)
             history, message = list(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
                 message = dataclasses.replace(message, attachments=tuple(attachments))
@@ -372,6 +425,7 @@ class Engine:
             context=context,
             message=message,
             version=version,
+            epoch=epoch,
             old_state=window.backend_state,
             state=dict(window.backend_state),
             started=time.perf_counter(),
@@ -408,9 +462,9 @@ class Engine:
                 persona.name,
             )
         reply = NewTurn("assistant", text, persona.name, self._clock())
-        version, _ = await self._append(prepared.key, [reply], prepared.version)
+        version, _ = await self._append(prepared.key, [reply], prepared.version, prepared.epoch)
         if prepared.state != prepared.old_state:
-            await self._save_state(prepared.key, prepared.state, version)
+            await self._save_state(prepared.key, prepared.state, version, prepared.epoch)
         if prepared.summariser is not None and prepared.dropped:
             self.summaries.maybe_start(
                 prepared.key, persona, prepared.summariser, prepared.summary, prepared.dropped
@@ -434,7 +488,7 @@ class Engine:
         self.metrics.error("store_retry")
 
     async def _append(
-        self, key: ConversationKey, turns: list[NewTurn], version: int
+        self, key: ConversationKey, turns: list[NewTurn], version: int, epoch: int
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append under the version check, exactly once.
 
@@ -447,7 +501,9 @@ class Engine:
         conflicts = failures = 0
         while True:
             try:
-                return await self.store.append_turns(key, turns, version, self._clock())
+                return await self.store.append_turns(
+                    key, turns, version, self._clock(), epoch=epoch
+                )
             except VersionConflict:
                 conflicts += 1
                 if conflicts >= APPEND_ATTEMPTS:
@@ -470,14 +526,20 @@ class Engine:
                     raise
                 version = window.version
 
-    async def _save_state(self, key: ConversationKey, state: dict[str, Any], version: int) -> None:
+    async def _save_state(
+        self, key: ConversationKey, state: dict[str, Any], version: int, epoch: int
+    ) -> None:
         """Keep the backend's new state. The reply is stored already, so failing here
         only logs: the user is not told their reply was lost when it was not."""
         try:
             for _ in range(APPEND_ATTEMPTS):
                 try:
                     save = partial(
-                        self.store.save_conversation_state, key, version, backend_state=state
+                        self.store.save_conversation_state,
+                        key,
+                        version,
+                        backend_state=state,
+                        epoch=epoch,
                     )
                     await self._retrying(save)
                     return
@@ -507,6 +569,8 @@ class _Prepared:
     context: list[Turn]
     message: Turn
     version: int
+    #: The owner's epoch when the message began: its writes are refused after a /forget.
+    epoch: int
     old_state: Mapping[str, Any]
     state: dict[str, Any]
     started: float

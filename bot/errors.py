@@ -10,6 +10,7 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     ├── StoreError             persistence failed
     │   ├── StoreUnavailable   the store cannot be reached (transient, retryable)
     │   ├── VersionConflict    a conversation changed under us (optimistic concurrency)
+    │   ├── OwnerForgotten     the owner was forgotten or deleted since the write began
     │   └── UsernameTaken      an account name is already in use (case-insensitive)
     ├── BackendError           a persona brain failed
     │   ├── BackendTimeout     no (further) reply within the configured time
@@ -60,6 +61,11 @@ class StoreUnavailable(StoreError):
 
 class VersionConflict(StoreError):
     """The conversation's version moved on since it was read; reload and try again."""
+
+
+class OwnerForgotten(StoreError):
+    """The owner's data was forgotten (``/forget``) or its account deleted after this
+    write began (its epoch moved on): the write is refused, never retried."""
 
 
 class UsernameTaken(StoreError):

@@ -3,7 +3,9 @@
 A code is short enough to type (8 characters from an alphabet without look-alikes,
 shown as ``ABCD-EFGH``), single use, valid for :data:`LINK_CODE_TTL` seconds, and
 stored only as a hash. 32**8 codes and a per-identity attempt limit make guessing
-hopeless.
+hopeless. An account holds at most :data:`MAX_LIVE_CODES` (``LINKING__MAX_LIVE_CODES``)
+live codes, so making codes in a loop fills nothing. A code alone never binds: see
+:mod:`bot.link_consent`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,17 @@ def looks_like_link_code(code: str) -> bool:
     return len(normal) == _LENGTH and all(ch in _ALPHABET for ch in normal)
 
 
-async def create_link_code(store: Store, account_id: str, now: float) -> str:
-    """Make a new code for the account, store its hash, and return the code."""
+#: The most live codes an account holds by default: making another replaces the oldest.
+MAX_LIVE_CODES = 5
+
+
+async def create_link_code(
+    store: Store, account_id: str, now: float, *, max_live: int = MAX_LIVE_CODES
+) -> str:
+    """Make a new code for the account, store its hash, and return the code. The
+    account keeps at most ``max_live`` live codes: the oldest goes to make room."""
     code = new_link_code()
-    await store.put_link_code(hash_link_code(code), account_id, now + LINK_CODE_TTL)
+    await store.put_link_code(
+        hash_link_code(code), account_id, now + LINK_CODE_TTL, max_live=max_live
+    )
     return code

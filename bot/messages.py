@@ -290,12 +290,31 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Action:
+    """A button offered with a reply: pressing it sends ``command`` as if the same
+    person had typed it (so the text names the typed form too, for platforms and
+    clients without buttons)."""
+
+    label: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAnswer:
+    """A command's answer that offers buttons (most answers are plain text)."""
+
+    text: str
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyDone:
     """The end of a reply: its whole text (deltas joined, or a command's answer).
 
     ``note`` is a line about this moment only (a backup backend answered): streamed as
     the last delta and shown after the text, never stored. A front end that redraws
-    the reply from this event shows :attr:`shown`.
+    the reply from this event shows :attr:`shown`. ``actions`` are buttons a front end
+    that has them shows with the reply (see :class:`Action`).
     """
 
     text: str
@@ -304,6 +323,7 @@ class ReplyDone:
     note: str = ""
     #: Shown before the text, never stored: what was heard in a voice note, files refused.
     preface: str = ""
+    actions: tuple[Action, ...] = ()
 
     @property
     def shown(self) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bot.linking import create_link_code
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.sqlite import SqliteStore
 
@@ -62,6 +64,24 @@ async def test_two_chat_runs_continue_one_history(env: dict[str, str]) -> None:
     ]
     assert [t.role for t in window.turns] == ["user", "assistant", "user", "assistant"]
     assert window.turns[1].text == first.stdout.strip()
+
+
+async def test_the_terminal_links_by_text_after_asking(env: dict[str, str]) -> None:
+    """Issue 14 item 1 on the console: ``/link CODE`` names the account and asks;
+    ``/link confirm`` links."""
+    async with SqliteStore(env["PERSONABRIDGE_STORE__SQLITE_PATH"]) as store:
+        account = await store.create_account("tess", "unused", 1.0)
+        code = await create_link_code(store, account.id, time.time())
+    asked = run_cli("chat", "--as", "Tess", stdin=f"/link {code}\n", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert '"tess"' in asked.stdout and "/link confirm" in asked.stdout
+    async with SqliteStore(env["PERSONABRIDGE_STORE__SQLITE_PATH"]) as store:
+        assert await store.get_identity(Identity("console", "tess")) is None
+    done = run_cli("chat", "--as", "Tess", stdin="/link confirm\n", env=env)
+    assert "Linked: this terminal account now speaks for tess." in done.stdout, done.stdout
+    async with SqliteStore(env["PERSONABRIDGE_STORE__SQLITE_PATH"]) as store:
+        link = await store.get_identity(Identity("console", "tess"))
+    assert link is not None and link.account_id == account.id
 
 
 def test_chat_with_a_chosen_persona(env: dict[str, str]) -> None:

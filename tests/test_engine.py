@@ -338,12 +338,16 @@ async def test_persona_show_switch_and_list(store: MemoryStore) -> None:
     assert "don't know" in unknown.text
 
 
-async def test_link_binds_identity_and_keeps_guest_history(store: MemoryStore) -> None:
+async def test_link_binds_identity_and_moves_guest_history_on_request(
+    store: MemoryStore,
+) -> None:
     engine = build_engine(store, WindowEcho())
     account = await store.create_account("Carol", "hash", 0.0)
     await reply(engine, dm("carol_tg", "guest words"))
     code = await create_link_code(store, account.id, now=engine_now())
-    done = await reply(engine, dm("carol_tg", f"/link {code.lower()}"))
+    asked = await reply(engine, dm("carol_tg", f"/link {code.lower()}"))
+    assert '"Carol"' in asked.text and await store.get_identity(dm("carol_tg", "").identity) is None
+    done = await reply(engine, dm("carol_tg", "/link confirm move"))
     assert "Linked" in done.text and "Carol" in done.text
     # the same history now follows the account, on another platform too
     await store.link_identity(dm("carol_dc", "", "discord").identity, "Carol", account.id, 0.0)
@@ -356,11 +360,14 @@ async def test_link_binds_identity_and_keeps_guest_history(store: MemoryStore) -
     assert "unknown, used or expired" in again.text
 
 
-async def test_start_with_link_payload_links(store: MemoryStore) -> None:
+async def test_start_with_link_payload_asks_then_links(store: MemoryStore) -> None:
     engine = build_engine(store, WindowEcho())
     account = await store.create_account("dave", "hash", 0.0)
     code = await create_link_code(store, account.id, now=engine_now())
-    done = await reply(engine, dm("dave_tg", f"/start link-{code.replace('-', '')}"))
+    asked = await reply(engine, dm("dave_tg", f"/start link-{code.replace('-', '')}"))
+    assert '"dave"' in asked.text and asked.actions
+    assert await store.get_identity(dm("dave_tg", "").identity) is None
+    done = await reply(engine, dm("dave_tg", "/link confirm"))
     assert "Linked" in done.text
     link = await store.get_identity(dm("dave_tg", "").identity)
     assert link is not None and link.account_id == account.id

@@ -20,9 +20,11 @@ from aiohttp import web
 from discord import app_commands
 from pydantic import SecretStr
 
+from adapters.discord.buttons import pressed_text
 from adapters.discord.client import Gateway, create_client, point_at
 from adapters.discord.commands import (
     EPHEMERAL,
+    PLATFORM,
     incoming_from_interaction,
     install_commands,
     sync_commands,
@@ -36,7 +38,7 @@ from adapters.discord.targets import InteractionSlots
 from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
-from bot.messages import IncomingFile
+from bot.messages import Identity, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,9 @@ class DiscordAdapter:
                 await stack.enter_async_context(self._gateway(self._settings.token))
             # Runs first on the way out: replies in flight still have their clients.
             stack.push_async_callback(self._tasks.drain, self._options.shutdown_timeout)
+            if self.client is not None:  # only the gateway client can write DMs
+                self._engine.notices.register(PLATFORM, self.send_notice)
+                stack.callback(self._engine.notices.unregister, PLATFORM)
             self._stack = stack.pop_all()
         return self
 
@@ -126,6 +131,7 @@ class DiscordAdapter:
         tree = CommandTree(client)
         install_commands(tree, self._engine, self._run_command)
         client.event(MessageHandler(client, self._engine, self._options, self._tasks).on_message)
+        client.event(self.on_interaction)
         self.client, self.tree = client, tree
 
         async def sync() -> None:
@@ -138,6 +144,29 @@ class DiscordAdapter:
             reconnect=self._options.reconnect,
             on_login=sync,
         )
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A pressed button of one of our replies: that person's command (slash
+        commands go to the command tree, not here)."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data = interaction.data
+        text = pressed_text(data.get("custom_id") if data is not None else None)
+        if text is not None:
+            await self._run_command(interaction, "link" if text.startswith("/link") else "", text)
+
+    async def send_notice(self, identity: Identity, text: str) -> None:
+        """Tell a person about their account in a DM."""
+        client = self.client
+        if client is None:
+            raise RuntimeError("the Discord gateway client is not running")
+        try:
+            user = client.get_user(int(identity.user_id)) or await client.fetch_user(
+                int(identity.user_id)
+            )
+            await user.send(text)
+        except discord.HTTPException as exc:
+            raise DiscordAPIError(exc.status, exc.text) from exc
 
     async def _run_command(
         self,

@@ -33,7 +33,9 @@ TOO_LONG_REPLY = (
     "Nothing of it was kept."
 )
 #: Commands whose answer only the caller sees (in guilds; DMs are private anyway).
-EPHEMERAL = frozenset({"help", "link", "whoami", "forget", "persona", "personas", "reset"})
+EPHEMERAL = frozenset(
+    {"help", "link", "unlink", "whoami", "forget", "persona", "personas", "reset"}
+)
 #: Discord shows at most 25 autocomplete choices.
 MAX_CHOICES = 25
 #: Every slash command (the tree registers the same set).
@@ -44,6 +46,7 @@ SLASH_COMMANDS = (
     "reset",
     "retry",
     "link",
+    "unlink",
     "whoami",
     "forget",
     "help",
@@ -158,7 +161,9 @@ def install_commands(
         ]
 
     @tree.command(name="link", description=description("link"))
-    @app_commands.describe(code="The code from your account page, like ABCD-EFGH")
+    @app_commands.describe(
+        code="The code from your account page, like ABCD-EFGH (then: confirm, confirm move, cancel)"
+    )
     async def link(interaction: discord.Interaction, code: app_commands.Range[str, 1, 32]) -> None:
         await run(interaction, "link", command_text("link", {"code": code}))
 
@@ -167,7 +172,7 @@ def install_commands(
     async def forget(interaction: discord.Interaction, confirm: bool = False) -> None:
         await run(interaction, "forget", command_text("forget", {"confirm": confirm}))
 
-    for name in ("reset", "personas", "retry", "whoami", "help"):
+    for name in ("reset", "personas", "retry", "unlink", "whoami", "help"):
         tree.add_command(_plain_command(name, run))
 
 

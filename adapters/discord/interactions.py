@@ -25,6 +25,7 @@ from aiohttp import web
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from adapters.discord.buttons import pressed_text
 from adapters.discord.commands import (
     EPHEMERAL,
     PLATFORM,
@@ -45,7 +46,7 @@ from bot.messages import Incoming
 log = logging.getLogger(__name__)
 
 INTERACTIONS_PATH = "/discord/interactions"
-PING, APPLICATION_COMMAND, AUTOCOMPLETE = 1, 2, 4
+PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 1, 2, 3, 4
 PONG, CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, AUTOCOMPLETE_RESULT = 1, 4, 5, 8
 _BOT_DM_CONTEXT = 1
 
@@ -231,6 +232,8 @@ class InteractionEndpoint:
                 return self._autocomplete(payload)
             if kind == APPLICATION_COMMAND:
                 return await self._command(request, payload)
+            if kind == MESSAGE_COMPONENT:
+                return await self._pressed(request, payload)
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("discord: a malformed interaction was refused")
             return web.json_response({"error": "malformed interaction"}, status=400)
@@ -253,7 +256,22 @@ class InteractionEndpoint:
         values, _ = _options(data)
         if name not in SLASH_COMMANDS:
             return _message(f"I don't know /{name}. Try /help.", ephemeral=True)
-        incoming = incoming_from_payload(payload, command_text(name, values))
+        return await self._answer(request, payload, name, command_text(name, values))
+
+    async def _pressed(
+        self, request: web.Request, payload: Mapping[str, Any]
+    ) -> web.StreamResponse:
+        """A button under one of our replies: the presser's command (buttons.py)."""
+        text = pressed_text(payload["data"].get("custom_id"))
+        if text is None:
+            return web.json_response({"error": "not one of our buttons"}, status=400)
+        name = "link" if text.startswith("/link") else "button"
+        return await self._answer(request, payload, name, text)
+
+    async def _answer(
+        self, request: web.Request, payload: Mapping[str, Any], name: str, text: str
+    ) -> web.StreamResponse:
+        incoming = incoming_from_payload(payload, text)
         app_id, token = str(payload["application_id"]), str(payload["token"])
         webhooks = self._webhooks
         if webhooks is None or self._tasks.closed:

@@ -17,7 +17,9 @@ from typing import Any
 
 import aiohttp
 
+from adapters.discord.buttons import components
 from adapters.discord.errors import DiscordAPIError
+from bot.messages import Action
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,16 @@ class InteractionWebhooks:
 
     async def edit_original(self, app_id: str, token: str, content: str) -> None:
         await self._request("PATCH", f"/webhooks/{app_id}/{token}/messages/@original", content)
+
+    async def set_buttons(
+        self, app_id: str, token: str, message_id: str, actions: tuple[Action, ...]
+    ) -> None:
+        """Put ``actions`` as buttons under a message of the interaction."""
+        await self._request(
+            "PATCH",
+            f"/webhooks/{app_id}/{token}/messages/{message_id}",
+            extra={"components": components(actions)},
+        )
 
     async def send_followup(
         self, app_id: str, token: str, content: str, *, ephemeral: bool = False
@@ -64,12 +76,15 @@ class InteractionWebhooks:
         *,
         flags: int = 0,
         params: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
         payload: dict[str, Any] | None = None
         if content is not None:
             payload = {"content": content, "allowed_mentions": NO_MENTIONS}
         if flags and payload is not None:
             payload["flags"] = flags
+        if extra:
+            payload = {**(payload or {}), **extra}
         status = 0
         for attempt in range(self._attempts):
             try:
@@ -148,3 +163,7 @@ class WebhookSlots:
     async def remove(self, index: int) -> None:
         message_id = self._followups.pop(index - 1)
         await self._webhooks.delete_followup(self._app_id, self._token, message_id)
+
+    async def offer(self, index: int, actions: tuple[Action, ...]) -> None:
+        message_id = "@original" if index == 0 else self._followups[index - 1]
+        await self._webhooks.set_buttons(self._app_id, self._token, message_id, actions)

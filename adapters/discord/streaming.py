@@ -22,12 +22,12 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import aclosing
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from adapters.discord.errors import DiscordAPIError
 from adapters.discord.render import LIMIT, split_message
 from bot.engine import Engine
-from bot.messages import Incoming, ReplyDone, ReplyKind, TextDelta
+from bot.messages import Action, Incoming, ReplyDone, ReplyKind, TextDelta
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ class ReplySlots(Protocol):
     async def remove(self, index: int) -> None:
         """Delete message ``index`` (never 0), the last one posted: a final text
         shorter than its preview needs fewer messages."""
+
+
+@runtime_checkable
+class ButtonSlots(ReplySlots, Protocol):
+    """Slots that can also put buttons under a message of the reply."""
+
+    async def offer(self, index: int, actions: tuple[Action, ...]) -> None:
+        """Show ``actions`` as buttons under message ``index`` (posted already)."""
 
 
 class StreamedReply:
@@ -104,14 +112,21 @@ class StreamedReply:
             self._parts.append(delta)
             self._dirty.set()
 
-    async def finish(self, text: str) -> None:
-        """Stop previewing (after the edit in flight, if any) and show ``text``."""
+    async def finish(self, text: str, actions: tuple[Action, ...] = ()) -> None:
+        """Stop previewing (after the edit in flight, if any) and show ``text``, with
+        ``actions`` as buttons under its last message when the slots can show them
+        (a failure there is only logged: the text names the typed commands)."""
         self._finishing.set()
         self._dirty.set()  # wakes a pump that waits for text
         pump, self._pump = self._pump, None
         if pump is not None:
             await pump
         await self._show(split_message(text, self._limit) or [EMPTY_REPLY], final=True)
+        if actions and isinstance(self._slots, ButtonSlots):
+            try:
+                await self._slots.offer(len(self._shown) - 1, actions)
+            except DiscordAPIError as exc:
+                log.warning("discord: could not add a reply's buttons (HTTP %s)", exc.status)
 
     async def _run_pump(self) -> None:
         while not self._finishing.is_set():
@@ -195,5 +210,5 @@ async def deliver(
             log.exception("discord: the engine failed on a %s message", incoming.platform)
             done = ReplyDone(ENGINE_FAILED, ReplyKind.ERROR)
         if done is not None:
-            await reply.finish(done.shown)
+            await reply.finish(done.shown, done.actions)
     return done

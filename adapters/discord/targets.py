@@ -18,7 +18,9 @@ from typing import TypeVar
 
 import discord
 
+from adapters.discord.buttons import ActionsView
 from adapters.discord.errors import DiscordAPIError
+from bot.messages import Action
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +68,10 @@ class ChannelSlots:
     async def remove(self, index: int) -> None:
         await _translated(self._messages.pop(index).delete())
 
+    async def offer(self, index: int, actions: tuple[Action, ...]) -> None:
+        message = self._messages[index]
+        self._messages[index] = await _translated(message.edit(view=ActionsView(actions)))
+
 
 class InteractionSlots:
     """The reply to a deferred slash command: the first piece replaces the "thinking"
@@ -88,6 +94,14 @@ class InteractionSlots:
 
     async def remove(self, index: int) -> None:
         await _translated(self._followups.pop(index - 1).delete())
+
+    async def offer(self, index: int, actions: tuple[Action, ...]) -> None:
+        view = ActionsView(actions)
+        if index == 0:
+            await _translated(self._interaction.edit_original_response(view=view))
+        else:
+            message = self._followups[index - 1]
+            self._followups[index - 1] = await _translated(message.edit(view=view))
 
 
 @asynccontextmanager

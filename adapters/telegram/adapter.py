@@ -28,8 +28,8 @@ from telegram import BotCommand, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from adapters.telegram.delivery import Outbox
-from adapters.telegram.handlers import BotIdentity, UpdateHandler
+from adapters.telegram.delivery import Outbox, Target
+from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
@@ -38,12 +38,14 @@ from bot.commands import COMMANDS
 from bot.config import TelegramSettings, WebSettings
 from bot.engine import Engine
 from bot.errors import ConfigError
+from bot.messages import Identity
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header's name
-#: Only new messages are answered; asking for nothing else spares the traffic.
-ALLOWED_UPDATES = (Update.MESSAGE,)
+#: New messages, and the buttons under the bot's replies being pressed; asking for
+#: nothing else spares the traffic.
+ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 #: The largest webhook body taken, once the secret is right. Telegram's largest updates
 #: (a 4,096-character text with its entities, quoting a reply of as much, in UTF-8) can
 #: pass the web server's 64 KiB limit for every other body.
@@ -94,6 +96,7 @@ class TelegramAdapter:
         self._pacer = ChatPacer()
         self.application: TgApplication | None = None
         self._handler: UpdateHandler | None = None
+        self._outbox: Outbox | None = None
         self.username: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -127,6 +130,7 @@ class TelegramAdapter:
             )
         app: TgApplication = builder.build()
         outbox = Outbox(app.bot, self._pacer, options)
+        self._outbox = outbox
         self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
         app.add_handler(TypeHandler(Update, self._handler))
         app.add_error_handler(_on_error)
@@ -152,13 +156,24 @@ class TelegramAdapter:
             self.application = None
             await self._close(app)
             raise
+        self._engine.notices.register(PLATFORM, self.send_notice)
         log.info("telegram adapter started as @%s (%s)", self.username, self.mode)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._engine.notices.unregister(PLATFORM)
         app, self.application = self.application, None
         if app is not None:
             await self._close(app)
+
+    async def send_notice(self, identity: Identity, text: str) -> None:
+        """Tell a person privately about their account (their private chat with the
+        bot has their user id), as plain text."""
+        outbox = self._outbox
+        if outbox is None or self.application is None:
+            raise RuntimeError("the Telegram adapter is not running")
+        target = Target(chat_id=int(identity.user_id), private=True)
+        await outbox.send(target, text, html=False, quote=False, must_arrive=True)
 
     async def _close(self, app: TgApplication) -> None:
         if app.updater is not None and app.updater.running:

@@ -9,7 +9,10 @@ Telegram's errors, as PTB raises them, and what happens to each::
     ├── Forbidden (403)    the user blocked the bot, or it left the group:
     │                      ChatUnavailable, which the reply handles quietly
     ├── ChatMigrated       the group became a supergroup: the write goes to the new id
-    └── NetworkError       retried with exponential backoff (network_retries times)
+    └── NetworkError       retried with exponential backoff (capped at retry_backoff_max):
+        │                  a write that must arrive for up to delivery_patience seconds
+        │                  (an outage of minutes loses no reply), others network_retries
+        │                  times
         ├── TimedOut
         └── BadRequest     not retried: the caller decides ("can't parse entities" means
                            send as plain text, "message is not modified" means done);
@@ -25,12 +28,12 @@ import asyncio
 import datetime as dtm
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from telegram import Bot, ReplyParameters
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -44,6 +47,7 @@ from telegram.warnings import PTBDeprecationWarning
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from bot.errors import PersonaBridgeError
+from bot.messages import Action
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,22 @@ def is_message_gone(exc: BadRequest) -> bool:
     return "message to edit not found" in message or "message_id_invalid" in message
 
 
+#: Telegram's limit on a button's callback data, in bytes.
+MAX_CALLBACK_DATA = 64
+
+
+def keyboard(actions: Sequence[Action]) -> InlineKeyboardMarkup | None:
+    """The reply's buttons, one per row; pressing one sends its command back as the
+    callback query's data (what does not fit Telegram's 64 bytes is left out: the
+    reply's text names every typed form anyway)."""
+    rows = [
+        [InlineKeyboardButton(action.label, callback_data=action.command)]
+        for action in actions
+        if len(action.command.encode()) <= MAX_CALLBACK_DATA
+    ]
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
 @asynccontextmanager
 async def _no_turn() -> AsyncIterator[None]:
     yield
@@ -117,9 +137,16 @@ class Outbox:
         self._slots = asyncio.Semaphore(options.connection_pool_size)
 
     async def send(
-        self, target: Target, text: str, *, html: bool, quote: bool, must_arrive: bool
+        self,
+        target: Target,
+        text: str,
+        *,
+        html: bool,
+        quote: bool,
+        must_arrive: bool,
+        buttons: InlineKeyboardMarkup | None = None,
     ) -> int:
-        """Send a message; its id."""
+        """Send a message (with ``buttons`` under it); its id."""
 
         async def op(chat_id: int) -> int:
             reply = None
@@ -131,13 +158,21 @@ class Outbox:
                 parse_mode=ParseMode.HTML if html else None,
                 message_thread_id=target.thread_id,
                 reply_parameters=reply,
+                reply_markup=buttons,
             )
             return message.message_id
 
         return await self._call(target, op, must_arrive=must_arrive)
 
     async def edit(
-        self, target: Target, message_id: int, text: str, *, html: bool, must_arrive: bool
+        self,
+        target: Target,
+        message_id: int,
+        text: str,
+        *,
+        html: bool,
+        must_arrive: bool,
+        buttons: InlineKeyboardMarkup | None = None,
     ) -> None:
         async def op(chat_id: int) -> None:
             await self._bot.edit_message_text(
@@ -145,6 +180,7 @@ class Outbox:
                 chat_id=chat_id,
                 message_id=message_id,
                 parse_mode=ParseMode.HTML if html else None,
+                reply_markup=buttons,
             )
 
         try:
@@ -152,6 +188,17 @@ class Outbox:
         except BadRequest as exc:
             if not is_not_modified(exc):
                 raise
+
+    async def drop_buttons(self, target: Target, message_id: int) -> None:
+        """Take the buttons off a message once one was pressed (best effort)."""
+
+        async def op(chat_id: int) -> None:
+            await self._bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
+
+        try:
+            await self._call(target, op, must_arrive=False, paced=False, retries=0)
+        except (BadRequest, FloodDeferred, NetworkError, ChatUnavailable) as exc:
+            log.debug("could not remove a message's buttons: %s", type(exc).__name__)
 
     async def delete(self, target: Target, message_id: int) -> None:
         """Remove a leftover piece of a longer draft. A 429 is waited out like a final
@@ -193,6 +240,10 @@ class Outbox:
         network_retries = self._options.network_retries if retries is None else retries
         interval = self._options.edit_interval(target.private)
         floods = failures = 0
+        # a write that must arrive outlasts an outage (until delivery_patience is spent)
+        patient = must_arrive and retries is None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             turn = self._pacer.turn(target.chat_id, interval) if paced else _no_turn()
             try:
@@ -220,9 +271,19 @@ class Outbox:
                 raise
             except NetworkError as exc:  # TimedOut included; BadRequest is handled above
                 failures += 1
-                if failures > network_retries:
+                delay = min(
+                    self._options.retry_backoff * 2 ** min(failures - 1, 30),
+                    self._options.retry_backoff_max,
+                )
+                if patient:
+                    if loop.time() + delay - started > self._options.delivery_patience:
+                        log.warning(
+                            "Telegram unreachable for %.0f s: a reply is given up",
+                            loop.time() - started,
+                        )
+                        raise
+                elif failures > network_retries:
                     raise
-                delay = self._options.retry_backoff * 2 ** (failures - 1)
                 # The class only: a transport error's text may carry the URL, and the
                 # URL carries the token.
                 log.info("Telegram request failed (%s); retry in %.1f s", type(exc).__name__, delay)

@@ -14,6 +14,11 @@ What is answered:
   answer (in groups only when addressed), and so does a text longer than Telegram
   allows (which Telegram itself never delivers: it is not passed on to the persona).
 
+A button under one of the bot's replies (a callback query whose data is a command,
+such as ``/link confirm``) is read as that command typed by the person who pressed it:
+the query is answered (ending the button's spinner), the buttons are taken off the
+message in a private chat, and the answer comes as a new message.
+
 Ignored: edited messages, channel posts and every other update kind, messages from
 bots (other bots, and anonymous group admins, who speak through one), service
 messages (members joining, pins, …), and malformed updates (a field of the wrong
@@ -29,8 +34,20 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from telegram import Audio, Chat, Document, Message, MessageEntity, PhotoSize, Update, User, Voice
+from telegram import (
+    Audio,
+    CallbackQuery,
+    Chat,
+    Document,
+    Message,
+    MessageEntity,
+    PhotoSize,
+    Update,
+    User,
+    Voice,
+)
 from telegram.constants import ChatType
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.delivery import Outbox, Target
@@ -178,6 +195,39 @@ def _file(
     return IncomingFile(name, fetch, declared or "", size or 0, voice)
 
 
+def read_callback(update: Update) -> Inbound | None:
+    """A pressed button of one of the bot's messages, as the command it carries, or
+    None when it is not one of ours (or too malformed to answer)."""
+    query = update.callback_query
+    if query is None:
+        return None
+    user, data, message = query.from_user, query.data, query.message
+    if not isinstance(user, User) or not is_id(user.id) or user.is_bot:
+        return None
+    if not isinstance(data, str) or not data.startswith("/") or message is None:
+        return None
+    chat = message.chat
+    if not isinstance(chat, Chat) or not is_id(chat.id) or not is_id(message.message_id):
+        return None
+    if chat.type == ChatType.PRIVATE:
+        private = True
+    elif chat.type in _GROUPS:
+        private = False
+    else:
+        return None
+    target = Target(chat_id=chat.id, private=private)
+    incoming = Incoming(
+        platform=PLATFORM,
+        user_id=str(user.id),
+        display_name=_display_name(user),
+        chat_id=str(chat.id),
+        private=private,
+        text=data,
+        addressed=True,
+    )
+    return Inbound(incoming, target)
+
+
 def _well_formed(message: Message, sender: object, where: object) -> bool:
     """Whether the fields the bot relies on have the types Telegram gives them: PTB
     builds its objects from whatever JSON it is given, without checking."""
@@ -271,6 +321,9 @@ class UpdateHandler:
     async def __call__(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self.me is None:
             raise RuntimeError("the Telegram adapter handled an update before it started")
+        if update.callback_query is not None:
+            await self._pressed(update, update.callback_query)
+            return
         inbound = read_update(update, self.me, self._engine.media.settings.max_bytes)
         if inbound is None:
             return
@@ -286,6 +339,21 @@ class UpdateHandler:
             else:
                 async for _ in events:  # the engine answers nothing; let it see the message
                     pass
+
+    async def _pressed(self, update: Update, query: CallbackQuery) -> None:
+        inbound = read_callback(update)
+        try:
+            await query.answer()  # ends the spinner on the button, whatever follows
+        except TelegramError as exc:
+            log.debug("could not answer a callback query: %s", type(exc).__name__)
+        if inbound is None:
+            return
+        message = query.message
+        if inbound.target.private and message is not None:
+            # pressed once is enough: the answer follows as a new message
+            await self._outbox.drop_buttons(inbound.target, message.message_id)
+        async with aclosing(self._engine.handle(inbound.incoming)) as events:
+            await self._stream(inbound).deliver(events)
 
     def _stream(self, inbound: Inbound) -> ReplyStream:
         return ReplyStream(self._outbox, self._pacer, inbound.target, self._options)

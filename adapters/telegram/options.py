@@ -51,9 +51,15 @@ class TelegramOptions:
     max_queued_per_chat: int = 20
     #: getUpdates long-poll timeout, in seconds (polling mode).
     poll_timeout: float = 30.0
-    #: Attempts after a network error or timeout, with exponential backoff.
+    #: Attempts after a network error or timeout, with exponential backoff, for writes
+    #: that need not arrive (a progress edit: a fresher one follows).
     network_retries: int = 3
     retry_backoff: float = 0.5
+    #: The longest pause between two attempts (the backoff stops growing there).
+    retry_backoff_max: float = 30.0
+    #: Seconds a write that must arrive (a reply's final text) keeps being tried through
+    #: a Bot API outage (5xx, refused connections) before it is given up.
+    delivery_patience: float = 600.0
     #: Attempts after a 429 for a message that must arrive (waiting ``retry_after``).
     flood_retries: int = 8
     #: Seconds a request may wait for a free connection of the HTTP pool.

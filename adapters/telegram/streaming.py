@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from telegram import InlineKeyboardMarkup
 from telegram.error import BadRequest, NetworkError, TelegramError
 
 from adapters.telegram.delivery import (
@@ -32,6 +33,7 @@ from adapters.telegram.delivery import (
     Target,
     is_message_gone,
     is_parse_error,
+    keyboard,
 )
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
@@ -138,12 +140,16 @@ class ReplyStream:
         """Make the chat show the current pieces: edit what changed, send what is new,
         and (once final) delete drafts the final text no longer needs."""
         pieces = self._pieces(final)
+        # a reply's buttons go under its last message, once final
+        buttons = keyboard(self._done.actions) if final and self._done is not None else None
+        last = len(pieces) - 1
         for index, piece in enumerate(pieces):
+            markup = buttons if index == last else None
             if index < len(self._sent):
-                if self._sent[index].shown != self._content(piece):
-                    await self._edit(index, piece, final)
+                if self._sent[index].shown != self._content(piece) or markup is not None:
+                    await self._edit(index, piece, final, markup)
             else:
-                await self._send(index, piece, final)
+                await self._send(index, piece, final, markup)
         if final:
             for leftover in self._sent[len(pieces) :]:
                 await self._outbox.delete(self._target, leftover.message_id)
@@ -152,7 +158,9 @@ class ReplyStream:
     def _content(self, piece: Piece) -> str:
         return piece.plain if self._plain else piece.html
 
-    async def _send(self, index: int, piece: Piece, final: bool) -> None:
+    async def _send(
+        self, index: int, piece: Piece, final: bool, buttons: InlineKeyboardMarkup | None = None
+    ) -> None:
         quote = index == 0
         try:
             message_id = await self._outbox.send(
@@ -161,13 +169,19 @@ class ReplyStream:
                 html=not self._plain,
                 quote=quote,
                 must_arrive=final,
+                buttons=buttons,
             )
         except BadRequest as exc:
             if self._plain or not is_parse_error(exc):
                 raise
             self._fall_back_to_plain()
             message_id = await self._outbox.send(
-                self._target, piece.plain, html=False, quote=quote, must_arrive=final
+                self._target,
+                piece.plain,
+                html=False,
+                quote=quote,
+                must_arrive=final,
+                buttons=buttons,
             )
         sent = _Sent(message_id, self._content(piece))
         if index < len(self._sent):
@@ -175,7 +189,9 @@ class ReplyStream:
         else:
             self._sent.append(sent)
 
-    async def _edit(self, index: int, piece: Piece, final: bool) -> None:
+    async def _edit(
+        self, index: int, piece: Piece, final: bool, buttons: InlineKeyboardMarkup | None = None
+    ) -> None:
         message_id = self._sent[index].message_id
         try:
             await self._outbox.edit(
@@ -184,16 +200,22 @@ class ReplyStream:
                 self._content(piece),
                 html=not self._plain,
                 must_arrive=final,
+                buttons=buttons,
             )
         except BadRequest as exc:
             if is_message_gone(exc):  # deleted by the user meanwhile: send it afresh
-                await self._send(index, piece, final)
+                await self._send(index, piece, final, buttons)
                 return
             if self._plain or not is_parse_error(exc):
                 raise
             self._fall_back_to_plain()
             await self._outbox.edit(
-                self._target, message_id, piece.plain, html=False, must_arrive=final
+                self._target,
+                message_id,
+                piece.plain,
+                html=False,
+                must_arrive=final,
+                buttons=buttons,
             )
         self._sent[index].shown = self._content(piece)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
 from adapters.web.app import MAX_BODY, create_app
+from adapters.web.deadlines import DeadlineRunner
 from adapters.web.metrics import PrometheusMetrics
+from adapters.web.proxies import ClientAddressLogger
 from auth import AccountService
 from bot.config import WebSettings
 from bot.engine import Engine
@@ -72,12 +74,14 @@ class WebAdapter:
         return f"http://{host}:{self.port}"
 
     async def __aenter__(self) -> Self:
-        if self._access_log:
-            runner = web.AppRunner(self.app, shutdown_timeout=self._shutdown_timeout)
+        timeouts: dict[str, Any] = {
+            "shutdown_timeout": self._shutdown_timeout,
+            "header_timeout": self.settings.header_timeout,
+        }
+        if self._access_log:  # with the client's address behind trusted proxies
+            runner = DeadlineRunner(self.app, access_log_class=ClientAddressLogger, **timeouts)
         else:  # access_log=None switches aiohttp's access log off
-            runner = web.AppRunner(
-                self.app, shutdown_timeout=self._shutdown_timeout, access_log=None
-            )
+            runner = DeadlineRunner(self.app, access_log=None, **timeouts)
         await runner.setup()
         try:
             site = web.TCPSite(

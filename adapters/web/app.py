@@ -18,9 +18,12 @@ from aiohttp import web
 from adapters.web import routes_account, routes_auth, routes_chat, routes_ops
 from adapters.web.background import ReplyTasks
 from adapters.web.csrf import csrf_middleware
+from adapters.web.deadlines import body_deadline_middleware
+from adapters.web.health import HEALTH_TTL, StoreHealth
 from adapters.web.keys import (
     ACCOUNTS,
     ENGINE,
+    HEALTH,
     METRICS,
     OPTIONS,
     PAGE_CACHE,
@@ -36,6 +39,7 @@ from adapters.web.middleware import (
     security_headers_middleware,
 )
 from adapters.web.pagecache import PageCache
+from adapters.web.proxies import TrustedProxies, proxy_middleware
 from adapters.web.render import build_templates
 from auth import AccountService
 from bot.config import WebSettings
@@ -58,12 +62,14 @@ def create_app(
     client_max_size: int = MAX_BODY,
     chat_max_chars: int = 4000,
     signups_per_hour: int = 20,
+    health_ttl: float = HEALTH_TTL,
 ) -> web.Application:
     """Build the web application.
 
     ``metrics`` should be the instance the engine counts into (so ``/metrics`` shows
     the engine's figures too); a fresh one is made when it is None. ``settings`` is
-    read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS).
+    read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS)
+    and ``trusted_proxies`` (whose forwarded header gives the client's address).
     """
     settings = settings or WebSettings()
     options = WebOptions(
@@ -72,8 +78,12 @@ def create_app(
         chat_max_chars=chat_max_chars,
         signups_per_hour=signups_per_hour,
     )
+    proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
     app = web.Application(
         middlewares=[
+            body_deadline_middleware(settings.body_timeout),
+            # next: every later step (throttles, logs, metrics) sees the client's address
+            *([proxy_middleware(proxies)] if proxies else []),
             security_headers_middleware,
             metrics_middleware,
             error_middleware,
@@ -87,6 +97,7 @@ def create_app(
     app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
     app[TEMPLATES] = build_templates()
     app[PAGE_CACHE] = PageCache()
+    app[HEALTH] = StoreHealth(engine.store, ttl=health_ttl)
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)

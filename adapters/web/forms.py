@@ -20,6 +20,8 @@ NOTICES = {
     "not_linked": "That identity is not linked to your account.",
     "persona": "Your persona is saved. It follows you on every linked platform.",
     "welcome": "Welcome! Your account is ready.",
+    "password_changed": "Your password is changed. Every other browser is logged out.",
+    "logged_out_elsewhere": "Every other browser and device is logged out.",
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 F = TypeVar("F", bound=Callable[..., object])
@@ -98,8 +100,9 @@ async def form_fields(request: web.Request) -> dict[str, str]:
 
 
 def client_address(request: web.Request) -> str:
-    """The peer's address, for login throttling. Behind a reverse proxy this is the
-    proxy's address unless the proxy's forwarded headers are applied in front of us."""
+    """The client's address, for throttling: the peer's, or behind a trusted proxy the
+    one its forwarded header names (see :mod:`adapters.web.proxies`, whose middleware
+    has already put it in ``request.remote``)."""
     return request.remote or "unknown"
 
 

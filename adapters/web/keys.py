@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from adapters.web.background import ReplyTasks
+from adapters.web.health import StoreHealth
 from adapters.web.metrics import PrometheusMetrics
 from adapters.web.pagecache import PageCache
 from auth import AccountService
@@ -43,6 +44,11 @@ class WebOptions:
         return "__Host-pb_session" if self.secure_cookies else "pb_session"
 
     @property
+    def device_cookie(self) -> str:
+        """The device token of the last account logged in from this browser."""
+        return "__Host-pb_device" if self.secure_cookies else "pb_device"
+
+    @property
     def csrf_cookie(self) -> str:
         return "__Host-pb_csrf" if self.secure_cookies else "pb_csrf"
 
@@ -55,6 +61,8 @@ METRICS = web.AppKey("metrics", PrometheusMetrics)
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
 #: Chat replies in flight, owned by the app (awaited at shutdown).
 REPLY_TASKS = web.AppKey("reply_tasks", ReplyTasks)
+#: The store's health for /healthz (a cached read-and-write probe).
+HEALTH = web.AppKey("health", StoreHealth)
 #: New accounts per client address: each costs a password hash.
 SIGNUP_LIMITER = web.AppKey("signup_limiter", RateLimiter)
 

@@ -11,8 +11,15 @@ from adapters.web.forms import client_address, form_fields, notice, see_other
 from adapters.web.keys import ACCOUNTS, ENGINE, OPTIONS
 from adapters.web.redirects import safe_next
 from adapters.web.render import render
-from adapters.web.session import clear_session_cookie, require_account
-from auth import LoginFailed, LoginThrottled
+from adapters.web.session import (
+    clear_session_cookie,
+    device_token,
+    require_account,
+    session_token,
+    set_device_cookie,
+    set_session_cookie,
+)
+from auth import AuthError, LoginFailed, LoginThrottled
 from bot.errors import UnknownPersona
 from bot.linking import LINK_CODE_TTL
 from bot.messages import account_owner
@@ -49,6 +56,7 @@ async def _page(
         "account.html",
         status=status,
         identities=await request.app[ACCOUNTS].identities(account.id),
+        notices=await request.app[ACCOUNTS].notices_of(account.id),
         personas=list(engine.personas),
         current_persona=persona,
         link_code=link_code,
@@ -114,7 +122,10 @@ async def delete_account(request: web.Request) -> web.Response:
     form = await form_fields(request)
     try:
         await request.app[ACCOUNTS].delete_account(
-            account, form.get("password", ""), address=client_address(request)
+            account,
+            form.get("password", ""),
+            address=client_address(request),
+            device=device_token(request),
         )
     except LoginFailed:
         return await _page(
@@ -126,4 +137,51 @@ async def delete_account(request: web.Request) -> web.Response:
         return response
     response = see_other("/?done=deleted")
     clear_session_cookie(request, response)
+    return response
+
+
+# -- sign-in and sessions ---------------------------------------------------------------
+
+
+@routes.post("/account/logout-everywhere")
+async def log_out_everywhere(request: web.Request) -> web.Response:
+    account = await require_account(request)
+    await request.app[ACCOUNTS].log_out_elsewhere(account.id, session_token(request))
+    return see_other("/account?done=logged_out_elsewhere")
+
+
+@routes.post("/account/password")
+async def change_password(request: web.Request) -> web.Response:
+    account = await require_account(request)
+    form = await form_fields(request)
+    if form.get("password", "") != form.get("confirm", ""):
+        return await _page(
+            request, account, status=400, error="The two new passwords are not the same."
+        )
+    accounts = request.app[ACCOUNTS]
+    try:
+        changed, session = await accounts.change_password(
+            account,
+            form.get("current", ""),
+            form.get("password", ""),
+            address=client_address(request),
+            device=device_token(request),
+            replacing=session_token(request),
+        )
+    except LoginFailed:
+        return await _page(
+            request,
+            account,
+            status=403,
+            error="Your current password is wrong: the password was not changed.",
+        )
+    except LoginThrottled as exc:
+        response = await _page(request, account, status=429, error=str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except AuthError as exc:  # the new password breaks the rules
+        return await _page(request, account, status=400, error=str(exc))
+    response = see_other("/account?done=password_changed")
+    set_session_cookie(request, response, session)
+    set_device_cookie(request, response, changed)
     return response

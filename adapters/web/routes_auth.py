@@ -14,7 +14,9 @@ from adapters.web.render import render, render_anonymous
 from adapters.web.session import (
     clear_session_cookie,
     current_account,
+    device_token,
     session_token,
+    set_device_cookie,
     set_session_cookie,
 )
 from auth import AuthError, LoginFailed, LoginThrottled
@@ -105,6 +107,7 @@ async def signup_submit(request: web.Request) -> web.Response:
     session = await accounts.sessions.start(account.id, replacing=session_token(request))
     response = see_other(next_path)
     set_session_cookie(request, response, session)
+    set_device_cookie(request, response, account)
     return response
 
 
@@ -129,11 +132,12 @@ async def login_submit(request: web.Request) -> web.Response:
     next_path = safe_next(form.get("next"))
     metrics = request.app[METRICS]
     try:
-        _, session = await request.app[ACCOUNTS].log_in(
+        account, session = await request.app[ACCOUNTS].log_in(
             username,
             form.get("password", ""),
             address=client_address(request),
             replacing=session_token(request),
+            device=device_token(request),
         )
     except (LoginFailed, LoginThrottled) as exc:
         throttled = isinstance(exc, LoginThrottled)
@@ -152,6 +156,7 @@ async def login_submit(request: web.Request) -> web.Response:
     metrics.login("ok")
     response = see_other(next_path)
     set_session_cookie(request, response, session)
+    set_device_cookie(request, response, account)
     return response
 
 

@@ -12,6 +12,7 @@ from adapters.web.cookies import delete_cookie, set_cookie
 from adapters.web.keys import ACCOUNT, ACCOUNTS, OPTIONS
 from adapters.web.redirects import login_url
 from auth import NewSession
+from auth.devices import DEVICE_TTL
 from bot.store.base import Account
 
 
@@ -55,3 +56,21 @@ def set_session_cookie(
 def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
     options = request.app[OPTIONS]
     delete_cookie(response, options.session_cookie, secure=options.secure_cookies)
+
+
+def device_token(request: web.Request) -> str | None:
+    """The browser's device token (see :mod:`auth.devices`), if it has one."""
+    return request.cookies.get(request.app[OPTIONS].device_cookie) or None
+
+
+def set_device_cookie(request: web.Request, response: web.StreamResponse, account: Account) -> None:
+    """Remember that this browser logged in to ``account`` (lets it past a lock-out)."""
+    options = request.app[OPTIONS]
+    accounts = request.app[ACCOUNTS]
+    set_cookie(
+        response,
+        options.device_cookie,
+        accounts.device_token(account),
+        secure=options.secure_cookies,
+        max_age=int(DEVICE_TTL),
+    )

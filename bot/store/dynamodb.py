@@ -19,6 +19,9 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     ``IDENTITY#<platform>#<user id>``    ``IDENTITY``                the link to an account
     ``LINKCODE#<hash>``                  ``LINKCODE``                account id, ``expires_at``
     ``WEBSESSION#<hash>``                ``WEBSESSION``              account id, ``expires_at``
+    ``EPOCH#<owner>``                    ``EPOCH``                   the owner's epoch, and
+                                                                     ``deleted``: a tombstone
+                                                                     every append checks
     ``CONV#<owner>#<persona>#<scope>``   ``RECORD#<cid>``            one conversation: start,
                                                                      creation order
     ``CONV#<owner>#<persona>#<scope>``   ``TURN#<cid>#<seq:010d>``   one turn
@@ -59,6 +62,10 @@ Expiry
     ``ReturnValues=ALL_OLD`` (single use across processes: one caller gets the item),
     ``get_web_session`` compares after its GetItem. ``purge_expired`` leaves the
     deleting to TTL: it makes no call and returns 0 (a Scan would read the whole table).
+    Pending links (``PENDINGLINK#<platform>#<user id>``), the per-account link code
+    slots (``LINKSLOT#<n>``, which cap an account's live codes) and account notices
+    (``NOTICE#…`` in the account's partition) work the same way: see
+    :mod:`~bot.store.dynamo.consent`.
 
 Deleting
     ``forget_owner`` and ``delete_account`` walk the owner's partition (Query, paginated)

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any, Self
 
-from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.errors import (
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    UsernameTaken,
+    VersionConflict,
+)
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -33,6 +39,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
@@ -67,10 +75,14 @@ class MemoryStore:
         self._identities: dict[Identity, LinkedIdentity] = {}
         self._codes: dict[str, tuple[str, float]] = {}
         self._sessions: dict[str, WebSession] = {}
+        self._pending_links: dict[Identity, PendingLink] = {}
+        self._notices: dict[str, list[tuple[Notice, float]]] = {}  # account -> (notice, expiry)
         self._prefs: dict[OwnerId, dict[str, str]] = {}
         # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
         self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
         self._usage: dict[OwnerId, Usage] = {}
+        # owner -> epoch; None marks a deleted account's owner (a tombstone, kept)
+        self._epochs: dict[OwnerId, int | None] = {}
 
     async def __aenter__(self) -> Self:
         self._open = True
@@ -89,6 +101,9 @@ class MemoryStore:
     async def ping(self) -> None:
         await self._enter("ping")
 
+    async def probe_write(self) -> None:
+        await self._enter("probe_write")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -96,7 +111,10 @@ class MemoryStore:
         folded = username.casefold()
         if folded in self._names:
             raise UsernameTaken(f"the username {username!r} is taken")
-        account = Account(secrets.token_hex(8), username, password_hash, now)
+        account_id = secrets.token_hex(8)
+        while account_owner(account_id) in self._epochs:  # a deleted id is never reused
+            account_id = secrets.token_hex(8)
+        account = Account(account_id, username, password_hash, now)
         self._accounts[account.id] = account
         self._names[folded] = account.id
         return account
@@ -129,7 +147,11 @@ class MemoryStore:
             del self._codes[code]
         for token in [t for t, s in self._sessions.items() if s.account_id == account_id]:
             del self._sessions[token]
+        for asking in [i for i, p in self._pending_links.items() if p.account_id == account_id]:
+            del self._pending_links[asking]
+        self._notices.pop(account_id, None)
         owner = account_owner(account_id)
+        self._epochs[owner] = None
         self._prefs.pop(owner, None)
         self._conversations.pop(owner, None)
         self._usage.pop(owner, None)
@@ -149,7 +171,13 @@ class MemoryStore:
         return link, dict(self._prefs.get(owner, {}))
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         await self._enter("link_identity")
         if account_id not in self._accounts:
@@ -159,7 +187,8 @@ class MemoryStore:
         self._identities[identity] = LinkedIdentity(
             identity.platform, identity.user_id, display_name, account_id, linked_at
         )
-        self._move_guest_data(guest_owner(identity), account_owner(account_id))
+        if move_guest_data:
+            self._move_guest_data(guest_owner(identity), account_owner(account_id))
 
     def _move_guest_data(self, guest: OwnerId, owner: OwnerId) -> None:
         moving = self._conversations.pop(guest, {})
@@ -179,9 +208,6 @@ class MemoryStore:
             # the account's current conversation (if any) must stay last
             merged = sorted(there + conversations, key=lambda c: (not c.archived, c.id))
             there[:] = merged
-        guest_prefs = self._prefs.pop(guest, {})
-        if guest_prefs and not self._prefs.get(owner):
-            self._prefs[owner] = guest_prefs
 
     async def unlink_identity(self, identity: Identity) -> None:
         await self._enter("unlink_identity")
@@ -194,16 +220,57 @@ class MemoryStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
         await self._enter("put_link_code")
         if account_id not in self._accounts:
             raise StoreError(f"no account with id {account_id!r}")
+        self._codes.pop(code_hash, None)
+        if max_live is not None:
+            # expired codes count too until purged: what matters is what can be taken,
+            # and an expired one cannot, so they simply go first (they expire first)
+            theirs = sorted(
+                (expiry, code)
+                for code, (owner, expiry) in self._codes.items()
+                if owner == account_id
+            )
+            for _, code in theirs[: max(0, len(theirs) - max_live + 1)]:
+                del self._codes[code]
         self._codes[code_hash] = (account_id, expires_at)
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        await self._enter("peek_link_code")
+        account_id, expires_at = self._codes.get(code_hash, (None, 0.0))
+        return account_id if expires_at > now else None
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         await self._enter("take_link_code")
         account_id, expires_at = self._codes.pop(code_hash, (None, 0.0))
         return account_id if expires_at > now else None
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await self._enter("put_pending_link")
+        if pending.account_id not in self._accounts:
+            raise StoreError(f"no account with id {pending.account_id!r}")
+        self._pending_links[pending.identity] = pending
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        await self._enter("take_pending_link")
+        pending = self._pending_links.pop(identity, None)
+        return pending if pending is not None and pending.expires_at > now else None
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._enter("add_notice")
+        if account_id not in self._accounts:
+            raise StoreError(f"no account with id {account_id!r}")
+        self._notices.setdefault(account_id, []).append((Notice(now, text), expires_at))
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        await self._enter("list_notices")
+        live = [notice for notice, expiry in self._notices.get(account_id, []) if expiry > now]
+        live.sort(key=lambda notice: notice.created_at)  # stable: ties keep their order
+        return live[::-1][:limit]
 
     async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
         await self._enter("put_web_session")
@@ -220,6 +287,17 @@ class MemoryStore:
         await self._enter("delete_web_session")
         self._sessions.pop(token_hash, None)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        await self._enter("delete_web_sessions")
+        doomed = [
+            token
+            for token, session in self._sessions.items()
+            if session.account_id == account_id and token != keep
+        ]
+        for token in doomed:
+            del self._sessions[token]
+        return len(doomed)
+
     async def purge_expired(self, now: float) -> int:
         await self._enter("purge_expired")
         codes = [code for code, (_, expires_at) in self._codes.items() if expires_at <= now]
@@ -228,7 +306,15 @@ class MemoryStore:
             del self._codes[code]
         for token in tokens:
             del self._sessions[token]
-        return len(codes) + len(tokens)
+        pending = [i for i, p in self._pending_links.items() if p.expires_at <= now]
+        for identity in pending:
+            del self._pending_links[identity]
+        notices = 0
+        for kept in self._notices.values():
+            live = [(notice, expiry) for notice, expiry in kept if expiry > now]
+            notices += len(kept) - len(live)
+            kept[:] = live
+        return len(codes) + len(tokens) + len(pending) + notices
 
     # -- preferences ------------------------------------------------------------------
 
@@ -238,6 +324,8 @@ class MemoryStore:
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
         await self._enter("set_preference")
+        if owner in self._epochs and self._epochs[owner] is None:
+            return  # a deleted account's: nothing of it may be stored again
         prefs = self._prefs.setdefault(owner, {})
         if value is None:
             prefs.pop(name, None)
@@ -262,11 +350,23 @@ class MemoryStore:
             current.version, turns, json.loads(current.backend_state), current.summary
         )
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        await self._enter("owner_epoch")
+        return self._epochs.get(owner, 0)
+
+    def _check_epoch(self, owner: OwnerId, epoch: int | None) -> None:
+        """Refuse a write for a deleted owner, or from an epoch that has passed."""
+        current = self._epochs.get(owner, 0)
+        if current is None or (epoch is not None and epoch != current):
+            raise OwnerForgotten(f"owner {owner} was forgotten or deleted")
+
     def _current_for_write(
-        self, key: ConversationKey, expected_version: int, now: float
+        self, key: ConversationKey, expected_version: int, now: float, epoch: int | None = None
     ) -> _Conversation:
         """The current conversation if ``expected_version`` still holds (a new one, not
-        yet stored, when the key has none); else raise VersionConflict."""
+        yet stored, when the key has none); else raise VersionConflict (OwnerForgotten
+        when the owner's epoch is not ``epoch``, or it is deleted)."""
+        self._check_epoch(key.owner, epoch)
         conversations = self._slot(key)
         current = _current(conversations)
         if current is not None:
@@ -287,10 +387,16 @@ class MemoryStore:
             slot.append(conversation)
 
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         await self._enter("append_turns")
-        conversation = self._current_for_write(key, expected_version, now)
+        conversation = self._current_for_write(key, expected_version, now, epoch)
         if not conversation.turns:
             conversation.started_at = now
         first = len(conversation.turns) + 1
@@ -317,11 +423,12 @@ class MemoryStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         await self._enter("save_conversation_state")
         state = None if backend_state is None else json.dumps(dict(backend_state))
         # a conversation started here has no turns yet; its first append dates it
-        conversation = self._current_for_write(key, expected_version, 0.0)
+        conversation = self._current_for_write(key, expected_version, 0.0, epoch)
         if state is not None:
             conversation.backend_state = state
         if summary is not None:
@@ -340,6 +447,8 @@ class MemoryStore:
 
     async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
         await self._enter("add_usage")
+        if owner in self._epochs and self._epochs[owner] is None:
+            return
         old = self._usage.get(owner, Usage())
         self._usage[owner] = Usage(
             old.prompt_tokens + prompt_tokens,
@@ -366,6 +475,9 @@ class MemoryStore:
 
     async def forget_owner(self, owner: OwnerId) -> None:
         await self._enter("forget_owner")
+        epoch = self._epochs.get(owner, 0)
+        if epoch is not None:
+            self._epochs[owner] = epoch + 1
         self._conversations.pop(owner, None)
         self._prefs.pop(owner, None)
         self._usage.pop(owner, None)

@@ -29,7 +29,13 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import aiosqlite
 
-from bot.errors import StoreError, StoreUnavailable, UsernameTaken, VersionConflict
+from bot.errors import (
+    OwnerForgotten,
+    StoreError,
+    StoreUnavailable,
+    UsernameTaken,
+    VersionConflict,
+)
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -46,6 +52,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
@@ -144,14 +152,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX link_codes_expiry ON link_codes (expires_at)",
         "CREATE INDEX web_sessions_expiry ON web_sessions (expires_at)",
     ),
-    # 5: what was sent with a message (metadata, transcripts, file text as JSON; never
+    # 5: two-step linking (a /link CODE waits for its identity's confirmation) and the
+    # notices an account's owner is shown (an identity linked or unlinked)
+    (
+        """CREATE TABLE pending_links (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (platform, user_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX pending_links_account ON pending_links (account_id)",
+        "CREATE INDEX pending_links_expiry ON pending_links (expires_at)",
+        """CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            text TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX notices_account ON notices (account_id, created_at)",
+        "CREATE INDEX notices_expiry ON notices (expires_at)",
+    ),
+    # 6: owner epochs and tombstones (see bot.store.base, "Forgetting"): a row once an
+    # owner is first forgotten or deleted, never removed
+    (
+        """CREATE TABLE owner_epochs (
+            owner TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+    ),
+    # 7: what was sent with a message (metadata, transcripts, file text as JSON; never
     # the bytes); NULL for a turn without files
     ("ALTER TABLE turns ADD COLUMN attachments TEXT",),
 )
+#: Writes of preferences and usage skip a deleted owner (nothing of it may come back).
+_NOT_DELETED = "NOT EXISTS (SELECT 1 FROM owner_epochs WHERE owner = ? AND deleted = 1)"
 
 #: What ``purge_expired`` runs: the reads refuse ``expires_at <= now``; these delete it.
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
 _PURGE_SESSIONS = "DELETE FROM web_sessions WHERE expires_at <= ?"
+_PURGE_PENDING_LINKS = "DELETE FROM pending_links WHERE expires_at <= ?"
+_PURGE_NOTICES = "DELETE FROM notices WHERE expires_at <= ?"
 
 _BUMP_FOR_APPEND = """
     UPDATE conversations
@@ -315,6 +359,11 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._select("SELECT 1")
 
+    async def probe_write(self) -> None:
+        # rewrites the one row of an existing table with its own value: a real write
+        # and commit (a read-only file or a full disk fails it), no schema of its own
+        await self._change("UPDATE conversation_ids SET last = last")
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -364,9 +413,15 @@ class SqliteStore:
         return await self._submit(False, lambda conn: _resolve_identity(conn, identity))
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
-        await self._write(_link_identity, identity, display_name, account_id, now)
+        await self._write(_link_identity, identity, display_name, account_id, now, move_guest_data)
 
     async def unlink_identity(self, identity: Identity) -> None:
         await self._change(
@@ -384,13 +439,17 @@ class SqliteStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
-        await self._change(
-            "INSERT INTO link_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (code_hash) DO UPDATE"
-            " SET account_id = excluded.account_id, expires_at = excluded.expires_at",
-            (code_hash, account_id, expires_at),
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
+        await self._write(_put_link_code, code_hash, account_id, expires_at, max_live)
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        rows = await self._select(
+            "SELECT account_id FROM link_codes WHERE code_hash = ? AND expires_at > ?",
+            (code_hash, now),
         )
+        return str(rows[0][0]) if rows else None
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         # deleting is what makes a code single-use, across processes too
@@ -399,6 +458,48 @@ class SqliteStore:
             (code_hash,),
         )
         return str(rows[0][0]) if rows and rows[0][1] > now else None
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        identity = pending.identity
+        await self._change(
+            "INSERT INTO pending_links (platform, user_id, account_id, code_hash, expires_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE"
+            " SET account_id = excluded.account_id, code_hash = excluded.code_hash,"
+            " expires_at = excluded.expires_at",
+            (
+                identity.platform,
+                identity.user_id,
+                pending.account_id,
+                pending.code_hash,
+                pending.expires_at,
+            ),
+        )
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        # deleting is what gives it to one caller, across processes too
+        rows = await self._change(
+            "DELETE FROM pending_links WHERE platform = ? AND user_id = ?"
+            " RETURNING account_id, code_hash, expires_at",
+            (identity.platform, identity.user_id),
+        )
+        if not rows or rows[0][2] <= now:
+            return None
+        account_id, code_hash, expires_at = rows[0]
+        return PendingLink(identity, str(account_id), str(code_hash), float(expires_at))
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._change(
+            "INSERT INTO notices (account_id, created_at, text, expires_at) VALUES (?, ?, ?, ?)",
+            (account_id, now, text, expires_at),
+        )
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        rows = await self._select(
+            "SELECT created_at, text FROM notices WHERE account_id = ? AND expires_at > ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (account_id, now, limit),
+        )
+        return [Notice(float(created_at), str(text)) for created_at, text in rows]
 
     async def put_web_session(self, token_hash: str, account_id: str, expires_at: float) -> None:
         await self._change(
@@ -419,6 +520,14 @@ class SqliteStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._change("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        rows = await self._change(
+            "DELETE FROM web_sessions WHERE account_id = ? AND token_hash IS NOT ?"
+            " RETURNING token_hash",
+            (account_id, keep),
+        )
+        return len(rows)
+
     async def purge_expired(self, now: float) -> int:
         return await self._write(_purge_expired, now)
 
@@ -435,9 +544,9 @@ class SqliteStore:
             )
         else:
             await self._change(
-                "INSERT INTO preferences (owner, name, value) VALUES (?, ?, ?)"
+                f"INSERT INTO preferences (owner, name, value) SELECT ?, ?, ? WHERE {_NOT_DELETED}"
                 " ON CONFLICT (owner, name) DO UPDATE SET value = excluded.value",
-                (owner, name, value),
+                (owner, name, value, owner),
             )
 
     # -- conversations ----------------------------------------------------------------
@@ -446,10 +555,26 @@ class SqliteStore:
         recent = self._recent
         return await self._submit(False, lambda conn: _load_window(conn, recent, key, max_turns))
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        rows = await self._select(
+            "SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,)
+        )
+        if not rows:
+            return 0
+        return None if rows[0][1] else int(rows[0][0])
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
-        return await self._write(_append, self._recent, key, tuple(turns), expected_version, now)
+        return await self._write(
+            _append, self._recent, key, tuple(turns), expected_version, now, epoch
+        )
 
     async def save_conversation_state(
         self,
@@ -458,9 +583,12 @@ class SqliteStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         state = None if backend_state is None else json.dumps(dict(backend_state))
-        return await self._write(_save_state, self._recent, key, expected_version, state, summary)
+        return await self._write(
+            _save_state, self._recent, key, expected_version, state, summary, epoch
+        )
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         await self._change(
@@ -475,11 +603,11 @@ class SqliteStore:
         # one statement adding in place: concurrent adds from other processes all count
         await self._change(
             "INSERT INTO usage (owner, prompt_tokens, completion_tokens, replies)"
-            " VALUES (?, ?, ?, 1) ON CONFLICT (owner) DO UPDATE"
+            f" SELECT ?, ?, ?, 1 WHERE {_NOT_DELETED} ON CONFLICT (owner) DO UPDATE"
             " SET prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
             " completion_tokens = completion_tokens + excluded.completion_tokens,"
             " replies = replies + 1",
-            (owner, prompt_tokens, completion_tokens),
+            (owner, prompt_tokens, completion_tokens, owner),
         )
 
     async def get_usage(self, owner: OwnerId) -> Usage:
@@ -751,6 +879,16 @@ def _load_window(
     return ConversationWindow(version, turns, backend_state, summary)
 
 
+def _check_epoch(conn: sqlite3.Connection, owner: OwnerId, epoch: int | None) -> None:
+    """Refuse (in the write's own transaction) a write for a deleted owner, or from an
+    epoch that has passed."""
+    row = conn.execute("SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,))
+    found = row.fetchone()
+    current, deleted = (0, 0) if found is None else found
+    if deleted or (epoch is not None and epoch != current):
+        raise OwnerForgotten(f"owner {owner} was forgotten or deleted")
+
+
 def _append(
     conn: sqlite3.Connection,
     recent: _RecentTurns,
@@ -758,7 +896,9 @@ def _append(
     turns: tuple[NewTurn, ...],
     expected: int,
     now: float,
+    epoch: int | None = None,
 ) -> tuple[int, tuple[Turn, ...]]:
+    _check_epoch(conn, key.owner, epoch)
     bump = (len(turns), now, *_key(key), expected)
     row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
     started = row is None
@@ -795,7 +935,9 @@ def _save_state(
     expected: int,
     state: str | None,
     summary: str | None,
+    epoch: int | None = None,
 ) -> int:
+    _check_epoch(conn, key.owner, epoch)
     save = (state, summary, *_key(key), expected)
     row = conn.execute(_SAVE_STATE, save).fetchone()
     started = row is None
@@ -823,7 +965,12 @@ def _resolve_identity(
 
 
 def _link_identity(
-    conn: sqlite3.Connection, identity: Identity, display_name: str, account_id: str, now: float
+    conn: sqlite3.Connection,
+    identity: Identity,
+    display_name: str,
+    account_id: str,
+    now: float,
+    move_guest_data: bool,
 ) -> None:
     if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise StoreError(f"no account with id {account_id!r}")
@@ -835,7 +982,31 @@ def _link_identity(
         " THEN linked_at ELSE excluded.linked_at END",
         (identity.platform, identity.user_id, display_name, account_id, now),
     )
-    _move_guest_data(conn, guest_owner(identity), account_owner(account_id))
+    if move_guest_data:
+        _move_guest_data(conn, guest_owner(identity), account_owner(account_id))
+
+
+def _put_link_code(
+    conn: sqlite3.Connection,
+    code_hash: str,
+    account_id: str,
+    expires_at: float,
+    max_live: int | None,
+) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise StoreError(f"no account with id {account_id!r}")
+    conn.execute("DELETE FROM link_codes WHERE code_hash = ?", (code_hash,))
+    if max_live is not None:
+        # the codes expiring first make room (expired ones among them)
+        conn.execute(
+            "DELETE FROM link_codes WHERE code_hash IN (SELECT code_hash FROM link_codes"
+            " WHERE account_id = ? ORDER BY expires_at DESC LIMIT -1 OFFSET ?)",
+            (account_id, max(0, max_live - 1)),
+        )
+    conn.execute(
+        "INSERT INTO link_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)",
+        (code_hash, account_id, expires_at),
+    )
 
 
 def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -> None:
@@ -867,25 +1038,35 @@ def _move_guest_data(conn: sqlite3.Connection, guest: OwnerId, owner: OwnerId) -
             (max(version, floor) + 1, conversation_id),
         )
     conn.execute("UPDATE conversations SET owner = ? WHERE owner = ?", (owner, guest))
-    if conn.execute("SELECT 1 FROM preferences WHERE owner = ? LIMIT 1", (owner,)).fetchone():
-        conn.execute("DELETE FROM preferences WHERE owner = ?", (guest,))
-    else:
-        conn.execute("UPDATE preferences SET owner = ? WHERE owner = ?", (owner, guest))
+    # preferences stay where they are: the account's own (its persona) win
 
 
 def _purge_expired(conn: sqlite3.Connection, now: float) -> int:
     codes = conn.execute(_PURGE_CODES, (now,)).rowcount
     sessions = conn.execute(_PURGE_SESSIONS, (now,)).rowcount
-    return codes + sessions
+    pending = conn.execute(_PURGE_PENDING_LINKS, (now,)).rowcount
+    notices = conn.execute(_PURGE_NOTICES, (now,)).rowcount
+    return codes + sessions + pending + notices
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:
-    _forget_owner(conn, account_owner(account_id))
+    owner = account_owner(account_id)
+    conn.execute(
+        "INSERT INTO owner_epochs (owner, deleted) VALUES (?, 1)"
+        " ON CONFLICT (owner) DO UPDATE SET deleted = 1",
+        (owner,),
+    )
+    _forget_owner(conn, owner)
     # identities, link codes and web sessions go by ON DELETE CASCADE
     conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
 
 def _forget_owner(conn: sqlite3.Connection, owner: OwnerId) -> None:
+    conn.execute(
+        "INSERT INTO owner_epochs (owner, epoch) VALUES (?, 1)"
+        " ON CONFLICT (owner) DO UPDATE SET epoch = epoch + 1",
+        (owner,),
+    )
     conn.execute("DELETE FROM conversations WHERE owner = ?", (owner,))  # turns cascade
     conn.execute("DELETE FROM preferences WHERE owner = ?", (owner,))
     conn.execute("DELETE FROM usage WHERE owner = ?", (owner,))

@@ -62,7 +62,10 @@ class PersonaBridgeStack(Stack):
             table=table,
             stage=stage,
             environment=container_environment(
-                table_name=table.table_name, region=self.region, public_url=public_url
+                table_name=table.table_name,
+                region=self.region,
+                public_url=public_url,
+                trusted_proxies=network.vpc.vpc_cidr_block,
             ),
             secrets=secrets.container_secrets(settings.integrations),
             log_retention=settings.log_retention,

@@ -138,6 +138,19 @@ async def test_link_codes_are_stored_hashed(
     assert await store.take_link_code(hash_link_code(code), clock()) == account.id
 
 
+async def test_an_account_holds_at_most_five_live_link_codes(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    """Issue 14 item 5: making codes in a loop fills nothing; the newest five work."""
+    account = await service.sign_up("ada", PASSWORD)
+    codes = []
+    for _ in range(50):
+        codes.append(await service.create_link_code(account.id))
+        clock.advance(0.01)
+    live = [c for c in codes if await store.peek_link_code(hash_link_code(c), clock())]
+    assert live == codes[-5:]
+
+
 async def test_unlink_only_touches_the_accounts_own_identities(
     service: AccountService, store: Store, clock: Clock
 ) -> None:
@@ -165,6 +178,12 @@ async def test_export_has_everything_but_the_password_hash(
     assert data["account"]["username"] == "ada"
     assert data["identities"][0]["platform"] == "discord"
     assert data["conversations"][0]["turns"][0]["text"] == "hello <b>"
+    assert data["activity"] == []
+    assert await service.unlink(ada.id, "discord", "7")
+    activity = (await service.export(ada))["activity"]
+    assert [entry["text"] for entry in activity] == [
+        "The Discord account Ada D (id 7) was unlinked from your account on the account page."
+    ]
 
 
 async def test_delete_account_needs_the_password(

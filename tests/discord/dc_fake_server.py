@@ -226,6 +226,8 @@ class FakeDiscord:
         final: dict[str, str | None] = {}
         for call in self.calls:
             if call.response and call.path.startswith(base) and call.method in ("POST", "PATCH"):
+                if call.method == "PATCH" and call.content is None:
+                    continue  # buttons added: the text stays
                 message_id = call.path.rsplit("/", 1)[1] if call.method == "PATCH" else None
                 final[message_id or call.response["id"]] = call.content
         deleted = {c.path.rsplit("/", 1)[1] for c in self.find("DELETE", f"^{base}/")}
@@ -343,6 +345,13 @@ class FakeDiscord:
                     "flags": 0,
                 }
             )
+        if method == "GET" and (match := re.fullmatch(r"/users/(\d+)", path)):
+            return _json(user(int(match.group(1)), f"user{match.group(1)}"))
+        if route == "POST /users/@me/channels":  # a DM channel, as for user.send()
+            recipient = str(body.get("recipient_id", "0")) if isinstance(body, dict) else "0"
+            channel_id = str(9_000_000 + int(recipient) % 1_000_000)
+            recipients = [user(int(recipient), f"user{recipient}")]
+            return _json({"id": channel_id, "type": 1, "recipients": recipients})
         if route == "GET /gateway/bot":
             return _json(
                 {
@@ -396,6 +405,8 @@ class FakeDiscord:
         ):
             token, message_id = match.groups()
             shown = self.webhook_messages.setdefault(token, {})
+            if isinstance(body, dict) and "content" not in body:  # components only
+                content = shown.get(message_id, "")
             # The original comes first, whenever it is first filled in.
             if message_id == "@original" and message_id not in shown:
                 self.webhook_messages[token] = shown = {"@original": content, **shown}
@@ -416,6 +427,8 @@ class FakeDiscord:
         if method == "POST" and (match := re.fullmatch(r"/channels/(\d+)/messages", path)):
             return _json(self._post_in_channel(match.group(1), body or {}))
         if method == "PATCH" and (match := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)):
+            if isinstance(body, dict) and "content" not in body and match.group(2) in self.messages:
+                content = self.messages[match.group(2)]["content"]  # components only
             edited = self._message(match.group(1), content, match.group(2))
             if match.group(2) in self.messages:
                 self.messages[match.group(2)]["content"] = content

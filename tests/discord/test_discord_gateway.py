@@ -258,9 +258,12 @@ async def test_link_with_a_code_from_the_store(fake: FakeDiscord, store: MemoryS
     async with running(fake, build_engine(store)) as adapter:
         payload = slash("link", code=code)
         pieces = await reply_to_interaction(fake, adapter, payload)
+        assert '"alice"' in pieces[0], "asks first"
+        assert callback_of(fake, payload)["data"] == {"flags": 64}, "only Alice sees it"
+        confirm = slash("link", code="confirm")
+        pieces = await reply_to_interaction(fake, adapter, confirm)
 
-    assert pieces[0].startswith("Linked! This discord account now speaks for alice.")
-    assert callback_of(fake, payload)["data"] == {"flags": 64}, "only Alice sees it"
+    assert pieces[0].startswith("Linked: this Discord account now speaks for alice.")
     link, _ = await store.resolve_identity(Identity("discord", ALICE["id"]))
     assert link is not None and link.account_id == account.id
 
@@ -384,8 +387,8 @@ async def test_commands_are_synced_globally_or_to_guilds(
     assert len(syncs) == max(1, len(guild_ids))
     assert all(re.search(path, call.path) for call in syncs)
     names = {command["name"] for command in syncs[0].body}
-    expected = {"chat", "reset", "persona", "personas", "link", "retry", "whoami", "forget", "help"}
-    assert names == expected
+    expected = {"chat", "reset", "persona", "personas", "link", "unlink", "retry", "whoami"}
+    assert names == expected | {"forget", "help"}
 
 
 async def test_stopping_lets_a_reply_in_flight_finish(

@@ -30,6 +30,8 @@ from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_ad
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.backends.base import Backend
+from bot.linking import create_link_code
+from bot.messages import Identity
 from bot.store.memory import MemoryStore
 
 Client = TestClient[web.Request, web.Application]
@@ -272,3 +274,39 @@ async def test_an_error_after_a_long_partial_reply_deletes_the_extra_follow_up(
     assert len(pieces) == 1 and "/retry" in pieces[0]
     (deleted,) = fake.find("DELETE", rf"^/webhooks/1000/{payload['token']}/messages/\d+$")
     assert deleted.body is None
+
+
+async def test_link_over_http_asks_with_buttons_and_a_press_confirms(
+    make_endpoint: MakeEndpoint, fake: FakeDiscord, store: MemoryStore
+) -> None:
+    account = await store.create_account("alice", "hash", 0.0)
+    code = await create_link_code(store, account.id, time.time())
+    endpoint = await make_endpoint()
+    asked = slash("link", code=code)
+    assert '"alice"' in (await endpoint.reply(asked))[0]
+    patched = fake.find("PATCH", rf"^/webhooks/1000/{asked['token']}/messages/@original$")
+    rows = [call.body["components"] for call in patched if "components" in call.body]
+    assert [b["custom_id"] for b in rows[-1][0]["components"]] == [
+        "pb:/link confirm",
+        "pb:/link confirm move",
+        "pb:/link cancel",
+    ]
+    assert await store.get_identity(Identity("discord", ALICE["id"])) is None
+    pressed = {
+        **{k: v for k, v in asked.items() if k not in ("data", "id", "token")},
+        "id": "9001",
+        "token": "itoken-pressed",
+        "type": 3,
+        "data": {"custom_id": "pb:/link confirm move", "component_type": 2},
+    }
+    answer = await endpoint.reply(pressed)
+    assert answer[0].startswith("Linked: this Discord account now speaks for alice.")
+    link = await store.get_identity(Identity("discord", ALICE["id"]))
+    assert link is not None and link.account_id == account.id
+
+
+async def test_a_foreign_button_is_a_bad_request(make_endpoint: MakeEndpoint) -> None:
+    endpoint = await make_endpoint()
+    payload = {**slash("whoami"), "type": 3, "data": {"custom_id": "other:thing"}}
+    status, _ = await endpoint.post(payload)
+    assert status == 400

@@ -706,6 +706,7 @@ SLASH_COMMAND_OPTIONS: dict[str, tuple[tuple[str, bool], ...]] = {
     "personas": (),
     "reset": (),
     "retry": (),
+    "unlink": (),
     "whoami": (),
     "help": (),
 }

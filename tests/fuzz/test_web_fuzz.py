@@ -201,10 +201,12 @@ class Site:
         return account
 
     async def link(self, platform: str, user_id: str) -> None:
-        """Link the identity the way a user does: ``/link CODE`` sent from it."""
+        """Link the identity the way a user does: ``/link CODE`` sent from it, then
+        ``/link confirm``."""
         code = await create_link_code(self.store, self.account.id, time.time())
-        incoming = Incoming(platform, user_id, "tg user", user_id, True, f"/link {code}")
-        events = [event async for event in self.engine.handle(incoming)]
+        for text in (f"/link {code}", "/link confirm"):
+            incoming = Incoming(platform, user_id, "tg user", user_id, True, text)
+            events = [event async for event in self.engine.handle(incoming)]
         assert isinstance(events[-1], ReplyDone)
         assert (platform, user_id) in await self.linked_ids(), events[-1].text
 

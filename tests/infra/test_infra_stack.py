@@ -206,6 +206,14 @@ def test_dev_environment_points_at_the_table_and_the_load_balancer(
     assert env["PERSONABRIDGE_WEB__SECURE_COOKIES"] == "false"
 
 
+def test_the_app_trusts_the_forwarded_header_of_the_vpc_only(dev_stack: Synthesised) -> None:
+    """Behind the ALB every peer is the balancer: the app must read the client from its
+    X-Forwarded-For, and believe it only from the balancer's network (the VPC)."""
+    vpc_id, _ = only(dev_stack, "AWS::EC2::VPC")
+    env = _environment(dev_stack)
+    assert env["PERSONABRIDGE_WEB__TRUSTED_PROXIES"] == {"Fn::GetAtt": [vpc_id, "CidrBlock"]}
+
+
 def test_prod_environment_uses_the_public_https_url(prod_stack: Synthesised) -> None:
     env = _environment(prod_stack)
     assert env["PERSONABRIDGE_WEB__PUBLIC_URL"] == PROD_CONTEXT["publicUrl"].rstrip("/")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fakes import WindowEcho, make_persona
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
-from bot.config import EngineSettings, RateLimitSettings
+from bot.config import EngineSettings, LinkingSettings, RateLimitSettings
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone, TextDelta
 from bot.personas import PersonaLibrary
@@ -18,6 +18,8 @@ from bot.store.base import Store
 
 PERSONAS = {"ada": "Professor Ada", "morrow": "Captain Morrow"}
 FORGET_CONFIRM_SECONDS = 300.0
+#: How long a /link CODE waits for its confirmation.
+CONFIRM_SECONDS = 300.0
 #: Generous: the machine is shared, and a timeout would be a false failure here.
 POLICY = GuardPolicy(first_delta_timeout=60.0, total_timeout=120.0, retries=0)
 #: Everything of a conversation fits the window: the echo then names every user turn.
@@ -55,6 +57,7 @@ def build_engine(store: Store, clock: Callable[[], float]) -> Engine:
         rate_limit=NO_RATE_LIMIT,
         clock=clock,
         monotonic=Ticks(),
+        linking=LinkingSettings(confirm_seconds=CONFIRM_SECONDS),
     )
 
 

@@ -9,10 +9,16 @@ every stored conversation with it:
 - ``/reset`` archives the current conversation (kept until ``/forget``);
 - ``/forget`` then ``/forget confirm`` (within the confirmation time) deletes every
   conversation and preference of the owner;
-- ``/link CODE`` binds an identity to an account and moves its guest data: per
-  ``(persona, scope)`` the guest's current conversation becomes the account's current
-  one when the account has none there, else it is kept archived; guest preferences move
-  only when the account has none, and a pending ``/forget`` is cancelled.
+- ``/link CODE`` only asks: the identity gets a pending link (for the code's account)
+  that ``/link confirm`` from the same identity, within the confirmation time, turns
+  into a link, consuming the code then (an account holds at most
+  :data:`MAX_LIVE_CODES` codes, the oldest going first); ``/link cancel`` drops it; a
+  linked identity is never re-bound (``/unlink`` first);
+- a link binds the identity to the account; with ``/link confirm move`` it also moves
+  the guest data: per ``(persona, scope)`` the guest's current conversation becomes the
+  account's current one when the account has none there, else it is kept archived.
+  Preferences never move, and the account's pending ``/forget`` is cancelled;
+- ``/unlink`` unbinds: the identity is a guest again, with its old guest data.
 
 Every chat text carries a unique token (``tok-<n>``); the model knows which owner each
 token belongs to, so a token found anywhere else is a leak.
@@ -29,6 +35,7 @@ from bot.messages import ConversationKey, Identity, OwnerId, account_owner, gues
 TOKEN = re.compile(r"tok-\d+")
 PERSONA_PREFERENCE = "persona"
 FORGET_PREFERENCE = "forget_requested_at"
+MAX_LIVE_CODES = 5
 
 #: ``(role, text, author)``: a turn as the model compares it.
 ModelTurn = tuple[str, str, str]
@@ -65,8 +72,11 @@ class Model:
     conversations: dict[OwnerId, dict[Slot, list[ModelConversation]]] = field(default_factory=dict)
     preferences: dict[OwnerId, dict[str, str]] = field(default_factory=dict)
     links: dict[Identity, str] = field(default_factory=dict)
-    #: normalised code -> (account id, expires at); a code leaves when it is tried
+    #: normalised code -> (account id, expires at); a code leaves when a confirmation
+    #: tries it, or when its account makes too many
     codes: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: identity -> (normalised code, account id, expires at): a /link waiting for /link confirm
+    pending: dict[Identity, tuple[str, str, float]] = field(default_factory=dict)
     #: who each token typed so far belongs to; forgotten tokens are removed
     token_owner: dict[str, OwnerId] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
@@ -144,13 +154,37 @@ class Model:
             del self.token_owner[token]
         self.forgotten.update(gone)
 
+    def add_code(self, code: str, account_id: str, expires_at: float) -> None:
+        """A new code; the account's codes expiring first go to keep it within the cap."""
+        theirs = sorted((e, c) for c, (a, e) in self.codes.items() if a == account_id)
+        for _, old in theirs[: max(0, len(theirs) - MAX_LIVE_CODES + 1)]:
+            del self.codes[old]
+        self.codes[code] = (account_id, expires_at)
+
+    def peek_code(self, code: str, now: float) -> str | None:
+        account_id, expires_at = self.codes.get(code, ("", 0.0))
+        return account_id if expires_at > now else None
+
     def take_code(self, code: str, now: float) -> str | None:
         account_id, expires_at = self.codes.pop(code, ("", 0.0))
         return account_id if expires_at > now else None
 
-    def link(self, identity: Identity, account_id: str) -> None:
+    def unlink(self, identity: Identity) -> None:
+        self.links.pop(identity, None)
+
+    def link(self, identity: Identity, account_id: str, *, move: bool) -> None:
         self.links[identity] = account_id
         guest, owner = guest_owner(identity), account_owner(account_id)
+        if move:
+            self._move(guest, owner)
+        # /link cancels a pending /forget: it was asked for less than the account holds now
+        prefs = self.preferences.get(owner)
+        if prefs is not None:
+            prefs.pop(FORGET_PREFERENCE, None)
+            if not prefs:
+                del self.preferences[owner]
+
+    def _move(self, guest: OwnerId, owner: OwnerId) -> None:
         moving = self.conversations.pop(guest, {})
         target = self.conversations.setdefault(owner, {})
         for slot, conversations in moving.items():
@@ -164,15 +198,6 @@ class Model:
                 there[:-1] = there[:-1] + archived + current
             else:
                 there.extend(archived + current)
-        guest_prefs = self.preferences.pop(guest, {})
-        if guest_prefs and not self.preferences.get(owner):
-            self.preferences[owner] = guest_prefs
-        # /link cancels a pending /forget: it was asked for less than the account holds now
-        prefs = self.preferences.get(owner)
-        if prefs is not None:
-            prefs.pop(FORGET_PREFERENCE, None)
-            if not prefs:
-                del self.preferences[owner]
         for token, holder in self.token_owner.items():
             if holder == guest:
                 self.token_owner[token] = owner

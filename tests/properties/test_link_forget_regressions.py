@@ -74,8 +74,9 @@ async def test_forgotten_turns_never_come_back_after_a_link(store: Store) -> Non
     assert await texts_of(store, owner) == []
     await collect(engine, telegram("guest tok-2"))
     code = await create_link_code(store, account.id, NOW)
-    linked = await collect(engine, telegram(f"/link {code}"))
-    assert linked.done is not None and linked.done.text.startswith("Linked!")
+    await collect(engine, telegram(f"/link {code}"))
+    linked = await collect(engine, telegram("/link confirm move"))
+    assert linked.done is not None and linked.done.text.startswith("Linked:")
 
     after = await collect(engine, web("after tok-3"))
 
@@ -114,15 +115,18 @@ async def test_a_conversation_started_after_forget_is_a_new_one(store: Store) ->
 
 
 def run_link_racing_a_message(delay: int) -> tuple[list[str], list[str], Sent]:
-    """Ann sends ``/link CODE`` in private and, ``delay`` loop turns later, a message in a
-    group; returns what her guest identity and her account hold afterwards."""
+    """Ann confirms a ``/link CODE`` (moving her history) in private and, ``delay`` loop
+    turns later, writes in a group; returns what her guest identity and her account hold
+    afterwards."""
 
     async def scenario() -> tuple[list[str], list[str], Sent]:
         async with MemoryStore() as store:
             engine = engine_for(store)
             account = await store.create_account("Ann", "unused", NOW)
             code = await create_link_code(store, account.id, NOW)
-            link = Incoming("telegram", "101", "Ann", "101", True, f"/link {code}")
+            asked = Incoming("telegram", "101", "Ann", "101", True, f"/link {code}")
+            await collect(engine, asked)
+            link = Incoming("telegram", "101", "Ann", "101", True, "/link confirm move")
             said = Incoming("telegram", "101", "Ann", "-500", False, "in the group tok-1")
 
             async def later() -> Sent:
@@ -142,7 +146,7 @@ def run_link_racing_a_message(delay: int) -> tuple[list[str], list[str], Sent]:
 @given(delay=st.integers(min_value=0, max_value=6))
 def test_a_message_racing_its_own_link_is_kept_with_the_account(delay: int) -> None:
     guest, mine, linked = run_link_racing_a_message(delay)
-    assert linked.done is not None and linked.done.text.startswith("Linked!")
+    assert linked.done is not None and linked.done.text.startswith("Linked:")
     assert guest == [], f"left behind with the guest after the link: {guest}"
     assert mine == ["in the group tok-1", "re:in the group tok-1 saw:[]"]
 
@@ -188,6 +192,7 @@ async def test_a_forget_asked_before_a_link_deletes_nothing_after_it(store: Stor
     assert asked.done is not None and "/forget confirm" in asked.done.text
     code = await create_link_code(store, account.id, NOW)
     await collect(engine, telegram(f"/link {code}"))
+    await collect(engine, telegram("/link confirm move"))
 
     confirmed = await collect(engine, telegram("/forget confirm"))
 

@@ -33,6 +33,8 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Store,
     Usage,
     WebSession,
@@ -128,6 +130,9 @@ class FlakyStore:
     async def ping(self) -> None:
         await self._call("ping", self.inner.ping)
 
+    async def probe_write(self) -> None:
+        await self._call("probe_write", self.inner.probe_write)
+
     # -- accounts ------------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -160,10 +165,22 @@ class FlakyStore:
         return await self._call("resolve_identity", self.inner.resolve_identity, identity)
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         await self._call(
-            "link_identity", self.inner.link_identity, identity, display_name, account_id, now
+            "link_identity",
+            self.inner.link_identity,
+            identity,
+            display_name,
+            account_id,
+            now,
+            move_guest_data=move_guest_data,
         )
 
     async def unlink_identity(self, identity: Identity) -> None:
@@ -174,10 +191,32 @@ class FlakyStore:
 
     # -- link codes and web sessions -----------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
         await self._call(
-            "put_link_code", self.inner.put_link_code, code_hash, account_id, expires_at
+            "put_link_code",
+            self.inner.put_link_code,
+            code_hash,
+            account_id,
+            expires_at,
+            max_live=max_live,
         )
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        return await self._call("peek_link_code", self.inner.peek_link_code, code_hash, now)
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await self._call("put_pending_link", self.inner.put_pending_link, pending)
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        return await self._call("take_pending_link", self.inner.take_pending_link, identity, now)
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await self._call("add_notice", self.inner.add_notice, account_id, text, now, expires_at)
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        return await self._call("list_notices", self.inner.list_notices, account_id, now, limit)
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         return await self._call("take_link_code", self.inner.take_link_code, code_hash, now)
@@ -193,6 +232,11 @@ class FlakyStore:
     async def delete_web_session(self, token_hash: str) -> None:
         await self._call("delete_web_session", self.inner.delete_web_session, token_hash)
 
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        return await self._call(
+            "delete_web_sessions", self.inner.delete_web_sessions, account_id, keep=keep
+        )
+
     # -- preferences ---------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
@@ -206,11 +250,26 @@ class FlakyStore:
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         return await self._call("load_window", self.inner.load_window, key, max_turns)
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        return await self._call("owner_epoch", self.inner.owner_epoch, owner)
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         return await self._call(
-            "append_turns", self.inner.append_turns, key, turns, expected_version, now
+            "append_turns",
+            self.inner.append_turns,
+            key,
+            turns,
+            expected_version,
+            now,
+            epoch=epoch,
         )
 
     async def save_conversation_state(
@@ -220,6 +279,7 @@ class FlakyStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
         return await self._call(
             "save_conversation_state",
@@ -228,6 +288,7 @@ class FlakyStore:
             expected_version,
             backend_state=backend_state,
             summary=summary,
+            epoch=epoch,
         )
 
     async def reset_conversation(self, key: ConversationKey) -> None:

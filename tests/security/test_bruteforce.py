@@ -47,7 +47,7 @@ from bot.store.sqlite import SqliteStore
 
 UNKNOWN = "unknown, used or expired"
 TOO_MANY = "Too many link attempts"
-LINKED = "Linked!"
+LINKED = "Linked:"
 
 # -- passwords --------------------------------------------------------------------------
 
@@ -211,6 +211,14 @@ class DiscordLink:
     fake: FakeDiscord
 
     async def link(self, user_id: int, code: str, *, guild: bool = False) -> str:
+        """``/link code:CODE``, confirmed (``/link code:confirm``) when it asks to be;
+        the last answer."""
+        answer = await self._slash_link(user_id, code, guild=guild)
+        if "Nothing is linked yet" in answer:
+            answer = await self._slash_link(user_id, "confirm", guild=guild)
+        return answer
+
+    async def _slash_link(self, user_id: int, code: str, *, guild: bool) -> str:
         person = user(user_id, f"user{user_id}")
         payload = slash("link", code=code, guild=guild, person=person)
         body = json.dumps(payload).encode()
@@ -281,7 +289,8 @@ async def test_link_guesses_are_limited_per_identity_on_telegram(
         assert TOO_MANY in await mallory.say(f"/link {code}"), "not even the right code"
         assert TOO_MANY in await mallory.say(f"/start link-{code}"), "nor the deep link"
         owner = Chat(fake, Person(32, "Alice"))
-        assert LINKED in await owner.say(f"/link {code}"), "refused guesses used no code"
+        await owner.say(f"/link {code}")
+        assert LINKED in await owner.say("/link confirm"), "refused guesses used no code"
     assert db_rows(store.path, "SELECT user_id FROM identities") == [("32",)]
 
 

@@ -43,6 +43,7 @@ FORM = {
     "username": "mallory",
     "password": PASSWORD,
     "confirm": PASSWORD,
+    "current": PASSWORD,  # the account page's password change
     "text": "forged message",
     "persona": "morrow",
     "platform": "telegram",
@@ -102,9 +103,10 @@ async def victim_with_a_linked_identity(
     account = await store.find_account(name)
     assert account is not None
     code = await create_link_code(store, account.id, time.time())
-    linking = Incoming("telegram", telegram_id, "Tg", telegram_id, True, f"/link {code}")
-    async for _ in engine.handle(linking):
-        pass
+    for text in (f"/link {code}", "/link confirm"):
+        linking = Incoming("telegram", telegram_id, "Tg", telegram_id, True, text)
+        async for _ in engine.handle(linking):
+            pass
     assert len(await store.list_identities(account.id)) == 1
     return victim
 

@@ -241,17 +241,23 @@ class DiscordSite:
 
     async def link(self, browser: Browser, user_id: int, name: str) -> None:
         """Get a code on the account page, send ``/link CODE`` over the interactions
-        endpoint as a Discord user whose display name is ``name``; wait for the link."""
+        endpoint as a Discord user whose display name is ``name``, then ``/link
+        confirm`` (again, until the first has been answered); wait for the link."""
         page = await browser.submit("/account/link-code", {}, token_from="/account")
         code = re.search(r'id="link-code">([A-Z0-9-]+)<', page.text)
         assert code, page.text
         person = {**user(user_id, f"user{user_id}"), "global_name": name}
-        body = json.dumps(slash("link", code=code.group(1), guild=False, person=person)).encode()
-        reply = await browser.post(INTERACTIONS_PATH, data=body, headers=discord_signed(body))
-        assert reply.status == 200, reply.text
+
+        async def send(text: str) -> None:
+            body = json.dumps(slash("link", code=text, guild=False, person=person)).encode()
+            reply = await browser.post(INTERACTIONS_PATH, data=body, headers=discord_signed(body))
+            assert reply.status == 200, reply.text
+
+        await send(code.group(1))
         async with asyncio.timeout(10):
             while await self.store.get_identity(Identity("discord", str(user_id))) is None:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)
+                await send("confirm")
 
 
 @pytest.fixture

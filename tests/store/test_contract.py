@@ -292,24 +292,22 @@ async def test_after_link_a_stale_account_version_conflicts(store: Store) -> Non
     assert await texts_in(store, key(owner)) == ["guest"]
 
 
-async def test_link_moves_guest_preferences_when_account_has_none(store: Store) -> None:
+@pytest.mark.parametrize(
+    "account_prefs",
+    [pytest.param({}, id="account-has-none"), pytest.param({"persona": "ada"}, id="account-chose")],
+)
+async def test_link_never_changes_the_accounts_preferences(
+    store: Store, account_prefs: dict[str, str]
+) -> None:
+    # issue 13 item 8: the account's existing choice wins; the guest keeps its own
     account = await new_account(store)
     guest, owner = guest_owner(ALICE_TG), account_owner(account.id)
+    for name, value in account_prefs.items():
+        await store.set_preference(owner, name, value)
     await store.set_preference(guest, "persona", "morrow")
     await store.link_identity(ALICE_TG, "Alice", account.id, 20.0)
-    assert await store.get_preferences(owner) == {"persona": "morrow"}
-    assert await store.get_preferences(guest) == {}
-
-
-async def test_link_drops_guest_preferences_when_account_has_its_own(store: Store) -> None:
-    account = await new_account(store)
-    guest, owner = guest_owner(ALICE_TG), account_owner(account.id)
-    await store.set_preference(owner, "persona", "ada")
-    await store.set_preference(guest, "persona", "morrow")
-    await store.set_preference(guest, "theme", "dark")
-    await store.link_identity(ALICE_TG, "Alice", account.id, 20.0)
-    assert await store.get_preferences(owner) == {"persona": "ada"}
-    assert await store.get_preferences(guest) == {}
+    assert await store.get_preferences(owner) == account_prefs
+    assert await store.get_preferences(guest) == {"persona": "morrow"}
 
 
 async def test_link_of_a_second_identity_loses_nothing(store: Store) -> None:

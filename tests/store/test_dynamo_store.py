@@ -209,7 +209,9 @@ async def _moved_completely(store: DynamoStore, guest: OwnerId, account: OwnerId
     ]
     assert await store.export_owner(guest) == []
     assert await texts(store, direct(guest)) == []
-    assert await store.get_preferences(account) == {"persona": "morrow"}
+    # preferences never move (the account's own win); the guest keeps its own
+    assert await store.get_preferences(account) == {}
+    assert await store.get_preferences(guest) == {"persona": "morrow"}
     # the moved conversation goes on where it was
     _, stored = await store.append_turns(direct(account), said("more"), window.version, 2.0)
     assert [t.seq for t in stored] == [4]

@@ -74,7 +74,7 @@ async def test_a_file_from_before_the_expiry_indexes_is_migrated_and_purged(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%_expiry'"
         )
     assert version == len(MIGRATIONS)
-    assert sorted(name for (name,) in indexes) == ["link_codes_expiry", "web_sessions_expiry"]
+    assert {"link_codes_expiry", "web_sessions_expiry"} <= {name for (name,) in indexes}
 
 
 async def test_a_purge_in_a_batch_with_a_failing_write_still_commits(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ async def test_start_registers_commands_and_polls(store: MemoryStore, fake: Fake
     assert all(1 <= len(c["description"]) <= 256 for c in registered)
     assert fake.calls_to("deleteWebhook"), "polling removes a webhook first"
     polls = fake.calls_to("getUpdates")
-    assert polls[0].params["allowed_updates"] == ["message"]
+    assert polls[0].params["allowed_updates"] == ["message", "callback_query"]
 
 
 async def test_chat_streams_by_editing_one_message(store: MemoryStore, fake: FakeBotApi) -> None:
@@ -71,9 +71,14 @@ async def test_conversation_end_to_end(store: MemoryStore, fake: FakeBotApi) -> 
         assert await chat.say("ahoy") == "re:ahoy saw:[]"
 
         code = await service.create_link_code(account.id)
-        assert "Linked!" in await chat.say(f"/link {code}")
+        assert '"alice"' in await chat.say(f"/link {code}")
+        linked = await chat.say("/link confirm move")
+        assert "Linked:" in linked and "You now talk to Professor Ada" in linked
         assert "Linked to the account alice" in await chat.say("/whoami")
-        assert await chat.say("still here?") == "re:still here? saw:[ahoy]", "history kept"
+        # the account's persona wins; the moved history is there with each persona
+        assert await chat.say("still here?") == "re:still here? saw:[three]", "history kept"
+        await chat.say("/persona morrow")
+        assert await chat.say("and here?") == "re:and here? saw:[ahoy]"
 
         assert "/forget confirm" in await chat.say("/forget")
         assert "Done" in await chat.say("/forget confirm")
@@ -92,7 +97,8 @@ async def test_link_with_a_code_from_the_web(
     code = await service.create_link_code(account.id)
     async with polling(build_engine(store), fake):
         chat = Chat(fake, ALICE)
-        assert "Linked!" in await chat.say(command.format(code=code))
+        assert '"alice"' in await chat.say(command.format(code=code))
+        assert "Linked:" in await chat.press("Link to alice")
         assert await chat.say(command.format(code=code)) != "", "answers a used code too"
     linked = await service.identities(account.id)
     assert [(i.platform, i.user_id) for i in linked] == [("telegram", str(ALICE.id))]

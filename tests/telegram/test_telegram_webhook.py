@@ -25,7 +25,7 @@ async def test_set_webhook_with_public_url_and_secret(store: MemoryStore, fake: 
         assert hook.adapter.username == "persona_bot"
         assert fake.webhook["url"] == "https://bot.example.org/telegram/webhook"
         assert fake.webhook["secret_token"] == SECRET
-        assert fake.webhook["allowed_updates"] == ["message"]
+        assert fake.webhook["allowed_updates"] == ["message", "callback_query"]
         assert not fake.calls_to("getUpdates"), "no polling in webhook mode"
 
 

@@ -127,6 +127,8 @@ class Shown:
     reply_to: int | None
     thread_id: int | None
     edits: int = 0
+    #: The labels and callback data of its inline keyboard, row by row.
+    buttons: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -409,8 +411,16 @@ class FakeBotApi:
             call.params.get("parse_mode"),
             reply.get("message_id"),
             int(thread) if thread else None,
+            buttons=_buttons(call.params.get("reply_markup")),
         )
         return self._message(chat_id, message_id, checked)
+
+    def _api_editMessageReplyMarkup(self, call: Call) -> Any:
+        shown = self.chats.get(int(call.params["chat_id"]), {}).get(int(call.params["message_id"]))
+        if shown is None:
+            return _error(400, "Bad Request: message to edit not found")
+        shown.buttons = _buttons(call.params.get("reply_markup"))
+        return self._message(int(call.params["chat_id"]), shown.message_id, shown.text)
 
     def _api_editMessageText(self, call: Call) -> Any:
         chat_id = int(call.params["chat_id"])
@@ -428,6 +438,7 @@ class FakeBotApi:
                 "content and reply markup are exactly the same",
             )
         shown.text, shown.raw, shown.parse_mode = checked, call.text, call.params.get("parse_mode")
+        shown.buttons = _buttons(call.params.get("reply_markup"))
         shown.edits += 1
         return self._message(chat_id, message_id, checked)
 
@@ -461,6 +472,14 @@ class FakeBotApi:
             "from": self.bot,
             "text": text,
         }
+
+
+def _buttons(markup: Any) -> list[tuple[str, str]]:
+    """An inline keyboard's buttons as ``(label, callback data)``, row by row."""
+    if not isinstance(markup, dict):
+        return []
+    rows = markup.get("inline_keyboard") or []
+    return [(str(b["text"]), str(b.get("callback_data", ""))) for row in rows for b in row]
 
 
 def _ok(result: Any) -> web.Response:

@@ -275,6 +275,29 @@ class Chat:
         self._next_message_id += 1
         return await self.fake.push_update(update(body))
 
+    async def press(self, label: str, timeout: float = 5.0) -> str:
+        """Press the button ``label`` under the bot's newest message that has it (as
+        Telegram sends it: a callback query); returns the bot's answer."""
+        shown = self.fake.shown(self.chat_id)
+        pressed = next(s for s in reversed(shown) if any(b[0] == label for b in s.buttons))
+        data = next(b[1] for b in pressed.buttons if b[0] == label)
+        before = len(shown)
+        query = {
+            "id": f"q{self.fake.new_update_id()}",
+            "from": self.person.user(),
+            "chat_instance": "ci",
+            "data": data,
+            "message": bot_message(self.chat_id, pressed.message_id, pressed.text),
+        }
+        await self.fake.push_update({"callback_query": query})
+
+        def answered() -> bool:
+            now = self.fake.shown(self.chat_id)
+            return len(now) > before and not now[-1].text.endswith(" …")
+
+        await self.fake.wait_for(answered, timeout)
+        return "\n".join(s.text for s in self.fake.shown(self.chat_id)[before:])
+
     async def say(self, text: str | None = None, timeout: float = 5.0, **extra: Any) -> str:
         before = len(self.fake.shown(self.chat_id))
         await self.send(text, **extra)

@@ -124,15 +124,21 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
     await expect(deep_link).to_have_attribute(
         "href", f"https://t.me/personabridge_bot?start=link-{code}"
     )
-    linked = await ask(
-        site.engine, Incoming("telegram", "4242", "Ada on Telegram", "4242", True, f"/link {code}")
-    )
-    assert linked.startswith("Linked!")
+
+    def on_telegram(text: str) -> Incoming:
+        return Incoming("telegram", "4242", "Ada on Telegram", "4242", True, text)
+
+    asked = await ask(site.engine, on_telegram(f"/link {code}"))
+    assert '"Ada"' in asked
+    assert (await ask(site.engine, on_telegram("/link confirm"))).startswith("Linked:")
     await page.goto(site.url + "/account")
     row = page.locator("tr.identity")
     await expect(row).to_have_count(1)
     await expect(row).to_contain_text("telegram")
     await expect(row).to_contain_text("Ada on Telegram")
+    notice = page.locator("#notices .notice-item")
+    await expect(notice).to_have_count(1)
+    await expect(notice).to_contain_text("linked to the Telegram account Ada on Telegram")
 
     # chat: the reply streams in, then settles
     await page.goto(site.url + "/chat")

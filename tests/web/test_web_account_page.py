@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from web_helpers import (
@@ -27,6 +28,13 @@ CODE = re.compile(r'id="link-code">([A-Z2-9]{4}-[A-Z2-9]{4})<')
 
 def telegram(text: str, user: str = "42", name: str = "Ada on Telegram") -> Incoming:
     return Incoming("telegram", user, name, chat_id=user, private=True, text=text)
+
+
+async def link(engine: Engine, code: str, *, move: bool = False, user: str = "42") -> str:
+    """``/link CODE`` then its confirmation, as the same Telegram user; the final answer."""
+    asked = await ask(engine, telegram(f"/link {code}", user=user))
+    assert "Nothing is linked yet" in asked, asked
+    return await ask(engine, telegram("/link confirm move" if move else "/link confirm", user=user))
 
 
 async def new_code(client: Client) -> tuple[str, str]:
@@ -63,10 +71,15 @@ async def test_a_code_redeemed_on_telegram_shows_on_the_account_page(
 ) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    reply = await ask(engine, telegram(f"/link {code}"))
-    assert reply.startswith("Linked!")
+    reply = await link(engine, code)
+    assert reply.startswith("Linked:")
     page = await (await client.get("/account")).text()
     assert "telegram" in page and "Ada on Telegram" in page and "<code>42</code>" in page
+    assert "was linked to the Telegram account Ada on Telegram (id 42)" in page, "a notice"
+    linked = await engine.store.get_identity(Identity("telegram", "42"))
+    assert linked is not None
+    stamp = datetime.fromtimestamp(linked.linked_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert stamp in page, "when it was linked"
     again = await ask(engine, telegram(f"/link {code}", user="43"))
     assert "unknown, used or expired" in again
 
@@ -74,28 +87,36 @@ async def test_a_code_redeemed_on_telegram_shows_on_the_account_page(
 async def test_the_telegram_deep_link_form_links_too(client: Client, engine: Engine) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    assert (await ask(engine, telegram(f"/start link-{code}"))).startswith("Linked!")
+    asked = await ask(engine, telegram(f"/start link-{code}"))
+    assert '"ada"' in asked and "Nothing is linked yet" in asked
+    assert "Ada on Telegram" not in await (await client.get("/account")).text()
+    assert (await ask(engine, telegram("/link confirm"))).startswith("Linked:")
 
 
-async def test_linking_keeps_the_guests_conversation(client: Client, engine: Engine) -> None:
+@pytest.mark.parametrize("move", [pytest.param(True, id="move"), pytest.param(False, id="keep")])
+async def test_linking_moves_the_guests_conversation_only_when_asked(
+    client: Client, engine: Engine, move: bool
+) -> None:
     await ask(engine, telegram("hello from telegram"))
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    await ask(engine, telegram(f"/link {code}"))
+    await link(engine, code, move=move)
     chat = await (await client.get("/chat")).text()
-    assert "hello from telegram" in chat
+    assert ("hello from telegram" in chat) is move
 
 
 async def test_unlink(client: Client, engine: Engine, store: MemoryStore) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    await ask(engine, telegram(f"/link {code}"))
+    await link(engine, code)
     response = await post_form(
         client, "/account/unlink", {"platform": "telegram", "user_id": "42"}, token_from="/account"
     )
     assert response.headers["Location"] == "/account?done=unlinked"
     page = await (await client.get("/account?done=unlinked")).text()
-    assert "Ada on Telegram" not in page and "identity is unlinked" in page
+    assert "identity is unlinked" in page
+    assert "<code>42</code>" not in page, "no longer in the linked list"
+    assert "(id 42) was unlinked from your account on the account page" in page, "a notice"
     assert await store.get_identity(Identity("telegram", "42")) is None
 
 
@@ -106,7 +127,7 @@ async def test_unlinking_someone_elses_identity_does_nothing(
     await sign_up(ada, "ada")
     await sign_up(bob, "bob")
     code, _ = await new_code(ada)
-    await ask(engine, telegram(f"/link {code}"))
+    await link(engine, code)
     response = await post_form(
         bob, "/account/unlink", {"platform": "telegram", "user_id": "42"}, token_from="/account"
     )
@@ -134,7 +155,7 @@ async def test_choosing_the_default_persona(client: Client, engine: Engine) -> N
 async def test_export_downloads_the_accounts_data(client: Client, engine: Engine) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    await ask(engine, telegram(f"/link {code}"))
+    await link(engine, code)
     await ask(engine, telegram("a message to export"))
     response = await client.get("/account/export")
     assert response.status == 200
@@ -153,7 +174,7 @@ async def test_delete_account_with_password(
 ) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
-    await ask(engine, telegram(f"/link {code}"))
+    await link(engine, code)
     wrong = await post_form(
         client, "/account/delete", {"password": "not it at all"}, token_from="/account"
     )

@@ -116,8 +116,9 @@ async def test_the_web_continues_the_linked_private_chat(client: Client, engine:
     await sign_up(client, "ada")
     code_page = await post_form(client, "/account/link-code", {}, token_from="/account")
     code = (await code_page.text()).split('id="link-code">', 1)[1][:9]
-    dm = Incoming("telegram", "42", "Ada T", "42", True, f"/link {code}")
-    assert (await ask(engine, dm)).startswith("Linked!")
+    await ask(engine, Incoming("telegram", "42", "Ada T", "42", True, f"/link {code}"))
+    dm = Incoming("telegram", "42", "Ada T", "42", True, "/link confirm")
+    assert (await ask(engine, dm)).startswith("Linked:")
     await ask(engine, Incoming("telegram", "42", "Ada T", "42", True, "from telegram"))
     events = await say(client, "from the web")
     assert events[-1][1]["text"] == "re:from the web saw:[from telegram]"

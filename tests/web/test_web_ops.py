@@ -52,6 +52,7 @@ async def flaky_client(make_client: MakeClient, store: MemoryStore) -> Client:
     return await make_client(
         engine=build_engine(store),
         accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+        health_ttl=0,  # every /healthz probes: the switch flips between two requests
     )
 
 

@@ -279,5 +279,6 @@ async def test_html_in_chat_text_and_display_names_is_escaped(
     assert account is not None
     code = await create_link_code(store, account.id, time.time())
     await ask(engine, Incoming("telegram", "9", HOSTILE, "9", True, f"/link {code}"))
+    await ask(engine, Incoming("telegram", "9", HOSTILE, "9", True, "/link confirm"))
     page = await (await client.get("/account")).text()
     assert HOSTILE not in page and "&lt;script&gt;" in page

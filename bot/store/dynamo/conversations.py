@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from bot.errors import StoreError, VersionConflict
+from bot.errors import OwnerForgotten, StoreError, VersionConflict
 from bot.messages import ConversationKey, NewTurn, Turn
 from bot.store.base import ConversationRecord, ConversationWindow
 from bot.store.dynamo import keys
@@ -102,15 +102,22 @@ class Conversations:
     # -- writing ------------------------------------------------------------------------
 
     async def append(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected: int,
+        now: float,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         if len(turns) > MAX_APPEND:
             raise StoreError(f"the DynamoDB store appends at most {MAX_APPEND} turns at once")
         head = await self._head(key, expected)
         for attempt in range(2):
             if head.version != expected:
+                await self._check_epoch(key, epoch)
                 raise self._conflict(key, head, expected)
             actions, started = self._start_if_needed(key, head, now)
+            actions.insert(0, self._epoch_check(key, epoch))
             assert started.cid is not None
             first = started.last_seq + 1
             stored = tuple(
@@ -142,6 +149,7 @@ class Conversations:
             try:
                 await self._table.transact(actions)
             except Cancelled as cancelled:
+                _check_forgotten(key, cancelled)
                 head = self._refused(key, cancelled, len(actions) - 1)
                 if attempt == 0 and head.version == expected:
                     continue  # only what we knew of cid or last seq was out of date
@@ -156,19 +164,23 @@ class Conversations:
         expected: int,
         backend_state: Mapping[str, Any] | None,
         summary: str | None,
+        epoch: int | None = None,
     ) -> int:
         state = None if backend_state is None else json.dumps(dict(backend_state))
         head = await self._head(key, expected)
         for attempt in range(2):
             if head.version != expected:
+                await self._check_epoch(key, epoch)
                 raise self._conflict(key, head, expected)
             # a conversation started here has no turns yet; its first append dates it
             actions, started = self._start_if_needed(key, head, 0.0)
+            actions.insert(0, self._epoch_check(key, epoch))
             new = Head(expected + 1, started.generations, started.cid, started.last_seq)
             actions.append(self._meta_update(key, head, new, state=state, summary=summary))
             try:
                 await self._table.transact(actions)
             except Cancelled as cancelled:
+                _check_forgotten(key, cancelled)
                 head = self._refused(key, cancelled, len(actions) - 1)
                 if attempt == 0 and head.version == expected:
                     continue
@@ -192,6 +204,29 @@ class Conversations:
             self.recent.seen(key, Head.of(failed.item))
             return
         self.recent.wrote(key, Head.of(from_wire(response["Attributes"])))
+
+    async def _check_epoch(self, key: ConversationKey, epoch: int | None) -> None:
+        """Before a conflict is reported: OwnerForgotten instead when the owner has been
+        forgotten or deleted (the writer must not try again at a newer version)."""
+        item = await self._table.get(keys.epoch(key.owner))
+        if item is None:
+            return
+        if item.get("deleted") or (epoch is not None and integer(item, "epoch", 0) != epoch):
+            raise OwnerForgotten(f"owner {key.owner} was forgotten or deleted")
+
+    def _epoch_check(self, key: ConversationKey, epoch: int | None) -> Wire:
+        """A ConditionCheck (always the transaction's first action) on the owner's epoch
+        item: the owner is not deleted and, when given, still at ``epoch``."""
+        condition = "attribute_not_exists(deleted)"
+        if epoch is None:
+            return self._table.check_action(keys.epoch(key.owner), condition)
+        if epoch == 0:
+            condition += " AND (attribute_not_exists(epoch) OR epoch = :epoch)"
+        else:
+            condition += " AND epoch = :epoch"
+        return self._table.check_action(
+            keys.epoch(key.owner), condition, ExpressionAttributeValues=values(epoch=epoch)
+        )
 
     def _start_if_needed(
         self, key: ConversationKey, head: Head, started_at: float
@@ -310,6 +345,12 @@ class Conversations:
         doomed = [keys.key(text(i, keys.PK), text(i, keys.SK)) for i in items]
         await self._table.batch_write(deletes=doomed)
         self.recent.forget(key.owner)
+
+
+def _check_forgotten(key: ConversationKey, cancelled: Cancelled) -> None:
+    """OwnerForgotten when the epoch check (the first action) is what failed."""
+    if cancelled.failed(0):
+        raise OwnerForgotten(f"owner {key.owner} was forgotten or deleted") from cancelled
 
 
 def slot_item(key: ConversationKey) -> dict[str, object]:

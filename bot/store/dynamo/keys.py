@@ -30,6 +30,7 @@ WEBSESSION: Final = "WEBSESSION"
 PREFS: Final = "PREFS"
 USAGE: Final = "USAGE"
 SLOT: Final = "SLOT#"
+EPOCH: Final = "EPOCH"
 
 #: A sequence number's width in a sort key (zero-padded, so strings sort as numbers).
 SEQ_WIDTH: Final = 10
@@ -55,6 +56,12 @@ def owner_pk(owner: OwnerId) -> str:
     """The partition of everything kept per owner: account record, preferences, usage,
     and index items pointing at the owner's conversations, identities, codes, sessions."""
     return f"OWNER#{part(owner)}"
+
+
+def epoch(owner: OwnerId) -> Key:
+    """The owner's epoch and tombstone: a partition of its own, which no sweep of the
+    owner's partition deletes."""
+    return key(f"{EPOCH}#{part(owner)}", EPOCH)
 
 
 def account_record(account_id: str) -> Key:

@@ -1,4 +1,5 @@
-"""Moving a guest's conversations and preferences to the account it links to.
+"""Moving a guest's conversations to the account it links to (preferences stay: the
+account's own win, and the guest keeps its own).
 
 DynamoDB cannot rename keys, so a guest's conversations are copied into the account's
 partitions and then handed over, one conversation at a time, by a transaction that
@@ -69,8 +70,6 @@ class GuestMover:
                     except GuestChanged:
                         if attempt + 1 == MOVE_ATTEMPTS:
                             raise
-            if any(_sk(item) == keys.PREFS for item in index):
-                await self._move_preferences()
         finally:
             self._conversations.recent.forget(self._guest)
             self._conversations.recent.forget(self._owner)
@@ -212,24 +211,6 @@ class GuestMover:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values(v=guest.version, one=1, zero=0),
         )
-
-    async def _move_preferences(self) -> None:
-        """The guest's preferences become the account's when it has none; else they go."""
-        found = {
-            item.get(keys.PK): item
-            for item in await self._table.batch_get(
-                [keys.preferences(self._guest), keys.preferences(self._owner)]
-            )
-        }
-        guest = found.get(keys.owner_pk(self._guest))
-        if guest is None:
-            return
-        theirs = found.get(keys.owner_pk(self._owner))
-        actions = [self._table.delete_action(keys.preferences(self._guest))]
-        if theirs is None or not preferences_of(theirs):
-            moved = {n: v for n, v in guest.items() if n.startswith(PREF)}
-            actions.append(self._table.put_action({**keys.preferences(self._owner), **moved}))
-        await self._table.transact(actions)
 
 
 #: Each preference is a top-level attribute of the owner's PREFS item: ``p:<name>``.

@@ -30,10 +30,12 @@ from bot.store.base import (
     ConversationRecord,
     ConversationWindow,
     LinkedIdentity,
+    Notice,
+    PendingLink,
     Usage,
     WebSession,
 )
-from bot.store.dynamo import accounts, keys
+from bot.store.dynamo import accounts, consent, keys
 from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
 from bot.store.dynamo.conversations import Conversations
 from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
@@ -90,6 +92,9 @@ class DynamoStore:
         self._conversations = Conversations(self._table, self._recent)
         #: who each identity last spoke for here: what to read along with it next time
         self._owner_hints: Lru[Identity, OwnerId] = Lru(cache_size)
+        # epochs read along with an owner's preferences, for the owner_epoch call that
+        # follows in the same message (taken once: never a check, only a saved trip)
+        self._epochs_read: Lru[OwnerId, tuple[int | None]] = Lru(cache_size)
 
     @property
     def table(self) -> Table:
@@ -111,6 +116,10 @@ class DynamoStore:
     async def ping(self) -> None:
         await self._table.get(keys.key("PING", "PING"), consistent=False)
 
+    async def probe_write(self) -> None:
+        now = time.time()
+        await self._table.put({**keys.key("PING", "PING"), "at": now, keys.TTL: int(now) + 3600})
+
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
@@ -126,6 +135,14 @@ class DynamoStore:
         await accounts.set_password_hash(self._table, account_id, password_hash)
 
     async def delete_account(self, account_id: str) -> None:
+        if await self._table.get(keys.account_record(account_id)) is not None:
+            # the tombstone goes first: appends already under way are refused from here on
+            await self._table.update(
+                keys.epoch(account_owner(account_id)),
+                UpdateExpression="SET deleted = :t",
+                ExpressionAttributeValues=values(t=True),
+            )
+            self._epochs_read.pop(account_owner(account_id))
         if await accounts.delete_account(self._table, account_id, self._forget):
             owner = account_owner(account_id)
             self._owner_hints.drop_where(lambda _, hinted: hinted == owner)
@@ -143,7 +160,7 @@ class DynamoStore:
         # load_window that follows). Only a changed owner costs a second trip.
         guess = self._owner_hints.get(identity) or guest_owner(identity)
         plan = self._recent.plan(guess)
-        wanted = [keys.identity(identity), keys.preferences(guess)]
+        wanted = [keys.identity(identity), keys.preferences(guess), keys.epoch(guess)]
         if plan is not None:
             wanted += self._recent.keys_of(plan)
         items = await self._table.batch_get(wanted)
@@ -152,6 +169,7 @@ class DynamoStore:
         owner = account_owner(link.account_id) if link else guest_owner(identity)
         if owner == guess:
             prefs = preferences_of(found.get((wanted[1][keys.PK], keys.PREFS)))
+            self._epoch_read(owner, found.get((wanted[2][keys.PK], keys.EPOCH)))
             if plan is not None:
                 self._recent.prefetched(plan, items)
         else:
@@ -160,7 +178,13 @@ class DynamoStore:
         return link, prefs
 
     async def link_identity(
-        self, identity: Identity, display_name: str, account_id: str, now: float
+        self,
+        identity: Identity,
+        display_name: str,
+        account_id: str,
+        now: float,
+        *,
+        move_guest_data: bool = True,
     ) -> None:
         for _ in range(_IDENTITY_ATTEMPTS):
             old = await self._table.get(keys.identity(identity))
@@ -204,7 +228,9 @@ class DynamoStore:
             raise StoreUnavailable(f"the identity {identity} kept changing while linking")
         owner = account_owner(account_id)
         self._owner_hints.put(identity, owner)
-        await GuestMover(self._table, self._conversations, guest_owner(identity), owner).move()
+        if move_guest_data:
+            guest = guest_owner(identity)
+            await GuestMover(self._table, self._conversations, guest, owner).move()
 
     async def unlink_identity(self, identity: Identity) -> None:
         for _ in range(_IDENTITY_ATTEMPTS):
@@ -243,9 +269,31 @@ class DynamoStore:
 
     # -- link codes and web sessions --------------------------------------------------
 
-    async def put_link_code(self, code_hash: str, account_id: str, expires_at: float) -> None:
+    async def put_link_code(
+        self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
+    ) -> None:
+        if max_live is not None:
+            await consent.put_capped_link_code(
+                self._table, code_hash, account_id, expires_at, max_live
+            )
+            return
         code = keys.link_code(code_hash)
         await accounts.put_expiring(self._table, code, account_id, expires_at, "link code")
+
+    async def peek_link_code(self, code_hash: str, now: float) -> str | None:
+        return await consent.peek_link_code(self._table, code_hash, now)
+
+    async def put_pending_link(self, pending: PendingLink) -> None:
+        await consent.put_pending_link(self._table, pending)
+
+    async def take_pending_link(self, identity: Identity, now: float) -> PendingLink | None:
+        return await consent.take_pending_link(self._table, identity, now)
+
+    async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
+        await consent.add_notice(self._table, account_id, text, now, expires_at)
+
+    async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
+        return await consent.list_notices(self._table, account_id, now, limit)
 
     async def take_link_code(self, code_hash: str, now: float) -> str | None:
         return await accounts.take_link_code(self._table, code_hash, now)
@@ -259,6 +307,18 @@ class DynamoStore:
 
     async def delete_web_session(self, token_hash: str) -> None:
         await accounts.delete_web_session(self._table, token_hash)
+
+    async def delete_web_sessions(self, account_id: str, *, keep: str | None = None) -> int:
+        # the sessions are indexed in the account's partition (written with each one)
+        owner = account_owner(account_id)
+        kept = keys.web_session(keep)[keys.PK] if keep is not None else None
+        gone = 0
+        for item in await accounts.owner_items(self._table, owner):
+            sk = text(item, keys.SK)
+            if sk.startswith(f"{keys.WEBSESSION}#") and sk != kept:
+                await accounts.delete_web_session(self._table, sk.partition("#")[2])
+                gone += 1
+        return gone
 
     async def purge_expired(self, now: float) -> int:
         """Nothing to do, and no call made: ``expires_at`` is the table's TTL attribute
@@ -276,13 +336,18 @@ class DynamoStore:
         # What the web asks for every message (it knows the account from its session):
         # like resolve_identity, it brings the owner's next window along
         plan = self._recent.plan(owner)
-        if plan is None:
-            return preferences_of(await self._table.get(keys.preferences(owner)))
-        wanted = [keys.preferences(owner), *self._recent.keys_of(plan)]
+        wanted = [keys.preferences(owner), keys.epoch(owner)]
+        if plan is not None:
+            wanted += self._recent.keys_of(plan)
         items = await self._table.batch_get(wanted)
-        self._recent.prefetched(plan, items)
-        pk = wanted[0][keys.PK]
-        return preferences_of(next((i for i in items if i.get(keys.PK) == pk), None))
+        if plan is not None:
+            self._recent.prefetched(plan, items)
+        found = {(item.get(keys.PK), item.get(keys.SK)): item for item in items}
+        self._epoch_read(owner, found.get((wanted[1][keys.PK], keys.EPOCH)))
+        return preferences_of(found.get((wanted[0][keys.PK], keys.PREFS)))
+
+    def _epoch_read(self, owner: OwnerId, item: Item | None) -> None:
+        self._epochs_read.put(owner, (_epoch_of(item),))
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
         if value is None:
@@ -304,10 +369,22 @@ class DynamoStore:
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         return await self._conversations.load_window(key, max_turns)
 
+    async def owner_epoch(self, owner: OwnerId) -> int | None:
+        read = self._epochs_read.pop(owner)
+        if read is not None:
+            return read[0]
+        return _epoch_of(await self._table.get(keys.epoch(owner)))
+
     async def append_turns(
-        self, key: ConversationKey, turns: Sequence[NewTurn], expected_version: int, now: float
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        *,
+        epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
-        return await self._conversations.append(key, turns, expected_version, now)
+        return await self._conversations.append(key, turns, expected_version, now, epoch)
 
     async def save_conversation_state(
         self,
@@ -316,8 +393,11 @@ class DynamoStore:
         *,
         backend_state: Mapping[str, Any] | None = None,
         summary: str | None = None,
+        epoch: int | None = None,
     ) -> int:
-        return await self._conversations.save_state(key, expected_version, backend_state, summary)
+        return await self._conversations.save_state(
+            key, expected_version, backend_state, summary, epoch
+        )
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         await self._conversations.reset(key)
@@ -359,6 +439,13 @@ class DynamoStore:
         return [record for _, record in found]
 
     async def forget_owner(self, owner: OwnerId) -> None:
+        # the epoch moves first: appends already under way are refused from here on
+        await self._table.update(
+            keys.epoch(owner),
+            UpdateExpression="ADD epoch :one",
+            ExpressionAttributeValues=values(one=1),
+        )
+        self._epochs_read.pop(owner)
         await self._forget(owner, await accounts.owner_items(self._table, owner))
 
     async def _forget(self, owner: OwnerId, index: Sequence[Item]) -> None:
@@ -368,6 +455,12 @@ class DynamoStore:
         doomed = [keys.slot_index(s.owner, s.persona_id, s.scope) for s in slots]
         await self._table.batch_write(deletes=[*doomed, keys.preferences(owner), keys.usage(owner)])
         self._recent.forget(owner)
+
+
+def _epoch_of(item: Item | None) -> int | None:
+    if item is None:
+        return 0
+    return None if item.get("deleted") else integer(item, "epoch", 0)
 
 
 def _link(item: Item | None) -> LinkedIdentity | None:
