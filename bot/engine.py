@@ -305,7 +305,8 @@ class Engine:
                 f"Slow down a little — you can send another message in {wait:.0f} s.",
                 ReplyKind.RATE_LIMITED,
             )
-        if not incoming.text.strip():  # e.g. Discord's /chat message:"   ", a bare mention
+        if not incoming.text.strip() and not incoming.files:  # a message with only a file
+            # is a message; not so Discord's /chat message:"   ", or a bare mention
             return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
