@@ -12,6 +12,7 @@ workers can serve commands with no gateway connection. Autocomplete is answered 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -34,6 +35,7 @@ from adapters.discord.commands import (
     command_text,
     persona_choices,
 )
+from adapters.discord.files import resolved_file
 from adapters.discord.options import DiscordOptions
 from adapters.discord.rest import EPHEMERAL_FLAG, NO_MENTIONS, InteractionWebhooks, WebhookSlots
 from adapters.discord.streaming import deliver
@@ -41,7 +43,7 @@ from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.errors import ConfigError
-from bot.messages import Incoming
+from bot.messages import Incoming, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +258,19 @@ class InteractionEndpoint:
         values, _ = _options(data)
         if name not in SLASH_COMMANDS:
             return _message(f"I don't know /{name}. Try /help.", ephemeral=True)
-        return await self._answer(request, payload, name, command_text(name, values))
+        files = self._attached(data, values) if name == "chat" else ()
+        return await self._answer(request, payload, name, command_text(name, values), files)
+
+    def _attached(
+        self, data: Mapping[str, Any], values: Mapping[str, OptionValue]
+    ) -> tuple[IncomingFile, ...]:
+        """``/chat``'s attachment option, resolved (raises KeyError/TypeError/ValueError
+        when the payload names an attachment it does not carry)."""
+        chosen = values.get("attachment")
+        if chosen is None or self._session is None:
+            return ()
+        attachment = data["resolved"]["attachments"][str(chosen)]
+        return (resolved_file(self._session, attachment),)
 
     async def _pressed(
         self, request: web.Request, payload: Mapping[str, Any]
@@ -269,9 +283,14 @@ class InteractionEndpoint:
         return await self._answer(request, payload, name, text)
 
     async def _answer(
-        self, request: web.Request, payload: Mapping[str, Any], name: str, text: str
+        self,
+        request: web.Request,
+        payload: Mapping[str, Any],
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
     ) -> web.StreamResponse:
-        incoming = incoming_from_payload(payload, text)
+        incoming = dataclasses.replace(incoming_from_payload(payload, text), files=files)
         app_id, token = str(payload["application_id"]), str(payload["token"])
         webhooks = self._webhooks
         if webhooks is None or self._tasks.closed:
