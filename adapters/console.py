@@ -89,7 +89,8 @@ class ConsoleChat:
             self._write(f"(continuing your conversation with {persona.name}; /reset starts over)\n")
             for turn in turns[-4:]:
                 who = "you" if turn.role == "user" else persona.name
-                self._write(f"{who}> {turn.text}\n")
+                files = " ".join(f"📎 {item.filename}" for item in turn.attachments)
+                self._write(f"{who}> {' '.join(p for p in (turn.text, files) if p)}\n")
         self._write("(/help for commands, /quit or Ctrl-D to leave)\n")
 
     async def _attach(self, args: str) -> None:

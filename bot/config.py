@@ -255,8 +255,9 @@ class MediaSettings(BaseModel):
     max_pixels: int = Field(default=50_000_000, ge=1, le=1_000_000_000)
     #: The longest side of an image as the persona sees it; larger images are scaled down.
     max_image_side: int = Field(default=1568, ge=16, le=8192)
-    #: Characters of a text file the persona reads; the rest is cut off.
-    max_text_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    #: Characters of a text file the persona reads; the rest is cut off. (The default
+    #: leaves room for history in the default 12,000-character window.)
+    max_text_chars: int = Field(default=8_000, ge=100, le=1_000_000)
     #: Files per message; more are refused.
     max_files: int = Field(default=4, ge=0, le=32)
     download_timeout: PositiveFloat = 30.0

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
+from bot.errors import MediaRefused
+
 #: Who owns a conversation: ``account:<id>`` for a linked account,
 #: ``guest:<platform>:<user id>`` for an identity that is not linked.
 OwnerId = NewType("OwnerId", str)
@@ -135,8 +137,6 @@ class IncomingFile:
         """A file already in memory (an upload, a local path read off the loop)."""
 
         async def fetch(max_bytes: int) -> bytes:
-            from bot.errors import MediaRefused
-
             if len(data) > max_bytes:
                 raise MediaRefused.too_large(filename, max_bytes)
             return data
