@@ -18,6 +18,7 @@ the user (:class:`~bot.errors.MediaRefused`); the rest of the message goes on.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
 import logging
 import os
@@ -96,11 +97,10 @@ def decode_text(data: bytes, max_chars: int, *, partial: bool = False) -> str | 
     character at the end (a prefix of a longer file)."""
     encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
-        text = data.decode(encoding, errors="strict")
-    except UnicodeDecodeError as exc:
-        if not (partial and exc.start >= len(data) - 3 and encoding != "utf-16"):
-            return None
-        text = data[: exc.start].decode(encoding)
+        # an incremental decoder keeps a character cut at the end of a prefix unread
+        text = codecs.getincrementaldecoder(encoding)().decode(data, final=not partial)
+    except UnicodeDecodeError:
+        return None
     controls = sum(1 for char in text[:4096] if ord(char) < 32 and char not in "\t\n\r\f")
     if "\x00" in text or controls > len(text[:4096]) // 100:
         return None
@@ -232,7 +232,10 @@ class MediaProcessor:
         if what.kind is AttachmentKind.AUDIO:
             transcript = await self._transcribe(file, data, what.media_type)
             return Attachment(what.kind, what.media_type, len(data), name, transcript)
-        text = await asyncio.to_thread(decode_text, data, self.settings.max_text_chars)
+        limit = self.settings.max_text_chars
+        # a character is at most 4 bytes: what lies beyond is cut anyway, so never decode it
+        head = data[: limit * 4 + 4]
+        text = await asyncio.to_thread(decode_text, head, limit, partial=len(head) < len(data))
         if text is None:
             raise MediaRefused("it is not text I can read (UTF-8 or UTF-16)")
         return Attachment(what.kind, what.media_type, len(data), name, text)

@@ -191,3 +191,22 @@ async def test_without_a_transcriber_a_voice_note_is_kept_untranscribed() -> Non
         await processor().process([IncomingFile.of_bytes("v.ogg", samples.ogg_voice())])
     ).attachments
     assert (item.kind, item.text) == (AttachmentKind.AUDIO, "")
+
+
+async def test_a_large_text_file_is_read_only_as_far_as_it_is_used() -> None:
+    data = "ü".encode() * 600_000  # 1.2 MB; the limit takes 100 characters of it
+    (item,) = (
+        await processor(max_text_chars=100).process([IncomingFile.of_bytes("big.txt", data)])
+    ).attachments
+    assert item.text == "ü" * 100 + "\n[… cut at 100 characters]"
+
+
+@pytest.mark.parametrize(
+    "encoding", [pytest.param("utf-8", id="utf-8"), pytest.param("utf-16", id="utf-16")]
+)
+async def test_a_cut_inside_a_character_is_not_an_error(encoding: str) -> None:
+    data = ("a" + "€𝄞" * 5000).encode(encoding)  # 3- and 4-byte (or surrogate-pair) characters
+    (item,) = (
+        await processor(max_text_chars=101).process([IncomingFile.of_bytes("t.txt", data)])
+    ).attachments
+    assert item.text.startswith("a€𝄞") and item.text.endswith("[… cut at 101 characters]")
