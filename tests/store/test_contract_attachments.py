@@ -9,6 +9,7 @@ from bot.messages import (
     ConversationKey,
     Identity,
     NewTurn,
+    account_owner,
     guest_owner,
 )
 from bot.store.base import Store
@@ -75,3 +76,12 @@ async def test_forget_removes_attachments(store: Store) -> None:
     assert (await store.load_window(key(), 10)).turns == ()
     (record,) = await store.export_owner(BOB)
     assert record.turns[0].attachments == (NOTES,)
+
+
+async def test_link_moves_attachments_with_the_guest_conversation(store: Store) -> None:
+    identity = Identity("telegram", "1001")
+    account = await store.create_account("alice", "hash", 10.0)
+    await send(store, key(ALICE), VOICE, NOTES)
+    await store.link_identity(identity, "Alice", account.id, 20.0)
+    (turn,) = (await store.load_window(key(account_owner(account.id)), 10)).turns
+    assert turn.attachments == (VOICE, NOTES)
