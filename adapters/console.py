@@ -79,12 +79,15 @@ class ConsoleChat:
 
     async def _show_resume(self) -> None:
         speaker = await self._engine.resolve(self._incoming(""))
-        turns = await self._engine.recent_turns(speaker.owner, speaker.persona.id, "direct")
-        persona = speaker.persona
+        # an empty conversation starts with the greeting, stored as its first turn
+        persona, turns = await self._engine.open_conversation(
+            speaker.owner, "direct", self._user_name
+        )
         self._persona_name = persona.name
         if not turns:
-            greeting = persona.expand(persona.greeting, self._user_name)
-            self._write(f"{persona.name}> {greeting}\n")
+            self._write(f"{persona.name}> Hello, I am {persona.name}.\n")
+        elif len(turns) == 1 and turns[0].role == "assistant":
+            self._write(f"{persona.name}> {turns[0].text}\n")
         else:
             self._write(f"(continuing your conversation with {persona.name}; /reset starts over)\n")
             for turn in turns[-4:]:

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
+from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
 from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
@@ -111,6 +112,7 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
             include_usage=openai.include_usage,
             timeout=settings.engine.total_timeout,
             vision=openai.vision,
+            prompt=prompt_options(settings),
         )
     if settings.characterai.token is not None:
         from functools import partial
@@ -121,6 +123,18 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
         token = settings.characterai.token.get_secret_value()
         backends["characterai"] = CharacterAIBackend(partial(connect, token))
     return backends
+
+
+def prompt_options(settings: Settings) -> PromptOptions:
+    """How the prompt of a backend that takes one is laid out (``PROMPT__*``)."""
+    prompt = settings.prompt
+    return PromptOptions(
+        context_tokens=prompt.context_tokens,
+        reply_tokens=settings.openai.max_tokens or DEFAULT_REPLY_TOKENS,
+        lorebook_share=prompt.lorebook_share,
+        main_prompt=DEFAULT_SYSTEM_PROMPT if prompt.main_prompt is None else prompt.main_prompt,
+        post_history=prompt.post_history,
+    )
 
 
 def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
@@ -137,7 +151,9 @@ def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
 
 
 def load_personas(settings: Settings) -> PersonaLibrary:
-    return PersonaLibrary.from_directory(settings.personas_dir, settings.default_persona)
+    return PersonaLibrary.from_directory(
+        settings.personas_dir, settings.default_persona, default_backend=settings.default_backend
+    )
 
 
 async def purge_expired_periodically(

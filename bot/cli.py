@@ -8,12 +8,11 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from bot.app import PersonaBridge, build_store, install_stop_signals, load_personas
+from bot import persona_cli
+from bot.app import PersonaBridge, build_store, install_stop_signals
 from bot.config import Settings, load_settings
 from bot.errors import PersonaBridgeError
-from bot.personas import Persona, export_toml, load_card
 
 log = logging.getLogger("personabridge")
 
@@ -62,21 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check the table's keys, status and TTL", description="Check the table."
     )
 
-    personas = commands.add_parser(
-        "personas", help="list, show and import persona cards", description="Persona cards."
-    )
-    actions = personas.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("list", help="list the personas", description="List the personas.")
-    show = actions.add_parser("show", help="show one persona", description="Show one persona.")
-    show.add_argument("id")
-    imp = actions.add_parser(
-        "import",
-        help="import a card (TOML, SillyTavern V2/V3 JSON or PNG)",
-        description="Import a persona card into the personas directory as TOML.",
-    )
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--id", dest="persona_id", help="the id to give it (default: from its name)")
-    imp.add_argument("--force", action="store_true", help="overwrite an existing card file")
+    persona_cli.add_commands(commands)
     return parser
 
 
@@ -96,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "db":
             return asyncio.run(_db(settings, args.action))
         else:
-            return _personas(settings, args)
+            return persona_cli.run(settings, args)
     except PersonaBridgeError as exc:
         print(f"personabridge: {exc}", file=sys.stderr)
         return 2
@@ -156,48 +141,6 @@ async def _db(settings: Settings, action: str) -> int:
         report = await (create_table(store) if action == "create" else check_table(store))
     print(report)
     return 0 if report.ok else 1
-
-
-def _personas(settings: Settings, args: argparse.Namespace) -> int:
-    if args.action == "import":
-        return _import(settings, args.file, args.persona_id, args.force)
-    library = load_personas(settings)
-    if args.action == "list":
-        for persona in library:
-            default = " (default)" if persona is library.default else ""
-            print(f"{persona.id}\t{persona.name}{default}\t{persona.backend}\t{persona.source}")
-        return 0
-    print(_describe(library.get(args.id)))
-    return 0
-
-
-def _describe(persona: Persona) -> str:
-    rows = [
-        ("id", persona.id),
-        ("name", persona.name),
-        ("backend", " -> ".join([persona.backend, *persona.fallback])),
-        ("source", persona.source),
-        ("greeting", persona.greeting),
-        ("description", persona.description),
-        ("personality", persona.personality),
-        ("scenario", persona.scenario),
-        ("examples", str(len(persona.examples))),
-        ("knowledge", str(len(persona.knowledge))),
-    ]
-    return "\n".join(f"{name}: {value}" for name, value in rows if value)
-
-
-def _import(settings: Settings, file: Path, persona_id: str | None, force: bool) -> int:
-    persona = load_card(file, persona_id=persona_id)
-    target = settings.personas_dir / f"{persona.id}.toml"
-    if target.exists() and not force:
-        print(f"personabridge: {target} exists (use --force to overwrite)", file=sys.stderr)
-        return 2
-    settings.personas_dir.mkdir(parents=True, exist_ok=True)
-    target.write_text(export_toml(persona), encoding="utf-8")
-    load_card(target)  # what we wrote must load again
-    print(f"imported {persona.name!r} as {persona.id} -> {target}")
-    return 0
 
 
 if __name__ == "__main__":

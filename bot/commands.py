@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bot import userpersona
+from bot.greetings import (
+    conversation_seed,
+    greeting_list,
+    greeting_text,
+    greetings,
+    store_greeting,
+)
 from bot.link_consent import FORGET_PREFERENCE as FORGET_PREFERENCE  # re-exported
 from bot.link_consent import LinkConsent
-from bot.messages import CommandAnswer, ConversationKey, Incoming, OwnerId
+from bot.messages import CommandAnswer, ConversationKey, Incoming, OwnerId, UserPersona
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store, Usage
 
@@ -33,6 +41,10 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("start", "", "greeting from your persona"),
     CommandInfo("help", "", "what I understand"),
     CommandInfo("reset", "", "start a new conversation (the old one stays until /forget)"),
+    CommandInfo(
+        "greeting", "[N]", "list the greetings, or start a new conversation with greeting N"
+    ),
+    CommandInfo("me", "[TEXT]", "tell me who you are (/me name NAME, /me clear); /me shows it"),
     CommandInfo("persona", "[id]", "show your persona, or switch to another"),
     CommandInfo("personas", "", "list the personas you can talk to"),
     CommandInfo("link", "CODE", "link this account to your web account (asks you to confirm)"),
@@ -53,10 +65,18 @@ class Speaker:
     #: The account this speaker speaks for; None for a guest.
     account_id: str | None
     persona: Persona
+    #: Who the speaker says they are (``/me``); empty when they said nothing.
+    user: UserPersona = field(default_factory=UserPersona)
 
     @property
     def key(self) -> ConversationKey:
         return ConversationKey(self.owner, self.persona.id, self.incoming.scope)
+
+    @property
+    def user_name(self) -> str:
+        """What ``{{user}}`` means for this speaker: the name they chose, else the
+        platform's display name."""
+        return self.user.name or self.incoming.display_name
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -114,6 +134,8 @@ class CommandHandlers:
             "start": self.start,
             "help": self.help,
             "reset": self.reset,
+            "greeting": self.greeting,
+            "me": self.me,
             "persona": self.persona,
             "personas": self.list_personas,
             "link": self._linking.link,
@@ -126,19 +148,69 @@ class CommandHandlers:
         if args.lower().startswith("link-"):  # a Telegram deep link: asks, never binds
             return await self._linking.link(speaker, args[5:])
         persona = speaker.persona
-        greeting = persona.expand(persona.greeting, speaker.incoming.display_name)
+        greeting = await self._greet(speaker.key, persona, speaker.user_name)
         greeting = greeting or f"Hello, I am {persona.name}."
         return f"{greeting}\n\n(Send /help to see what else I can do.)"
+
+    async def _greet(self, key: ConversationKey, persona: Persona, user: str) -> str:
+        """The greeting to show: stored as the first turn when the conversation is
+        empty (a new one starts with it); an ongoing one only shows it again."""
+        stored = await store_greeting(self._store, key, persona, user, self._clock())
+        if stored is not None:
+            return stored.text
+        return greeting_text(persona, user, seed=conversation_seed(key))
 
     async def help(self, speaker: Speaker, args: str) -> str:
         return help_text(speaker.persona)
 
     async def reset(self, speaker: Speaker, args: str) -> str:
+        return await self._new_conversation(speaker, 1)
+
+    async def greeting(self, speaker: Speaker, args: str) -> str:
+        persona = speaker.persona
+        if not args:
+            return greeting_list(persona, speaker.user_name)
+        count = len(greetings(persona))
+        number = int(args) if args.isdecimal() and len(args) < 6 else 0
+        if not 1 <= number <= count:
+            return (
+                f"Choose a greeting from 1 to {count}; /greeting lists them."
+                if count
+                else (f"{persona.name} has no greeting.")
+            )
+        return await self._new_conversation(speaker, number)
+
+    async def _new_conversation(self, speaker: Speaker, number: int) -> str:
+        """Archive the current conversation and start one with greeting ``number``."""
         await self._store.reset_conversation(speaker.key)
         persona = speaker.persona
-        greeting = persona.expand(persona.greeting, speaker.incoming.display_name)
+        stored = await store_greeting(
+            self._store, speaker.key, persona, speaker.user_name, self._clock(), number
+        )
         note = f"New conversation with {persona.name}. The old one is kept until /forget."
-        return f"{note}\n\n{greeting}" if greeting else note
+        return f"{note}\n\n{stored.text}" if stored else note
+
+    async def me(self, speaker: Speaker, args: str) -> str:
+        """``/me`` shows, ``/me TEXT`` describes, ``/me name NAME`` names, ``/me clear``
+        forgets the speaker's own persona."""
+        current = speaker.user
+        head, _, rest = args.partition(" ")
+        try:
+            if not args:
+                return userpersona.describe(current, speaker.incoming.display_name)
+            if args.lower() == "clear":
+                await userpersona.save(self._store, speaker.owner, UserPersona())
+                return f"Forgotten. I know you as {speaker.incoming.display_name} again."
+            if head.lower() == "name":
+                wanted = UserPersona(rest, current.description)
+                kept = await userpersona.save(self._store, speaker.owner, wanted)
+                return f"I'll call you {kept.name or speaker.incoming.display_name}."
+            kept = await userpersona.save(
+                self._store, speaker.owner, UserPersona(current.name, args)
+            )
+        except userpersona.InvalidUserPersona as exc:
+            return f"{exc} Nothing was changed."
+        return userpersona.describe(kept, speaker.incoming.display_name)
 
     async def persona(self, speaker: Speaker, args: str) -> str:
         if not args:
@@ -150,7 +222,8 @@ class CommandHandlers:
         if chosen is None:
             return f"I don't know a persona called {args!r}. " + self._persona_list()
         await set_persona(self._store, speaker.owner, chosen.id)
-        greeting = chosen.expand(chosen.greeting, speaker.incoming.display_name)
+        key = ConversationKey(speaker.owner, chosen.id, speaker.incoming.scope)
+        greeting = await self._greet(key, chosen, speaker.user_name)
         return f"You are now talking to {chosen.name}.\n\n{greeting}".rstrip()
 
     async def list_personas(self, speaker: Speaker, args: str) -> str:
@@ -168,6 +241,8 @@ class CommandHandlers:
     async def whoami(self, speaker: Speaker, args: str) -> str:
         incoming = speaker.incoming
         lines = [f"You are {incoming.display_name} on {incoming.platform} (id {incoming.user_id})."]
+        if speaker.user.name:
+            lines.append(f"Personas call you {speaker.user.name} (/me).")
         account_id = speaker.account_id
         account = await self._store.get_account(account_id) if account_id else None
         if account is not None:

@@ -228,6 +228,22 @@ class OpenAISettings(BaseModel):
         return {name: value for name, value in options.items() if value is not None}
 
 
+class PromptSettings(BaseModel):
+    """How prompts are laid out for backends that take one (the OpenAI-compatible one):
+    the model's context in tokens, the lorebook's share of it (unless a card's book
+    sets its own budget), and the defaults a card's prompts replace (``{{original}}``
+    in a card's system prompt or post-history instructions stands for them)."""
+
+    model_config = _Frozen
+
+    context_tokens: int = Field(default=8192, ge=256, le=10_000_000)
+    lorebook_share: float = Field(default=0.25, ge=0, le=1)
+    #: The main prompt for cards without a system prompt (unset: SillyTavern's default).
+    main_prompt: str | None = None
+    #: The post-history instructions for cards without them.
+    post_history: str = ""
+
+
 class TranscriptionSettings(BaseModel):
     """Speech to text for voice notes, through an OpenAI-compatible
     ``audio/transcriptions`` endpoint (OpenAI's, or a local Whisper server). Off unless
@@ -376,6 +392,9 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     personas_dir: FilePath = Path("./personas")
     default_persona: str | None = None
+    #: The backend of every card that names none (SillyTavern cards never do).
+    default_backend: str = Field(default="offline", min_length=1, pattern=r"^[a-z0-9_-]+$")
+    prompt: PromptSettings = PromptSettings()
     web: WebSettings = WebSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -23,11 +23,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bot.backends.base import Summariser, TokenUsage
+from bot import userpersona
+from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
@@ -50,6 +51,7 @@ from bot.errors import (
     StoreUnavailable,
     VersionConflict,
 )
+from bot.greetings import conversation_seed, store_greeting
 from bot.limits import KeyedLocks, RateLimiter
 from bot.link_consent import LinkConsent
 from bot.media import MediaProcessor, Processed
@@ -66,6 +68,7 @@ from bot.messages import (
     ReplyKind,
     TextDelta,
     Turn,
+    UserPersona,
     account_owner,
     clean_text,
     guest_owner,
@@ -259,6 +262,7 @@ class Engine:
                                     async for delta in self.guard.stream(
                                         *prepared.backend_args,
                                         summary=prepared.summary.text,
+                                        context=prepared.reply_context,
                                         outcome=outcome,
                                     ):
                                         # a backend's JSON may carry a lone surrogate,
@@ -370,10 +374,20 @@ class Engine:
             owner = account_owner(account_id)
             prefs = await self._retrying(lambda: self.store.get_preferences(owner))
         owner = account_owner(account_id) if account_id else guest_owner(incoming.identity)
-        return Speaker(incoming, owner, account_id, self._persona_of(prefs))
+        user = userpersona.from_preferences(prefs)
+        return Speaker(incoming, owner, account_id, self._persona_of(prefs), user)
 
     async def active_persona(self, owner: OwnerId) -> Persona:
         return self._persona_of(await self._retrying(lambda: self.store.get_preferences(owner)))
+
+    async def user_persona(self, owner: OwnerId) -> UserPersona:
+        """Who the owner says they are (``/me``, the account page)."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        return userpersona.from_preferences(prefs)
+
+    async def set_user_persona(self, owner: OwnerId, persona: UserPersona) -> UserPersona:
+        """Keep who the owner says they are; raises InvalidUserPersona (nothing kept)."""
+        return await userpersona.save(self.store, owner, persona)
 
     def _persona_of(self, prefs: Mapping[str, str]) -> Persona:
         chosen = prefs.get(PERSONA_PREFERENCE)
@@ -405,9 +419,10 @@ class Engine:
             raise OwnerForgotten(f"owner {key.owner} is deleted")
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
+        earlier: tuple[str, ...] = ()
         if new_text is not None:
             kept = tuple(item.stored() for item in attachments)
-            turn = NewTurn("user", new_text, speaker.incoming.display_name, self._clock(), kept)
+            turn = NewTurn("user", new_text, speaker.user_name, self._clock(), kept)
             version, stored = await self._append(key, [turn], version, epoch)
             history, message = list(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
@@ -417,6 +432,7 @@ class Engine:
             if found is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
             history, message = found
+            earlier = tuple(t.text for t in window.turns[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
@@ -433,6 +449,7 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
+            reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
@@ -552,6 +569,25 @@ class Engine:
 
     # -- for front ends that show history (web chat, console) ---------------------------
 
+    async def open_conversation(
+        self, owner: OwnerId, scope: str, display_name: str
+    ) -> tuple[Persona, list[Turn]]:
+        """The owner's persona and the turns a user sees when opening that conversation
+        (a page, a terminal): an empty conversation starts with the persona's greeting,
+        stored as its first turn, as ``/start`` does."""
+        prefs = await self._retrying(lambda: self.store.get_preferences(owner))
+        persona = self._persona_of(prefs)
+        user = userpersona.from_preferences(prefs).name or display_name
+        key = ConversationKey(owner, persona.id, scope)
+        # Not under the conversation's lock (a page must not wait for a reply being
+        # written): the version check lets the greeting into an empty conversation only.
+        stored = await self._retrying(
+            lambda: store_greeting(self.store, key, persona, user, self._clock())
+        )
+        if stored is not None:
+            return persona, [stored]
+        return persona, await self.recent_turns(owner, persona.id, scope)
+
     async def recent_turns(self, owner: OwnerId, persona_id: str, scope: str) -> list[Turn]:
         """The turns a user sees when opening a conversation, oldest first."""
         key = ConversationKey(owner, persona_id, scope)
@@ -579,6 +615,8 @@ class _Prepared:
     summariser: Summariser | None
     #: Turns that left the window and are not in the summary yet.
     dropped: list[Turn]
+    #: Who the user says they are, and what a /retry replaces.
+    reply_context: ReplyContext = field(default_factory=ReplyContext)
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

@@ -235,6 +235,19 @@ def turn_text(turn: Turn | NewTurn, *, images: bool = False) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class UserPersona:
+    """Who a user says they are (``/me``, the account page): the name ``{{user}}`` stands
+    for and a short description for the prompt's user-persona slot (SillyTavern's
+    "persona"). Empty fields mean "not set": the platform display name is used."""
+
+    name: str = ""
+    description: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.name or self.description)
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationKey:
     """A conversation belongs to ``(owner, persona, scope)``."""
 

@@ -1,90 +1,60 @@
-"""Persona cards: the model, TOML cards and SillyTavern Character Card V2/V3 import.
+"""Persona cards: the persona library, and loading a card from any file kind.
 
-A persona is read from a TOML card (the native format, see ``personas/ada.toml``) or
-imported from a SillyTavern card (``.json``, or ``.png`` carrying it; :mod:`bot.cards`).
-Cards load at startup, off the event loop. :func:`export_toml` writes a persona back
-as a TOML card, so an imported card can be saved into the personas directory.
+A persona is read from a TOML card (the native format: :mod:`bot.persona_toml`) or a
+SillyTavern character card (``.json``, or ``.png`` carrying it; :mod:`bot.cards`),
+kept as it came: an imported card is stored in the personas directory in its original
+form, and PersonaBridge's own options for it (its id, backend, fallback, backend
+options) go in a sidecar ``<stem>.personabridge.toml`` beside it, over whatever the
+card's ``extensions.personabridge`` says. Cards load at startup, off the event loop.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 from bot import cards
+from bot.card_model import CharacterCard
+from bot.dialogue import blocks_text
 from bot.errors import PersonaError, UnknownPersona
+from bot.persona_model import (
+    EXTENSION_KEY,
+    Exchange,
+    Persona,
+    PersonaOptions,
+    build_persona,
+    options_from,
+)
+from bot.persona_toml import check_id, export_toml, parse_toml
 
-_MACRO = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
-_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
+__all__ = [
+    "CARD_SUFFIXES",
+    "SIDECAR_SUFFIX",
+    "Exchange",
+    "Persona",
+    "PersonaLibrary",
+    "card_of",
+    "export_toml",
+    "load_card",
+    "parse_toml",
+    "persona_from_card",
+    "read_sidecar",
+    "sidecar_path",
+]
+
 #: The file kinds :func:`load_card` reads, by suffix.
 CARD_SUFFIXES = (".toml", ".json", ".png")
-_TEXT_FIELDS = (
-    "greeting",
-    "description",
-    "personality",
-    "scenario",
-    "system_prompt",
-    "post_history_instructions",
-)
-_LIST_FIELDS = ("alternate_greetings", "knowledge", "fallback", "tags")
-_TOML_KEYS = ("id", "name", "creator", "tags", "backend", "fallback", *_TEXT_FIELDS)
-_KNOWN_KEYS = frozenset((*_TOML_KEYS, *_LIST_FIELDS, "backend_options", "example"))
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One example exchange: what a user says and how the persona answers."""
-
-    user: str
-    char: str
-
-
-@dataclass(frozen=True, slots=True)
-class Persona:
-    """A persona card, whatever file it came from. Text fields keep their ``{{char}}``
-    and ``{{user}}`` macros; :meth:`expand` fills them in for one user."""
-
-    id: str
-    name: str
-    greeting: str = ""
-    description: str = ""
-    personality: str = ""
-    scenario: str = ""
-    system_prompt: str = ""
-    post_history_instructions: str = ""
-    examples: tuple[Exchange, ...] = ()
-    knowledge: tuple[str, ...] = ()
-    alternate_greetings: tuple[str, ...] = ()
-    backend: str = "offline"
-    backend_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    fallback: tuple[str, ...] = ()
-    creator: str = ""
-    tags: tuple[str, ...] = ()
-    source: str = ""
-
-    def expand(self, text: str, user: str) -> str:
-        """Replace ``{{char}}``/``<BOT>`` with the persona's name and ``{{user}}``/``<USER>``
-        with the user's display name (case-insensitive)."""
-
-        def substitute(match: re.Match[str]) -> str:
-            which = (match.group(1) or match.group(2)).lower()
-            return self.name if which in ("char", "bot") else user
-
-        return _MACRO.sub(substitute, text)
+#: The suffix of the options file beside an imported card (not a card itself).
+SIDECAR_SUFFIX = ".personabridge.toml"
+_SIDECAR_KEYS = frozenset(("id", "backend", "fallback", "backend_options"))
 
 
 class PersonaLibrary:
     """The personas of one directory, by id, in a stable order (file name)."""
 
-    def __init__(self, personas: Iterable[Persona], default_id: str | None = None):
+    def __init__(self, personas: Iterable[Persona], default_id: str | None = None) -> None:
         self._by_id: dict[str, Persona] = {}
         for persona in personas:
             if (first := self._by_id.get(persona.id)) is not None:
@@ -101,9 +71,12 @@ class PersonaLibrary:
         self._default = self._by_id[default_id or next(iter(self._by_id))]
 
     @classmethod
-    def from_directory(cls, directory: Path, default_id: str | None = None) -> PersonaLibrary:
+    def from_directory(
+        cls, directory: Path, default_id: str | None = None, *, default_backend: str = "offline"
+    ) -> PersonaLibrary:
         """Load every card of ``directory`` in file-name order; the first is the default
-        unless ``default_id`` names another."""
+        unless ``default_id`` names another. Cards that name no backend get
+        ``default_backend``."""
         try:
             files = sorted(
                 (
@@ -111,6 +84,7 @@ class PersonaLibrary:
                     for path in Path(directory).iterdir()
                     if path.suffix.lower() in CARD_SUFFIXES
                     and not path.name.startswith(".")
+                    and not path.name.lower().endswith(SIDECAR_SUFFIX)
                     and path.is_file()
                 ),
                 key=lambda path: path.name,
@@ -122,7 +96,7 @@ class PersonaLibrary:
                 "no personas were found (expected .toml, .json or .png cards)",
                 source=str(directory),
             )
-        return cls([load_card(path) for path in files], default_id)
+        return cls([load_card(path, default_backend=default_backend) for path in files], default_id)
 
     def get(self, persona_id: str) -> Persona:
         """The persona with this id; :class:`~bot.errors.UnknownPersona` if none."""
@@ -146,10 +120,14 @@ class PersonaLibrary:
         return len(self._by_id)
 
 
-def load_card(path: Path, *, persona_id: str | None = None) -> Persona:
-    """Load a persona from a ``.toml`` card, a V2/V3 ``.json`` card or a ``.png`` card.
+def load_card(
+    path: Path, *, persona_id: str | None = None, default_backend: str = "offline"
+) -> Persona:
+    """Load a persona from a ``.toml`` card, a V1/V2/V3 ``.json`` card or a ``.png`` card.
 
-    ``persona_id`` overrides the id; an imported card's id is otherwise its name as a slug.
+    ``persona_id`` overrides the id; an imported card's id is otherwise the sidecar's
+    ``id``, else its name as a slug, else the file name. ``default_backend`` serves a
+    card that names no backend.
     """
     path = Path(path)
     source = str(path)
@@ -162,164 +140,118 @@ def load_card(path: Path, *, persona_id: str | None = None) -> Persona:
         raise PersonaError(f"cannot read card: {exc.strerror or exc}", source=source) from exc
     if suffix == ".toml":
         try:
-            persona = parse_toml(raw.decode("utf-8"), source)
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PersonaError(f"card is not UTF-8: {exc}", source=source) from exc
-        return persona if persona_id is None else replace(persona, id=_check_id(persona_id, source))
+        sidecar_id, sidecar = read_sidecar(sidecar_path(path))
+        persona = parse_toml(text, source, default_backend=default_backend, sidecar=sidecar)
+        persona_id = persona_id if persona_id is not None else sidecar_id
+        return persona if persona_id is None else replace(persona, id=check_id(persona_id, source))
     obj = (
         cards.card_from_png(raw, source) if suffix == ".png" else cards.card_from_json(raw, source)
     )
-    return persona_from_card(obj, source=source, persona_id=persona_id)
+    sidecar_id, sidecar = read_sidecar(sidecar_path(path))
+    return persona_from_card(
+        obj,
+        source=source,
+        persona_id=persona_id if persona_id is not None else sidecar_id,
+        default_backend=default_backend,
+        sidecar=sidecar,
+    )
 
 
-def persona_from_card(obj: Any, *, source: str = "", persona_id: str | None = None) -> Persona:
-    """A persona from a parsed SillyTavern V1/V2/V3 card."""
+def persona_from_card(
+    obj: object,
+    *,
+    source: str = "",
+    persona_id: str | None = None,
+    default_backend: str = "offline",
+    sidecar: PersonaOptions | None = None,
+) -> Persona:
+    """A persona from a parsed SillyTavern V1/V2/V3 card (``sidecar``: options that
+    win over the card's ``extensions.personabridge``)."""
     card = cards.read_card(obj, source)
     fallback_id = cards.slugify(Path(source).stem) if source else ""
-    return Persona(
-        id=_check_id(
-            persona_id if persona_id is not None else card.slug or fallback_id or "persona",
+    ours = card.extensions.get(EXTENSION_KEY)
+    prefix = f"{'data.' if card.spec else ''}extensions.{EXTENSION_KEY}."
+    options = options_from(ours, source, prefix) if isinstance(ours, dict) else PersonaOptions()
+    if sidecar is not None:
+        options = sidecar.over(options)
+        card = _with_options(card, options)
+    return build_persona(
+        card,
+        persona_id=check_id(
+            persona_id
+            if persona_id is not None
+            else cards.slugify(card.name) or fallback_id or "persona",
             source or None,
         ),
-        name=card.name,
-        greeting=card.greeting,
-        description=card.description,
-        personality=card.personality,
-        scenario=card.scenario,
-        system_prompt=card.system_prompt,
-        post_history_instructions=card.post_history_instructions,
-        examples=tuple(Exchange(user, char) for user, char in card.examples),
-        knowledge=card.knowledge,
-        alternate_greetings=card.alternate_greetings,
-        creator=card.creator,
-        tags=card.tags,
         source=source,
+        options=options,
+        default_backend=default_backend,
     )
 
 
-def _check_id(persona_id: str, source: str | None = None) -> str:
-    if not _ID.fullmatch(persona_id):
-        raise PersonaError(
-            f"invalid id {persona_id!r}: use a-z, 0-9, '-' and '_', at most 48 characters",
-            source=source,
-            field="id",
-        )
-    return persona_id
+def card_of(persona: Persona) -> CharacterCard:
+    """The whole card of ``persona`` (with its PersonaBridge options in
+    ``extensions.personabridge``); one made from its fields when it was built in code."""
+    if persona.card is not None:
+        return persona.card
+    options = PersonaOptions(
+        backend=persona.backend,
+        fallback=persona.fallback or None,
+        backend_options=dict(persona.backend_options) or None,
+        knowledge=persona.knowledge or None,
+    )
+    card = CharacterCard(
+        name=persona.name,
+        nickname=persona.nickname or None,
+        description=persona.description,
+        personality=persona.personality,
+        scenario=persona.scenario,
+        first_mes=persona.greeting,
+        mes_example=blocks_text(persona.example_dialogue),
+        system_prompt=persona.system_prompt,
+        post_history_instructions=persona.post_history_instructions,
+        alternate_greetings=persona.alternate_greetings,
+        group_only_greetings=persona.group_only_greetings,
+        character_book=persona.lorebook,
+        creator_notes=persona.creator_notes,
+        creator=persona.creator,
+        tags=persona.tags,
+    )
+    return _with_options(card, options)
 
 
-def parse_toml(text: str, source: str = "<string>") -> Persona:
-    """A persona from the text of a TOML card; unknown keys and wrong types are errors."""
+def _with_options(card: CharacterCard, options: PersonaOptions) -> CharacterCard:
+    merged = {**card.personabridge, **options.as_json()}
+    if not merged and EXTENSION_KEY not in card.extensions:
+        return card
+    return replace(card, extensions={**card.extensions, EXTENSION_KEY: merged})
+
+
+def sidecar_path(card_path: Path) -> Path:
+    """Where the options of the imported card at ``card_path`` are kept."""
+    return card_path.with_name(card_path.stem + SIDECAR_SUFFIX)
+
+
+def read_sidecar(path: Path) -> tuple[str | None, PersonaOptions | None]:
+    """The id and options in a sidecar file; ``(None, None)`` when there is none."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PersonaError(f"cannot read the card's options: {exc}", source=source) from exc
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         raise PersonaError(f"bad TOML: {exc}", source=source) from exc
-    except ValueError as exc:  # an integer of more than 4300 digits
-        raise PersonaError(f"bad TOML: {exc}", source=source) from exc
-    except RecursionError as exc:  # arrays or tables nested thousands deep
-        raise PersonaError("bad TOML: nested too deeply", source=source) from exc
     for key in data:
-        if key not in _KNOWN_KEYS:
-            close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PersonaError(f"unknown key {key!r}{hint}", source=source, field=key)
-
-    def check(key: str, value: Any, kind: type, what: str) -> Any:
-        if not isinstance(value, kind):
-            raise PersonaError(
-                f"expected {what}, got {type(value).__name__}", source=source, field=key
-            )
-        return value
-
-    def strings(key: str) -> tuple[str, ...]:
-        items = check(key, data.get(key, []), list, "a list of strings")
-        return tuple(check(f"{key}[{i}]", v, str, "a string") for i, v in enumerate(items))
-
-    for key in ("id", "name"):
-        if not check(key, data.get(key, ""), str, "a string").strip():
-            raise PersonaError(f"{key} is required", source=source, field=key)
-    examples = []
-    for i, table in enumerate(check("example", data.get("example", []), list, "[[example]]")):
-        check(f"example[{i}]", table, dict, "a table with user and char")
-        if extra := sorted(table.keys() - {"user", "char"}):
-            field_name = f"example[{i}].{extra[0]}"
-            raise PersonaError(f"unknown key {extra[0]!r}", source=source, field=field_name)
-        user, char = (
-            check(f"example[{i}].{k}", table.get(k), str, "a string") for k in ("user", "char")
-        )
-        examples.append(Exchange(user, char))
-    options = check("backend_options", data.get("backend_options", {}), dict, "a table")
-    return Persona(
-        id=_check_id(data["id"], source),
-        name=data["name"],
-        **{key: check(key, data.get(key, ""), str, "a string") for key in _TEXT_FIELDS},
-        examples=tuple(examples),
-        knowledge=strings("knowledge"),
-        alternate_greetings=strings("alternate_greetings"),
-        backend=check("backend", data.get("backend", "offline"), str, "a string"),
-        backend_options=MappingProxyType(options),
-        fallback=strings("fallback"),
-        creator=check("creator", data.get("creator", ""), str, "a string"),
-        tags=strings("tags"),
-        source=source,
-    )
-
-
-def export_toml(persona: Persona) -> str:
-    """Write ``persona`` as a TOML card that :func:`parse_toml` reads back unchanged
-    (except ``source``)."""
-    lines = ["# PersonaBridge persona card"]
-    for key in _TOML_KEYS:
-        value = getattr(persona, key)
-        if value or key in ("id", "name", "backend"):
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key in ("alternate_greetings", "knowledge"):
-        if items := getattr(persona, key):
-            lines += [f"{key} = [", *(f"    {_toml_value(item)}," for item in items), "]"]
-    if persona.backend_options:
-        lines += ["", "[backend_options]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in persona.backend_options.items()]
-    for exchange in persona.examples:
-        lines += ["", "[[example]]", f"user = {_toml_value(exchange.user)}"]
-        lines.append(f"char = {_toml_value(exchange.char)}")
-    return "\n".join(lines) + "\n"
-
-
-# TOML basic strings: escape quotes, backslashes and control characters.
-_ESCAPES = {code: f"\\u{code:04X}" for code in (*range(0x20), 0x7F)} | {
-    ord(char): "\\" + code for char, code in zip('"\\\b\t\n\f\r', '"\\btnfr', strict=True)
-}
-_MULTILINE_ESCAPES = _ESCAPES | {ord("\n"): "\n"}
-
-
-def _toml_string(text: str, multiline: bool = True) -> str:
-    # Multi-line basic strings keep long prompts readable; every quote and backslash
-    # is escaped, so no run of quotes or line-ending backslash can end one early.
-    text = text.encode("utf-8", "replace").decode("utf-8")  # drop lone surrogates
-    if multiline and "\n" in text:
-        return '"""\n' + text.translate(_MULTILINE_ESCAPES) + '"""'
-    return '"' + text.translate(_ESCAPES) + '"'
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key, multiline=False)
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise PersonaError(f"cannot write a {type(value).__name__} as TOML", field="backend_options")
+        if key not in _SIDECAR_KEYS:
+            raise PersonaError(f"unknown key {key!r}", source=source, field=key)
+    persona_id = data.get("id")
+    if persona_id is not None:
+        check_id(persona_id if isinstance(persona_id, str) else "", source)
+    return persona_id, options_from(data, source)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cards import png_text_chunks
 from bot.linking import create_link_code
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.sqlite import SqliteStore
@@ -106,37 +110,77 @@ def test_personas_show(env: dict[str, str]) -> None:
     assert missing.returncode == 2 and "nobody" in missing.stderr
 
 
-def test_personas_import_writes_a_loadable_card(env: dict[str, str], tmp_path: Path) -> None:
-    import json
+CARDS = ROOT / "tests" / "personas" / "cards"
 
-    card = tmp_path / "card.json"
-    card.write_text(
-        json.dumps(
-            {
-                "spec": "chara_card_v2",
-                "spec_version": "2.0",
-                "data": {
-                    "name": "Nova Quill",
-                    "description": "A poet of {{user}}'s stars.",
-                    "personality": "dreamy",
-                    "scenario": "",
-                    "first_mes": "Hi {{user}}!",
-                    "mes_example": "<START>\n{{user}}: Hi\n{{char}}: Hello, star-gazer.",
-                },
-            }
-        )
-    )
+
+def test_personas_import_keeps_the_card_as_it_came(env: dict[str, str], tmp_path: Path) -> None:
+    card = CARDS / "lighthouse_v3.json"
     target_dir = tmp_path / "personas"
-    import shutil
-
     shutil.copytree(ROOT / "personas", target_dir)
     env = {**env, "PERSONABRIDGE_PERSONAS_DIR": str(target_dir)}
-    result = run_cli("personas", "import", str(card), env=env)
+    result = run_cli("personas", "import", str(card), "--backend", "offline", env=env)
     assert result.returncode == 0, result.stderr
-    assert (target_dir / "nova-quill.toml").exists()
-    assert "nova-quill\tNova Quill" in run_cli("personas", "list", env=env).stdout
+    stored = target_dir / "captain-iris-vale.json"
+    assert stored.read_bytes() == card.read_bytes()  # not converted
+    sidecar = (target_dir / "captain-iris-vale.personabridge.toml").read_text()
+    assert 'id = "captain-iris-vale"' in sidecar and 'backend = "offline"' in sidecar
+    listed = run_cli("personas", "list", env=env).stdout
+    assert "captain-iris-vale\tCaptain Iris Vale\toffline" in listed  # the name, not the nickname
     again = run_cli("personas", "import", str(card), env=env)
     assert again.returncode == 2 and "--force" in again.stderr
+    clash = run_cli("personas", "import", str(card), "--id", "ada", "--force", env=env)
+    assert clash.returncode == 2 and "duplicate persona id 'ada'" in clash.stderr
+    assert not (target_dir / "ada.json").exists()  # what would not load is taken back
+
+
+def test_personas_export_is_a_v3_card_that_imports_back(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target_dir = tmp_path / "personas"
+    target_dir.mkdir()
+    shutil.copy(CARDS / "lighthouse_v3.json", target_dir / "iris.json")
+    env = {**env, "PERSONABRIDGE_PERSONAS_DIR": str(target_dir)}
+    out = tmp_path / "out"
+    out.mkdir()
+    as_json = run_cli(
+        "personas", "export", "captain-iris-vale", "-o", "iris.json", env=env, cwd=out
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    original = json.loads((CARDS / "lighthouse_v3.json").read_text())
+    assert json.loads((out / "iris.json").read_text()) == original
+    as_png = run_cli("personas", "export", "captain-iris-vale", "--format", "png", env=env, cwd=out)
+    assert as_png.returncode == 0, as_png.stderr
+    png = (out / "captain-iris-vale.png").read_bytes()
+    chunks = png_text_chunks(png, "png")
+    assert json.loads(base64.b64decode(chunks["ccv3"])) == original
+    assert json.loads(base64.b64decode(chunks["chara"]))["spec"] == "chara_card_v2"
+    again = run_cli("personas", "export", "captain-iris-vale", "-o", "iris.json", env=env, cwd=out)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_personas_show_every_field(env: dict[str, str], tmp_path: Path) -> None:
+    target_dir = tmp_path / "personas"
+    target_dir.mkdir()
+    shutil.copy(CARDS / "lighthouse_v3.json", target_dir / "iris.json")
+    env = {**env, "PERSONABRIDGE_PERSONAS_DIR": str(target_dir)}
+    shown = run_cli("personas", "show", "captain-iris-vale", env=env).stdout
+    for line in (
+        "name: Captain Iris Vale",
+        "nickname ({{char}}): Iris",
+        "system prompt: {{original}} You are {{char}}, never an AI.",
+        "post-history instructions:",
+        "alternate greeting 1: The storm is coming, {{user}}.",
+        "group-only greeting 1: Hello, everyone. Mind the lamp.",
+        "creator notes (fr): Meilleur avec un modèle lent.",
+        "character's note: at depth 2, as system: Iris speaks in short sentences.",
+        "5 entries (4 enabled)",
+        "#1 lamp | keys: lamp, lantern | secondary: light, night | selective | order 100",
+        "#4 always | keys: (none) | constant | order 1",
+        "decorators: @@depth 0, @@role assistant",
+        "3 example conversation(s)",
+        "source:",
+    ):
+        assert line in shown, line
 
 
 def test_bad_setting_fails_at_start_naming_it(env: dict[str, str]) -> None:
@@ -153,6 +197,7 @@ def test_bad_setting_fails_at_start_naming_it(env: dict[str, str]) -> None:
         pytest.param(["chat", "--help"], id="chat"),
         pytest.param(["personas", "--help"], id="personas"),
         pytest.param(["personas", "import", "--help"], id="personas-import"),
+        pytest.param(["personas", "export", "--help"], id="personas-export"),
     ],
 )
 def test_help_everywhere(args: list[str]) -> None:

@@ -330,7 +330,9 @@ async def test_persona_show_switch_and_list(store: MemoryStore) -> None:
     switched = await reply(engine, dm("alice", "/persona morrow"))
     assert "Captain Morrow" in switched.text and "Hello Alice" in switched.text
     await reply(engine, dm("alice", "to the captain"))
-    assert (await store.load_window(key("alice", "morrow"), 5)).turns[0].text == "to the captain"
+    # the greeting the switch showed opens the new conversation
+    turns = (await store.load_window(key("alice", "morrow"), 5)).turns
+    assert [t.text for t in turns[:2]] == ["Hello Alice, I am Captain Morrow.", "to the captain"]
     assert (await store.load_window(key("alice", "ada"), 5)).turns == ()
     listing = await reply(engine, dm("alice", "/personas"))
     assert "ada" in listing.text and "morrow — Captain Morrow (current)" in listing.text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from adapters.web import routes_account, routes_auth, routes_chat, routes_ops
+from adapters.web import routes_account, routes_auth, routes_avatar, routes_chat, routes_ops
 from adapters.web.background import ReplyTasks
 from adapters.web.csrf import csrf_middleware
 from adapters.web.deadlines import body_deadline_middleware
@@ -99,10 +99,11 @@ def create_app(
     app[PAGE_CACHE] = PageCache()
     app[HEALTH] = StoreHealth(engine.store, ttl=health_ttl)
     app[REPLY_TASKS] = tasks = ReplyTasks()
+    app[routes_avatar.AVATARS] = {}
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)
     )
-    for module in (routes_auth, routes_account, routes_chat, routes_ops):
+    for module in (routes_auth, routes_account, routes_chat, routes_avatar, routes_ops):
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, name="static")
     app.router.add_routes(extra_routes)

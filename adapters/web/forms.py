@@ -19,6 +19,7 @@ NOTICES = {
     "unlinked": "The identity is unlinked. It chats as a guest again; your history stays here.",
     "not_linked": "That identity is not linked to your account.",
     "persona": "Your persona is saved. It follows you on every linked platform.",
+    "me": "Saved: this is who you are to every persona, on every linked platform.",
     "welcome": "Welcome! Your account is ready.",
     "password_changed": "Your password is changed. Every other browser is logged out.",
     "logged_out_elsewhere": "Every other browser and device is logged out.",

@@ -20,9 +20,10 @@ from adapters.web.session import (
     set_session_cookie,
 )
 from auth import AuthError, LoginFailed, LoginThrottled
+from bot import userpersona
 from bot.errors import UnknownPersona
 from bot.linking import LINK_CODE_TTL
-from bot.messages import account_owner
+from bot.messages import UserPersona, account_owner
 from bot.store.base import Account
 
 routes = web.RouteTableDef()
@@ -42,10 +43,12 @@ async def _page(
     status: int = 200,
     link_code: str | None = None,
     error: str | None = None,
+    me: UserPersona | None = None,
 ) -> web.Response:
     engine = request.app[ENGINE]
     options = request.app[OPTIONS]
     persona = await engine.active_persona(account_owner(account.id))
+    me = me if me is not None else await engine.user_persona(account_owner(account.id))
     telegram_link = (
         f"https://t.me/{options.telegram_bot_username}?start=link-{link_code}"
         if link_code and options.telegram_bot_username
@@ -63,6 +66,8 @@ async def _page(
         link_minutes=int(LINK_CODE_TTL // 60),
         link_places=LINK_PLACES,
         telegram_link=telegram_link,
+        me=me,
+        me_limits=(userpersona.MAX_NAME_CHARS, userpersona.MAX_DESCRIPTION_CHARS),
         error=error,
         notice=notice(request),
     )
@@ -100,6 +105,21 @@ async def choose_persona(request: web.Request) -> web.Response:
     except UnknownPersona:
         return await _page(request, account, status=400, error="There is no such persona.")
     return see_other(safe_next(form.get("next"), "/account?done=persona"))
+
+
+@routes.post("/account/me")
+async def about_me(request: web.Request) -> web.Response:
+    """Who the user is to every persona: the name ``{{user}}`` stands for, and a short
+    description for the prompt. Empty fields are removed."""
+    account = await require_account(request)
+    form = await form_fields(request)
+    wanted = UserPersona(form.get("name", ""), form.get("description", ""))
+    try:
+        await request.app[ENGINE].set_user_persona(account_owner(account.id), wanted)
+    except userpersona.InvalidUserPersona as exc:
+        # the page keeps what was typed, so nothing is lost to a typo
+        return await _page(request, account, status=400, error=str(exc), me=wanted)
+    return see_other("/account?done=me")
 
 
 @routes.get("/account/export", name="export")

@@ -34,6 +34,7 @@ from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
+from adapters.web.routes_avatar import avatar_url
 from adapters.web.session import current_account, require_account
 from bot.errors import MediaRefused
 from bot.messages import (
@@ -59,9 +60,10 @@ async def chat_page(request: web.Request) -> web.Response:
     account = await require_account(request)
     engine = request.app[ENGINE]
     owner = account_owner(account.id)
-    persona = await engine.active_persona(owner)
-    turns = await engine.recent_turns(owner, persona.id, DIRECT_SCOPE)
-    greeting = persona.expand(persona.greeting, account.username) or f"Hello, I am {persona.name}."
+    # an empty conversation starts with the greeting shown here, stored as its first turn
+    persona, turns = await engine.open_conversation(owner, DIRECT_SCOPE, account.username)
+    user_name = (await engine.user_persona(owner)).name or account.username
+    greeting = f"Hello, I am {persona.name}."  # shown when the persona has no greeting
     return await render(
         request,
         "chat.html",
@@ -69,6 +71,8 @@ async def chat_page(request: web.Request) -> web.Response:
         personas=list(engine.personas),
         turns=turns,
         greeting=greeting,
+        avatar=avatar_url(persona),
+        user_name=user_name,
         max_chars=request.app[OPTIONS].chat_max_chars,
     )
 

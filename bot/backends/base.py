@@ -10,12 +10,28 @@ Beside it, abilities a backend may have and the engine uses when it does:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from bot.messages import Turn
+from bot.messages import Turn, UserPersona
 from bot.personas import Persona
 from bot.store.base import BackendState
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What a backend may use beyond the window: who the user says they are, and the
+    replies this same user turn already had (``/retry``), so a new one can differ."""
+
+    user: UserPersona = field(default_factory=UserPersona)
+    #: Earlier replies to the message being answered, oldest first (``/retry`` only).
+    earlier_replies: tuple[str, ...] = ()
+    #: Stable for one conversation: what makes ``{{pick:...}}`` choose the same each time.
+    seed: str = ""
+
+    @property
+    def retry(self) -> bool:
+        return bool(self.earlier_replies)
 
 
 class Backend(Protocol):
@@ -26,7 +42,9 @@ class Backend(Protocol):
     user's display name, for ``{{user}}``). ``state`` is this backend's per-conversation
     state: the backend may change it in place and the engine persists the change.
     ``summary`` is the running summary of the turns before the window (empty when there
-    is none; it is passed only when there is one).
+    is none; it is passed only when there is one). ``context`` says who the user says
+    they are and what a ``/retry`` replaces (:class:`ReplyContext`; passed only to a
+    backend whose ``reply`` names it, so one that needs it not may leave it out).
 
     Backends raise :class:`~bot.errors.BackendError` subclasses for expected failures;
     timeouts, retries and fallback are not theirs to do (see :mod:`bot.backends.guard`).
@@ -42,6 +60,7 @@ class Backend(Protocol):
         state: BackendState,
         *,
         summary: str = "",
+        context: ReplyContext | None = None,
     ) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from typing import Protocol
 
+from bot.backends.base import ReplyContext
 from bot.errors import BackendError, BackendUnavailable, ConfigError
 from bot.messages import Turn, turn_text
 from bot.personas import Persona
@@ -121,6 +122,7 @@ class CharacterAIBackend:
         state: BackendState,
         *,
         summary: str = "",
+        context: ReplyContext | None = None,
     ) -> AsyncIterator[str]:
         """Send ``message`` to the conversation's chat and stream the character's answer."""
         character_id = _character_id(persona)

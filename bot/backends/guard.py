@@ -26,14 +26,15 @@ what the reply cost, when the backend reports it (:class:`MeteredStream`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from bot.backends.base import Backend, MeteredStream, TokenUsage
+from bot.backends.base import Backend, MeteredStream, ReplyContext, TokenUsage
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona
@@ -153,6 +154,9 @@ class ReplyGuard:
             name: CircuitBreaker(name, policy.breaker_failures, policy.breaker_cooldown, clock)
             for name in self._backends
         }
+        self._takes_context = frozenset(
+            name for name, backend in self._backends.items() if _takes_context(backend)
+        )
 
     @property
     def backends(self) -> Mapping[str, Backend]:
@@ -181,6 +185,7 @@ class ReplyGuard:
         state: BackendState,
         *,
         summary: str = "",
+        context: ReplyContext | None = None,
         outcome: ReplyOutcome | None = None,
     ) -> AsyncIterator[str]:
         """Yield the reply's deltas; raise BackendError when every backend failed.
@@ -188,8 +193,9 @@ class ReplyGuard:
         chain = self.chain(persona)
         if not chain:
             raise BackendUnavailable(f"no configured backend for persona {persona.id!r}")
-        # Backends written before summaries take four arguments: pass it only when set.
-        extra = {"summary": summary} if summary else {}
+        # Backends written before summaries take four arguments: pass these only when set.
+        extra: dict[str, Any] = {"summary": summary} if summary else {}
+        with_context = extra if context is None else {**extra, "context": context}
         failure: BackendError | None = None
         for backend in chain:
             breaker = self._breakers[backend.name]
@@ -203,7 +209,8 @@ class ReplyGuard:
                 watch = _Watchdog(self._policy.first_delta_timeout, self._policy.total_timeout)
                 try:
                     # Inlined rather than a nested generator: every word passes here.
-                    source = backend.reply(persona, window, message, state, **extra)
+                    kwargs = with_context if backend.name in self._takes_context else extra
+                    source = backend.reply(persona, window, message, state, **kwargs)
                     async with aclosing(source):  # type: ignore[type-var]
                         while True:
                             try:
@@ -257,6 +264,16 @@ class ReplyGuard:
         delay = self._policy.retry_backoff * 2 ** (attempt - 1)
         if delay > 0:
             await self._sleep(delay)  # type: ignore[misc]
+
+
+def _takes_context(backend: Backend) -> bool:
+    """Whether ``backend.reply`` names a ``context`` parameter (backends written before
+    it do not; one that only passes ``**kwargs`` on may wrap one of those)."""
+    try:
+        parameters = inspect.signature(backend.reply).parameters
+    except (TypeError, ValueError):
+        return False
+    return "context" in parameters
 
 
 class _Watchdog:

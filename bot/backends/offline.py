@@ -2,16 +2,25 @@
 
 A message is answered by the first of these that fits:
 
-1. an intent (greeting, thanks, goodbye, "who are you", "how are you", nothing to
+1. a question about the conversation itself ("what did I just ask?", "what's my
+   name?"), answered from the window and the user's own persona
+   (:mod:`bot.backends.offline_recall`);
+2. an intent (greeting, thanks, goodbye, "who are you", "how are you", nothing to
    read), in the persona's own words when one of its examples says it, else a template
    with its name and a trait from its personality;
-2. the best BM25 match among its example exchanges (answered with the char line) and
-   knowledge lines (framed in its voice), varied when it was the last reply already;
-3. an in-voice "I don't know that one" that points at what the persona does know.
+3. the best BM25 match among its exchanges (example dialogue, transcripts in the
+   description and the lorebook: the user's line is matched, the character's line
+   answers) and facts (knowledge lines, other lorebook entries, framed in its voice),
+   where a lorebook entry's keys count as words of it
+   (:mod:`bot.backends.offline_sources`), varied when it was the last reply already;
+4. an honest, in-character "I don't know that" (in the card's manner: its actions in
+   ``*asterisks*`` when its answers have them) that points at what it does know.
 
-Replies are deterministic under a seed: each takes its own ``random.Random`` from the
-seed, the persona, the message, the window's length and how often this stored turn was
-answered before (so ``/retry`` phrases it anew), so scheduling cannot change it.
+It never answers with the user's own words, nor with a speaker label. A ``/retry``
+(the engine passes the replies the message already had) gets a different reply
+whenever more than one is possible. Replies are deterministic under a seed: each takes
+its own ``random.Random`` from the seed, the persona, the message, the window's length
+and how often this stored turn was answered before, so scheduling cannot change it.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
+from bot.backends.base import ReplyContext
+from bot.backends.offline_recall import answer_recall, recall_question
+from bot.backends.offline_sources import Source, card_sources
 from bot.backends.retrieval import STOPWORDS, WORD, Bm25Index, stem, terms, tokenize, wordset
 from bot.messages import AttachmentKind, Turn
 from bot.personas import Persona
@@ -37,6 +49,8 @@ MIN_SCORE = 0.2  # below this, nothing in the card really matches
 MIN_COVERAGE = 0.3  # share of the question's weight a document must cover to answer it
 RELATED = 0.35  # documents within this share of the best score still answer
 CHAR_WEIGHT = 0.3  # an example's char line matches weakly; its user line strongly
+KEY_WEIGHT = 1.0  # a lorebook entry's keys are what it is about: they match strongly
+RETRY_TRIES = 6  # fresh dice a /retry gets before its reply is reworded instead
 CONTEXT_WEIGHT = 0.5  # "why?" borrows the previous question's terms at this weight
 COMBINE_CHANCE = 0.3  # how often an example answer is followed by a related fact
 RECENT = 3  # turns of each side looked back at, for repeats and for "why?"
@@ -84,6 +98,12 @@ _GENERIC = frozenset(
         ),
     )
 )
+#: Words a description uses to describe, not topics: "assists ... provides ...".
+_DESCRIBING = wordset(
+    "provides assists includes contains related questions answers helps gives makes "
+    "always often never loves likes wants speaks talks responds replies within without "
+    "toward towards around against across among"
+)
 _NOT_SIGNATURE = wordset("yes no not sure so but and because if when then first also")
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -125,8 +145,26 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "You've stumped me there. I can tell you about {topics}, though.",
         "I don't know that one, <USER>, I'm afraid.",
         "That one's beyond me, <USER>. Try me with something else?",
+        "{subject}? I don't know, <USER>, and I'd rather say so than guess.",
+        "I'm afraid I don't know about {subject}, <USER>. I'm better on {topics}.",
+        "{subject}? That's beyond me, I'm afraid. Ask me about {topics} instead?",
+        "I won't guess about {subject}, <USER>: I don't know. Ask me about {topics}.",
+        "{Trait} as I am, I won't pretend: I don't know about {subject}.",
     ),
 }
+#: How a persona whose answers act in *asterisks* shows it is thinking.
+_ACTIONS = (
+    "*<BOT> pauses, thinking it over.*",
+    "*<BOT> considers the question for a moment.*",
+    "*<BOT> frowns thoughtfully.*",
+)
+#: "what is X" / "who was X" / "tell me about X": the X an honest "I don't know" names.
+_SUBJECT = re.compile(
+    r"^(?:(?:so|and|but|hey|ok|okay)\W+)*(?:what|who|where)(?:'s|\s+(?:is|are|was|were))\s+"
+    r"(?:a\s+|an\s+)?(?P<s>[^?!.\n]{1,40}?)\s*[?!.]*$|^(?:tell me|what do you know) about\s+"
+    r"(?P<t>[^?!.\n]{1,40}?)\s*[?!.]*$",
+    re.IGNORECASE,
+)
 _OPENERS = ("Like I said, <USER>: ", "Once more, then: ", "In short: ", "To put it another way: ")
 _CLOSERS = (" Does that help?", " Anything else you'd like to know?", " That's the heart of it.")
 _FRAMES = ("{}", "{}", "Here's what I know: {}", "Good question, <USER>. {}", "That one I know. {}")
@@ -152,6 +190,8 @@ class _Card:
     trait: str | None
     signature: str | None
     name_words: frozenset[str]
+    #: Whether its answers act in *asterisks* (role-play cards): so does "I don't know".
+    acts: bool = False
 
 
 def _classify(words: list[str], name_words: frozenset[str]) -> tuple[list[str], list[str]]:
@@ -174,52 +214,70 @@ def _classify(words: list[str], name_words: frozenset[str]) -> tuple[list[str], 
     return found, text[pos:].split()
 
 
-def _fingerprint(persona: Persona) -> int:
-    return hash((persona.name, persona.personality, persona.examples, persona.knowledge))
+def _fingerprint(persona: Persona, sources: tuple[Source, ...]) -> int:
+    return hash((persona.name, persona.char_name, persona.personality, persona.tags, sources))
 
 
-def _build(persona: Persona, fingerprint: int) -> _Card:
-    name_words = frozenset(WORD.findall(persona.name.lower()))
+def _build(persona: Persona, fingerprint: int, sources: tuple[Source, ...]) -> _Card:
+    name_words = frozenset(WORD.findall(f"{persona.name} {persona.char_name}".lower()))
     intents: dict[str, list[str]] = {}
     docs: list[_Doc] = []
     fields: list[tuple[tuple[list[str], float], ...]] = []
-    for example in persona.examples:
-        user, answer = _MACRO.sub(" ", example.user), example.char.strip()
-        if not answer:
+    for source in sources:
+        answer = source.answer
+        keys = (tokenize(" ".join(source.keys)), KEY_WEIGHT)
+        macros = bool(_MACRO.search(answer))
+        if source.knowledge:
+            docs.append(_Doc(answer, knowledge=True, macros=macros))
+            fields.append(((tokenize(_MACRO.sub(" ", answer)), 1.0), ([], 0.0), keys))
             continue
+        user = _MACRO.sub(" ", source.question)
         found, rest = _classify(WORD.findall(user.lower()), name_words)
         if found and not rest:
             intents.setdefault(min(found, key=_PRIORITY.index), []).append(answer)
             continue
-        docs.append(_Doc(answer, knowledge=False, macros=bool(_MACRO.search(answer))))
-        fields.append(((tokenize(user), 1.0), (tokenize(_MACRO.sub(" ", answer)), CHAR_WEIGHT)))
-    for line in (k.strip() for k in persona.knowledge):
-        if line:
-            docs.append(_Doc(line, knowledge=True, macros=bool(_MACRO.search(line))))
-            fields.append(((tokenize(_MACRO.sub(" ", line)), 1.0),))
+        docs.append(_Doc(answer, knowledge=False, macros=macros))
+        fields.append(
+            ((tokenize(user), 1.0), (tokenize(_MACRO.sub(" ", answer)), CHAR_WEIGHT), keys)
+        )
     index = Bm25Index(fields)
+    answers = [d.answer for d in docs if not d.knowledge]
     return _Card(
         persona=persona,
         fingerprint=fingerprint,
         index=index,
         docs=tuple(docs),
         intents={k: tuple(v) for k, v in intents.items()},
-        topics=_topics(persona, index, name_words),
-        trait=_trait(persona.personality),
-        signature=_signature([d.answer for d in docs if not d.knowledge]),
+        topics=_topics(persona, sources, index, name_words),
+        trait=_trait(persona.personality) or _trait(_bracketed_traits(persona.description)),
+        signature=_signature(answers),
         name_words=name_words,
+        acts=sum("*" in a for a in answers) * 2 > len(answers) > 0,
     )
 
 
-def _topics(persona: Persona, index: Bm25Index, name_words: frozenset[str]) -> tuple[str, ...]:
-    """Words the persona talks about: its tags that its card mentions, then recurring
-    words, then what its examples are asked about, then long words (more often nouns)."""
+def _bracketed_traits(description: str) -> str:
+    """The trait list of a W++/bracket description (``Personality= "caring", ...``)."""
+    match = re.search(r"personality\s*[=:]\s*([^\]\n]*)", description, re.IGNORECASE)
+    return match.group(1).replace('"', "") if match else ""
+
+
+def _topics(
+    persona: Persona, sources: tuple[Source, ...], index: Bm25Index, name_words: frozenset[str]
+) -> tuple[str, ...]:
+    """Words the persona talks about: its tags and lorebook keys that its card mentions,
+    then recurring words, then what its examples are asked about, then long words (more
+    often nouns)."""
     forms: dict[str, Counter[str]] = {}
-    questions = [e.user for e in persona.examples]
+    questions = [s.question for s in sources if s.question]
     asked = set(terms(WORD.findall(" ".join(questions).lower())))
-    tags = {t: i for i, t in enumerate(tokenize(" ".join(persona.tags)))}
-    answers = [e.char for e in persona.examples]  # for how names are written: "MLOps"
-    for text in (*questions, *persona.knowledge, *answers, *persona.tags):
+    keys = [k for s in sources for k in s.keys]
+    tags: dict[str, int] = {}
+    for i, tag in enumerate(tokenize(" ".join((*persona.tags, *keys)))):
+        tags.setdefault(tag, i)
+    answers = [s.answer for s in sources if s.question]  # how names are written: "MLOps"
+    facts = [s.answer for s in sources if not s.question]
+    for text in (*questions, *facts, *answers, *persona.tags, *keys):
         for i, word in enumerate(WORD.findall(_MACRO.sub(" ", text))):
             low = word.lower()
             if len(low) < 3 or not low.isalpha() or low in STOPWORDS or low in name_words:
@@ -232,7 +290,22 @@ def _topics(persona: Persona, index: Bm25Index, name_words: frozenset[str]) -> t
     ranked = sorted(
         forms, key=lambda t: (tags.get(t, len(tags)), -index.df[t], t not in asked, -len(t))
     )
+    if not ranked:
+        return _described_topics(persona, name_words)
     return tuple(_topic_form(forms[t]) for t in ranked[:6])
+
+
+def _described_topics(persona: Persona, name_words: frozenset[str]) -> tuple[str, ...]:
+    """For a card with nothing to retrieve (an assistant card that only describes its
+    character): the words its description and scenario use most, longest first."""
+    counts: Counter[str] = Counter()
+    text = _MACRO.sub(" ", f"{persona.description} {persona.scenario}")
+    skip = STOPWORDS | name_words | _DESCRIBING
+    for word in WORD.findall(text.lower()):
+        if len(word) >= 5 and word.isalpha() and word not in skip and stem(word) not in _GENERIC:
+            counts[word] += 1
+    ranked = sorted(counts, key=lambda w: (-counts[w], -len(w)))
+    return tuple(ranked[:4])
 
 
 def _topic_form(forms: Counter[str]) -> str:
@@ -295,6 +368,10 @@ class _Reply:
     rng: random.Random
     recent: tuple[str, ...]
     asked: list[str]  # the user's previous messages, newest first
+    said: str = ""  # the message being answered, never said back
+    #: Replies this message already had (``/retry``): not to be given again.
+    avoid: frozenset[str] = frozenset()
+    subject: str = ""  # what an unknown question asks about, as the user wrote it
 
     @property
     def last(self) -> str:
@@ -304,8 +381,16 @@ class _Reply:
         return self.card.persona.expand(raw, user=self.user).strip()
 
     def pick(self, raws: Iterable[str]) -> str:
-        """One of ``raws``, expanded, and not the last reply again when avoidable."""
-        options = [self.expand(r) for r in raws]
+        """One of ``raws``, expanded, and not the last reply (nor one a /retry
+        replaces) again when avoidable."""
+        return self.choose([self.expand(r) for r in raws])
+
+    def choose(self, options: Sequence[str], preferred: int | None = None) -> str:
+        """One of ``options`` (the first ``preferred`` of them first) that is neither
+        the last reply nor one a /retry replaces, when there is one."""
+        fresh = [o for o in options if o not in self.avoid]
+        best = [o for o in options[:preferred] if o not in self.avoid]
+        options = best or fresh or list(options)
         return self.rng.choice([o for o in options if o != self.last] or options)
 
     def fill(self, intent: str) -> str:
@@ -313,14 +398,37 @@ class _Reply:
         pool = list(card.topics[:4])
         count = min(len(pool), 2 if rng.random() < 0.6 else 1)
         topics = " or ".join(rng.sample(pool, count))
-        templates = _TEMPLATES[intent]
-        if intent == "unknown" and pool:  # always point at what the persona does know
-            templates = tuple(t for t in templates if "{topics}" in t)
-        return self.pick(
-            t.replace("{trait}", card.trait or "").replace("{topics}", topics)
-            for t in templates
-            if (card.trait or "{trait}" not in t) and (pool or "{topics}" not in t)
-        )
+        trait = card.trait or ""
+        usable = [
+            t
+            for t in _TEMPLATES[intent]
+            if (trait or ("{trait}" not in t and "{Trait}" not in t))
+            and (pool or "{topics}" not in t)
+            and (self.subject or "{subject}" not in t)
+        ]
+        preferred = None
+        if intent == "unknown":
+            # An honest "I don't know" names what was asked, or points at what the
+            # persona does know; the others are there for a /retry that used those up.
+            marks = [m for m in ("{subject}", "{topics}") if m != "{subject}" or self.subject]
+            marks = [m for m in marks if m != "{topics}" or pool]
+            usable.sort(key=lambda t: not all(m in t for m in marks))
+            preferred = sum(all(m in t for m in marks) for t in usable) or None
+        subject = self.subject  # put in after expanding: it is the user's own words
+        options = [
+            self.expand(
+                t.replace("{trait}", trait)
+                .replace("{Trait}", trait[:1].upper() + trait[1:])
+                .replace("{topics}", topics)
+            )
+            .replace("{subject}?", subject[:1].upper() + subject[1:] + "?")
+            .replace("{subject}", subject)
+            for t in usable
+        ]
+        said = self.choose(options, preferred)
+        if intent == "unknown" and card.acts:
+            said = f"{self.expand(self.rng.choice(_ACTIONS))} {said}"
+        return said
 
     def hello(self, answer: str) -> str:
         """A greeting to open ``answer`` with, naming the user unless the answer does."""
@@ -328,9 +436,16 @@ class _Reply:
 
     def intent(self, intent: str) -> str:
         own = [
-            o for o in map(self.expand, self.card.intents.get(intent, ())) if o and o != self.last
+            o
+            for o in map(self.expand, self.card.intents.get(intent, ()))
+            if o and o != self.last and o not in self.avoid
         ]
         return self.rng.choice(own) if own else self.fill(intent)
+
+    def echoes(self, answer: str) -> bool:
+        """Whether ``answer`` would only say the user's own message back."""
+        said, words = _plain(self.said), _plain(answer)
+        return bool(said) and (words == said or (said in words and len(words) < 2 * len(said)))
 
     def retrieve(self, query: dict[str, float]) -> str | None:
         index, docs = self.card.index, self.card.docs
@@ -342,6 +457,7 @@ class _Reply:
             if index.coverage(query, doc) >= MIN_COVERAGE:
                 floor = floor if related else max(MIN_SCORE, RELATED * score)
                 related.append(doc)
+        related = [d for d in related if not self.echoes(self.expand(docs[d].answer))]
         if not related:
             return None
         fresh = related
@@ -435,13 +551,14 @@ class OfflineBackend:
         state: BackendState,
         *,
         summary: str = "",
+        context: ReplyContext | None = None,
     ) -> AsyncIterator[str]:
         """Stream :meth:`compose`'s reply word by word (each word with its trailing space)
         when ``word_delay`` paces it; without a delay every word would arrive in the same
         instant, so the reply is one delta (each delta costs every layer above a trip).
         ``summary`` is ignored: the card is all this backend reads."""
         attempt = self._count_answer((persona.id, message.seq, message.created_at))
-        text = self.compose(persona, window, message, attempt=attempt)
+        text = self.compose(persona, window, message, attempt=attempt, context=context)
         if self._word_delay <= 0:
             yield text
             return
@@ -455,29 +572,71 @@ class OfflineBackend:
         """Nothing to release."""
 
     def compose(
-        self, persona: Persona, window: Sequence[Turn], message: Turn, *, attempt: int = 0
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        *,
+        attempt: int = 0,
+        context: ReplyContext | None = None,
     ) -> str:
         """The whole reply to ``message``, never empty; deterministic for a given seed.
-        ``attempt`` counts earlier answers to the same stored turn (``/retry``)."""
+        ``attempt`` counts earlier answers to the same stored turn; ``context`` names
+        the replies a ``/retry`` replaces, and the reply is none of them when another
+        is possible (else it is reworded)."""
+        context = context or ReplyContext()
         card = self._card(persona)
         unseen = cannot_perceive(message)
         if message.attachments:
             message = dataclasses.replace(message, text=readable_text(message))
             if unseen and not message.text.strip():
                 return unseen
-        reply = self._reply(card, window, message, attempt)
-        text = self._answer(reply, message.text[:MAX_CHARS])
-        # A card line made only of macros can expand to nothing.
-        text = text or reply.fill("nudge")
-        return f"{unseen}\n\n{text}" if unseen else text
+        said = self._compose(card, window, message, attempt, context)
+        return f"{unseen}\n\n{said}" if unseen else said
 
-    def _reply(self, card: _Card, window: Sequence[Turn], message: Turn, attempt: int) -> _Reply:
+    def _compose(
+        self,
+        card: _Card,
+        window: Sequence[Turn],
+        message: Turn,
+        attempt: int,
+        context: ReplyContext,
+    ) -> str:
+        user = context.user
+        name = user.name or message.author.strip() or "friend"
+        text = message.text[:MAX_CHARS]
+        avoid = frozenset(r.strip() for r in context.earlier_replies)
+        kind = recall_question(text)
+        if kind is not None:
+            return answer_recall(kind, window, message, user, name, avoid)
+        reply = self._reply(card, window, message, attempt, name, avoid)
+        for extra in range(RETRY_TRIES if avoid else 1):
+            if extra:
+                reply = self._reply(card, window, message, attempt + extra * 7919, name, avoid)
+            # A card line made only of macros can expand to nothing.
+            said = self._answer(reply, text) or reply.fill("nudge")
+            if said not in avoid:
+                return said
+        return reply.pick([o + said for o in _OPENERS] + [said + c for c in _CLOSERS])
+
+    def _reply(
+        self,
+        card: _Card,
+        window: Sequence[Turn],
+        message: Turn,
+        attempt: int,
+        user: str,
+        avoid: frozenset[str],
+    ) -> _Reply:
         recent, asked = _recent(window, message)
+        # what a /retry replaces counts as just said: retrieval moves on from it
+        recent = (*sorted(avoid), *recent)
         salt = zlib.crc32(
             f"{self._seed}\x1f{card.persona.id}\x1f{len(window)}\x1f{attempt}".encode()
         )
         rng = random.Random(zlib.crc32(message.text.encode("utf-8", "surrogatepass"), salt))
-        return _Reply(card, message.author.strip() or "friend", rng, recent, asked)
+        subject = _subject(message.text[:MAX_CHARS])
+        return _Reply(card, user, rng, recent, asked, message.text, avoid, subject)
 
     def _count_answer(self, turn: tuple[str, int, float]) -> int:
         """0 the first time a turn is answered, 1 on its first /retry, and so on."""
@@ -500,7 +659,9 @@ class OfflineBackend:
                 said = f"{reply.hello(said)} {said}"
             return said
         query = dict.fromkeys(terms(rest), 1.0)
-        if asked and len(query) <= 3 and (not query or _is_anaphoric(words)):
+        # (a question of digits only, "what is 2+2?", is not a follow-up: it asks something)
+        bare = not query and not any(w.isdigit() for w in rest)
+        if asked and len(query) <= 3 and (bare or _is_anaphoric(words)):
             # The nearest earlier question that had content: "why?" after "and then?".
             context = next((t for t in map(tokenize, (a[:MAX_CHARS] for a in asked)) if t), [])
             for term in context:
@@ -516,12 +677,30 @@ class OfflineBackend:
         card = self._cards.get(persona.id)
         if card is not None and card.persona is persona:
             return card
-        fingerprint = _fingerprint(persona)
+        sources = tuple(card_sources(persona))
+        fingerprint = _fingerprint(persona, sources)
         if card is None or card.fingerprint != fingerprint:
-            card = _build(persona, fingerprint)
+            card = _build(persona, fingerprint, sources)
             self._cards[persona.id] = card
         card.persona = persona  # the same card again: next time the identity check suffices
         return card
+
+
+def _subject(text: str) -> str:
+    """What a question asks about, as written ("What is Eldoria?" -> "Eldoria"), when
+    it reads as a name or a short phrase; "" otherwise."""
+    match = _SUBJECT.match(text.strip())
+    if match is None:
+        return ""
+    subject = (match.group("s") or match.group("t") or "").strip()
+    if not re.search(r"[^\W\d_]{2}", subject) or subject.lower() in STOPWORDS:
+        return ""
+    return subject
+
+
+def _plain(text: str) -> str:
+    """``text`` as lowercase words only, for comparing what was said."""
+    return " ".join(WORD.findall(text.lower()))
 
 
 def _is_anaphoric(words: list[str]) -> bool:

@@ -25,16 +25,18 @@ wrong key, an unknown model, a bad option) a plain :class:`BackendError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from bot.backends.base import MeteredStream, Summarised, TokenUsage
-from bot.backends.prompt import ChatMessage, chat_messages, summary_messages
+from bot.backends.base import MeteredStream, ReplyContext, Summarised, TokenUsage
+from bot.backends.prompt import ChatMessage, PromptOptions, chat_messages, summary_messages
 from bot.backends.vision import with_images
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
@@ -80,9 +82,11 @@ class OpenAIBackend:
         include_usage: bool = True,
         timeout: float = 120.0,
         vision: bool = False,
+        prompt: PromptOptions | None = None,
     ) -> None:
         self._vision = vision
         self._base_url = base_url
+        self._prompt = prompt or PromptOptions()
         self._model = model
         self._defaults = dict(defaults or {})
         self._include_usage = include_usage
@@ -98,9 +102,12 @@ class OpenAIBackend:
         state: BackendState,
         *,
         summary: str = "",
+        context: ReplyContext | None = None,
     ) -> MeteredStream:
         """Stream the completion's text; the stream's ``usage`` is set at its end."""
-        return MeteredStream(lambda meter: self._stream(meter, persona, window, message, summary))
+        return MeteredStream(
+            lambda meter: self._stream(meter, persona, window, message, summary, context)
+        )
 
     async def _stream(
         self,
@@ -109,9 +116,19 @@ class OpenAIBackend:
         window: Sequence[Turn],
         message: Turn,
         summary: str,
+        context: ReplyContext | None,
     ) -> AsyncGenerator[str, None]:
         model, sampling, extra = self._options(persona)
-        prompt = chat_messages(persona, window, message, summary)
+        # In a thread: the lorebook's regular expressions may take up to their time bound.
+        prompt = await asyncio.to_thread(
+            chat_messages,
+            persona,
+            window,
+            message,
+            summary,
+            context=context,
+            options=self._prompt_options(sampling),
+        )
         messages = _sdk(with_images(prompt, message) if self._sees(persona) else prompt)
         try:
             stream = await self._client.chat.completions.create(
@@ -157,6 +174,13 @@ class OpenAIBackend:
         """Whether the persona's model takes images (``backend_options.vision``)."""
         vision = persona.backend_options.get("vision", self._vision)
         return vision is True
+
+    def _prompt_options(self, sampling: Mapping[str, Any]) -> PromptOptions:
+        """The prompt options, keeping room for the reply the card asks for."""
+        reply = sampling.get("max_completion_tokens") or sampling.get("max_tokens")
+        if isinstance(reply, int) and reply > 0:
+            return replace(self._prompt, reply_tokens=reply)
+        return self._prompt
 
     def _options(self, persona: Persona) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
         """The model, sampling options and extra body for a persona; BackendError (not

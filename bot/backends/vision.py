@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.backends.prompt import ChatMessage
-from bot.messages import AttachmentKind, Turn
+from bot.messages import AttachmentKind, Turn, turn_text
 
 
 def image_parts(message: Turn) -> list[dict[str, Any]]:
@@ -29,13 +29,16 @@ def image_parts(message: Turn) -> list[dict[str, Any]]:
 
 
 def with_images(messages: Sequence[ChatMessage], message: Turn) -> list[dict[str, Any]]:
-    """``messages`` with ``message``'s images added to the last user message."""
+    """``messages`` with ``message``'s images added to the user message that carries its
+    text (the last one that ends with it: lorebook entries may be inserted after it)."""
     result: list[dict[str, Any]] = [dict(item) for item in messages]
     parts = image_parts(message)
     if not parts:
         return result
-    for item in reversed(result):
-        if item["role"] == "user":
-            item["content"] = [{"type": "text", "text": item["content"]}, *parts]
-            break
+    users = [item for item in result if item["role"] == "user"]
+    text = turn_text(message)
+    carrier = next((m for m in reversed(users) if m["content"].endswith(text)), None)
+    carrier = carrier or (users[-1] if users else None)
+    if carrier is not None:
+        carrier["content"] = [{"type": "text", "text": carrier["content"]}, *parts]
     return result

@@ -79,11 +79,16 @@ async def test_request_has_the_persona_and_the_window_in_order(
         "Professor Ada's personality: patient, dry humour",
         "Scenario: Alice visits Professor Ada's office hours.",
         "- Lambda functions scale to zero.",
-        "Alice: What is Docker?\nProfessor Ada: Containers, Alice: sealed boxes.",
     ):
         assert part in system["content"]
     assert "{{" not in system["content"]
-    assert [(m["role"], m["content"]) for m in rest] == [
+    assert [(m["role"], m.get("name"), m["content"]) for m in rest[:4]] == [
+        ("system", None, "[Example Chat]"),
+        ("system", "example_user", "What is Docker?"),
+        ("system", "example_assistant", "Containers, Alice: sealed boxes."),
+        ("system", None, "[Start a new Chat]"),
+    ]
+    assert [(m["role"], m["content"]) for m in rest[4:]] == [
         ("user", "one"),
         ("assistant", "You said: one"),
         ("user", "two"),
@@ -120,7 +125,7 @@ async def test_a_failed_reply_leaves_consecutive_user_turns_joined(
     assert (await reply(engine, dm("alice", "first"))).kind is ReplyKind.ERROR
     assert (await reply(engine, dm("alice", "second"))).kind is ReplyKind.ERROR
     await reply(engine, dm("alice", "third"))
-    roles = [(m["role"], m["content"]) for m in server.requests[-1]["messages"][1:-1]]
+    roles = [(m["role"], m["content"]) for m in server.requests[-1]["messages"][5:-1]]
     assert roles == [("user", "first\n\nsecond\n\nthird")]
 
 

@@ -39,25 +39,28 @@ def test_v2_card(write_json: WriteJson, v2_card: dict[str, Any]) -> None:
     )
 
 
-def test_character_book_enabled_entries_become_knowledge(
-    write_json: WriteJson, v2_card: dict[str, Any]
-) -> None:
+def test_character_book_is_kept_as_entries(write_json: WriteJson, v2_card: dict[str, Any]) -> None:
     persona = load_card(write_json("nell.json", v2_card))
-    assert persona.knowledge == (
-        "The lamp turns every ten seconds.",
-        "Gull Rock is 3 miles out.",
-        "It has 112 steps.",
-    )
+    assert persona.knowledge == ()  # the lorebook activates by its keys; it is not pasted
+    assert persona.lorebook is not None
+    assert [(e.keys, e.content, e.enabled) for e in persona.lorebook.entries] == [
+        (("lamp",), "The lamp turns every ten seconds.", True),
+        (("storm",), "Secret.", False),
+        (("rock",), "Gull Rock is 3 miles out.\nIt has 112 steps.", True),
+    ]
 
 
 def test_v3_card(write_json: WriteJson, v3_card: dict[str, Any]) -> None:
     persona = load_card(write_json("iris.json", v3_card))
     assert persona.id == "captain-iris-vale"  # from the name, not the nickname
-    assert persona.name == "Iris"  # V3: {{char}} stands for the nickname
+    assert persona.name == "Captain Iris Vale"  # the display name stays the name
+    assert persona.char_name == "Iris"  # V3: {{char}} stands for the nickname
     assert persona.expand(persona.description, "Sam") == "Iris keeps the lighthouse on Gull Rock."
     assert persona.examples == (Exchange("Where to?", "North, always north."),)
-    assert persona.knowledge == ("The Petrel is a brigantine.",)
+    assert persona.lorebook is not None
+    assert persona.lorebook.entries[1].comment == "off"
     assert "Hello, everyone." not in persona.alternate_greetings
+    assert persona.group_only_greetings == ("Hello, everyone.",)
 
 
 def test_v1_card(write_json: WriteJson) -> None:
@@ -83,7 +86,7 @@ def test_tavernai_v1_field_names() -> None:
 def test_null_fields_are_empty(v2_card: dict[str, Any]) -> None:
     v2_card["data"].update(system_prompt=None, character_book=None, tags=None)
     persona = persona_from_card(v2_card)
-    assert (persona.system_prompt, persona.knowledge, persona.tags) == ("", (), ())
+    assert (persona.system_prompt, persona.lorebook, persona.tags) == ("", None, ())
 
 
 @pytest.mark.parametrize(
@@ -243,7 +246,8 @@ def test_v3_rejects_unsupported_version(write_json: WriteJson, v3_card: dict[str
 
 
 def test_v3_accepts_minor_versions(write_json: WriteJson, v3_card: dict[str, Any]) -> None:
-    assert load_card(write_json("v31.json", {**v3_card, "spec_version": "3.1"})).name == "Iris"
+    persona = load_card(write_json("v31.json", {**v3_card, "spec_version": "3.1"}))
+    assert persona.char_name == "Iris"
 
 
 def test_not_utf8_json(tmp_path: Path) -> None:

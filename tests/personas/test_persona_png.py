@@ -34,7 +34,7 @@ def test_ccv3_wins_over_chara(
 ) -> None:
     cards = {"chara": v2_card, "ccv3": v3_card}
     persona = load_card(write_png("both.png", {key: cards[key] for key in order}))
-    assert persona.name == "Iris"
+    assert persona.char_name == "Iris"
 
 
 @pytest.mark.parametrize(

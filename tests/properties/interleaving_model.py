@@ -6,7 +6,8 @@ every stored conversation with it:
 
 - a conversation belongs to ``(owner, persona, scope)``; a chat message appends the
   user's turn and the reply to the current conversation of that key;
-- ``/reset`` archives the current conversation (kept until ``/forget``);
+- ``/reset`` archives the current conversation (kept until ``/forget``) and starts the
+  next one with the persona's greeting, as ``/persona ID`` does an empty one;
 - ``/forget`` then ``/forget confirm`` (within the confirmation time) deletes every
   conversation and preference of the owner;
 - ``/link CODE`` only asks: the identity gets a pending link (for the code's account)
@@ -142,6 +143,11 @@ class Model:
         current = self.current(key)
         if current is not None:
             current.archived = True
+
+    def greet(self, key: ConversationKey, greeting: str, persona_name: str) -> None:
+        """``/reset`` and ``/persona`` start an empty conversation with the greeting."""
+        if not self.current_turns(key):
+            self.append(key, [("assistant", greeting, persona_name)])
 
     def set_preference(self, owner: OwnerId, name: str, value: str) -> None:
         self.preferences.setdefault(owner, {})[name] = value

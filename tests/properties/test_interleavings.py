@@ -117,6 +117,11 @@ IN_GROUPS = st.sampled_from(
 PLACES = st.integers(min_value=0, max_value=2)  # 0: private; else a group, if the platform has
 
 
+def greeting(incoming: Incoming, persona_id: str) -> str:
+    """The greeting of ``tests.fakes.make_persona``, as ``incoming``'s sender gets it."""
+    return f"Hello {incoming.display_name}, I am {PERSONAS[persona_id]}."
+
+
 def export_by_slot(records: Sequence[ConversationRecord]) -> dict[Slot, Expected]:
     found: dict[Slot, tuple[list[list[ModelTurn]], list[list[ModelTurn]]]] = {}
     for record in records:
@@ -312,6 +317,7 @@ class Interleavings(RuleBasedStateMachine):
         incoming = self.incoming(self.sender(choice), place, "/reset")
         key = self.key_of(incoming)
         self.model.reset(key)
+        self.model.greet(key, greeting(incoming, key.persona_id), PERSONAS[key.persona_id])
         text = self.answer(self.send(incoming), ReplyKind.COMMAND)
         assert text.startswith(f"New conversation with {PERSONAS[key.persona_id]}."), text
 
@@ -323,6 +329,8 @@ class Interleavings(RuleBasedStateMachine):
         chosen = wanted.lower()
         if chosen in PERSONAS:
             self.model.set_preference(owner, PERSONA_PREFERENCE, chosen)
+            key = ConversationKey(owner, chosen, incoming.scope)
+            self.model.greet(key, greeting(incoming, chosen), PERSONAS[chosen])
             assert text.startswith(f"You are now talking to {PERSONAS[chosen]}."), text
         elif wanted:
             assert text.startswith("I don't know a persona called"), text

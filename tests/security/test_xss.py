@@ -107,6 +107,7 @@ OUR_ELEMENTS = frozenset(
         "textarea",
         "div",
         "small",
+        "img",  # the persona's picture, from /personas/ID/avatar only (checked below)
     ]
 )
 URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "data-copy", "srcdoc"})
@@ -169,6 +170,9 @@ def assert_inert(reply: Reply, where: str, expected: Sequence[str] = ()) -> None
         if tag == "script":
             src = dict(attrs).get("src") or ""
             assert src.startswith("/static/"), f"{where}: a script not from /static/"
+        if tag == "img":
+            src = dict(attrs).get("src") or ""
+            assert re.fullmatch(r"/personas/[a-z0-9_-]+/avatar", src), f"{where}: injected <img>"
     assert not any(body.strip() for body in page.script_bodies), f"{where}: inline script"
     assert len([e for e in page.elements if e[0] == "textarea"]) <= 1, f"{where}: textarea"
     for marker in EVALUATED:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot import userpersona
 from bot.errors import StoreError, UsernameTaken, VersionConflict
 from bot.messages import (
     ConversationKey,
@@ -13,6 +14,7 @@ from bot.messages import (
     NewTurn,
     OwnerId,
     Role,
+    UserPersona,
     account_owner,
     guest_owner,
 )
@@ -443,6 +445,30 @@ async def test_preferences_set_get_and_remove(store: Store) -> None:
     await store.set_preference(owner, "theme", None)
     await store.set_preference(owner, "never-set", None)
     assert await store.get_preferences(owner) == {"persona": "morrow"}
+
+
+async def test_the_users_own_persona_is_kept_whole_per_owner_and_forgotten(
+    store: Store,
+) -> None:
+    # the longest description the bot keeps, with line breaks, quotes and astral characters
+    description = ('Élodie "the" botanist 🌿\n' * 60)[: userpersona.MAX_DESCRIPTION_CHARS]
+    wanted = UserPersona("Élodie 🌿", description.strip())
+    guest = guest_owner(ALICE_TG)
+    kept = await userpersona.save(store, guest, wanted)
+    assert kept == wanted
+    assert userpersona.from_preferences(await store.get_preferences(guest)) == wanted
+    account = await new_account(store)
+    owner = account_owner(account.id)
+    await store.link_identity(ALICE_TG, "Alice", account.id, 20.0)
+    # like every preference it stays where it was set: the account's own applies
+    link, prefs = await store.resolve_identity(ALICE_TG)
+    assert link is not None and userpersona.from_preferences(prefs) == UserPersona()
+    await userpersona.save(store, owner, UserPersona(description="only this"))
+    assert await store.get_preferences(owner) == {userpersona.DESCRIPTION_PREFERENCE: "only this"}
+    _, prefs = await store.resolve_identity(ALICE_TG)
+    assert userpersona.from_preferences(prefs) == UserPersona(description="only this")
+    await store.forget_owner(owner)
+    assert userpersona.from_preferences(await store.get_preferences(owner)) == UserPersona()
 
 
 async def test_preferences_belong_to_one_owner(store: Store) -> None:

@@ -154,7 +154,9 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
     account = await site.store.find_account("ada")
     assert account is not None
     turns = await site.engine.recent_turns(account_owner(account.id), "ada", DIRECT_SCOPE)
-    assert [t.text for t in turns] == ["What is Docker?", shown]
+    # the greeting the page opened with is the conversation's first turn
+    assert [t.role for t in turns] == ["assistant", "user", "assistant"]
+    assert [t.text for t in turns][1:] == ["What is Docker?", shown]
 
     # log out
     await page.click("#logout")

@@ -145,7 +145,7 @@ async def test_choosing_the_default_persona(client: Client, engine: Engine) -> N
         "You talk to <strong>Captain Morrow</strong>" in await (await client.get("/account")).text()
     )
     chat = await (await client.get("/chat")).text()
-    assert "<h1>Captain Morrow</h1>" in chat
+    assert '<h1 id="persona-name">Captain Morrow</h1>' in chat
     unknown = await post_form(
         client, "/account/persona", {"persona": "nobody"}, token_from="/account"
     )

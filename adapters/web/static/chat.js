@@ -14,16 +14,33 @@
   const attached = document.getElementById("attached");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   if (!log || !composer) return;
-  const personaName = log.dataset.persona;
+  const persona = {
+    id: log.dataset.personaId,
+    name: log.dataset.persona,
+    avatar: log.dataset.avatar,
+  };
   const userName = log.dataset.user;
   let busy = false;
+
+  function label(who, role, author) {
+    who.replaceChildren();
+    if (role !== "user") {
+      const picture = document.createElement("img");
+      picture.className = "avatar";
+      picture.src = persona.avatar;
+      picture.alt = "";
+      picture.width = picture.height = 24;
+      who.append(picture);
+    }
+    who.append(document.createTextNode(author));
+  }
 
   function bubble(role, author, text) {
     const item = document.createElement("li");
     item.className = "turn " + role;
     const who = document.createElement("span");
     who.className = "author";
-    who.textContent = author;
+    label(who, role.split(" ")[0], author);
     const body = document.createElement("p");
     body.className = "text";
     body.textContent = text;
@@ -96,14 +113,15 @@
   async function send(text, kind, file) {
     if (busy) return;
     if (kind === "send") bubble("user", userName, file ? (text ? text + "\n" : "") + "📎 " + file.name : text);
-    if (kind === "retry") {
+    if (kind === "retry" && log.querySelector(".turn.user")) {
+      // (before the first message, the last reply is the greeting: /retry never redoes it)
       const replies = log.querySelectorAll(".turn.assistant");
       const last = replies[replies.length - 1];
       if (last && last === log.lastElementChild) last.remove();
     }
-    const reply = bubble("assistant pending", personaName, "");
+    const reply = bubble("assistant pending", persona.name, "");
     const replyText = reply.querySelector(".text");
-    setBusy(true, personaName + " is writing…");
+    setBusy(true, persona.name + " is writing…");
     try {
       const { url, body, type } = request(text, file);
       const headers = { "Accept": "text/event-stream", "X-CSRF-Token": csrf };
@@ -141,10 +159,36 @@
         }
       });
       setBusy(false, finished ? "" : "The reply was cut off. Try Retry.");
+      if (finished && text.startsWith("/")) await followPersona();
     } catch (error) {
       reply.remove();
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
+  }
+
+  // After a command (/persona may have switched): show the persona the account talks to
+  // now, and its conversation, as the page would after a reload.
+  async function followPersona() {
+    let now;
+    try {
+      const response = await fetch("/chat/persona", { credentials: "same-origin" });
+      if (!response.ok) return;
+      now = await response.json();
+    } catch (_) {
+      return;
+    }
+    if (now.id === persona.id) return;
+    Object.assign(persona, { id: now.id, name: now.name, avatar: now.avatar });
+    Object.assign(log.dataset, { personaId: now.id, persona: now.name, avatar: now.avatar });
+    document.getElementById("persona-name").textContent = now.name;
+    document.getElementById("persona-description").textContent = now.description;
+    document.getElementById("persona-avatar").src = now.avatar;
+    document.title = document.title.replace(/^Chat with .*?( ·|$)/, "Chat with " + now.name + "$1");
+    message.placeholder = "Write to " + now.name + "…";
+    if (personaSelect) personaSelect.value = now.id;
+    log.replaceChildren();
+    for (const turn of now.turns) bubble(turn.role, turn.author, turn.text);
+    status.textContent = "You are now talking to " + now.name + ".";
   }
 
   for (const form of document.querySelectorAll("form.chat-send")) {
