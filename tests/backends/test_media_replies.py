@@ -13,11 +13,12 @@ import pytest
 from bk_helpers import FAST, build_engine, card, dm, key, send
 from oai_fake_server import FakeOpenAI
 
+from bot.app import build_backends
 from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
 from bot.backends.transcription import OpenAITranscriber
-from bot.config import MediaSettings
+from bot.config import MediaSettings, load_settings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
@@ -233,3 +234,20 @@ async def test_an_unreachable_transcription_server_still_answers_the_text(
     _, done = await send(engine, with_files(dm("alice", "call me"), voice))
     assert done.text == "You said: call me"
     assert "voice.ogg was not used: I could not listen to it just now" in done.preface
+
+
+async def test_openai_vision_setting_reaches_the_backend(
+    store: MemoryStore, server: FakeOpenAI, closing: list[OpenAIBackend | OpenAITranscriber]
+) -> None:
+    environ = {
+        "PERSONABRIDGE_OPENAI__BASE_URL": server.url,
+        "PERSONABRIDGE_OPENAI__MODEL": "m",
+        "PERSONABRIDGE_OPENAI__VISION": "true",
+    }
+    backend = build_backends(load_settings(environ, use_dotenv=False))["openai"]
+    assert isinstance(backend, OpenAIBackend)
+    closing.append(backend)
+    engine = build_engine(store, [backend], [card()])  # the card says nothing of vision
+    await send(engine, with_files(dm("alice", "hi"), photo()))
+    last_user = [m for m in server.chat_requests[-1]["messages"] if m["role"] == "user"][-1]
+    assert [part["type"] for part in last_user["content"]] == ["text", "image_url"]
