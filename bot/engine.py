@@ -233,7 +233,7 @@ class Engine:
         done = await self._precheck(incoming)
         prepared: _Prepared | ReplyDone | None = None
         media, preface = Processed(), ""
-        if done is None and incoming.files and parse_command(incoming.text) is None:
+        if done is None and incoming.files and await self._takes_files(incoming):
             media = await self.media.process(incoming.files)
             preface = media_preface(media)
             if not incoming.text.strip() and not media.attachments:
@@ -296,6 +296,17 @@ class Engine:
             done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
+
+    async def _takes_files(self, incoming: Incoming) -> bool:
+        """Whether a message's files are fetched and converted: not for a command, nor
+        for a guest where only linked accounts may chat (downloading and transcribing
+        cost; the message is refused anyway)."""
+        if parse_command(incoming.text) is not None:
+            return False
+        if not self.access.linked_only or incoming.account_id is not None:
+            return True
+        link, _ = await self._retrying(lambda: self.store.resolve_identity(incoming.identity))
+        return link is not None
 
     async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
         denial = self._denial(incoming)

@@ -18,7 +18,7 @@ from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
 from bot.backends.transcription import OpenAITranscriber
-from bot.config import MediaSettings, load_settings
+from bot.config import AccessSettings, MediaSettings, load_settings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
@@ -251,3 +251,22 @@ async def test_openai_vision_setting_reaches_the_backend(
     await send(engine, with_files(dm("alice", "hi"), photo()))
     last_user = [m for m in server.chat_requests[-1]["messages"] if m["role"] == "user"][-1]
     assert [part["type"] for part in last_user["content"]] == ["text", "image_url"]
+
+
+async def test_a_guest_where_only_accounts_chat_has_no_file_fetched(store: MemoryStore) -> None:
+    fetched: list[int] = []
+
+    async def fetch(limit: int) -> bytes:
+        fetched.append(limit)
+        return b"hello"
+
+    offline = OfflineBackend(seed=1)
+    persona = card(backend="offline")
+    engine = Engine(
+        store,
+        PersonaLibrary([persona]),
+        ReplyGuard({"offline": offline}, FAST),
+        access=AccessSettings(linked_only=True),
+    )
+    _, done = await send(engine, with_files(dm("alice", ""), IncomingFile("a.txt", fetch)))
+    assert done.kind is ReplyKind.DENIED and fetched == []
