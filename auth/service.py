@@ -23,7 +23,7 @@ from auth.rules import (
     check_username,
     normalise_password,
 )
-from auth.sessions import SESSION_TTL, NewSession, SessionManager
+from auth.sessions import SESSION_CACHE_SECONDS, SESSION_TTL, NewSession, SessionManager
 from auth.throttle import LOGIN_LIMITS, LoginThrottle
 from bot import linking
 from bot.errors import UsernameTaken
@@ -45,6 +45,7 @@ class AccountService:
         hasher: PasswordHasher | None = None,
         throttle: LoginThrottle | None = None,
         session_ttl: float = SESSION_TTL,
+        session_cache_seconds: float = SESSION_CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
         notices: AccountNotices | None = None,
         max_live_codes: int = linking.MAX_LIVE_CODES,
@@ -55,7 +56,9 @@ class AccountService:
         self._max_live_codes = max_live_codes
         self.hasher = hasher or PasswordHasher()
         self.throttle = throttle or LoginThrottle(limits=LOGIN_LIMITS)
-        self.sessions = SessionManager(store, ttl=session_ttl, clock=clock)
+        self.sessions = SessionManager(
+            store, ttl=session_ttl, clock=clock, cache_seconds=session_cache_seconds
+        )
         self._clock = clock
 
     # -- sign up, log in, log out ---------------------------------------------------------
@@ -216,4 +219,5 @@ class AccountService:
         like a login, so a stolen session cannot be used to guess it)."""
         await self.verify_password(account.username, password, address=address, device=device)
         await self.store.delete_account(account.id)
+        self.sessions.cache.drop_account(account.id)
         log.info("account %s deleted", account.id)

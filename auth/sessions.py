@@ -15,9 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from auth.session_cache import SessionCache
 from bot.store.base import Account, Store
 
 SESSION_TTL = 14 * 24 * 3600.0
+#: Seconds a session checked live is trusted without the store (auth.session_cache):
+#: off unless asked for (the app passes WEB__SESSION_CACHE_SECONDS, 5 s by default).
+SESSION_CACHE_SECONDS = 0.0
 _TOKEN_BYTES = 32
 #: What a token we issued can look like (``secrets.token_urlsafe``: 43 characters).
 #: Anything else is junk from the browser (far too long, or not even valid UTF-8: the
@@ -53,10 +57,12 @@ class SessionManager:
         *,
         ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,
+        cache_seconds: float = SESSION_CACHE_SECONDS,
     ):
         self._store = store
         self.ttl = ttl
         self._clock = clock
+        self.cache = SessionCache(cache_seconds)
 
     async def start(self, account_id: str, *, replacing: str | None = None) -> NewSession:
         """A new session for the account; ``replacing`` (the token the browser had)
@@ -72,13 +78,21 @@ class SessionManager:
         """The account the token is a live session of, or None."""
         if not plausible_token(token):
             return None
-        session = await self._store.get_web_session(hash_token(token), self._clock())
+        token_hash, now = hash_token(token), self._clock()
+        known = self.cache.get(token_hash, now)
+        if known is not None:
+            return known
+        session = await self._store.get_web_session(token_hash, now)
         if session is None:
             return None
-        return await self._store.get_account(session.account_id)
+        account = await self._store.get_account(session.account_id)
+        if account is not None:
+            self.cache.put(token_hash, account, now, session.expires_at)
+        return account
 
     async def end(self, token: str) -> None:
         if plausible_token(token):
+            self.cache.drop(hash_token(token))
             await self._store.delete_web_session(hash_token(token))
 
     async def end_others(self, account_id: str, token: str | None) -> int:

@@ -278,16 +278,24 @@ class PersonaBridge:
     ) -> None:
         await self._stack.aclose()
 
-    def enabled_adapters(self) -> list[Adapter]:
+    def enabled_adapters(self, *, gateways: bool = True, reuse_port: bool = False) -> list[Adapter]:
         """The adapters the settings switch on, in start order: the platforms first (their
         webhook routes must be ready before the web server takes requests for them), the
-        web last (so it stops first)."""
+        web last (so it stops first). Without ``gateways`` (a worker other than the
+        first, :mod:`bot.workers`) no Discord gateway client and no Telegram polling;
+        ``reuse_port`` lets several workers bind the web port."""
         platforms: list[PlatformAdapter] = []
-        discord = self.settings.discord
+        settings = self.settings
+        if not gateways:
+            settings = settings.model_copy(
+                update={"discord": settings.discord.model_copy(update={"token": None})}
+            )
+        discord = settings.discord
         if discord.token or discord.public_key:
-            platforms.append(build_discord(self.engine, self.settings))
-        if self.settings.telegram.token:
-            platforms.append(build_telegram(self.engine, self.settings))
+            platforms.append(build_discord(self.engine, settings))
+        telegram = settings.telegram
+        if telegram.token and (gateways or telegram.mode == "webhook"):
+            platforms.append(build_telegram(self.engine, settings))
         adapters: list[Adapter] = list(platforms)
         routes = [route for platform in platforms for route in platform.web_routes()]
         if self.settings.web.enabled:
@@ -299,6 +307,7 @@ class PersonaBridge:
                 self.store,
                 notices=self.engine.notices,
                 max_live_codes=self.settings.linking.max_live_codes,
+                session_cache_seconds=self.settings.web.session_cache_seconds,
             )
             adapters.append(
                 WebAdapter(
@@ -308,6 +317,7 @@ class PersonaBridge:
                     metrics=metrics,
                     extra_routes=routes,
                     telegram_bot_username=self.settings.telegram.bot_username,
+                    reuse_port=reuse_port,
                 )
             )
         elif routes:

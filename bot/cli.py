@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ from bot import persona_cli
 from bot.app import PersonaBridge, build_store, install_stop_signals
 from bot.config import Settings, load_settings
 from bot.errors import PersonaBridgeError
+from bot.workers import GATEWAY_WORKER, check_workers, stop_when_orphaned, supervise
 
 log = logging.getLogger("personabridge")
 
@@ -32,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start every enabled adapter on one event loop and serve until "
         "interrupted (Ctrl-C or SIGTERM).",
     )
+
+    worker = commands.add_parser(
+        "worker",
+        help="one of the WEB__WORKERS processes ('run' starts them)",
+        description="Serve as worker INDEX of 'personabridge run' with WEB__WORKERS above 1: "
+        "the web port is shared (SO_REUSEPORT); only worker 0 runs the gateway clients.",
+    )
+    worker.add_argument("index", type=int)
 
     chat = commands.add_parser(
         "chat",
@@ -74,8 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        if args.command == "run" and settings.web.workers > 1:
+            check_workers(settings.web.workers, settings.web.port)
+            return asyncio.run(supervise(settings.web.workers))
         if args.command == "run":
             asyncio.run(_run(settings))
+        elif args.command == "worker":
+            asyncio.run(_run(settings, worker=args.index))
         elif args.command == "chat":
             return asyncio.run(_chat(settings, args.persona, args.user))
         elif args.command == "db":
@@ -90,9 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _run(settings: Settings) -> None:
+async def _run(settings: Settings, *, worker: int | None = None) -> None:
+    """Serve until stopped: as the one process, or as worker ``worker`` of several (see
+    :mod:`bot.workers`)."""
     async with PersonaBridge(settings) as bridge:
-        adapters = bridge.enabled_adapters()
+        if worker is None:
+            adapters = bridge.enabled_adapters()
+        else:
+            log.info("worker %d of %d (pid %d)", worker, settings.web.workers, os.getpid())
+            adapters = bridge.enabled_adapters(gateways=worker == GATEWAY_WORKER, reuse_port=True)
         if not adapters:
             print(
                 "personabridge: no adapter is enabled: the web page is off "
@@ -103,7 +124,15 @@ async def _run(settings: Settings) -> None:
             return
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await bridge.serve(adapters, stop)
+        if worker is None:
+            await bridge.serve(adapters, stop)
+            return
+        watching = asyncio.create_task(stop_when_orphaned(stop))
+        try:
+            await bridge.serve(adapters, stop)
+        finally:
+            watching.cancel()
+            await asyncio.wait([watching])
 
 
 async def _chat(settings: Settings, persona_id: str | None, user: str | None) -> int:

@@ -109,6 +109,11 @@ class WebSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
     secure_cookies: bool = False
+    #: Seconds a web session checked live is trusted without asking the store again: a
+    #: session revoked on another worker stops working here within this time (0: off).
+    session_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    #: Processes serving the web port (SO_REUSEPORT); one runs the gateway clients.
+    workers: int = Field(default=1, ge=1, le=64)
     #: Reverse proxies (addresses or CIDR networks, comma-separated) whose forwarded
     #: header names the client: the right-most address in it that is not one of them.
     trusted_proxies: IdList = ()
@@ -160,6 +165,11 @@ class TelegramSettings(BaseModel):
     first_message_delay: float = Field(default=0.3, ge=0)
     webhook_path: str = "/telegram/webhook"
     max_concurrent_updates: int = Field(default=256, ge=1)
+    #: Webhook mode: an acknowledged update is held by its worker this long (seconds);
+    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
+    inbox_hold_seconds: PositiveFloat = 240.0
+    #: How often each worker looks for such updates (and once at start).
+    inbox_sweep_seconds: PositiveFloat = 30.0
     #: Seconds a reply keeps being retried (backing off up to 30 s) through a Bot API
     #: outage before it is given up; it is stored either way.
     delivery_patience: float = Field(default=600.0, ge=0)
@@ -186,6 +196,11 @@ class DiscordSettings(BaseModel):
     #: HTTP interactions signed longer ago than this are refused.
     signature_max_age: float = Field(default=300.0, gt=0)
     shutdown_timeout: float = Field(default=10.0, ge=0)
+    #: HTTP interactions: a deferred command is held by its worker this long (seconds);
+    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
+    inbox_hold_seconds: PositiveFloat = 240.0
+    #: How often each worker looks for such commands (and once at start).
+    inbox_sweep_seconds: PositiveFloat = 30.0
 
     @field_validator("command_guild_ids", "shard_ids", mode="before")
     @classmethod
@@ -321,6 +336,11 @@ class EngineSettings(BaseModel):
     summary_batch_turns: int = Field(default=8, ge=1, le=200)
     #: The longest a summary may be; it counts against window_max_chars.
     summary_max_chars: int = Field(default=1500, ge=100, le=20_000)
+    #: Seconds a worker holds a conversation it answers (bot.leases), renewed every third
+    #: of it while a reply streams: a killed worker's conversation is free after it.
+    lease_seconds: float = Field(default=30.0, ge=1.0)
+    #: Seconds a message waits for another worker's answer in the same conversation.
+    lease_wait_seconds: float = Field(default=60.0, ge=0)
 
 
 class LinkingSettings(BaseModel):

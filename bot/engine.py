@@ -46,12 +46,14 @@ from bot.config import (
 )
 from bot.errors import (
     BackendError,
+    ConversationBusy,
     OwnerForgotten,
     StoreError,
     StoreUnavailable,
     VersionConflict,
 )
 from bot.greetings import conversation_seed, store_greeting
+from bot.leases import LeasePolicy, still_answering
 from bot.limits import KeyedLocks, RateLimiter
 from bot.link_consent import LinkConsent
 from bot.media import MediaProcessor, Processed
@@ -75,9 +77,10 @@ from bot.messages import (
 )
 from bot.metrics import Metrics, NullMetrics
 from bot.notices import AccountNotices
+from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, find_stored, retry_transient
-from bot.store.base import Store
+from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
 log = logging.getLogger(__name__)
@@ -168,6 +171,9 @@ class Engine:
         self.access = access or AccessSettings()
         self.metrics = metrics or NullMetrics()
         self._clock = clock
+        self._monotonic = monotonic
+        tuned = self.settings
+        self.leases = LeasePolicy(seconds=tuned.lease_seconds, wait=tuned.lease_wait_seconds)
         rate = rate_limit or RateLimitSettings()
         self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
         self._rate_exempt = frozenset(rate.exempt_platforms)
@@ -270,6 +276,8 @@ class Engine:
                                         delta = clean_text(delta)
                                         parts.append(delta)
                                         yield TextDelta(delta)
+                                        if self._lease_due(prepared):
+                                            await self._renew_lease(prepared)
                                 except BackendError as exc:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
@@ -292,10 +300,49 @@ class Engine:
             self.metrics.error("store")
             turn_kept = isinstance(prepared, _Prepared)
             done = ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
+        finally:
+            if isinstance(prepared, _Prepared) and prepared.lease is not None:
+                await self._release(prepared)
         if preface:
             done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
+
+    def _lease_due(self, prepared: _Prepared) -> bool:
+        """Whether the lease of a reply still streaming is due for renewal."""
+        return (
+            prepared.lease is not None
+            and self._monotonic() - prepared.lease_taken >= self.leases.renew_every
+        )
+
+    async def _renew_lease(self, prepared: _Prepared) -> None:
+        """Extend the lease of a long reply (an append of no turns, one write per
+        ``renew_every`` seconds of streaming), so that it can be short: a killed worker's
+        conversation is free again soon. Failing, the reply goes on; it pairs with its
+        message by ``reply_to`` whoever appends meanwhile."""
+        holder = prepared.lease
+        assert holder is not None
+        take = Lease(holder, self._clock() + self.leases.seconds)
+        prepared.lease_taken = self._monotonic()
+        try:
+            prepared.version, _ = await self._append(
+                prepared.key, [], prepared.version, prepared.epoch, take=take
+            )
+        except ConversationBusy:
+            prepared.lease = None  # it expired and another worker took it
+        except StoreError as exc:
+            log.warning("could not renew a conversation's lease: %s", exc)
+
+    async def _release(self, prepared: _Prepared) -> None:
+        """Free the lease of a message whose reply was not stored (the backend failed,
+        the client went away): the next message of the conversation need not wait for
+        it to expire."""
+        holder, prepared.lease = prepared.lease, None
+        assert holder is not None
+        try:
+            await self._retrying(lambda: self.store.release_lease(prepared.key, holder))
+        except StoreError as exc:
+            log.warning("could not free a conversation's lease (it expires): %s", exc)
 
     async def _takes_files(self, incoming: Incoming) -> bool:
         """Whether a message's files are fetched and converted: not for a command, nor
@@ -430,20 +477,42 @@ class Engine:
             raise OwnerForgotten(f"owner {key.owner} is deleted")
         window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
+        lease: str | None = None
         earlier: tuple[str, ...] = ()
+        sent_at = speaker.incoming.sent_at
+        kept = None
         if new_text is not None:
-            kept = tuple(item.stored() for item in attachments)
-            turn = NewTurn("user", new_text, speaker.user_name, self._clock(), kept)
-            version, stored = await self._append(key, [turn], version, epoch)
-            history, message = list(window.turns), stored[0]
+            author = speaker.user_name
+            files = tuple(item.stored() for item in attachments)
+            turn = NewTurn("user", new_text, author, sent_at or self._clock(), attachments=files)
+            kept = find_stored(window.turns, [turn]) if sent_at is not None else None
+        if kept is not None:
+            # an event from the inbox, answered again after a crash: its turn is stored
+            answer = _stored_reply(window.turns, kept[0])
+            if answer is not None:
+                return ReplyDone(answer.text, ReplyKind.CHAT, speaker.persona.name)
+            conversation = paired(window.turns)
+            message = kept[0]
+            history = conversation[: conversation.index(message)]
+        elif new_text is not None:
+            window, version, stored, lease = await self._take_lease(
+                key, [turn], window, loaded, epoch
+            )
+            if lease is None:
+                return still_answering()
+            history, message = paired(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
                 message = dataclasses.replace(message, attachments=tuple(attachments))
         else:
-            found = _last_user_turn(window.turns)
-            if found is None:
+            if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
+            # /retry answers too: it takes the lease with an append of no turns
+            window, version, _, lease = await self._take_lease(key, [], window, loaded, epoch)
+            found = _last_user_turn(paired(window.turns))
+            if lease is None or found is None:
+                return still_answering()
             history, message = found
-            earlier = tuple(t.text for t in window.turns[len(history) + 1 :])
+            earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
@@ -460,8 +529,45 @@ class Engine:
             summary=summary,
             summariser=summariser,
             dropped=dropped_turns(summary, history, context) if summariser else [],
+            lease=lease,
+            lease_taken=self._monotonic(),
             reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
+
+    async def _take_lease(
+        self,
+        key: ConversationKey,
+        turns: list[NewTurn],
+        window: ConversationWindow,
+        loaded: int,
+        epoch: int,
+    ) -> tuple[ConversationWindow, int, tuple[Turn, ...], str | None]:
+        """Append ``turns`` (the user's turn; none for ``/retry``) taking the
+        conversation's lease, waiting while another worker holds it (:mod:`bot.leases`).
+        Returns the window appended to, the new version, the stored turns and the
+        lease's holder; the holder is None when the wait ran out: the turns are then
+        stored without the lease."""
+        policy = self.leases
+        holder = policy.holder()
+        deadline = self._monotonic() + policy.wait
+        tries = 0
+        while True:
+            take = Lease(holder, self._clock() + policy.seconds)
+            try:
+                version, stored = await self._append(key, turns, window.version, epoch, take=take)
+                return window, version, stored, holder
+            except ConversationBusy:
+                tries += 1
+                self.metrics.error("lease_wait")
+                remaining = deadline - self._monotonic()
+                if remaining > 0:
+                    await asyncio.sleep(policy.pause(tries, remaining))
+                window = await self._retrying(lambda: self.store.load_window(key, loaded))
+                if remaining <= 0:
+                    if not turns:
+                        return window, window.version, (), None
+                    version, stored = await self._append(key, turns, window.version, epoch)
+                    return window, version, stored, None
 
     def _backend_failed(self, persona: Persona, exc: BackendError) -> ReplyDone:
         log.warning("persona %s could not answer: %s", persona.id, exc)
@@ -490,8 +596,11 @@ class Engine:
                 ReplyKind.ERROR,
                 persona.name,
             )
-        reply = NewTurn("assistant", text, persona.name, self._clock())
-        version, _ = await self._append(prepared.key, [reply], prepared.version, prepared.epoch)
+        reply = NewTurn("assistant", text, persona.name, self._clock(), prepared.message.seq)
+        version, _ = await self._append(
+            prepared.key, [reply], prepared.version, prepared.epoch, release=prepared.lease
+        )
+        prepared.lease = None
         if prepared.state != prepared.old_state:
             await self._save_state(prepared.key, prepared.state, version, prepared.epoch)
         if prepared.summariser is not None and prepared.dropped:
@@ -517,7 +626,14 @@ class Engine:
         self.metrics.error("store_retry")
 
     async def _append(
-        self, key: ConversationKey, turns: list[NewTurn], version: int, epoch: int
+        self,
+        key: ConversationKey,
+        turns: list[NewTurn],
+        version: int,
+        epoch: int,
+        *,
+        take: Lease | None = None,
+        release: str | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append under the version check, exactly once.
 
@@ -531,7 +647,13 @@ class Engine:
         while True:
             try:
                 return await self.store.append_turns(
-                    key, turns, version, self._clock(), epoch=epoch
+                    key,
+                    turns,
+                    version,
+                    self._clock(),
+                    epoch=epoch,
+                    take_lease=take,
+                    release_lease=release,
                 )
             except VersionConflict:
                 conflicts += 1
@@ -539,7 +661,14 @@ class Engine:
                     raise
                 self.metrics.error("version_conflict")
                 await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** (conflicts - 1)))
-                version = (await self._retrying(lambda: self.store.load_window(key, 1))).version
+                # A write retried below us (a lost answer) can conflict with itself: when
+                # the newest turns are ours, they are stored. (The newest turn comes with
+                # a DynamoDB conflict, so this read usually costs no call.)
+                window = await self._retrying(partial(self.store.load_window, key, len(turns)))
+                stored = find_stored(window.turns, turns) if turns else None
+                if stored is not None:
+                    return window.version, stored
+                version = window.version
             except StoreUnavailable as exc:
                 failures += 1
                 last = failures >= self.store_retry.attempts
@@ -548,7 +677,8 @@ class Engine:
                     await asyncio.sleep(self.store_retry.pause(failures))
                 size = len(turns) + WRITTEN_CHECK_SLACK
                 window = await self._retrying(partial(self.store.load_window, key, size))
-                stored = find_stored(window.turns, turns)
+                # no turns (a lease taken alone): sending it again is harmless
+                stored = find_stored(window.turns, turns) if turns else None
                 if stored is not None:
                     return window.version, stored
                 if last:
@@ -605,7 +735,7 @@ class Engine:
         window = await self._retrying(
             lambda: self.store.load_window(key, self.settings.window_max_turns)
         )
-        return bounded_window(window.turns, self.settings.window_max_chars)
+        return bounded_window(paired(window.turns), self.settings.window_max_chars)
 
 
 @dataclass(slots=True)
@@ -628,10 +758,23 @@ class _Prepared:
     dropped: list[Turn]
     #: Who the user says they are, and what a /retry replaces.
     reply_context: ReplyContext = field(default_factory=ReplyContext)
+    #: The holder of the conversation's lease while this message has it (bot.leases).
+    lease: str | None = None
+    #: When the lease was taken or last renewed (the engine's monotonic clock).
+    lease_taken: float = 0.0
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
         return self.persona, self.context, self.message, self.state
+
+
+def _stored_reply(turns: Sequence[Turn], message: Turn) -> Turn | None:
+    """The newest reply to ``message`` in ``turns``, if any."""
+    found = None
+    for turn in turns:
+        if turn.role == "assistant" and turn.reply_to == message.seq:
+            found = turn
+    return found
 
 
 def _last_user_turn(turns: Sequence[Turn]) -> tuple[list[Turn], Turn] | None:

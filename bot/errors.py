@@ -10,6 +10,7 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     ├── StoreError             persistence failed
     │   ├── StoreUnavailable   the store cannot be reached (transient, retryable)
     │   ├── VersionConflict    a conversation changed under us (optimistic concurrency)
+    │   ├── ConversationBusy   another worker holds the conversation's lease
     │   ├── OwnerForgotten     the owner was forgotten or deleted since the write began
     │   └── UsernameTaken      an account name is already in use (case-insensitive)
     ├── BackendError           a persona brain failed
@@ -61,6 +62,15 @@ class StoreUnavailable(StoreError):
 
 class VersionConflict(StoreError):
     """The conversation's version moved on since it was read; reload and try again."""
+
+
+class ConversationBusy(StoreError):
+    """Another worker is answering this conversation (it holds the lease) until ``until``;
+    nothing was stored. Wait and try again (see :mod:`bot.leases`)."""
+
+    def __init__(self, message: str, *, until: float = 0.0):
+        self.until = until
+        super().__init__(message)
 
 
 class OwnerForgotten(StoreError):

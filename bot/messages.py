@@ -60,6 +60,9 @@ class Incoming:
     chats; in groups, true when the bot was mentioned, replied to or commanded.
     ``account_id`` is set only by a front end that authenticated the user itself (the
     web, by its session): the engine then speaks for that account without a lookup.
+    ``sent_at`` is set by a front end that stored the event in its inbox first
+    (:mod:`bot.inbox`): the time it was stored, kept when it is answered again after a
+    crash, so that its turn, when stored already, is not stored twice.
     """
 
     platform: str
@@ -70,6 +73,7 @@ class Incoming:
     text: str
     addressed: bool = True
     account_id: str | None = None
+    sent_at: float | None = None
     #: Files sent with the message, not read yet: the engine fetches and converts them.
     files: tuple[IncomingFile, ...] = ()
 
@@ -262,7 +266,9 @@ class Turn:
 
     ``seq`` increases by one per turn within a conversation. ``author`` is the display
     name the user had when they wrote (used for ``{{user}}``); for the persona's turns it
-    is the persona's name.
+    is the persona's name. ``reply_to`` is, on a reply, the ``seq`` of the user turn it
+    answers (None on user turns, and on replies stored before replies recorded it: see
+    :func:`bot.pairing.paired`).
     """
 
     seq: int
@@ -270,6 +276,7 @@ class Turn:
     text: str
     author: str
     created_at: float
+    reply_to: int | None = None
     #: What was sent with the message (metadata, transcripts, file text; never bytes).
     attachments: tuple[Attachment, ...] = ()
 
@@ -282,6 +289,7 @@ class NewTurn:
     text: str
     author: str
     created_at: float
+    reply_to: int | None = None
     attachments: tuple[Attachment, ...] = ()
 
 

@@ -12,13 +12,14 @@ workers can serve commands with no gateway connection. Autocomplete is answered 
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import hashlib
 import heapq
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Self
 
 import aiohttp
@@ -42,14 +43,18 @@ from adapters.discord.streaming import deliver
 from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
+from bot.inbox import Inbox
 from bot.messages import Incoming, IncomingFile
+from bot.store.base import InboxEntry
 
 log = logging.getLogger(__name__)
 
 INTERACTIONS_PATH = "/discord/interactions"
 PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 1, 2, 3, 4
 PONG, CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, AUTOCOMPLETE_RESULT = 1, 4, 5, 8
+#: An interaction's token takes follow-ups for 15 minutes: its id is remembered longer.
+KEEP_INTERACTION_IDS = 16 * 60.0
 _BOT_DM_CONTEXT = 1
 
 
@@ -92,10 +97,9 @@ class ReplayGuard:
     beyond that (the entries nearest to expiry go first, and their replays are then no
     longer caught: a bound, chosen far above one process's traffic).
 
-    The memory is per process: with several web workers behind a load balancer, a
-    replay that reaches another worker than the original is not caught here. Discord
-    delivers each interaction once, to one worker; closing that gap would take a shared
-    store of seen interactions (a conditional write per interaction).
+    The memory is per process; across workers, a command's interaction id is recorded
+    in the store (its inbox, :mod:`bot.inbox`) with a conditional write, so a replay
+    that reaches another worker is refused there.
     """
 
     def __init__(
@@ -192,15 +196,31 @@ class InteractionEndpoint:
             settings.public_key, max_age=options.signature_max_age, clock=clock
         )
         self.replays = ReplayGuard(options.signature_max_age, clock=clock)
+        self.inbox = Inbox(
+            engine.store,
+            PLATFORM,
+            hold=options.inbox_hold_seconds,
+            sweep=options.inbox_sweep_seconds,
+            keep=KEEP_INTERACTION_IDS,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._webhooks: InteractionWebhooks | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._webhooks = InteractionWebhooks(self._session, self._settings.api_base_url)
+        # commands a worker that died deferred and never answered
+        self._sweeper = asyncio.create_task(
+            self.inbox.run(self._answer_again), name="discord inbox"
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.wait([sweeper])
         session, self._session, self._webhooks = self._session, None, None
         if session is not None:
             await session.close()
@@ -290,12 +310,23 @@ class InteractionEndpoint:
         text: str,
         files: tuple[IncomingFile, ...] = (),
     ) -> web.StreamResponse:
-        incoming = dataclasses.replace(incoming_from_payload(payload, text), files=files)
+        incoming = replace(incoming_from_payload(payload, text), files=files)
         app_id, token = str(payload["application_id"]), str(payload["token"])
         webhooks = self._webhooks
         if webhooks is None or self._tasks.closed:
             return web.json_response({"error": "not serving Discord right now"}, status=503)
         ephemeral = name in EPHEMERAL and not incoming.private
+        # Deferred only once stored: Discord never sends a deferred interaction again.
+        interaction_id = str(payload["id"])
+        try:
+            fresh = await self.inbox.accept(interaction_id, json.dumps(payload))
+        except StoreError as exc:
+            log.warning("discord: an interaction could not be stored, not taken (%s)", exc)
+            return web.json_response({"error": "try again"}, status=503)
+        if not fresh:
+            log.warning("discord: a replayed interaction was refused")
+            return web.json_response({"error": "replayed request"}, status=401)
+        incoming = replace(incoming, sent_at=self.inbox.received_at(interaction_id))
         deferred: dict[str, Any] = {"type": DEFERRED_CHANNEL_MESSAGE}
         if ephemeral:
             deferred["data"] = {"flags": EPHEMERAL_FLAG}
@@ -305,12 +336,42 @@ class InteractionEndpoint:
         await response.prepare(request)
         await response.write_eof()
         slots = WebhookSlots(webhooks, app_id, token, ephemeral=ephemeral)
-        interval = self._options.edit_interval
         self._tasks.spawn(
-            deliver(self._engine, incoming, slots, interval=interval),
-            name=f"discord-interaction-{name}",
+            self._deliver(interaction_id, incoming, slots), name=f"discord-interaction-{name}"
         )
         return response
+
+    async def _deliver(self, interaction_id: str, incoming: Incoming, slots: WebhookSlots) -> None:
+        try:
+            await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
+        finally:
+            await self.inbox.finish(interaction_id)
+
+    async def _answer_again(self, entry: InboxEntry) -> None:
+        """Answer a command taken from the inbox (deferred, never answered): its
+        interaction's token still takes follow-ups for 15 minutes."""
+        webhooks = self._webhooks
+        try:
+            payload = json.loads(entry.payload)
+            data = payload["data"]
+            name = str(data["name"])
+            values, _ = _options(data)
+            incoming = incoming_from_payload(payload, command_text(name, values))
+            files = self._attached(data, values) if name == "chat" else ()
+            incoming = replace(incoming, files=files)
+            app_id, token = str(payload["application_id"]), str(payload["token"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.exception("discord interaction %s in the inbox is unreadable", entry.event_id)
+            await self.inbox.finish(entry.event_id)
+            return
+        if webhooks is None or self._tasks.closed:
+            return  # stopping: left for the next sweep of a worker
+        incoming = replace(incoming, sent_at=entry.received_at)
+        ephemeral = name in EPHEMERAL and not incoming.private
+        slots = WebhookSlots(webhooks, app_id, token, ephemeral=ephemeral)
+        self._tasks.spawn(
+            self._deliver(entry.event_id, incoming, slots), name=f"discord-interaction-{name}"
+        )
 
 
 def _message(text: str, *, ephemeral: bool) -> web.Response:

@@ -35,6 +35,11 @@ class DiscordOptions:
     guild_ready_timeout: float = 2.0
     #: HTTP interactions whose signed timestamp is further than this from now are refused.
     signature_max_age: float = 300.0
+    #: HTTP interactions: seconds a deferred command stays with the worker answering it
+    #: before another may take it from the store's inbox (:mod:`bot.inbox`), and how
+    #: often each worker looks.
+    inbox_hold_seconds: float = 240.0
+    inbox_sweep_seconds: float = 30.0
     #: How long replies in flight may take to finish when the adapter stops.
     shutdown_timeout: float = 10.0
     #: Whether the gateway client reconnects after a dropped connection.

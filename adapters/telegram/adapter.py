@@ -16,7 +16,9 @@ Never ``run_polling()``/``run_webhook()``: those want the event loop to themselv
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -29,7 +31,7 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from adapters.telegram.delivery import Outbox, Target
-from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler
+from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler, is_id
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
@@ -37,8 +39,10 @@ from adapters.telegram.transport import AiohttpRequest
 from bot.commands import COMMANDS
 from bot.config import TelegramSettings, WebSettings
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
+from bot.inbox import Inbox
 from bot.messages import Identity
+from bot.store.base import InboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 #: (a 4,096-character text with its entities, quoting a reply of as much, in UTF-8) can
 #: pass the web server's 64 KiB limit for every other body.
 MAX_UPDATE_BYTES = 1024 * 1024
+#: Telegram keeps an undelivered update for 24 hours: ids are remembered a little longer.
+KEEP_UPDATE_IDS = 25 * 3600.0
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 TgApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -98,6 +104,16 @@ class TelegramAdapter:
         self._handler: UpdateHandler | None = None
         self._outbox: Outbox | None = None
         self.username: str | None = None
+        self.inbox: Inbox | None = None
+        if self.mode == "webhook":
+            self.inbox = Inbox(
+                engine.store,
+                "telegram",
+                hold=self.options.inbox_hold_seconds,
+                sweep=self.options.inbox_sweep_seconds,
+                keep=KEEP_UPDATE_IDS,
+            )
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -132,6 +148,7 @@ class TelegramAdapter:
         outbox = Outbox(app.bot, self._pacer, options)
         self._outbox = outbox
         self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
+        self._handler.inbox = self.inbox
         app.add_handler(TypeHandler(Update, self._handler))
         app.add_error_handler(_on_error)
         return app
@@ -152,6 +169,10 @@ class TelegramAdapter:
             # Telegram's first deliveries would meet a 503 and be retried much later.
             self.application = app
             await self._start_receiving(app)
+            if self.inbox is not None:  # updates acknowledged by a worker that died
+                self._sweeper = asyncio.create_task(
+                    self.inbox.run(self._answer_again), name="telegram inbox"
+                )
         except BaseException:
             self.application = None
             await self._close(app)
@@ -162,9 +183,27 @@ class TelegramAdapter:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._engine.notices.unregister(PLATFORM)
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.wait([sweeper])
         app, self.application = self.application, None
         if app is not None:
             await self._close(app)
+
+    async def _answer_again(self, entry: InboxEntry) -> None:
+        """Queue an update taken from the inbox (acknowledged, never answered)."""
+        app = self.application
+        if app is None:
+            return
+        try:
+            update = Update.de_json(json.loads(entry.payload), app.bot)
+        except Exception:  # stored only after it parsed once: a bug, not the sender's
+            log.exception("telegram update %s in the inbox is unreadable", entry.event_id)
+            assert self.inbox is not None
+            await self.inbox.finish(entry.event_id)
+            return
+        await app.update_queue.put(update)
 
     async def send_notice(self, identity: Identity, text: str) -> None:
         """Tell a person privately about their account (their private chat with the
@@ -246,6 +285,16 @@ class TelegramAdapter:
             # any of them means "not an update", never a 500.
             log.warning("telegram: refused an unreadable update (%s)", type(exc).__name__)
             return web.Response(status=400, text="not an update")
+        if self.inbox is not None and is_id(data.get("update_id")):
+            # acknowledged only once stored: Telegram never resends an answered update
+            try:
+                fresh = await self.inbox.accept(str(data["update_id"]), json.dumps(data))
+            except StoreError as exc:
+                log.warning("telegram: an update could not be stored, not taken (%s)", exc)
+                return web.Response(status=503, text="try again")
+            if not fresh:
+                log.info("telegram update %s was delivered again; ignored", data["update_id"])
+                return web.Response()
         await app.update_queue.put(update)
         return web.Response()
 

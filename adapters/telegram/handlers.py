@@ -32,7 +32,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from telegram import (
     Audio,
@@ -57,6 +57,7 @@ from adapters.telegram.render import tg_len
 from adapters.telegram.streaming import ReplyStream
 from bot.engine import Engine
 from bot.errors import MediaRefused
+from bot.inbox import Inbox
 from bot.messages import Incoming, IncomingFile, ReplyDone, ReplyEvent, ReplyKind
 
 log = logging.getLogger(__name__)
@@ -317,17 +318,29 @@ class UpdateHandler:
         self._pacer = pacer
         self._options = options
         self.me: BotIdentity | None = None  # set once getMe has answered
+        #: Webhook mode: where acknowledged updates wait until answered.
+        self.inbox: Inbox | None = None
 
     async def __call__(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self.me is None:
             raise RuntimeError("the Telegram adapter handled an update before it started")
+        inbox = self.inbox
+        event_id = str(update.update_id) if is_id(update.update_id) else None
+        sent_at = inbox.received_at(event_id) if inbox and event_id else None
+        try:
+            await self._handle(update, self.me, sent_at)
+        finally:
+            if inbox is not None and event_id is not None and sent_at is not None:
+                await inbox.finish(event_id)
+
+    async def _handle(self, update: Update, me: BotIdentity, sent_at: float | None) -> None:
         if update.callback_query is not None:
             await self._pressed(update, update.callback_query)
             return
-        inbound = read_update(update, self.me, self._engine.media.settings.max_bytes)
+        inbound = read_update(update, me, self._engine.media.settings.max_bytes)
         if inbound is None:
             return
-        incoming = inbound.incoming
+        incoming = replace(inbound.incoming, sent_at=sent_at)
         canned = inbound.canned_reply
         if canned is not None:
             if incoming.addressed:

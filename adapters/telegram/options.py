@@ -49,6 +49,11 @@ class TelegramOptions:
     #: Messages of one chat member waiting behind the one being answered; more are
     #: dropped (a flood would otherwise hold every concurrent slot).
     max_queued_per_chat: int = 20
+    #: Webhook mode: seconds an acknowledged update stays with the worker answering it
+    #: before another may take it from the store's inbox (:mod:`bot.inbox`), and how
+    #: often each worker looks; longer than a reply may take (lease wait + backend).
+    inbox_hold_seconds: float = 240.0
+    inbox_sweep_seconds: float = 30.0
     #: getUpdates long-poll timeout, in seconds (polling mode).
     poll_timeout: float = 30.0
     #: Attempts after a network error or timeout, with exponential backoff, for writes

@@ -10,10 +10,9 @@ not hold every concurrent slot, which PTB takes before this processor sees the u
 Telegram delivers an update again when it did not see our answer to the webhook POST
 (a timeout, a connection reset): the same ``update_id`` arrives twice. The processor
 remembers the last ``remember_updates`` ids it was given and drops a repeat, so a
-message is stored and answered once. The memory is per process: with several web
-workers behind a load balancer, a redelivery that reaches another worker is not
-recognised (Telegram sends it to the same URL, so it is rare, and it is answered
-twice, never lost).
+message is stored and answered once. The memory is per process; in webhook mode the
+store's inbox (:mod:`bot.inbox`) also records every update id with a conditional write,
+so a redelivery that reaches another worker is recognised there.
 """
 
 from __future__ import annotations

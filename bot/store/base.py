@@ -12,6 +12,22 @@ Conversations
     never go backwards for a key, across resets too, so a stale ``expected_version``
     never matches a newer conversation.
 
+Leases
+    One conversation is answered by one worker at a time, whichever process the message
+    reached: the append of a user's turn may take the conversation's *lease*
+    (:class:`Lease`, a holder and an expiry) in the same write, and the append of the
+    reply releases it. An append that would take a lease another holder still holds
+    raises :class:`~bot.errors.ConversationBusy` and stores nothing. A lease past its
+    expiry is free (a killed worker's lease frees itself). See :mod:`bot.leases`.
+
+Events and the inbox
+    ``claim_event`` records a platform event id (a Telegram update, a Discord
+    interaction) with a conditional write, so that of several workers given the same
+    event exactly one gets True. With a ``payload`` the event also goes into the durable
+    *inbox* until ``finish_inbox``: a worker acknowledges a platform request only once it
+    is there, and ``take_inbox`` hands entries whose holder went quiet (a killed worker)
+    to another. Records expire and ``purge_expired`` deletes them.
+
 Forgetting
     Every owner has an *epoch*, 0 until its data is first forgotten; ``forget_owner``
     moves it on, ``delete_account`` marks the account's owner deleted for good (a
@@ -115,6 +131,35 @@ class ConversationWindow:
     turns: tuple[Turn, ...] = ()
     backend_state: BackendState = field(default_factory=dict)
     summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A conversation taken by one worker (``holder``, unique per message) until
+    ``until`` (Unix seconds)."""
+
+    holder: str
+    until: float
+
+
+def lease_blocks(
+    held_by: str | None, held_until: float | None, take: Lease | None, now: float
+) -> bool:
+    """Whether a lease held by ``held_by`` until ``held_until`` stops ``take`` at ``now``:
+    another holder's lease that has not expired does."""
+    if take is None or held_by is None or held_by == take.holder:
+        return False
+    return held_until is not None and held_until > now
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A platform event acknowledged but not yet answered (see ``claim_event``)."""
+
+    source: str
+    event_id: str
+    payload: str
+    received_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +295,10 @@ class Store(Protocol):
         ``keep`` (log out everywhere else, change of password); how many went."""
 
     async def purge_expired(self, now: float) -> int:
-        """Delete the link codes, web sessions, pending links and notices whose expiry
-        is at or before ``now`` (the ones every read already refuses) and return how
-        many went. Reads never depend on it: it only keeps a long-running store from
-        growing without bound. A store whose database expires items by itself
+        """Delete the link codes, web sessions, pending links, notices and recorded
+        events whose expiry is at or before ``now`` (the ones every read already refuses)
+        and return how many went. Reads never depend on it: it only keeps a long-running
+        store from growing without bound. A store whose database expires items by itself
         (DynamoDB's TTL) may leave them to it and return 0."""
 
     # -- preferences ------------------------------------------------------------------
@@ -279,6 +324,8 @@ class Store(Protocol):
         expected_version: int,
         now: float,
         *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         """Append to the current conversation (starting one if there is none) when its
@@ -286,7 +333,43 @@ class Store(Protocol):
         :class:`~bot.errors.VersionConflict` and store nothing. Returns the new version
         and the stored turns with their ``seq``. Raises
         :class:`~bot.errors.OwnerForgotten` (storing nothing) when the owner is deleted,
-        or ``epoch`` is given and is no longer the owner's."""
+        or ``epoch`` is given and is no longer the owner's.
+
+        ``take_lease``: also take the conversation's lease, in the same write; raise
+        :class:`~bot.errors.ConversationBusy` (storing nothing) when another holder's
+        lease has not expired at ``now``. ``release_lease``: free the lease if this
+        holder has it (else leave it as it is), in the same write. With no ``turns``,
+        only the lease changes (and the version moves on): how ``/retry`` takes it."""
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        """Free the conversation's lease if ``holder`` has it (a reply that was not
+        stored: the backend failed). Nothing else changes, not even the version."""
+
+    # -- platform events and the inbox ------------------------------------------------
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        """Record an event id (until ``expires_at``); True for exactly one of the
+        callers that record the same unexpired id. With ``payload``, a first record also
+        enters the inbox, held by the caller until ``hold_until``."""
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        """Up to ``limit`` inbox entries of ``source`` whose hold has lapsed at ``now``,
+        each now held by the caller until ``hold_until`` (no two callers get one entry
+        while it is held)."""
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        """Take an answered event out of the inbox (its id stays recorded until expiry)."""
 
     async def save_conversation_state(
         self,

@@ -28,7 +28,13 @@ Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are es
     ``CONV#<owner>#<persona>#<scope>``   ``~META``                   version, current cid,
                                                                      last seq, generations,
                                                                      backend state, summary,
-                                                                     a copy of the newest turn
+                                                                     a copy of the newest turn,
+                                                                     the lease (holder, until)
+    ``EVENT#<source>#<event id>``        ``EVENT``                   a platform event seen
+                                                                     (``expires_at``)
+    ``INBOX#<source>``                   ``<event id>``              an event acknowledged, not
+                                                                     answered yet: payload,
+                                                                     who holds it until when
     ===================================  ==========================  =======================
 
     No GSI: what must be found by something other than its key (an owner's
@@ -50,7 +56,9 @@ Conversations
     :seq`` (and keeping a copy of the newest turn). A failed condition is a
     :class:`~bot.errors.VersionConflict`, and META as it is comes back with it
     (``ReturnValuesOnConditionCheckFailure``), so the engine's reload after a conflict
-    (a window of one turn) costs no call. Versions never go back (a reset bumps them; a
+    (a window of one turn) costs no call. The conversation's lease (:mod:`bot.leases`)
+    is set or removed by that same update of META: taking it adds the condition that no
+    other holder's lease is live. Versions never go back (a reset bumps them; a
     link bumps the guest key's, and the account key's when the guest's conversation
     becomes its current one), except that ``/forget`` deletes META with everything
     else, as the other stores do.

@@ -19,6 +19,7 @@ from itertools import count
 from typing import Any, Self
 
 from bot.errors import (
+    ConversationBusy,
     OwnerForgotten,
     StoreError,
     StoreUnavailable,
@@ -38,11 +39,14 @@ from bot.store.base import (
     Account,
     ConversationRecord,
     ConversationWindow,
+    InboxEntry,
+    Lease,
     LinkedIdentity,
     Notice,
     PendingLink,
     Usage,
     WebSession,
+    lease_blocks,
 )
 
 #: Decides whether an operation fails: gets the method name, returns what to raise.
@@ -61,6 +65,7 @@ class _Conversation:
     turns: list[Turn] = field(default_factory=list)
     backend_state: str = "{}"  # kept as JSON, as a real store would, to refuse what isn't
     summary: str = ""
+    lease: Lease | None = None
 
 
 class MemoryStore:
@@ -81,6 +86,9 @@ class MemoryStore:
         # owner -> (persona, scope) -> conversations, oldest first; only the last may be current
         self._conversations: dict[OwnerId, dict[_Slot, list[_Conversation]]] = {}
         self._usage: dict[OwnerId, Usage] = {}
+        self._events: dict[tuple[str, str], float] = {}  # (source, id) -> expires_at
+        # (source, id) -> the entry and until when it is held
+        self._inbox: dict[tuple[str, str], tuple[InboxEntry, float]] = {}
         # owner -> epoch; None marks a deleted account's owner (a tombstone, kept)
         self._epochs: dict[OwnerId, int | None] = {}
 
@@ -314,7 +322,50 @@ class MemoryStore:
             live = [(notice, expiry) for notice, expiry in kept if expiry > now]
             notices += len(kept) - len(live)
             kept[:] = live
-        return len(codes) + len(tokens) + len(pending) + notices
+        events = [event for event, expires_at in self._events.items() if expires_at <= now]
+        for event in events:
+            del self._events[event]
+            self._inbox.pop(event, None)
+        return len(codes) + len(tokens) + len(pending) + notices + len(events)
+
+    # -- platform events and the inbox ------------------------------------------------
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        await self._enter("claim_event")
+        event = (source, event_id)
+        known = self._events.get(event)
+        if known is not None and known > now:
+            return False
+        self._events[event] = expires_at
+        if payload is not None:
+            self._inbox[event] = (InboxEntry(source, event_id, payload, now), hold_until)
+        return True
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        await self._enter("take_inbox")
+        taken: list[InboxEntry] = []
+        for event, (entry, held) in list(self._inbox.items()):
+            if len(taken) >= limit:
+                break
+            if event[0] == source and held <= now:
+                self._inbox[event] = (entry, hold_until)
+                taken.append(entry)
+        return taken
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        await self._enter("finish_inbox")
+        self._inbox.pop((source, event_id), None)
 
     # -- preferences ------------------------------------------------------------------
 
@@ -393,10 +444,19 @@ class MemoryStore:
         expected_version: int,
         now: float,
         *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         await self._enter("append_turns")
         conversation = self._current_for_write(key, expected_version, now, epoch)
+        held = conversation.lease
+        if held is not None and lease_blocks(held.holder, held.until, take_lease, now):
+            raise ConversationBusy(f"conversation {key} is being answered", until=held.until)
+        if take_lease is not None:
+            conversation.lease = take_lease
+        elif held is not None and held.holder == release_lease:
+            conversation.lease = None
         if not conversation.turns:
             conversation.started_at = now
         first = len(conversation.turns) + 1
@@ -407,6 +467,7 @@ class MemoryStore:
                 new.text,
                 new.author,
                 new.created_at,
+                new.reply_to,
                 tuple(item.stored() for item in new.attachments),
             )
             for seq, new in enumerate(turns, start=first)
@@ -436,6 +497,12 @@ class MemoryStore:
         conversation.version += 1
         self._keep(key, conversation)
         return conversation.version
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        await self._enter("release_lease")
+        current = _current(self._slot(key))
+        if current is not None and current.lease is not None and current.lease.holder == holder:
+            current.lease = None
 
     async def reset_conversation(self, key: ConversationKey) -> None:
         await self._enter("reset_conversation")

@@ -30,6 +30,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 import aiosqlite
 
 from bot.errors import (
+    ConversationBusy,
     OwnerForgotten,
     StoreError,
     StoreUnavailable,
@@ -51,11 +52,21 @@ from bot.store.base import (
     Account,
     ConversationRecord,
     ConversationWindow,
+    InboxEntry,
+    Lease,
     LinkedIdentity,
     Notice,
     PendingLink,
     Usage,
     WebSession,
+    lease_blocks,
+)
+from bot.store.sqlite_events import (
+    EVENT_TABLES,
+    FINISH_INBOX,
+    claim_event,
+    purge_events,
+    take_inbox,
 )
 
 P = ParamSpec("P")
@@ -184,7 +195,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             deleted INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID""",
     ),
-    # 7: what was sent with a message (metadata, transcripts, file text as JSON; never
+    # 7: several workers on one conversation (bot.leases): the lease on the current
+    # conversation, the user turn each reply answers (NULL in older rows: see
+    # bot.pairing), and recorded platform events with the inbox (sqlite_events)
+    (
+        "ALTER TABLE turns ADD COLUMN reply_to INTEGER",
+        "ALTER TABLE conversations ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE conversations ADD COLUMN lease_until REAL",
+        *EVENT_TABLES,
+    ),
+    # 8: what was sent with a message (metadata, transcripts, file text as JSON; never
     # the bytes); NULL for a turn without files
     ("ALTER TABLE turns ADD COLUMN attachments TEXT",),
 )
@@ -197,12 +217,28 @@ _PURGE_SESSIONS = "DELETE FROM web_sessions WHERE expires_at <= ?"
 _PURGE_PENDING_LINKS = "DELETE FROM pending_links WHERE expires_at <= ?"
 _PURGE_NOTICES = "DELETE FROM notices WHERE expires_at <= ?"
 
+# Takes the lease (:take set), or frees it when :release holds it; refuses (no row) when
+# another holder's lease has not expired at :now.
 _BUMP_FOR_APPEND = """
     UPDATE conversations
-    SET version = version + 1, last_seq = last_seq + ?,
-        started_at = CASE WHEN last_seq = 0 THEN ? ELSE started_at END
-    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0 AND version = ?
+    SET version = version + 1, last_seq = last_seq + :count,
+        started_at = CASE WHEN last_seq = 0 THEN :now ELSE started_at END,
+        lease_holder = CASE WHEN :take IS NOT NULL THEN :take
+            WHEN lease_holder = :release THEN NULL ELSE lease_holder END,
+        lease_until = CASE WHEN :take IS NOT NULL THEN :until
+            WHEN lease_holder = :release THEN NULL ELSE lease_until END
+    WHERE owner = :owner AND persona_id = :persona AND scope = :scope AND archived = 0
+        AND version = :expected
+        AND (:take IS NULL OR lease_holder IS NULL OR lease_holder = :take OR lease_until <= :now)
     RETURNING id, version, last_seq"""
+
+_LEASE = """
+    SELECT version, lease_holder, lease_until FROM conversations
+    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0"""
+
+_RELEASE = """
+    UPDATE conversations SET lease_holder = NULL, lease_until = NULL
+    WHERE owner = ? AND persona_id = ? AND scope = ? AND archived = 0 AND lease_holder = ?"""
 
 _SAVE_STATE = """
     UPDATE conversations
@@ -218,18 +254,19 @@ _CURRENT = """
 # Seqs are consecutive, so the window is a range of the primary key. It is bounded above
 # too, so that it matches the version read even when another process appends meanwhile.
 _WINDOW = """
-    SELECT seq, role, text, author, created_at, attachments FROM turns
+    SELECT seq, role, text, author, created_at, reply_to, attachments FROM turns
     WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq"""
 
 _INSERT_TURN = """
-    INSERT INTO turns (conversation_id, seq, role, text, author, created_at, attachments)
-    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+    INSERT INTO turns
+        (conversation_id, seq, role, text, author, created_at, reply_to, attachments)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
 def _turn(row: Sequence[Any]) -> Turn:
-    """A turn from ``seq, role, text, author, created_at, attachments``."""
-    seq, role, text, author, created_at, files = row
-    return Turn(seq, role, text, author, created_at, attachments_from_json(files))
+    """A turn from ``seq, role, text, author, created_at, reply_to, attachments``."""
+    seq, role, text, author, created_at, reply_to, files = row
+    return Turn(seq, role, text, author, created_at, reply_to, attachments_from_json(files))
 
 
 class SqliteStore:
@@ -570,11 +607,41 @@ class SqliteStore:
         expected_version: int,
         now: float,
         *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
+        lease = _LeaseChange(take_lease, release_lease)
         return await self._write(
-            _append, self._recent, key, tuple(turns), expected_version, now, epoch
+            _append, self._recent, key, tuple(turns), expected_version, now, epoch, lease
         )
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        await self._change(_RELEASE, (*_key(key), holder))
+
+    # -- platform events and the inbox ------------------------------------------------
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        return await self._write(
+            claim_event, source, event_id, now, expires_at, payload, hold_until
+        )
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        return await self._write(take_inbox, source, now, hold_until, limit)
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        await self._change(FINISH_INBOX, (source, event_id))
 
     async def save_conversation_state(
         self,
@@ -620,7 +687,7 @@ class SqliteStore:
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         rows = await self._select(
             "SELECT c.id, c.persona_id, c.scope, c.archived, c.started_at,"
-            " t.seq, t.role, t.text, t.author, t.created_at, t.attachments"
+            " t.seq, t.role, t.text, t.author, t.created_at, t.reply_to, t.attachments"
             " FROM conversations AS c LEFT JOIN turns AS t ON t.conversation_id = c.id"
             " WHERE c.owner = ? ORDER BY c.id, t.seq",
             (owner,),
@@ -879,6 +946,12 @@ def _load_window(
     return ConversationWindow(version, turns, backend_state, summary)
 
 
+@dataclass(frozen=True, slots=True)
+class _LeaseChange:
+    take: Lease | None = None
+    release: str | None = None
+
+
 def _check_epoch(conn: sqlite3.Connection, owner: OwnerId, epoch: int | None) -> None:
     """Refuse (in the write's own transaction) a write for a deleted owner, or from an
     epoch that has passed."""
@@ -897,12 +970,22 @@ def _append(
     expected: int,
     now: float,
     epoch: int | None = None,
+    lease: _LeaseChange = _LeaseChange(),
 ) -> tuple[int, tuple[Turn, ...]]:
     _check_epoch(conn, key.owner, epoch)
-    bump = (len(turns), now, *_key(key), expected)
+    owner, persona, scope = _key(key)
+    take = lease.take
+    bump = {
+        "count": len(turns), "now": now, "owner": owner, "persona": persona, "scope": scope,
+        "expected": expected, "take": take.holder if take else None,
+        "until": take.until if take else None, "release": lease.release,
+    }  # fmt: skip
     row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
     started = row is None
     if started:
+        held = conn.execute(_LEASE, _key(key)).fetchone()
+        if held is not None and held[0] == expected and lease_blocks(held[1], held[2], take, now):
+            raise ConversationBusy(f"conversation {key} is being answered", until=held[2])
         _start(conn, key, expected, now)
         row = conn.execute(_BUMP_FOR_APPEND, bump).fetchone()
     conversation_id, version, last_seq = row
@@ -914,6 +997,7 @@ def _append(
             turn.text,
             turn.author,
             turn.created_at,
+            turn.reply_to,
             tuple(item.stored() for item in turn.attachments),
         )
         for seq, turn in enumerate(turns, start=first)
@@ -922,8 +1006,11 @@ def _append(
         files = attachments_json(turn.attachments) or None
         conn.execute(
             _INSERT_TURN,
-            (conversation_id, turn.seq, turn.role, turn.text, turn.author, turn.created_at, files),
-        )
+            (
+                conversation_id, turn.seq, turn.role, turn.text, turn.author,
+                turn.created_at, turn.reply_to, files,
+            ),
+        )  # fmt: skip
     recent.advance(key, conversation_id, version, stored, started=started)
     return version, stored
 
@@ -1046,7 +1133,7 @@ def _purge_expired(conn: sqlite3.Connection, now: float) -> int:
     sessions = conn.execute(_PURGE_SESSIONS, (now,)).rowcount
     pending = conn.execute(_PURGE_PENDING_LINKS, (now,)).rowcount
     notices = conn.execute(_PURGE_NOTICES, (now,)).rowcount
-    return codes + sessions + pending + notices
+    return codes + sessions + pending + notices + purge_events(conn, now)
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: str) -> None:

@@ -214,7 +214,7 @@ async def test_export_has_attachments_metadata_and_transcripts(
     key = ConversationKey(account_owner(ada.id), "ada", "direct")
     voice = Attachment(AttachmentKind.AUDIO, "audio/ogg", 900, "v.ogg", "see you at nine")
     photo = Attachment(AttachmentKind.IMAGE, "image/png", 70, "cat.png", "", 8, 4, image=b"PNG")
-    turn = NewTurn("user", "", "ada", clock(), (voice, photo))
+    turn = NewTurn("user", "", "ada", clock(), attachments=(voice, photo))
     await store.append_turns(key, [turn, NewTurn("assistant", "ok", "Ada", clock())], 0, clock())
     turns = (await service.export(ada))["conversations"][0]["turns"]
     assert turns[0]["attachments"] == [

@@ -35,6 +35,7 @@ from bot.store.base import BackendState
 from bot.store.sqlite import SqliteStore
 
 LIFETIME = 60.0
+LEASE_SECONDS = 6.0
 #: Deltas a reply streams before its user is reported mid-reply.
 DELTAS_BEFORE_MARK = 3
 #: What every delta of the never-ending reply starts with: no stored turn may hold it.
@@ -71,7 +72,9 @@ def engine_on(store: SqliteStore, backend: Backend) -> Engine:
         store,
         PersonaLibrary([persona]),
         ReplyGuard({backend.name: backend}, PATIENT),
-        settings=EngineSettings(window_max_turns=8, summary=False),
+        # A killed process's conversations are free again once its leases expire: short
+        # here, so that the next start's /retry waits seconds, not half a minute.
+        settings=EngineSettings(window_max_turns=8, summary=False, lease_seconds=LEASE_SECONDS),
         rate_limit=RateLimitSettings(per_minute=1e9, burst=10**9),
     )
 

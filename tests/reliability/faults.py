@@ -32,6 +32,8 @@ from bot.store.base import (
     BackendState,
     ConversationRecord,
     ConversationWindow,
+    InboxEntry,
+    Lease,
     LinkedIdentity,
     Notice,
     PendingLink,
@@ -260,6 +262,8 @@ class FlakyStore:
         expected_version: int,
         now: float,
         *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         return await self._call(
@@ -269,8 +273,42 @@ class FlakyStore:
             turns,
             expected_version,
             now,
+            take_lease=take_lease,
+            release_lease=release_lease,
             epoch=epoch,
         )
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        await self._call("release_lease", self.inner.release_lease, key, holder)
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        return await self._call(
+            "claim_event",
+            self.inner.claim_event,
+            source,
+            event_id,
+            now,
+            expires_at,
+            payload=payload,
+            hold_until=hold_until,
+        )
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        return await self._call("take_inbox", self.inner.take_inbox, source, now, hold_until, limit)
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        await self._call("finish_inbox", self.inner.finish_inbox, source, event_id)
 
     async def save_conversation_state(
         self,

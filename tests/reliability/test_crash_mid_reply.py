@@ -116,7 +116,8 @@ class Stored:
 def read_back(path: Path) -> Stored:
     """Check the file is intact and every conversation well-formed, as SqliteStore
     defines it: seqs 1..last_seq with no gap, and (here, where nothing but one-turn
-    appends ever happened) a version bumped once per turn."""
+    appends ever happened) a version bumped at least once per turn (a lease taken alone,
+    by /retry or to renew it during a long reply, bumps it too)."""
     problems: list[str] = []
     # opening recovers the WAL the dead process left
     with closing(sqlite3.connect(path)) as db:
@@ -136,7 +137,7 @@ def read_back(path: Path) -> Stored:
             seqs = [seq for seq, _, _ in turns]
             if seqs != list(range(1, last_seq + 1)):
                 problems.append(f"{owner}: seqs {seqs} for last_seq {last_seq}")
-            if version != last_seq or archived:
+            if version < last_seq or archived:
                 problems.append(f"{owner}: version {version}, last_seq {last_seq}")
             conversations[owner] = turns
     return Stored(conversations, problems)
@@ -220,14 +221,14 @@ async def test_replies_killed_mid_stream_leave_the_users_turns_and_retry_answers
         assert (lost, leaked, torn) == ([], [], [])
         for tag, window, answer, later in zip(tags, windows, answers, after, strict=True):
             message = f"tok:{tag}:0 are you there?"
-            assert window.version == 1
+            assert window.version >= 1  # the turn, and the lease renewed while streaming
             assert [(t.role, t.text) for t in window.turns] == [("user", message)]
             assert answer.kind is ReplyKind.CHAT and answer.text == f"re:{message} saw:[]"
             assert [(t.role, t.text) for t in later.turns] == [
                 ("user", message),
                 ("assistant", answer.text),
             ]
-            assert later.version == 2
+            assert later.version == window.version + 2  # /retry's lease, then its reply
 
 
 # -- killed in a burst of writes --------------------------------------------------------
@@ -288,7 +289,8 @@ async def test_a_burst_of_writes_killed_three_times_keeps_the_file_whole(tmp_pat
                 window = await store.load_window(key_of(f"u{n}"), 1000)
                 turns = stored.conversations.get(owner_of(f"u{n}"), [])
                 assert [(t.seq, t.role, t.text) for t in window.turns] == turns
-                assert window.version == len(turns)
+                # a write per turn, and one per renewal of a lease (a reply streaming long)
+                assert window.version >= len(turns)
                 if turns and turns[-1][1] == "user":
                     answer = await retry(engine, f"u{n}")
                     assert answer.kind is ReplyKind.CHAT

@@ -30,7 +30,7 @@ def key(owner: str = ALICE) -> ConversationKey:
 
 async def send(store: Store, conversation: ConversationKey, *files: Attachment) -> None:
     version = (await store.load_window(conversation, 1)).version
-    turn = NewTurn("user", "look", "Alice", 1.0, files)
+    turn = NewTurn("user", "look", "Alice", 1.0, attachments=files)
     await store.append_turns(conversation, [turn], version, 1.0)
 
 
@@ -45,7 +45,7 @@ async def test_a_turn_keeps_its_attachments_without_their_bytes(store: Store) ->
 
 async def test_append_returns_the_stored_form(store: Store) -> None:
     version = (await store.load_window(key(), 1)).version
-    turn = NewTurn("user", "", "Alice", 1.0, (PHOTO,))
+    turn = NewTurn("user", "", "Alice", 1.0, attachments=(PHOTO,))
     _, (stored,) = await store.append_turns(key(), [turn], version, 1.0)
     assert stored.attachments == (PHOTO,)
     assert stored.attachments[0].image is None

@@ -280,7 +280,7 @@ async def test_a_file_from_before_attachments_migrates_and_keeps_its_turns(
     async with SqliteStore(path) as new:
         window = await new.load_window(conversation, 10)
         assert [(t.text, t.attachments) for t in window.turns] == [("hi", ())]
-        turn = NewTurn("user", "", "A", 2.0, (voice,))
+        turn = NewTurn("user", "", "A", 2.0, attachments=(voice,))
         await new.append_turns(conversation, [turn], window.version, 2.0)
         assert (await new.load_window(conversation, 10)).turns[-1].attachments == (voice,)
     assert await pragma(path, "user_version") == len(MIGRATIONS)

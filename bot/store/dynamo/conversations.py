@@ -10,15 +10,16 @@ process remembers (:mod:`~bot.store.dynamo.recent`) saves reads, never checks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from bot.errors import OwnerForgotten, StoreError, VersionConflict
+from bot.errors import ConversationBusy, OwnerForgotten, StoreError, VersionConflict
 from bot.messages import ConversationKey, NewTurn, Turn
-from bot.store.base import ConversationRecord, ConversationWindow
+from bot.store.base import ConversationRecord, ConversationWindow, Lease, lease_blocks
 from bot.store.dynamo import keys
 from bot.store.dynamo.codec import Item, Wire, from_wire, integer, number, text, values
 from bot.store.dynamo.items import (
@@ -35,7 +36,10 @@ from bot.store.dynamo.table import Cancelled, ConditionFailed, Table
 #: Most turns one append may carry: they and META go in one transaction (<= 100 items).
 MAX_APPEND: Final = 90
 #: META attributes that belong to the current conversation, and go with it.
-_RESET = "SET version = version + :one, last_seq = :zero REMOVE cid, #state, summary, last_turn"
+_RESET = (
+    "SET version = version + :one, last_seq = :zero"
+    " REMOVE cid, #state, summary, last_turn, lease_holder, lease_until"
+)
 
 
 class Conversations:
@@ -107,8 +111,12 @@ class Conversations:
         turns: Sequence[NewTurn],
         expected: int,
         now: float,
+        take: Lease | None = None,
+        release: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
+        """Append under META's condition; the lease is taken or freed in the same
+        transaction (see :meth:`_lease_after`), so it costs no call of its own."""
         if len(turns) > MAX_APPEND:
             raise StoreError(f"the DynamoDB store appends at most {MAX_APPEND} turns at once")
         head = await self._head(key, expected)
@@ -116,6 +124,10 @@ class Conversations:
             if head.version != expected:
                 await self._check_epoch(key, epoch)
                 raise self._conflict(key, head, expected)
+            if lease_blocks(head.lease_holder, head.lease_until, take, now):
+                self._table.stats.lease_busy += 1
+                busy_until = head.lease_until or now
+                raise ConversationBusy(f"conversation {key} is being answered", until=busy_until)
             actions, started = self._start_if_needed(key, head, now)
             actions.insert(0, self._epoch_check(key, epoch))
             assert started.cid is not None
@@ -127,11 +139,20 @@ class Conversations:
                     t.text,
                     t.author,
                     t.created_at,
+                    t.reply_to,
                     tuple(item.stored() for item in t.attachments),
                 )
                 for seq, t in enumerate(turns, start=first)
             )
-            new = Head(expected + 1, started.generations, started.cid, first + len(turns) - 1)
+            holder, until = self._lease_after(head, take, release)
+            new = Head(
+                expected + 1,
+                started.generations,
+                started.cid,
+                first + len(turns) - 1,
+                holder,
+                until,
+            )
             if head.cid is not None and head.last_seq == 0 and stored:
                 # the first turn of a conversation a state save started dates it
                 actions.append(
@@ -145,7 +166,7 @@ class Conversations:
             # META keeps a copy of the newest turn: the window of one turn the engine
             # reloads after a conflict then comes with the conflict itself
             newest = stored[-1] if stored else None
-            actions.append(self._meta_update(key, head, new, last_turn=newest))
+            actions.append(self._meta_update(key, head, new, last_turn=newest, now=now))
             try:
                 await self._table.transact(actions)
             except Cancelled as cancelled:
@@ -175,7 +196,8 @@ class Conversations:
             # a conversation started here has no turns yet; its first append dates it
             actions, started = self._start_if_needed(key, head, 0.0)
             actions.insert(0, self._epoch_check(key, epoch))
-            new = Head(expected + 1, started.generations, started.cid, started.last_seq)
+            # the lease stays as it is: a summary may be saved while another worker answers
+            new = dataclasses.replace(started, version=expected + 1)
             actions.append(self._meta_update(key, head, new, state=state, summary=summary))
             try:
                 await self._table.transact(actions)
@@ -188,6 +210,36 @@ class Conversations:
             self.recent.wrote(key, new)
             return new.version
         raise self._conflict(key, head, expected)
+
+    @staticmethod
+    def _lease_after(
+        head: Head, take: Lease | None, release: str | None
+    ) -> tuple[str | None, float | None]:
+        """The lease as an append leaves it: taken, freed (when ``release`` holds it) or
+        as it was."""
+        if take is not None:
+            return take.holder, take.until
+        if release is not None and head.lease_holder == release:
+            return None, None
+        return head.lease_holder, head.lease_until
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        """Free the lease if ``holder`` has it; the version stays (see
+        :class:`~bot.store.dynamo.items.Head`: a lease only ever goes from held to free
+        without a version bump, so a head remembered at a version never shows a lease
+        free that is held)."""
+        try:
+            await self._table.update(
+                keys.meta(key),
+                UpdateExpression="REMOVE lease_holder, lease_until",
+                ConditionExpression="lease_holder = :h",
+                ExpressionAttributeValues=values(h=holder),
+            )
+        except ConditionFailed:
+            return
+        known = self.recent.head(key)
+        if known is not None and known.lease_holder == holder:
+            self.recent.seen(key, dataclasses.replace(known, lease_holder=None, lease_until=None))
 
     async def reset(self, key: ConversationKey) -> None:
         try:
@@ -260,9 +312,24 @@ class Conversations:
         state: str | None = None,
         summary: str | None = None,
         last_turn: Turn | None = None,
+        now: float = 0.0,
     ) -> Wire:
         condition, condition_values = version_condition(head)
+        removes: list[str] = []
+        if new.lease_holder is not None and new.lease_holder != head.lease_holder:
+            # a take: also checked here, not only against the head remembered
+            condition += (
+                " AND (attribute_not_exists(lease_holder) OR lease_holder = :lh"
+                " OR lease_until <= :lnow)"
+            )
+            condition_values = condition_values | values(lh=new.lease_holder, lnow=now)
         sets: dict[str, object] = {"version": new.version}
+        if new.lease_holder is not None and (
+            new.lease_holder != head.lease_holder or new.lease_until != head.lease_until
+        ):
+            sets |= {"lease_holder": new.lease_holder, "lease_until": new.lease_until}
+        elif new.lease_holder is None and head.lease_holder is not None:
+            removes = ["lease_holder", "lease_until"]
         if new.last_seq != head.last_seq or new.cid != head.cid:
             sets["last_seq"] = new.last_seq
         if new.cid != head.cid:  # a conversation starts
@@ -277,9 +344,10 @@ class Conversations:
             sets["last_turn"] = turn_fields(last_turn)
         names = {f"#a{n}": name for n, name in enumerate(sets)}
         assignments = ", ".join(f"#a{n} = :a{n}" for n in range(len(sets)))
+        removal = f" REMOVE {', '.join(removes)}" if removes else ""
         return self._table.update_action(
             keys.meta(key),
-            UpdateExpression=f"SET {assignments}",
+            UpdateExpression=f"SET {assignments}{removal}",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=condition_values

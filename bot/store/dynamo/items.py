@@ -18,22 +18,28 @@ from bot.store.dynamo.codec import Item, Wire, integer, number, optional_text, t
 class Head:
     """What a key's META item says; version 0 means it has none. ``cid`` is the current
     conversation (None: there is none), ``last_seq`` its newest turn, ``generations``
-    how many conversations the key has started."""
+    how many conversations the key has started; ``lease_holder`` and ``lease_until`` the
+    conversation's lease (:mod:`bot.leases`), if any."""
 
     version: int = 0
     generations: int = 0
     cid: str | None = None
     last_seq: int = 0
+    lease_holder: str | None = None
+    lease_until: float | None = None
 
     @classmethod
     def of(cls, meta: Item | None) -> Head:
         if meta is None:
             return cls()
+        holder = optional_text(meta, "lease_holder")
         return cls(
             integer(meta, "version", 0),
             integer(meta, "gens", 0),
             optional_text(meta, "cid"),
             integer(meta, "last_seq", 0),
+            holder,
+            number(meta, "lease_until") if holder is not None else None,
         )
 
 
@@ -42,9 +48,11 @@ def turn_of(item: Item) -> Turn:
     if role not in ("user", "assistant"):
         raise StoreError(f"DynamoDB turn has an unknown role {role!r}")
     role_: Role = "user" if role == "user" else "assistant"
+    reply_to = item.get("reply_to")  # absent on turns stored before replies recorded it
     return Turn(
         integer(item, "seq"), role_, text(item, "text"), text(item, "author"),
-        number(item, "created_at"), attachments_from_json(optional_text(item, "files")),
+        number(item, "created_at"), integer(item, "reply_to") if reply_to is not None else None,
+        attachments_from_json(optional_text(item, "files")),
     )  # fmt: skip
 
 
@@ -56,6 +64,8 @@ def turn_fields(turn: Turn) -> dict[str, object]:
         "author": turn.author,
         "created_at": turn.created_at,
     }
+    if turn.reply_to is not None:
+        fields["reply_to"] = turn.reply_to
     if turn.attachments:  # metadata and text only (a JSON string): never the bytes
         fields["files"] = attachments_json(turn.attachments)
     return fields

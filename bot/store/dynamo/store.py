@@ -29,13 +29,15 @@ from bot.store.base import (
     Account,
     ConversationRecord,
     ConversationWindow,
+    InboxEntry,
+    Lease,
     LinkedIdentity,
     Notice,
     PendingLink,
     Usage,
     WebSession,
 )
-from bot.store.dynamo import accounts, consent, keys
+from bot.store.dynamo import accounts, consent, events, keys
 from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
 from bot.store.dynamo.conversations import Conversations
 from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
@@ -382,9 +384,40 @@ class DynamoStore:
         expected_version: int,
         now: float,
         *,
+        take_lease: Lease | None = None,
+        release_lease: str | None = None,
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
-        return await self._conversations.append(key, turns, expected_version, now, epoch)
+        return await self._conversations.append(
+            key, turns, expected_version, now, take_lease, release_lease, epoch
+        )
+
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        await self._conversations.release_lease(key, holder)
+
+    # -- platform events and the inbox ------------------------------------------------
+
+    async def claim_event(
+        self,
+        source: str,
+        event_id: str,
+        now: float,
+        expires_at: float,
+        *,
+        payload: str | None = None,
+        hold_until: float = 0.0,
+    ) -> bool:
+        return await events.claim_event(
+            self._table, source, event_id, now, expires_at, payload, hold_until
+        )
+
+    async def take_inbox(
+        self, source: str, now: float, hold_until: float, limit: int
+    ) -> list[InboxEntry]:
+        return await events.take_inbox(self._table, source, now, hold_until, limit)
+
+    async def finish_inbox(self, source: str, event_id: str) -> None:
+        await events.finish_inbox(self._table, source, event_id)
 
     async def save_conversation_state(
         self,

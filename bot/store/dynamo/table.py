@@ -98,6 +98,11 @@ class DynamoStats:
     version_conflicts: int = 0
     #: Transactions and batch items we sent again (throttled, conflicting, unprocessed).
     resends: int = 0
+    #: TransactWriteItems that DynamoDB cancelled, for any reason (conditions, conflicts).
+    cancelled_transactions: int = 0
+    #: Appends refused because another worker held the conversation's lease (no call:
+    #: decided from META as read, or after a cancelled transaction).
+    lease_busy: int = 0
 
     @property
     def total_calls(self) -> int:
@@ -323,6 +328,7 @@ class Table:
                 await self.call("TransactWriteItems", TransactItems=list(actions))
                 return
             except Cancelled as cancelled:
+                self.stats.cancelled_transactions += 1
                 codes = {reason.code for reason in cancelled.reasons} - {"None"}
                 if "ConditionalCheckFailed" in codes or not codes <= THROTTLED | {
                     "TransactionConflict"
