@@ -6,18 +6,24 @@ standard input from a pipe: each line is one message and its reply is printed, s
 separated by a blank line (a reply may have several lines); with ``json_lines`` each
 reply is one JSON object on one line instead (``personabridge chat --json``). The history
 lives in the store, so the next run continues it.
+
+``/attach PATH [text]`` sends a local file (an image, a voice note, a text file) with
+the text, the way a photo with a caption arrives from a platform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import threading
 from contextlib import aclosing
+from pathlib import Path
 from typing import TextIO
 
 from bot.engine import Engine
-from bot.messages import Incoming, ReplyDone, ReplyKind, TextDelta
+from bot.errors import MediaRefused
+from bot.messages import Incoming, IncomingFile, ReplyDone, ReplyKind, TextDelta
 
 PLATFORM = "console"
 
@@ -44,7 +50,7 @@ class ConsoleChat:
         self._persona_name = "bot"
         self._replies_shown = 0
 
-    def _incoming(self, text: str) -> Incoming:
+    def _incoming(self, text: str, files: tuple[IncomingFile, ...] = ()) -> Incoming:
         return Incoming(
             platform=PLATFORM,
             user_id=self._user_name.lower(),
@@ -52,6 +58,7 @@ class ConsoleChat:
             chat_id="terminal",
             private=True,
             text=text,
+            files=files,
         )
 
     async def run(self, persona_id: str | None = None) -> None:
@@ -69,9 +76,10 @@ class ConsoleChat:
             text = line.strip()
             if text in ("/quit", "/exit"):
                 break
-            if text:
+            if text.startswith("/attach"):
+                await self._attach(text.removeprefix("/attach"))
+            elif text:
                 await self._send(text, show=True)
-                self._replies_shown += 1
                 if text.startswith("/"):  # /persona, /link, /forget...: who answers next?
                     await self._refresh_persona()
         if self._interactive:
@@ -96,12 +104,31 @@ class ConsoleChat:
             self._write(f"(continuing your conversation with {persona.name}; /reset starts over)\n")
             for turn in turns[-4:]:
                 who = "you" if turn.role == "user" else persona.name
-                self._write(f"{who}> {turn.text}\n")
+                files = " ".join(f"📎 {item.filename}" for item in turn.attachments)
+                self._write(f"{who}> {' '.join(p for p in (turn.text, files) if p)}\n")
         self._write("(/help for commands, /quit or Ctrl-D to leave)\n")
 
-    async def _send(self, text: str, *, show: bool) -> None:
+    async def _attach(self, args: str) -> None:
+        """``/attach PATH [text]``: the file at PATH with the text as its caption."""
+        try:
+            words = shlex.split(args)
+        except ValueError as exc:
+            words, problem = [], str(exc)
+        else:
+            problem = "usage: /attach PATH [text]"
+        if not words:
+            self._write(f"{problem}\n")
+            return
+        path = Path(words[0])
+        size = await asyncio.to_thread(_file_size, path)
+        if size is None:
+            self._write(f"No such file: {path}\n")
+            return
+        await self._send(" ".join(words[1:]), show=True, files=(local_file(path, size),))
+
+    async def _send(self, text: str, *, show: bool, files: tuple[IncomingFile, ...] = ()) -> None:
         streamed = False
-        async with aclosing(self._engine.handle(self._incoming(text))) as events:
+        async with aclosing(self._engine.handle(self._incoming(text, files))) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     if show and self._interactive:
@@ -135,10 +162,32 @@ class ConsoleChat:
         else:
             label = f"{self._persona_name}> " if self._interactive else ""
             self._write(f"{label}{done.shown}\n")
+        self._replies_shown += 1
 
     def _write(self, text: str) -> None:
         self._out.write(text)
         self._out.flush()
+
+
+def _file_size(path: Path) -> int | None:
+    path = path.expanduser()
+    return path.stat().st_size if path.is_file() else None
+
+
+def local_file(path: Path, size: int) -> IncomingFile:
+    """A file on this machine, read off the event loop and never beyond the limit."""
+
+    def read(max_bytes: int) -> bytes:
+        with path.expanduser().open("rb") as stream:
+            data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise MediaRefused.too_large(path.name, max_bytes)
+        return data
+
+    async def fetch(max_bytes: int) -> bytes:
+        return await asyncio.to_thread(read, max_bytes)
+
+    return IncomingFile(path.name, fetch, size=size)
 
 
 def _line_reader(stream: TextIO) -> asyncio.Queue[str | None]:

@@ -2,8 +2,9 @@
 
 Everything stored about the account except its password hash: the account, its
 linked identities, its recent account activity (links and unlinks), its preferences
-and every conversation (current and archived) with all turns. Times are Unix seconds,
-as stored, plus an ISO 8601 form for people.
+and every conversation (current and archived) with all turns (and what was sent with
+them: file names and types, voice notes' transcripts, text files' text; never the
+files). Times are Unix seconds, as stored, plus an ISO 8601 form for people.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ async def export_account(store: Store, account: Account, now: float) -> dict[str
                         "author": turn.author,
                         "text": turn.text,
                         "created_at": turn.created_at,
+                        # what was sent with it: metadata, transcripts, file text
+                        **(
+                            {"attachments": [a.to_json() for a in turn.attachments]}
+                            if turn.attachments
+                            else {}
+                        ),
                     }
                     for turn in record.turns
                 ],

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from pydantic import BaseModel
 
@@ -27,14 +27,18 @@ from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
-from bot.config import Settings
+from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError, UnknownPersona
 from bot.health import AdapterHealth
+from bot.media import MediaProcessor
 from bot.metrics import Metrics
 from bot.persona_watch import PersonaWatcher
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
+
+if TYPE_CHECKING:
+    from bot.backends.transcription import OpenAITranscriber
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +116,7 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
             defaults=openai.sampling(),
             include_usage=openai.include_usage,
             timeout=settings.engine.total_timeout,
+            vision=openai.vision,
             prompt=prompt_options(settings),
         )
     if settings.characterai.token is not None:
@@ -188,6 +193,22 @@ async def purge_expired_periodically(
         await asyncio.sleep(interval)
 
 
+def build_media(settings: Settings) -> tuple[MediaProcessor, OpenAITranscriber | None]:
+    """The file converter, with a transcriber when ``TRANSCRIPTION__*`` is set."""
+    speech = settings.transcription
+    transcriber = None
+    if speech.enabled:
+        from bot.backends.transcription import OpenAITranscriber
+
+        transcriber = OpenAITranscriber(
+            base_url=speech.base_url or DEFAULT_OPENAI_BASE_URL,
+            api_key=speech.api_key.get_secret_value() if speech.api_key else None,
+            model=speech.model,
+            timeout=settings.media.transcription_timeout,
+        )
+    return MediaProcessor(settings.media, transcriber), transcriber
+
+
 class PersonaBridge:
     """Everything one process runs, opened and closed together."""
 
@@ -219,6 +240,7 @@ class PersonaBridge:
         self.backends = backends if backends is not None else build_backends(settings)
         self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
+        media, self._transcriber = build_media(settings)
         self.engine = Engine(
             self.store,
             self.personas,
@@ -228,6 +250,7 @@ class PersonaBridge:
             access=settings.access,
             metrics=self.metrics,
             linking=settings.linking,
+            media=media,
         )
         self._stack = AsyncExitStack()
 
@@ -248,6 +271,8 @@ class PersonaBridge:
     async def __aenter__(self) -> Self:
         try:
             await self._stack.enter_async_context(self.store)
+            if self._transcriber is not None:
+                self._stack.push_async_callback(self._transcriber.aclose)
             for backend in self.backends.values():
                 self._stack.push_async_callback(backend.aclose)
                 if isinstance(backend, Startable):

@@ -237,6 +237,8 @@ class OpenAISettings(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     #: Ask for token usage at the end of each stream (turn off for servers that refuse it).
     include_usage: bool = True
+    #: Whether models take images, for cards that do not say (``backend_options.vision``).
+    vision: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -268,6 +270,42 @@ class PromptSettings(BaseModel):
     main_prompt: str | None = None
     #: The post-history instructions for cards without them.
     post_history: str = ""
+
+
+class TranscriptionSettings(BaseModel):
+    """Speech to text for voice notes, through an OpenAI-compatible
+    ``audio/transcriptions`` endpoint (OpenAI's, or a local Whisper server). Off unless
+    ``base_url`` or ``api_key`` is set."""
+
+    model_config = _Frozen
+
+    base_url: HttpUrl | None = None
+    api_key: SecretStr | None = None
+    model: str = "whisper-1"
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None or self.api_key is not None
+
+
+class MediaSettings(BaseModel):
+    """Limits on the files sent with messages (images, voice notes, text files)."""
+
+    model_config = _Frozen
+
+    #: Bytes per file; Telegram's cloud Bot API serves downloads up to 20 MB.
+    max_bytes: int = Field(default=20_000_000, ge=1, le=200_000_000)
+    #: Pixels per image, decoded: more is refused before decoding (decompression bombs).
+    max_pixels: int = Field(default=50_000_000, ge=1, le=1_000_000_000)
+    #: The longest side of an image as the persona sees it; larger images are scaled down.
+    max_image_side: int = Field(default=1568, ge=16, le=8192)
+    #: Characters of a text file the persona reads; the rest is cut off. (The default
+    #: leaves room for history in the default 12,000-character window.)
+    max_text_chars: int = Field(default=8_000, ge=100, le=1_000_000)
+    #: Files per message; more are refused.
+    max_files: int = Field(default=4, ge=0, le=32)
+    download_timeout: PositiveFloat = 30.0
+    transcription_timeout: PositiveFloat = 60.0
 
 
 class CharacterAISettings(BaseModel):
@@ -397,6 +435,8 @@ class Settings(BaseSettings):
     discord: DiscordSettings = DiscordSettings()
     openai: OpenAISettings = OpenAISettings()
     characterai: CharacterAISettings = CharacterAISettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    media: MediaSettings = MediaSettings()
     offline: OfflineSettings = OfflineSettings()
     engine: EngineSettings = EngineSettings()
     linking: LinkingSettings = LinkingSettings()

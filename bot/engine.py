@@ -39,7 +39,13 @@ from bot.commands import (
     parse_command,
     set_persona,
 )
-from bot.config import AccessSettings, EngineSettings, LinkingSettings, RateLimitSettings
+from bot.config import (
+    AccessSettings,
+    EngineSettings,
+    LinkingSettings,
+    MediaSettings,
+    RateLimitSettings,
+)
 from bot.errors import (
     BackendError,
     ConversationBusy,
@@ -52,7 +58,10 @@ from bot.greetings import conversation_seed, store_greeting
 from bot.leases import LeasePolicy, still_answering
 from bot.limits import KeyedLocks, RateLimiter
 from bot.link_consent import LinkConsent
+from bot.media import MediaProcessor, Processed
 from bot.messages import (
+    Attachment,
+    AttachmentKind,
     CommandAnswer,
     ConversationKey,
     Incoming,
@@ -117,12 +126,30 @@ def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
     for turn in reversed(turns):
         if kept and turn.role == "assistant" and kept[-1].role == "assistant":
             continue
-        if len(turn.text) > budget:
+        size = turn_size(turn)
+        if size > budget:
             break
-        budget -= len(turn.text)
+        budget -= size
         kept.append(turn)
     kept.reverse()
     return kept
+
+
+def turn_size(turn: Turn) -> int:
+    """What a turn costs of the window: its text and its files' text."""
+    return len(turn.text) + sum(len(item.text) for item in turn.attachments)
+
+
+def media_preface(processed: Processed) -> str:
+    """What the user is shown before the reply: what was heard in their voice notes
+    (so they can see it was understood) and which files were not used, and why."""
+    lines = [
+        f"🎤 “{item.text}”"
+        for item in processed.attachments
+        if item.kind is AttachmentKind.AUDIO and item.text
+    ]
+    lines += [f"⚠️ {refusal}" for refusal in processed.refusals]
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 class Engine:
@@ -141,9 +168,11 @@ class Engine:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         store_retry: StoreRetry | None = None,
+        media: MediaProcessor | None = None,
         linking: LinkingSettings | None = None,
     ):
         self.store = store
+        self.media = media or MediaProcessor(MediaSettings())
         self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
@@ -225,6 +254,14 @@ class Engine:
         self.metrics.message_in(incoming.platform)
         done = await self._precheck(incoming)
         prepared: _Prepared | ReplyDone | None = None
+        media, preface = Processed(), ""
+        if done is None and incoming.files and await self._takes_files(incoming):
+            media = await self.media.process(incoming.files)
+            preface = media_preface(media)
+            if not incoming.text.strip() and not media.attachments:
+                done, preface = ReplyDone(preface.strip(), ReplyKind.ERROR), ""
+            elif preface:
+                yield TextDelta(preface)
         try:
             if done is None:
                 # One message of an identity at a time, from resolving its owner to the
@@ -237,7 +274,7 @@ class Engine:
                         done = route
                     else:
                         async with self._locks.hold(speaker.key):
-                            prepared = await self._prepare(speaker, route)
+                            prepared = await self._prepare(speaker, route, media.attachments)
                             if isinstance(prepared, ReplyDone):
                                 done = prepared
                             else:
@@ -277,6 +314,8 @@ class Engine:
         finally:
             if isinstance(prepared, _Prepared) and prepared.lease is not None:
                 await self._release(prepared)
+        if preface:
+            done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
@@ -329,6 +368,17 @@ class Engine:
         except StoreError as exc:
             log.warning("could not free a conversation's lease (it expires): %s", exc)
 
+    async def _takes_files(self, incoming: Incoming) -> bool:
+        """Whether a message's files are fetched and converted: not for a command, nor
+        for a guest where only linked accounts may chat (downloading and transcribing
+        cost; the message is refused anyway)."""
+        if parse_command(incoming.text) is not None:
+            return False
+        if not self.access.linked_only or incoming.account_id is not None:
+            return True
+        link, _ = await self._retrying(lambda: self.store.resolve_identity(incoming.identity))
+        return link is not None
+
     async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
         denial = self._denial(incoming)
         if denial:
@@ -343,7 +393,8 @@ class Engine:
                 ReplyKind.RATE_LIMITED,
                 retry_after=wait,
             )
-        if not incoming.text.strip():  # e.g. Discord's /chat message:"   ", a bare mention
+        if not incoming.text.strip() and not incoming.files:  # a message with only a file
+            # is a message; not so Discord's /chat message:"   ", or a bare mention
             return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
@@ -437,10 +488,13 @@ class Engine:
 
     # -- chat ----------------------------------------------------------------------------
 
-    async def _prepare(self, speaker: Speaker, new_text: str | None) -> _Prepared | ReplyDone:
-        """Store ``new_text`` as the user's turn (before any backend is asked) and gather
-        what the backend needs; with None (``/retry``) answer the last user turn again.
-        Runs under the conversation's lock."""
+    async def _prepare(
+        self, speaker: Speaker, new_text: str | None, attachments: Sequence[Attachment] = ()
+    ) -> _Prepared | ReplyDone:
+        """Store ``new_text`` (and what its ``attachments`` came to, without their bytes)
+        as the user's turn, before any backend is asked, and gather what the backend
+        needs; with None (``/retry``) answer the last user turn again. Runs under the
+        conversation's lock."""
         key = speaker.key
         max_turns = self.settings.window_max_turns
         summariser = self._summarisers.get(speaker.persona.backend)
@@ -458,7 +512,8 @@ class Engine:
         kept = None
         if new_text is not None:
             author = speaker.user_name
-            turn = NewTurn("user", new_text, author, sent_at or self._clock())
+            files = tuple(item.stored() for item in attachments)
+            turn = NewTurn("user", new_text, author, sent_at or self._clock(), attachments=files)
             kept = find_stored(window.turns, [turn]) if sent_at is not None else None
         if kept is not None:
             # an event from the inbox, answered again after a crash: its turn is stored
@@ -475,6 +530,8 @@ class Engine:
             if lease is None:
                 return still_answering()
             history, message = paired(window.turns), stored[0]
+            if attachments:  # this message's images are shown to the backend, once
+                message = dataclasses.replace(message, attachments=tuple(attachments))
         else:
             if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
@@ -486,7 +543,7 @@ class Engine:
             history, message = found
             earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
-        budget = self.settings.window_max_chars - len(message.text) - len(summary.text)
+        budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
         context = bounded_window(history, budget)[-max_turns:]
         return _Prepared(
             key=key,

@@ -17,7 +17,8 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     │   ├── BackendTimeout     no (further) reply within the configured time
     │   └── BackendUnavailable the backend refused or is switched off (transient)
     ├── AccessDenied           the speaker may not use the bot here
-    └── PlatformUnreachable    a platform (Telegram, Discord) cannot be reached at start
+    ├── PlatformUnreachable    a platform (Telegram, Discord) cannot be reached at start
+    └── MediaRefused           a file sent with a message cannot be used (says why)
 
 Lower-layer exceptions (sqlite3, botocore, HTTP clients) are translated at the edge of
 the module that talks to them: ``raise StoreUnavailable(...) from exc``.
@@ -109,3 +110,16 @@ class PlatformUnreachable(PersonaBridgeError):
     """An adapter could not reach its platform while starting (no route, refused
     connection, timeout, 5xx): transient, so it is tried again in the background. A
     token the platform *refuses* is a :class:`ConfigError` instead."""
+
+
+class MediaRefused(PersonaBridgeError):
+    """A file sent with a message was not used; the message says why, in words for
+    users (it names the file and the limit)."""
+
+    @classmethod
+    def too_large(cls, filename: str, max_bytes: int) -> MediaRefused:
+        return cls(f"{filename or 'a file'} is larger than {_size(max_bytes)}, the most I take")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1_000_000:g} MB" if count >= 1_000_000 else f"{count / 1000:g} kB"

@@ -9,9 +9,13 @@ Nothing platform-specific passes this module.
 from __future__ import annotations
 
 import enum
+import json
 import re
-from dataclasses import dataclass
-from typing import Literal, NewType
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NewType
+
+from bot.errors import MediaRefused
 
 #: Who owns a conversation: ``account:<id>`` for a linked account,
 #: ``guest:<platform>:<user id>`` for an identity that is not linked.
@@ -70,6 +74,8 @@ class Incoming:
     addressed: bool = True
     account_id: str | None = None
     sent_at: float | None = None
+    #: Files sent with the message, not read yet: the engine fetches and converts them.
+    files: tuple[IncomingFile, ...] = ()
 
     def __post_init__(self) -> None:
         # Every platform can deliver a lone surrogate (JSON spells them); no store can
@@ -99,6 +105,137 @@ def clean_text(text: str) -> str:
     encoded as UTF-8: a store would refuse the message, and no page could show it.
     """
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+class AttachmentKind(enum.StrEnum):
+    """What the persona can make of a file."""
+
+    IMAGE = "image"
+    AUDIO = "audio"
+    TEXT = "text"
+
+
+#: Reads a file's bytes, at most ``max_bytes`` of them (raises
+#: :class:`~bot.errors.MediaRefused` when the file is larger).
+FetchBytes = Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    """A file as a platform announced it; nothing of it is trusted.
+
+    ``declared_type`` and ``size`` are what the sender's client claims (0: unknown);
+    ``voice`` says the platform marked it as a voice note. ``fetch`` downloads it.
+    """
+
+    filename: str
+    fetch: FetchBytes = field(repr=False, compare=False)
+    declared_type: str = ""
+    size: int = 0
+    voice: bool = False
+
+    @classmethod
+    def of_bytes(
+        cls, filename: str, data: bytes, declared_type: str = "", *, voice: bool = False
+    ) -> IncomingFile:
+        """A file already in memory (an upload, a local path read off the loop)."""
+
+        async def fetch(max_bytes: int) -> bytes:
+            if len(data) > max_bytes:
+                raise MediaRefused.too_large(filename, max_bytes)
+            return data
+
+        return cls(filename, fetch, declared_type, len(data), voice)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file of a message, as the persona can use it.
+
+    ``media_type`` is sniffed from the bytes. ``text`` is a voice note's transcript or a
+    text file's decoded text (empty for images, and for audio nobody transcribed).
+    ``image`` is the normalised image (re-encoded, size capped): it exists only while
+    the message is answered and is never stored, so a stored image is its metadata.
+    """
+
+    kind: AttachmentKind
+    media_type: str
+    size: int
+    filename: str
+    text: str = ""
+    width: int = 0
+    height: int = 0
+    image: bytes | None = field(default=None, repr=False, compare=False)
+
+    def stored(self) -> Attachment:
+        """What a store keeps: everything but the image's bytes."""
+        return Attachment(
+            self.kind, self.media_type, self.size, self.filename, self.text, self.width, self.height
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "media_type": self.media_type,
+            "size": self.size,
+            "filename": self.filename,
+            "text": self.text,
+            "width": self.width,
+            "height": self.height,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Attachment:
+        return cls(
+            AttachmentKind(data["kind"]),
+            str(data.get("media_type", "")),
+            int(data.get("size", 0)),
+            str(data.get("filename", "")),
+            str(data.get("text", "")),
+            int(data.get("width", 0)),
+            int(data.get("height", 0)),
+        )
+
+    def placeholder(self) -> str:
+        """A short line for what a text-only reader cannot take in (an image)."""
+        name = f" {self.filename}" if self.filename else ""
+        if self.kind is AttachmentKind.IMAGE:
+            size = f", {self.width}x{self.height}" if self.width else ""
+            return f"[an image{name}{size}]"
+        if self.kind is AttachmentKind.AUDIO:
+            return f"[a voice note{name}, not transcribed]"
+        return f"[a file{name}]"
+
+
+def attachments_json(attachments: Sequence[Attachment]) -> str:
+    """The stored form of a turn's attachments ("" when it has none)."""
+    if not attachments:
+        return ""
+    return json.dumps([a.to_json() for a in attachments], ensure_ascii=False)
+
+
+def attachments_from_json(data: str | None) -> tuple[Attachment, ...]:
+    if not data:
+        return ()
+    return tuple(Attachment.from_json(item) for item in json.loads(data))
+
+
+def turn_text(turn: Turn | NewTurn, *, images: bool = False) -> str:
+    """A turn as plain text, for a reader that takes only text: a voice note's
+    transcript as what the user said, a text file as a fenced block, an image as a
+    placeholder (left out when ``images`` is true: the reader sees the image itself)."""
+    parts = [turn.text] if turn.text else []
+    for item in turn.attachments:
+        if item.kind is AttachmentKind.AUDIO and item.text:
+            parts.append(item.text)
+        elif item.kind is AttachmentKind.TEXT and item.text:
+            fence = "```"
+            while fence in item.text:
+                fence += "`"
+            parts.append(f"{item.filename or 'file'}:\n{fence}\n{item.text}\n{fence}")
+        elif not (images and item.kind is AttachmentKind.IMAGE and item.image):
+            parts.append(item.placeholder())
+    return "\n\n".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +277,8 @@ class Turn:
     author: str
     created_at: float
     reply_to: int | None = None
+    #: What was sent with the message (metadata, transcripts, file text; never bytes).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +290,7 @@ class NewTurn:
     author: str
     created_at: float
     reply_to: int | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 class ReplyKind(enum.StrEnum):
@@ -202,13 +342,15 @@ class ReplyDone:
     kind: ReplyKind
     persona_name: str | None = None
     note: str = ""
+    #: Shown before the text, never stored: what was heard in a voice note, files refused.
+    preface: str = ""
     actions: tuple[Action, ...] = ()
     #: For RATE_LIMITED: whole seconds until the speaker may send again.
     retry_after: int | None = None
 
     @property
     def shown(self) -> str:
-        return self.text + self.note
+        return self.preface + self.text + self.note
 
 
 ReplyEvent = TextDelta | ReplyDone

@@ -187,3 +187,25 @@ async def test_the_purge_task_waits_for_its_interval_and_stops_with_the_app(
 def test_a_purge_interval_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="STORE__PURGE_INTERVAL"):
         settings_for(tmp_path, STORE__PURGE_INTERVAL="0")
+
+
+async def test_media_settings_and_transcription_are_wired(tmp_path: Path) -> None:
+    from bot.backends.transcription import OpenAITranscriber
+
+    async with PersonaBridge(settings_for(tmp_path)) as bridge:
+        assert bridge.engine.media.transcriber is None  # off unless configured
+        assert bridge.engine.media.settings.max_bytes == 20_000_000
+    settings = settings_for(
+        tmp_path,
+        MEDIA__MAX_FILES="2",
+        TRANSCRIPTION__BASE_URL="http://127.0.0.1:9/v1",
+        TRANSCRIPTION__MODEL="small",
+    )
+    async with PersonaBridge(settings) as bridge:
+        assert bridge.engine.media.settings.max_files == 2
+        assert isinstance(bridge.engine.media.transcriber, OpenAITranscriber)
+
+
+def test_a_media_limit_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MEDIA__MAX_BYTES"):
+        settings_for(tmp_path, MEDIA__MAX_BYTES="0")

@@ -291,3 +291,21 @@ def test_version(env: dict[str, str]) -> None:
 def test_import_help_names_every_card_version(env: dict[str, str]) -> None:
     result = run_cli("personas", "import", "--help", env=env)
     assert result.returncode == 0 and "V1, V2 or V3" in " ".join(result.stdout.split())
+
+
+async def test_chat_attach_sends_a_local_file(env: dict[str, str], tmp_path: Path) -> None:
+    notes = tmp_path / "my notes.txt"
+    notes.write_text("What is Docker?")
+    stdin = f'/attach "{notes}" please read\n/attach {tmp_path / "missing.png"}\n'
+    result = run_cli("chat", "--as", "Tess", stdin=stdin, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"No such file: {tmp_path / 'missing.png'}" in result.stdout
+
+    async with SqliteStore(env["PERSONABRIDGE_STORE__SQLITE_PATH"]) as store:
+        key = ConversationKey(guest_owner(Identity("console", "tess")), "ada", "direct")
+        (asked, answered) = (await store.load_window(key, 50)).turns
+    assert asked.text == "please read"
+    assert [(a.filename, a.text) for a in asked.attachments] == [
+        ("my notes.txt", "What is Docker?")
+    ]
+    assert answered.role == "assistant"

@@ -10,6 +10,7 @@ interactions need no token. Leaving lets replies in flight finish, then closes a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import AsyncExitStack
 from typing import Self
@@ -37,7 +38,7 @@ from adapters.discord.targets import InteractionSlots
 from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
-from bot.messages import Identity
+from bot.messages import Identity, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,20 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             raise DiscordAPIError(exc.status, exc.text) from exc
 
-    async def _run_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
+    async def _run_command(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
+        /,
+    ) -> None:
         """Answer one slash command: defer at once (Discord allows 3 s), then stream
         the reply into the deferred message and follow-ups."""
         async with self._tasks.track():
-            incoming = incoming_from_interaction(interaction, text)
+            incoming = dataclasses.replace(
+                incoming_from_interaction(interaction, text), files=files
+            )
             ephemeral = name in EPHEMERAL and not incoming.private
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)

@@ -10,14 +10,16 @@ Answers about the user's own account stay ephemeral in guilds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol
 
 import discord
 from discord import app_commands
 
+from adapters.discord.files import attachment_file
 from bot.commands import COMMANDS
 from bot.engine import Engine
-from bot.messages import Incoming
+from bot.messages import Incoming, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,21 @@ SLASH_COMMANDS = (
 )
 _DESCRIPTIONS = {c.name: c.description for c in COMMANDS}
 
-#: Runs one command: the interaction, the command's name, the text for the engine.
-RunCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
+
+class RunCommand(Protocol):
+    """Runs one command: the interaction, the command's name, the text for the engine,
+    and the files sent with it (``/chat``'s attachment)."""
+
+    def __call__(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
+        /,
+    ) -> Awaitable[None]: ...
+
+
 OptionValue = str | int | float | bool
 
 
@@ -118,11 +133,17 @@ def install_commands(
     run = _within_limit(run)
 
     @tree.command(name="chat", description="Say something to your persona")
-    @app_commands.describe(message="What you want to say")
+    @app_commands.describe(
+        message="What you want to say",
+        attachment="An image, a voice note or a text file to go with it",
+    )
     async def chat(
-        interaction: discord.Interaction, message: app_commands.Range[str, 1, MAX_INPUT_CHARS]
+        interaction: discord.Interaction,
+        message: app_commands.Range[str, 1, MAX_INPUT_CHARS],
+        attachment: discord.Attachment | None = None,
     ) -> None:
-        await run(interaction, "chat", command_text("chat", {"message": message}))
+        files = (attachment_file(attachment),) if attachment is not None else ()
+        await run(interaction, "chat", command_text("chat", {"message": message}), files)
 
     @tree.command(name="persona", description=description("persona"))
     @app_commands.rename(persona_id="id")
@@ -156,11 +177,17 @@ def install_commands(
 
 
 def _within_limit(run: RunCommand) -> RunCommand:
-    async def checked(interaction: discord.Interaction, name: str, text: str) -> None:
+    async def checked(
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
+        /,
+    ) -> None:
         if len(text) > MAX_INPUT_CHARS:
             await interaction.response.send_message(TOO_LONG_REPLY, ephemeral=True)
             return
-        await run(interaction, name, text)
+        await run(interaction, name, text, files)
 
     return checked
 

@@ -36,6 +36,7 @@ from adapters.discord.commands import (
     command_text,
     persona_choices,
 )
+from adapters.discord.files import resolved_file
 from adapters.discord.options import DiscordOptions
 from adapters.discord.rest import EPHEMERAL_FLAG, NO_MENTIONS, InteractionWebhooks, WebhookSlots
 from adapters.discord.streaming import deliver
@@ -44,7 +45,7 @@ from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
 from bot.inbox import Inbox
-from bot.messages import Incoming
+from bot.messages import Incoming, IncomingFile
 from bot.store.base import InboxEntry
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,19 @@ class InteractionEndpoint:
         values, _ = _options(data)
         if name not in SLASH_COMMANDS:
             return _message(f"I don't know /{name}. Try /help.", ephemeral=True)
-        return await self._answer(request, payload, name, command_text(name, values))
+        files = self._attached(data, values) if name == "chat" else ()
+        return await self._answer(request, payload, name, command_text(name, values), files)
+
+    def _attached(
+        self, data: Mapping[str, Any], values: Mapping[str, OptionValue]
+    ) -> tuple[IncomingFile, ...]:
+        """``/chat``'s attachment option, resolved (raises KeyError/TypeError/ValueError
+        when the payload names an attachment it does not carry)."""
+        chosen = values.get("attachment")
+        if chosen is None or self._session is None:
+            return ()
+        attachment = data["resolved"]["attachments"][str(chosen)]
+        return (resolved_file(self._session, attachment),)
 
     async def _pressed(
         self, request: web.Request, payload: Mapping[str, Any]
@@ -290,9 +303,14 @@ class InteractionEndpoint:
         return await self._answer(request, payload, name, text)
 
     async def _answer(
-        self, request: web.Request, payload: Mapping[str, Any], name: str, text: str
+        self,
+        request: web.Request,
+        payload: Mapping[str, Any],
+        name: str,
+        text: str,
+        files: tuple[IncomingFile, ...] = (),
     ) -> web.StreamResponse:
-        incoming = incoming_from_payload(payload, text)
+        incoming = replace(incoming_from_payload(payload, text), files=files)
         app_id, token = str(payload["application_id"]), str(payload["token"])
         webhooks = self._webhooks
         if webhooks is None or self._tasks.closed:
@@ -339,6 +357,8 @@ class InteractionEndpoint:
             name = str(data["name"])
             values, _ = _options(data)
             incoming = incoming_from_payload(payload, command_text(name, values))
+            files = self._attached(data, values) if name == "chat" else ()
+            incoming = replace(incoming, files=files)
             app_id, token = str(payload["application_id"]), str(payload["token"])
         except (ValueError, KeyError, TypeError, AttributeError):
             log.exception("discord interaction %s in the inbox is unreadable", entry.event_id)

@@ -8,6 +8,8 @@ separate history per channel.
 
 A text longer than Discord allows is answered with a short refusal and not passed on;
 a message whose content is not text at all (only a forged event has one) is ignored.
+Attachments (images, text files, voice messages) go to the engine as files, fetched
+from their URL only when the engine takes them; a message with only files is a message.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import discord
 
 from adapters.discord.commands import MAX_INPUT_CHARS, PLATFORM, TOO_LONG_REPLY, display_name
+from adapters.discord.files import attachment_files
 from adapters.discord.options import DiscordOptions
 from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
@@ -90,7 +93,8 @@ def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Inc
         log.warning("discord: a message without text content was ignored")
         return None
     addressed = addresses_bot(message, me)
-    text = (readable_text(message, me) or BARE_MENTION) if addressed else ""
+    files = attachment_files(message.attachments) if addressed else ()
+    text = (readable_text(message, me) or ("" if files else BARE_MENTION)) if addressed else ""
     return Incoming(
         platform=PLATFORM,
         user_id=str(message.author.id),
@@ -99,6 +103,7 @@ def incoming_from_message(message: discord.Message, me: discord.abc.User) -> Inc
         private=is_direct(message),
         text=text,
         addressed=addressed,
+        files=files,
     )
 
 

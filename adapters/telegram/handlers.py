@@ -7,9 +7,12 @@ What is answered:
   its user), replies to one of its messages, or is a command (``/cmd``, or
   ``/cmd@name`` naming this bot; ``/cmd@other_bot`` is left to that bot). Other group
   messages still go to the engine, unaddressed: it answers nothing to them;
-* stickers, photos, voice and other non-text messages get a short polite answer (in
-  groups only when addressed), and so does a text longer than Telegram allows (which
-  Telegram itself never delivers: it is not passed on to the persona).
+* photos (the largest size within ``MEDIA__MAX_BYTES``), documents (images and text
+  files; the engine sniffs what they are), voice notes and audio, each with its caption
+  as the text: downloaded through PTB's file API only when the engine takes them;
+* stickers, videos and other messages the persona cannot take get a short polite
+  answer (in groups only when addressed), and so does a text longer than Telegram
+  allows (which Telegram itself never delivers: it is not passed on to the persona).
 
 A button under one of the bot's replies (a callback query whose data is a command,
 such as ``/link confirm``) is read as that command typed by the person who pressed it:
@@ -31,7 +34,18 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from telegram import CallbackQuery, Chat, Message, MessageEntity, Update, User
+from telegram import (
+    Audio,
+    CallbackQuery,
+    Chat,
+    Document,
+    Message,
+    MessageEntity,
+    PhotoSize,
+    Update,
+    User,
+    Voice,
+)
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
@@ -42,15 +56,16 @@ from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import tg_len
 from adapters.telegram.streaming import ReplyStream
 from bot.engine import Engine
+from bot.errors import MediaRefused
 from bot.inbox import Inbox
-from bot.messages import Incoming, ReplyDone, ReplyEvent, ReplyKind
+from bot.messages import Incoming, IncomingFile, ReplyDone, ReplyEvent, ReplyKind
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 NON_TEXT_REPLY = (
-    "I can only read text messages, sorry — stickers, photos and voice notes pass me by. "
-    "Write to me in words and I'll answer."
+    "I can read text, photos, voice notes and text files, sorry — stickers and videos "
+    "pass me by. Write to me in words and I'll answer."
 )
 TOO_LONG_REPLY = (
     f"That message is too long for me: at most {TELEGRAM_MAX_CHARS} characters, please. "
@@ -94,8 +109,9 @@ def is_id(value: object) -> bool:
     return type(value) is int and value in _ID_RANGE
 
 
-def read_update(update: Update, me: BotIdentity) -> Inbound | None:
-    """Normalise an update, or None when the bot ignores it (see the module doc)."""
+def read_update(update: Update, me: BotIdentity, max_bytes: int = 20_000_000) -> Inbound | None:
+    """Normalise an update, or None when the bot ignores it (see the module doc).
+    ``max_bytes`` chooses among a photo's sizes."""
     message = update.message  # new messages only: edits and channel posts live elsewhere
     if message is None:
         return None
@@ -114,6 +130,9 @@ def read_update(update: Update, me: BotIdentity) -> Inbound | None:
     else:
         return None
     text = message.text
+    files = message_files(message, max_bytes)
+    if files:
+        text = message.caption or ""
     non_text = text is None
     if non_text and message.effective_attachment is None:
         return None  # a service message: someone joined, a pin, a topic created …
@@ -136,8 +155,45 @@ def read_update(update: Update, me: BotIdentity) -> Inbound | None:
         private=private,
         text="" if too_long else (text or ""),
         addressed=addressed,
+        files=files,
     )
     return Inbound(incoming, target, non_text, too_long)
+
+
+def message_files(message: Message, max_bytes: int) -> tuple[IncomingFile, ...]:
+    """The files of a message the engine may take: a photo (its largest size within
+    ``max_bytes``, else its smallest, to be refused by size), a document, a voice note or
+    an audio file. Nothing is downloaded here."""
+    photo = message.photo
+    if isinstance(photo, Sequence) and photo:
+        sizes = [size for size in photo if isinstance(size, PhotoSize)]
+        fitting = [size for size in sizes if (size.file_size or 0) <= max_bytes]
+        chosen = (fitting or sizes)[-1:] if sizes else []
+        return tuple(_file(size, f"photo-{size.file_unique_id}.jpg") for size in chosen)
+    item = message.document or message.voice or message.audio
+    if isinstance(item, Document | Audio):
+        name = item.file_name if isinstance(item.file_name, str) else ""
+        return (_file(item, name or f"file-{item.file_unique_id}", item.mime_type),)
+    if isinstance(item, Voice):
+        return (_file(item, f"voice-{item.file_unique_id}.ogg", item.mime_type, voice=True),)
+    return ()
+
+
+def _file(
+    item: PhotoSize | Document | Audio | Voice,
+    name: str,
+    declared: str | None = None,
+    *,
+    voice: bool = False,
+) -> IncomingFile:
+    async def fetch(max_bytes: int) -> bytes:
+        found = await item.get_file()
+        if (found.file_size or 0) > max_bytes:
+            raise MediaRefused.too_large(name, max_bytes)
+        return bytes(await found.download_as_bytearray())
+
+    size = item.file_size if is_id(item.file_size) else 0
+    return IncomingFile(name, fetch, declared or "", size or 0, voice)
 
 
 def read_callback(update: Update) -> Inbound | None:
@@ -281,7 +337,7 @@ class UpdateHandler:
         if update.callback_query is not None:
             await self._pressed(update, update.callback_query)
             return
-        inbound = read_update(update, me)
+        inbound = read_update(update, me, self._engine.media.settings.max_bytes)
         if inbound is None:
             return
         incoming = replace(inbound.incoming, sent_at=sent_at)

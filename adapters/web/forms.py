@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
@@ -23,10 +25,22 @@ NOTICES = {
     "logged_out_elsewhere": "Every other browser and device is logged out.",
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def notice(request: web.Request) -> str | None:
     return NOTICES.get(request.query.get("done", ""))
+
+
+#: Set on a handler that reads its own (multipart) body as a stream, under its own
+#: limit: :func:`check_body` leaves that body alone (parsing it whole would apply the
+#: app's small body limit and spool the files).
+STREAMS_BODY_ATTR = "_personabridge_streams_body"
+
+
+def streams_body(handler: F) -> F:
+    setattr(handler, STREAMS_BODY_ATTR, True)
+    return handler
 
 
 async def check_body(request: web.Request) -> None:
@@ -40,6 +54,8 @@ async def check_body(request: web.Request) -> None:
     """
     if request.method not in web.Request.POST_METHODS:
         return  # (an empty body is checked too: an empty multipart body is no form)
+    if getattr(request.match_info.handler, STREAMS_BODY_ATTR, False):
+        return
     charset = request.charset
     if charset is not None and not _is_text_encoding(charset):
         raise web.HTTPUnsupportedMediaType(reason="unknown charset")

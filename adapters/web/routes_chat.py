@@ -6,6 +6,11 @@ reply as Server-Sent Events over the response of that POST (read with ``fetch``,
 ``done`` event. A plain form post (no JavaScript) waits for the whole reply and goes
 back to ``/chat``, where the reply now is in the history.
 
+``POST /chat/attach`` (our script only: multipart with ``text`` and one ``file``, the
+CSRF token in its header) sends a file with the message, answered the same way. The
+file is read as it streams in and refused past ``MEDIA__MAX_BYTES``; what it is, the
+engine decides from its bytes.
+
 The web chat is the account's ``direct`` conversation: the same one its linked private
 chats on Discord and Telegram continue. Reset and retry are the ``/reset`` and
 ``/retry`` commands, sent like any message.
@@ -13,15 +18,17 @@ chats on Discord and Telegram continue. Reset and retry are the ``/reset`` and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from adapters.web.forms import read_form, see_other
+from adapters.web.forms import read_form, see_other, streams_body
 from adapters.web.keys import ENGINE, OPTIONS, REPLY_TASKS
 from adapters.web.middleware import add_security_headers
 from adapters.web.redirects import login_url
@@ -29,9 +36,11 @@ from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
 from adapters.web.routes_avatar import avatar_url
 from adapters.web.session import current_account, require_account
+from bot.errors import MediaRefused
 from bot.messages import (
     DIRECT_SCOPE,
     Incoming,
+    IncomingFile,
     ReplyEvent,
     ReplyKind,
     TextDelta,
@@ -135,6 +144,61 @@ async def _message_text(request: web.Request) -> tuple[str, str | None]:
     if len(value) > limit:
         return "", f"That message is too long: at most {limit} characters."
     return clean_text(value.strip()), None
+
+
+@routes.post("/chat/attach")
+@streams_body
+async def attach(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    if account is None:
+        return json_error(401, "Your session has expired.", login=login_url("/chat"))
+    engine, tasks = request.app[ENGINE], request.app[REPLY_TASKS]
+    upload = await _read_upload(request, engine.media.settings.max_bytes)
+    if isinstance(upload, str):
+        return json_error(400, upload)
+    text, file = upload
+    incoming = dataclasses.replace(incoming_for(account, text), files=(file,))
+    return await _stream(request, tasks.stream(engine, incoming))
+
+
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, IncomingFile] | str:
+    """The text and the file of an attach request, or what is wrong with it. Each part
+    is read chunk by chunk and given up past its limit (the app's body limit does not
+    apply to a streamed multipart body)."""
+    if request.content_type != "multipart/form-data":
+        return "Send the file as multipart/form-data."
+    limit = request.app[OPTIONS].chat_max_chars
+    text, file = "", None
+    try:
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                return "The form is not readable."
+            if part.name == "text":
+                data = await _read_part(part, limit * 4)  # UTF-8: at most 4 bytes a character
+                text = data.decode() if data is not None else "x" * (limit + 1)
+            elif part.name == "file" and file is None:
+                name = clean_text(part.filename or "file")[:200]
+                data = await _read_part(part, max_bytes)
+                if data is None:
+                    return f"{MediaRefused.too_large(name, max_bytes)}."
+                file = IncomingFile.of_bytes(name, data, part.headers.get("Content-Type", ""))
+    except (ValueError, HttpProcessingError):  # UnicodeDecodeError is a ValueError
+        return "The form is not readable."
+    if file is None:
+        return "Choose a file first."
+    if len(text) > limit:
+        return f"That message is too long: at most {limit} characters."
+    return clean_text(text.strip()), file
+
+
+async def _read_part(part: BodyPartReader, max_bytes: int) -> bytes | None:
+    """A part's bytes, or None when it has more than ``max_bytes``."""
+    data = bytearray()
+    while chunk := await part.read_chunk():
+        data += chunk
+        if len(data) > max_bytes:
+            return None
+    return bytes(data)
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:

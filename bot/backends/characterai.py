@@ -26,7 +26,7 @@ from typing import Protocol
 
 from bot.backends.base import ReplyContext
 from bot.errors import BackendError, BackendUnavailable, ConfigError
-from bot.messages import Turn
+from bot.messages import Turn, turn_text
 from bot.personas import Persona
 from bot.store.base import BackendState
 
@@ -137,7 +137,9 @@ class CharacterAIBackend:
             # kept at once: a retry after a failure below continues in the same chat
             state[CHAT_ID], state[CHARACTER_ID] = chat_id, character_id
             log.info("started a Character.AI chat for persona %s", persona.id)
-        turns = await client.chat.send_message(character_id, chat_id, message.text, streaming=True)
+        turns = await client.chat.send_message(
+            character_id, chat_id, turn_text(message), streaming=True
+        )
         sent = ""
         async with aclosing(turns):  # at once, not at garbage collection: it holds the line
             async for turn in turns:

@@ -26,6 +26,7 @@ and how often this stored turn was answered before, so scheduling cannot change 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
 import secrets
@@ -38,7 +39,7 @@ from bot.backends.base import ReplyContext
 from bot.backends.offline_recall import answer_recall, recall_question
 from bot.backends.offline_sources import Source, card_sources
 from bot.backends.retrieval import STOPWORDS, WORD, Bm25Index, stem, terms, tokenize, wordset
-from bot.messages import Turn
+from bot.messages import AttachmentKind, Turn
 from bot.personas import Persona
 from bot.store.base import BackendState
 
@@ -509,6 +510,23 @@ def _recent(window: Sequence[Turn], message: Turn) -> tuple[tuple[str, ...], lis
     return tuple(replies[:RECENT]), asked[:RECENT]
 
 
+def readable_text(message: Turn) -> str:
+    """What this backend can read of a message: its text, its voice notes' transcripts
+    and its files' text (it has no eyes for images)."""
+    parts = [message.text, *(item.text for item in message.attachments)]
+    return "\n\n".join(part for part in parts if part.strip())
+
+
+def cannot_perceive(message: Turn) -> str:
+    """A line saying what of the message this backend could not take in, or ""."""
+    kinds = {item.kind for item in message.attachments if not item.text}
+    if AttachmentKind.IMAGE in kinds:
+        return "I can't see pictures from here, I'm afraid. Tell me what it shows?"
+    if AttachmentKind.AUDIO in kinds:
+        return "I can't listen to voice notes from here. Could you type it for me?"
+    return ""
+
+
 class OfflineBackend:
     """Answers from the persona card itself (see the module docstring); no I/O.
 
@@ -568,6 +586,22 @@ class OfflineBackend:
         is possible (else it is reworded)."""
         context = context or ReplyContext()
         card = self._card(persona)
+        unseen = cannot_perceive(message)
+        if message.attachments:
+            message = dataclasses.replace(message, text=readable_text(message))
+            if unseen and not message.text.strip():
+                return unseen
+        said = self._compose(card, window, message, attempt, context)
+        return f"{unseen}\n\n{said}" if unseen else said
+
+    def _compose(
+        self,
+        card: _Card,
+        window: Sequence[Turn],
+        message: Turn,
+        attempt: int,
+        context: ReplyContext,
+    ) -> str:
         user = context.user
         name = user.name or message.author.strip() or "friend"
         text = message.text[:MAX_CHARS]

@@ -12,7 +12,8 @@ backend's circuit breaker, and falls back: one retry policy, in one place.
 
 A persona chooses its model and sampling in its card's ``backend_options`` (``model``,
 ``temperature``, ``top_p``, ``max_tokens`` or ``max_completion_tokens``,
-``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``), over the
+``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``; ``vision = true`` when
+the model takes images, see :mod:`bot.backends.vision`), over the
 ``OPENAI__*`` defaults; ``extra_body`` (a table) goes to the server as it is, for
 options only some servers know (Ollama's ``options.num_ctx``, vLLM's ``top_k``). Other
 keys are ignored, since a card may carry options for its other backends.
@@ -36,6 +37,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from bot.backends.base import MeteredStream, ReplyContext, Summarised, TokenUsage
 from bot.backends.prompt import ChatMessage, PromptOptions, chat_messages, summary_messages
+from bot.backends.vision import with_images
 from bot.config import shown_url
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import Turn
@@ -84,8 +86,10 @@ class OpenAIBackend:
         defaults: Mapping[str, Any] | None = None,
         include_usage: bool = True,
         timeout: float = 120.0,
+        vision: bool = False,
         prompt: PromptOptions | None = None,
     ) -> None:
+        self._vision = vision
         self._base_url = base_url
         self._prompt = prompt or PromptOptions()
         self._model = model
@@ -146,7 +150,7 @@ class OpenAIBackend:
             context=context,
             options=self._prompt_options(sampling),
         )
-        messages = _sdk(prompt)
+        messages = _sdk(with_images(prompt, message) if self._sees(persona) else prompt)
         try:
             stream = await self._client.chat.completions.create(
                 model=model,
@@ -186,6 +190,11 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def _sees(self, persona: Persona) -> bool:
+        """Whether the persona's model takes images (``backend_options.vision``)."""
+        vision = persona.backend_options.get("vision", self._vision)
+        return vision is True
 
     def _prompt_options(self, sampling: Mapping[str, Any]) -> PromptOptions:
         """The prompt options, keeping room for the reply the card asks for."""
@@ -245,7 +254,7 @@ def translate(exc: openai.OpenAIError, where: str) -> BackendError:
     return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def _sdk(messages: list[ChatMessage]) -> list[ChatCompletionMessageParam]:
+def _sdk(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[ChatCompletionMessageParam]:
     # Our messages are exactly the SDK's system/user/assistant params; the prompt module
     # keeps its own type so that it does not depend on the SDK.
     return cast("list[ChatCompletionMessageParam]", messages)

@@ -39,7 +39,7 @@ from bot.dialogue import ExampleBlock
 from bot.greetings import greeting_text
 from bot.lorebook import Activation, Placement, ScanInput, activate, estimate_tokens
 from bot.macros import MacroContext, expand_macros
-from bot.messages import Turn
+from bot.messages import Turn, turn_text
 from bot.personas import Persona
 
 #: SillyTavern's default main prompt, for cards without a system prompt.
@@ -129,7 +129,7 @@ def _macro_context(
 
 def _scan_input(persona: Persona, turns: Sequence[Turn], user: str, seed: str) -> ScanInput:
     return ScanInput(
-        messages=[t.text for t in turns],
+        messages=[turn_text(t) for t in turns],
         character_messages=sum(t.role == "assistant" for t in turns),
         greeting_index=_greeting_index(persona, turns, user, seed),
     )
@@ -221,7 +221,7 @@ def _chat(
 ) -> list[ChatMessage]:
     chat: list[ChatMessage] = []
     for turn in turns:
-        _add(chat, turn.role, turn.text)
+        _add(chat, turn.role, turn_text(turn))
     inserts: list[tuple[int, ChatMessage]] = []
     for entry in lore.in_chat:
         text = expand_macros(entry.text, macros).strip()
@@ -260,7 +260,7 @@ def summary_messages(
     words = max(max_chars // 7, 20)
     instructions = persona.expand(SUMMARY_SYSTEM_PROMPT.replace("{words}", str(words)), user)
     lines = "\n".join(
-        f"{persona.name if t.role == 'assistant' else (t.author.strip() or user)}: {t.text}"
+        f"{persona.name if t.role == 'assistant' else (t.author.strip() or user)}: {turn_text(t)}"
         for t in turns
     )
     request = (

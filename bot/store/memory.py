@@ -461,7 +461,15 @@ class MemoryStore:
             conversation.started_at = now
         first = len(conversation.turns) + 1
         stored = tuple(
-            Turn(seq, new.role, new.text, new.author, new.created_at, new.reply_to)
+            Turn(
+                seq,
+                new.role,
+                new.text,
+                new.author,
+                new.created_at,
+                new.reply_to,
+                tuple(item.stored() for item in new.attachments),
+            )
             for seq, new in enumerate(turns, start=first)
         )
         conversation.turns.extend(stored)

@@ -44,6 +44,8 @@ from bot.messages import (
     OwnerId,
     Turn,
     account_owner,
+    attachments_from_json,
+    attachments_json,
     guest_owner,
 )
 from bot.store.base import (
@@ -202,6 +204,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE conversations ADD COLUMN lease_until REAL",
         *EVENT_TABLES,
     ),
+    # 8: what was sent with a message (metadata, transcripts, file text as JSON; never
+    # the bytes); NULL for a turn without files
+    ("ALTER TABLE turns ADD COLUMN attachments TEXT",),
 )
 #: Writes of preferences and usage skip a deleted owner (nothing of it may come back).
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM owner_epochs WHERE owner = ? AND deleted = 1)"
@@ -249,12 +254,19 @@ _CURRENT = """
 # Seqs are consecutive, so the window is a range of the primary key. It is bounded above
 # too, so that it matches the version read even when another process appends meanwhile.
 _WINDOW = """
-    SELECT seq, role, text, author, created_at, reply_to FROM turns
+    SELECT seq, role, text, author, created_at, reply_to, attachments FROM turns
     WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq"""
 
 _INSERT_TURN = """
-    INSERT INTO turns (conversation_id, seq, role, text, author, created_at, reply_to)
-    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+    INSERT INTO turns
+        (conversation_id, seq, role, text, author, created_at, reply_to, attachments)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def _turn(row: Sequence[Any]) -> Turn:
+    """A turn from ``seq, role, text, author, created_at, reply_to, attachments``."""
+    seq, role, text, author, created_at, reply_to, files = row
+    return Turn(seq, role, text, author, created_at, reply_to, attachments_from_json(files))
 
 
 class SqliteStore:
@@ -675,7 +687,7 @@ class SqliteStore:
     async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
         rows = await self._select(
             "SELECT c.id, c.persona_id, c.scope, c.archived, c.started_at,"
-            " t.seq, t.role, t.text, t.author, t.created_at, t.reply_to"
+            " t.seq, t.role, t.text, t.author, t.created_at, t.reply_to, t.attachments"
             " FROM conversations AS c LEFT JOIN turns AS t ON t.conversation_id = c.id"
             " WHERE c.owner = ? ORDER BY c.id, t.seq",
             (owner,),
@@ -684,7 +696,7 @@ class SqliteStore:
         turns: list[Turn] = []
         for index, row in enumerate(rows):
             if row[5] is not None:
-                turns.append(Turn(*row[5:]))
+                turns.append(_turn(row[5:]))
             if index + 1 == len(rows) or rows[index + 1][0] != row[0]:
                 record = ConversationRecord(row[1], row[2], bool(row[3]), row[4], tuple(turns))
                 records.append(record)
@@ -928,7 +940,7 @@ def _load_window(
     turns = recent.get(key, conversation_id, version, max_turns)
     if turns is None:
         bounds = (conversation_id, last_seq - max(max_turns, 0), last_seq)
-        turns = tuple(Turn(*turn) for turn in conn.execute(_WINDOW, bounds))
+        turns = tuple(_turn(turn) for turn in conn.execute(_WINDOW, bounds))
         recent.put(key, conversation_id, version, turns, max_turns)
     backend_state = json.loads(state) if state != "{}" else {}
     return ConversationWindow(version, turns, backend_state, summary)
@@ -979,15 +991,24 @@ def _append(
     conversation_id, version, last_seq = row
     first = last_seq - len(turns) + 1
     stored = tuple(
-        Turn(seq, turn.role, turn.text, turn.author, turn.created_at, turn.reply_to)
+        Turn(
+            seq,
+            turn.role,
+            turn.text,
+            turn.author,
+            turn.created_at,
+            turn.reply_to,
+            tuple(item.stored() for item in turn.attachments),
+        )
         for seq, turn in enumerate(turns, start=first)
     )
     for turn in stored:
+        files = attachments_json(turn.attachments) or None
         conn.execute(
             _INSERT_TURN,
             (
                 conversation_id, turn.seq, turn.role, turn.text, turn.author,
-                turn.created_at, turn.reply_to,
+                turn.created_at, turn.reply_to, files,
             ),
         )  # fmt: skip
     recent.advance(key, conversation_id, version, stored, started=started)

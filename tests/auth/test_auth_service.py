@@ -214,3 +214,24 @@ def test_default_throttle_is_10_per_account_30_per_address(store: Store) -> None
     throttle = AccountService(store).throttle
     assert throttle.limit_for("account:ada") == 10
     assert throttle.limit_for("address:127.0.0.1") == 30
+
+
+async def test_export_has_attachments_metadata_and_transcripts(
+    service: AccountService, store: Store, clock: Clock
+) -> None:
+    from bot.messages import Attachment, AttachmentKind
+
+    ada = await service.sign_up("ada", PASSWORD)
+    key = ConversationKey(account_owner(ada.id), "ada", "direct")
+    voice = Attachment(AttachmentKind.AUDIO, "audio/ogg", 900, "v.ogg", "see you at nine")
+    photo = Attachment(AttachmentKind.IMAGE, "image/png", 70, "cat.png", "", 8, 4, image=b"PNG")
+    turn = NewTurn("user", "", "ada", clock(), attachments=(voice, photo))
+    await store.append_turns(key, [turn, NewTurn("assistant", "ok", "Ada", clock())], 0, clock())
+    turns = (await service.export(ada))["conversations"][0]["turns"]
+    assert turns[0]["attachments"] == [
+        {"kind": "audio", "media_type": "audio/ogg", "size": 900, "filename": "v.ogg",
+         "text": "see you at nine", "width": 0, "height": 0},
+        {"kind": "image", "media_type": "image/png", "size": 70, "filename": "cat.png",
+         "text": "", "width": 8, "height": 4},
+    ]  # fmt: skip
+    assert "attachments" not in turns[1]

@@ -8,6 +8,10 @@ completion (the summariser's request). Every request body is kept in ``requests`
 ``script`` holds what the next requests get, in order; when it is empty a request
 gets the default answer: ``"You said: <last user message>"`` streamed word by word,
 or, for a summary request, ``"Gist: <the new lines>"``.
+
+``POST /v1/audio/transcriptions`` (multipart, as the SDK sends it) answers
+``{"text": transcript}``, or ``transcription_status`` when that is set; each upload is
+kept in ``transcriptions`` (model, file name, content type, bytes).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class FakeOpenAI:
         self.script: list[Step] = []
         #: The status ``GET /v1/models`` answers (401: a refused key).
         self.models_status = 200
+        self.transcriptions: list[dict[str, Any]] = []
+        self.transcript = "see you at nine"
+        self.transcription_status: int | None = None
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -76,6 +83,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -94,6 +102,25 @@ class FakeOpenAI:
             return web.json_response(error, status=self.models_status)
         model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}
         return web.json_response({"object": "list", "data": [model]})
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        upload: dict[str, Any] = {}
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                upload.update(
+                    filename=part.filename,
+                    content_type=part.headers.get("Content-Type"),
+                    data=bytes(await part.read()),
+                )
+            else:
+                upload[part.name or ""] = await part.text()
+        self.transcriptions.append(upload)
+        if self.transcription_status is not None:
+            error = {"error": {"message": "scripted failure", "type": "scripted", "code": None}}
+            return web.json_response(error, status=self.transcription_status)
+        return web.json_response({"text": self.transcript})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -169,7 +196,10 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _last_user(body: dict[str, Any]) -> str:
     users = [m["content"] for m in body["messages"] if m["role"] == "user"]
-    return users[-1] if users else ""
+    last = users[-1] if users else ""
+    if isinstance(last, list):  # content parts: the text ones (images are in requests)
+        return " ".join(part["text"] for part in last if part.get("type") == "text")
+    return str(last)
 
 
 def _gist(body: dict[str, Any]) -> str:

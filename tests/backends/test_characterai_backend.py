@@ -4,14 +4,17 @@ module against fakes of PyCharacterAI's client that raise its own exceptions."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import media_samples as samples
 import pytest
 from bk_helpers import build_engine, card, dm, key, reply, send
 from cai_fake_client import FakeCharacterAI, FakeCharacterAIService
+from media_samples import FakeTranscriber
 from PyCharacterAI.exceptions import (
     ActionError,
     AuthenticationError,
@@ -25,9 +28,10 @@ from bot.backends.characterai import CHARACTER_ID, CHAT_ID, CharacterAIBackend
 from bot.backends.characterai_client import SharedClient, connect
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
-from bot.config import Settings
+from bot.config import MediaSettings, Settings
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
-from bot.messages import ReplyKind, Turn
+from bot.media import MediaProcessor
+from bot.messages import IncomingFile, ReplyKind, Turn
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
@@ -377,3 +381,20 @@ def test_characterai_is_registered_when_a_token_is_set() -> None:
     backends = build_backends(load_settings(environ, use_dotenv=False))
     assert isinstance(backends["characterai"], CharacterAIBackend)  # it logs in at start
     assert "characterai" not in build_backends(load_settings({}, use_dotenv=False))
+
+
+async def test_transcripts_and_files_go_as_text_images_as_a_line(
+    service: FakeCharacterAIService, store: MemoryStore
+) -> None:
+    backend = await started(Connector(service))
+    engine = build_engine(store, [backend], [PERSONA])
+    engine.media = MediaProcessor(MediaSettings(), FakeTranscriber("meet at nine"))
+    files = (
+        IncomingFile.of_bytes("v.ogg", samples.ogg_voice(), voice=True),
+        IncomingFile.of_bytes("list.txt", b"milk, eggs"),
+        IncomingFile.of_bytes("cat.png", samples.png(8, 4)),
+    )
+    await reply(engine, dataclasses.replace(dm("alice", "see"), files=files))
+    assert [text for _, _, text in service.sent] == [
+        "see\n\nmeet at nine\n\nlist.txt:\n```\nmilk, eggs\n```\n\n[an image cat.png, 8x4]"
+    ]

@@ -133,12 +133,18 @@ class FakeDiscord:
         self._ids = itertools.count(9000)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        #: Attachment bytes served at ``attachment_url(name)``, as Discord's CDN would.
+        self.attachments: dict[str, bytes] = {}
+        self.stalled_attachments: set[str] = set()
+        self.attachment_downloads: list[str] = []
+        self._closing = asyncio.Event()
 
     # -- set-up ---------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{name}", self._attachment)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -148,10 +154,24 @@ class FakeDiscord:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing.set()
         for gateway in list(self.gateways):
             await gateway.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def attachment_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/attachments/{name}"
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.attachment_downloads.append(name)
+        if name in self.stalled_attachments:
+            await self._closing.wait()
+            return web.Response(status=503)
+        if name not in self.attachments:
+            return web.Response(status=404)
+        return web.Response(body=self.attachments[name])
 
     @property
     def api_url(self) -> str:

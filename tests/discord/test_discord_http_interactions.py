@@ -25,6 +25,7 @@ from dc_helpers import (
     slash,
 )
 from nacl.signing import SigningKey
+from test_discord_media import FileEcho, attachment
 
 from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
 from adapters.web import create_app
@@ -308,5 +309,28 @@ async def test_link_over_http_asks_with_buttons_and_a_press_confirms(
 async def test_a_foreign_button_is_a_bad_request(make_endpoint: MakeEndpoint) -> None:
     endpoint = await make_endpoint()
     payload = {**slash("whoami"), "type": 3, "data": {"custom_id": "other:thing"}}
+    status, _ = await endpoint.post(payload)
+    assert status == 400
+
+
+async def test_chat_with_an_attachment_over_http(
+    make_endpoint: MakeEndpoint, fake: FakeDiscord
+) -> None:
+    endpoint = await make_endpoint(FileEcho())  # type: ignore[arg-type]
+    file = attachment(fake, "notes.txt", b"remember the milk", "text/plain")
+    payload = slash("chat", message="read this")
+    payload["data"]["options"].append({"name": "attachment", "type": 11, "value": file["id"]})
+    payload["data"]["resolved"] = {"attachments": {file["id"]: file}}
+    pieces = await endpoint.reply(payload)
+    assert "\n".join(pieces).startswith("re:read this\n\nnotes.txt:")
+    assert fake.attachment_downloads == ["notes.txt"]
+
+
+async def test_an_attachment_the_payload_does_not_carry_is_a_bad_request(
+    make_endpoint: MakeEndpoint,
+) -> None:
+    endpoint = await make_endpoint()
+    payload = slash("chat", message="read this")
+    payload["data"]["options"].append({"name": "attachment", "type": 11, "value": "404"})
     status, _ = await endpoint.post(payload)
     assert status == 400

@@ -255,3 +255,32 @@ async def test_windows_agree_with_the_reference_under_random_operations(tmp_path
         for key in keys[::2]:
             exported = await reference.export_owner(twin_of(key).owner)
             assert await cached.export_owner(key.owner) == exported
+
+
+async def test_a_file_from_before_attachments_migrates_and_keeps_its_turns(
+    tmp_path: Path,
+) -> None:
+    from bot.messages import Attachment, AttachmentKind, ConversationKey, NewTurn, OwnerId
+
+    path = tmp_path / "old.db"
+    conversation = ConversationKey(OwnerId("guest:telegram:1"), "ada", "direct")
+    async with SqliteStore(path, migrations=MIGRATIONS[:-1]):
+        pass
+    async with aiosqlite.connect(path) as db:  # a turn as the older version wrote it
+        await db.execute(
+            "INSERT INTO conversations (id, owner, persona_id, scope, version, last_seq,"
+            " started_at) VALUES (1, 'guest:telegram:1', 'ada', 'direct', 1, 1, 1.0)"
+        )
+        await db.execute(
+            "INSERT INTO turns (conversation_id, seq, role, text, author, created_at)"
+            " VALUES (1, 1, 'user', 'hi', 'A', 1.0)"
+        )
+        await db.commit()
+    voice = Attachment(AttachmentKind.AUDIO, "audio/ogg", 10, "v.ogg", "hello")
+    async with SqliteStore(path) as new:
+        window = await new.load_window(conversation, 10)
+        assert [(t.text, t.attachments) for t in window.turns] == [("hi", ())]
+        turn = NewTurn("user", "", "A", 2.0, attachments=(voice,))
+        await new.append_turns(conversation, [turn], window.version, 2.0)
+        assert (await new.load_window(conversation, 10)).turns[-1].attachments == (voice,)
+    assert await pragma(path, "user_version") == len(MIGRATIONS)

@@ -11,9 +11,7 @@ from tg_fake_server import FakeBotApi
 from tg_harness import (
     ALICE,
     GROUP_ID,
-    PHOTO,
     STICKER,
-    VOICE,
     Chat,
     Person,
     bot_message,
@@ -26,6 +24,9 @@ from adapters.telegram.handlers import NON_TEXT_REPLY
 from bot.store.memory import MemoryStore
 
 CHANNEL_ID = -100_900
+VIDEO: dict[str, Any] = {
+    "video": {"file_id": "vd1", "file_unique_id": "vdu1", "width": 9, "height": 9, "duration": 1}
+}
 OTHER_BOT = Person(66, "Helper", is_bot=True)
 
 
@@ -33,8 +34,7 @@ OTHER_BOT = Person(66, "Helper", is_bot=True)
     "attachment",
     [
         pytest.param(STICKER, id="sticker"),
-        pytest.param(PHOTO | {"caption": "look at this"}, id="photo"),
-        pytest.param(VOICE, id="voice"),
+        pytest.param(VIDEO | {"caption": "look at this"}, id="video"),
     ],
 )
 async def test_non_text_messages_get_a_polite_answer(

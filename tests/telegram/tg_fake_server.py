@@ -7,6 +7,10 @@ like Telegram where the adapter depends on it: HTML is parsed as Telegram would
 the 4096-character limit is enforced on the visible text, and errors can be scripted
 (429 with ``retry_after``, 403 for a chat that blocked the bot, refused HTML).
 
+Files a test puts in ``files`` (by file id) are served as Telegram does: ``getFile``
+gives their ``file_path`` and size, ``GET /file/bot<TOKEN>/<file_path>`` their bytes;
+a file id in ``stalled_files`` is announced, but its download never answers.
+
 ``faults`` (a :class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``)
 makes a share of the calls (asked by the key ``method:chat_id``) fail: 429 with
 ``retry_after``, or a 5xx, answered before the call took effect or, when the fault says
@@ -165,6 +169,9 @@ class FakeBotApi:
     faults: FaultSource | None = None
     #: The port to listen on (0: any free one).
     port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    stalled_files: set[str] = field(default_factory=set)
+    downloads: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -180,6 +187,7 @@ class FakeBotApi:
     async def __aenter__(self) -> FakeBotApi:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/files/{file_id}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -339,6 +347,30 @@ class FakeBotApi:
                     self._failures.remove(failure)
                 return failure
         return None
+
+    def _api_getFile(self, call: Call) -> Any:
+        file_id = str(call.params.get("file_id"))
+        if file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"files/{file_id}",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["file_id"]
+        self.downloads.append(file_id)
+        if file_id in self.stalled_files:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._closing)
+            return web.Response(status=503)
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id])
 
     def _api_getMe(self, call: Call) -> Any:
         return self.bot

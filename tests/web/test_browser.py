@@ -164,3 +164,53 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
     await page.goto(site.url + "/chat")
     await expect(page).to_have_url(site.url + "/login?next=/chat")
     assert problems == []
+
+
+async def test_attach_an_image_and_a_text_file_in_a_real_browser(
+    site: Site, browser: Browser
+) -> None:
+    import media_samples as samples
+
+    page = await browser.new_page()
+    problems = watch_console(page)
+    await page.goto(site.url + "/signup")
+    await page.fill("input[name=username]", "Pix")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.fill("input[name=confirm]", PASSWORD)
+    await page.click("button[type=submit]:has-text('Sign up')")
+    await expect(page).to_have_url(site.url + "/chat")
+
+    # an image alone: the offline persona says it cannot see it
+    image = {"name": "cat.png", "mimeType": "image/png", "buffer": samples.png(64, 32)}
+    await page.set_input_files("#attachment", files=[image])
+    await expect(page.locator("#attached")).to_have_text("📎 cat.png")
+    await page.click("#send")
+    await expect(page.locator(".turn.user .text").last).to_have_text("📎 cat.png")
+    reply = page.locator(".turn.assistant").last
+    await expect(reply).to_have_class("turn assistant", timeout=10_000)
+    await expect(reply.locator(".text")).to_contain_text("can't see pictures")
+
+    # a text file with a question in it, and a caption
+    notes = {"name": "q.txt", "mimeType": "text/plain", "buffer": b"What is Docker?"}
+    await page.set_input_files("#attachment", files=[notes])
+    await page.fill("#message", "read this")
+    await page.click("#send")
+    await expect(page.locator(".turn.user .text").last).to_have_text("read this\n📎 q.txt")
+    reply = page.locator(".turn.assistant").last
+    await expect(reply).to_have_class("turn assistant", timeout=10_000)
+
+    account = await site.store.find_account("pix")
+    assert account is not None
+    turns = await site.engine.recent_turns(account_owner(account.id), "ada", DIRECT_SCOPE)
+    said = [t for t in turns if t.role == "user"]  # (the greeting may be stored first)
+    files = [(t.text, [(a.filename, a.media_type, a.width) for a in t.attachments]) for t in said]
+    assert files == [
+        ("", [("cat.png", "image/png", 64)]),
+        ("read this", [("q.txt", "text/plain", 0)]),
+    ]
+    assert turns[-1].text == (await reply.locator(".text").inner_text()).strip()
+
+    # the history shows the files by name
+    await page.reload()
+    await expect(page.locator(".turn.user .file").first).to_have_text("📎 cat.png")
+    assert problems == []

@@ -88,12 +88,16 @@ async def test_a_rate_limited_message_stays_in_the_composer_as_a_system_notice(
     assert await page.locator(".turn.system").count() == 0
 
     await page.fill("#message", "This one is too quick")
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"What is Docker?"}
+    await page.set_input_files("#attachment", files=[notes])
     await page.click("#send")
     notice = page.locator(".turn.system").last
     await expect(notice).to_contain_text("you can send it in")
     seconds = int(re.search(r"in (\d+) s", await notice.inner_text()).group(1))  # type: ignore[union-attr]
     assert seconds >= 1, "never '0 s'"
     await expect(page.locator("#message")).to_have_value("This one is too quick")
+    await expect(page.locator("#attached")).to_have_text("📎 notes.txt")  # the file too
+    assert await page.eval_on_selector("#attachment", "input => input.files.length") == 1
     await expect(page.locator("#send")).to_be_disabled()
     assert "Slow down" not in await page.locator(".turn.assistant").last.inner_text()
     assert await page.locator(".turn.user", has_text="This one is too quick").count() == 0

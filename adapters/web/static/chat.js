@@ -12,6 +12,8 @@
   const composer = document.getElementById("composer");
   const message = document.getElementById("message");
   const personaSelect = document.getElementById("persona-select");
+  const attachment = document.getElementById("attachment");
+  const attached = document.getElementById("attached");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   if (!log || !composer) return;
   const persona = {
@@ -152,9 +154,46 @@
     }
   }
 
-  async function send(text, kind) {
+  // A message with a file goes as multipart to /chat/attach; any other as JSON.
+  function request(text, file) {
+    if (!file) {
+      return { url: "/chat/send", body: JSON.stringify({ text }), type: "application/json" };
+    }
+    const form = new FormData();
+    form.append("text", text);
+    form.append("file", file, file.name);
+    return { url: "/chat/attach", body: form, type: null };
+  }
+
+  function clearAttachment() {
+    if (!attachment) return;
+    attachment.value = "";
+    attached.hidden = true;
+    message.required = true;
+  }
+
+  // A message held back (the rate limit, a failure) keeps its file too.
+  function restoreAttachment(file) {
+    if (!attachment || !file || attachment.files.length) return;
+    const files = new DataTransfer();
+    files.items.add(file);
+    attachment.files = files.files;
+    attachment.dispatchEvent(new Event("change"));
+  }
+
+  if (attachment) {
+    attachment.addEventListener("change", () => {
+      const file = attachment.files[0];
+      attached.hidden = !file;
+      attached.textContent = file ? "📎 " + file.name : "";
+      message.required = !file;  // a file alone is a message
+    });
+  }
+
+  async function send(text, kind, file) {
     if (busy) return;
-    const mine = kind === "send" ? bubble("user", userName, text) : null;
+    const shown = file ? (text ? text + "\n" : "") + "📎 " + file.name : text;
+    const mine = kind === "send" ? bubble("user", userName, shown) : null;
     // Retry writes the reply to the last chat message again: the new one takes the
     // old one's place (commands in between are not part of the conversation).
     const replaced = kind === "retry" ? lastChatReply() : null;
@@ -167,15 +206,11 @@
     const replyText = reply.querySelector(".text");
     setBusy(true, persona.name + " is writing…");
     try {
-      const response = await fetch("/chat/send", {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          "Accept": "text/event-stream",
-          "X-CSRF-Token": csrf,
-        },
-        body: JSON.stringify({ text }),
-        credentials: "same-origin",
+      const { url, body, type } = request(text, file);
+      const headers = { "Accept": "text/event-stream", "X-CSRF-Token": csrf };
+      if (type) headers["Content-Type"] = type;
+      const response = await fetch(url, {
+        method: "POST", headers, body, credentials: "same-origin",
       });
       if (response.status === 401) {
         const body = await response.json();
@@ -190,6 +225,7 @@
           mine.remove();
           message.value = message.value || text;
           saveDraft();
+          restoreAttachment(file);
         }
         setBusy(false, problem);
         return;
@@ -207,6 +243,7 @@
           if (kind === "send") {
             message.value = text + (message.value ? "\n" + message.value : "");
             saveDraft();
+            restoreAttachment(file);
           }
           holdSending(data.retry_after || 1, systemNotice(""));
         } else if (event === "done" || event === "error") {
@@ -243,6 +280,7 @@
         mine.remove();
         message.value = message.value || text;
         saveDraft();
+        restoreAttachment(file);
       }
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
@@ -280,13 +318,15 @@
       event.preventDefault();
       const kind = form.dataset.kind;
       const text = kind === "send" ? message.value.trim() : form.elements.text.value;
-      if (!text) return;
+      const file = kind === "send" && attachment ? attachment.files[0] : undefined;
+      if (!text && !file) return;
       if (kind === "send") {
         if (holdTimer !== null) return;  // held back by the rate limit: the text stays
         message.value = "";
         saveDraft();
+        clearAttachment();
       }
-      send(text, kind);
+      send(text, kind, file);
     });
   }
 

@@ -133,7 +133,15 @@ class Conversations:
             assert started.cid is not None
             first = started.last_seq + 1
             stored = tuple(
-                Turn(seq, t.role, t.text, t.author, t.created_at, t.reply_to)
+                Turn(
+                    seq,
+                    t.role,
+                    t.text,
+                    t.author,
+                    t.created_at,
+                    t.reply_to,
+                    tuple(item.stored() for item in t.attachments),
+                )
                 for seq, t in enumerate(turns, start=first)
             )
             holder, until = self._lease_after(head, take, release)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from bot.errors import StoreError
-from bot.messages import ConversationKey, Role, Turn
+from bot.messages import ConversationKey, Role, Turn, attachments_from_json, attachments_json
 from bot.store.base import ConversationWindow
 from bot.store.dynamo import keys
 from bot.store.dynamo.codec import Item, Wire, integer, number, optional_text, text, values
@@ -52,6 +52,7 @@ def turn_of(item: Item) -> Turn:
     return Turn(
         integer(item, "seq"), role_, text(item, "text"), text(item, "author"),
         number(item, "created_at"), integer(item, "reply_to") if reply_to is not None else None,
+        attachments_from_json(optional_text(item, "files")),
     )  # fmt: skip
 
 
@@ -65,6 +66,8 @@ def turn_fields(turn: Turn) -> dict[str, object]:
     }
     if turn.reply_to is not None:
         fields["reply_to"] = turn.reply_to
+    if turn.attachments:  # metadata and text only (a JSON string): never the bytes
+        fields["files"] = attachments_json(turn.attachments)
     return fields
 
 
