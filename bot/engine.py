@@ -81,7 +81,7 @@ from bot.metrics import Metrics, NullMetrics
 from bot.notices import AccountNotices
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
-from bot.retrying import StoreRetry, find_stored, retry_transient
+from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
 from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
@@ -195,6 +195,8 @@ class Engine:
         self._rate_exempt = frozenset(rate.exempt_platforms)
         self._locks = KeyedLocks()
         self._speakers = KeyedLocks()
+        #: Appends whose outcome is unknown: what the user sends again is matched to them.
+        self._unsure = UnsureAppends()
         self.linking = linking or LinkingSettings()
         #: Tells account owners of links and unlinks; adapters register their senders.
         self.notices = AccountNotices(
@@ -253,7 +255,7 @@ class Engine:
             return
         self.metrics.message_in(incoming.platform)
         done = await self._precheck(incoming)
-        prepared: _Prepared | ReplyDone | None = None
+        prepared: _Prepared | _KeptReply | ReplyDone | None = None
         media, preface = Processed(), ""
         if done is None and incoming.files and await self._takes_files(incoming):
             media = await self.media.process(incoming.files)
@@ -275,7 +277,11 @@ class Engine:
                     else:
                         async with self._locks.hold(speaker.key):
                             prepared = await self._prepare(speaker, route, media.attachments)
-                            if isinstance(prepared, ReplyDone):
+                            if isinstance(prepared, _KeptReply):
+                                # a reply the user was told was lost had been stored
+                                yield TextDelta(prepared.done.text)
+                                done = prepared.done
+                            elif isinstance(prepared, ReplyDone):
                                 done = prepared
                             else:
                                 parts: list[str] = []
@@ -490,7 +496,7 @@ class Engine:
 
     async def _prepare(
         self, speaker: Speaker, new_text: str | None, attachments: Sequence[Attachment] = ()
-    ) -> _Prepared | ReplyDone:
+    ) -> _Prepared | _KeptReply | ReplyDone:
         """Store ``new_text`` (and what its ``attachments`` came to, without their bytes)
         as the user's turn, before any backend is asked, and gather what the backend
         needs; with None (``/retry``) answer the last user turn again. Runs under the
@@ -515,6 +521,10 @@ class Engine:
             files = tuple(item.stored() for item in attachments)
             turn = NewTurn("user", new_text, author, sent_at or self._clock(), attachments=files)
             kept = find_stored(window.turns, [turn]) if sent_at is not None else None
+            # the same message again, after its append ended unknown: it may be stored
+            sent_before = self._unsure.take(key, partial(_resends, turn))
+            if kept is None and sent_before is not None:
+                kept = find_stored(window.turns, sent_before)
         if kept is not None:
             # an event from the inbox, answered again after a crash: its turn is stored
             answer = _stored_reply(window.turns, kept[0])
@@ -535,6 +545,12 @@ class Engine:
         else:
             if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
+            # a reply whose append ended unknown (the user was told it was not kept)
+            lost = self._unsure.take(key, _is_reply)
+            found_reply = find_stored(window.turns, lost) if lost is not None else None
+            if found_reply is not None:
+                done = ReplyDone(found_reply[0].text, ReplyKind.CHAT, speaker.persona.name)
+                return _KeptReply(done)
             # /retry answers too: it takes the lease with an append of no turns
             window, version, _, lease = await self._take_lease(key, [], window, loaded, epoch)
             found = _last_user_turn(paired(window.turns))
@@ -693,7 +709,7 @@ class Engine:
                 # A write retried below us (a lost answer) can conflict with itself: when
                 # the newest turns are ours, they are stored. (The newest turn comes with
                 # a DynamoDB conflict, so this read usually costs no call.)
-                window = await self._retrying(partial(self.store.load_window, key, len(turns)))
+                window = await self._reread(key, len(turns), turns, unsure=failures > 0)
                 stored = find_stored(window.turns, turns) if turns else None
                 if stored is not None:
                     return window.version, stored
@@ -705,7 +721,7 @@ class Engine:
                     self._store_retried(exc)
                     await asyncio.sleep(self.store_retry.pause(failures))
                 size = len(turns) + WRITTEN_CHECK_SLACK
-                window = await self._retrying(partial(self.store.load_window, key, size))
+                window = await self._reread(key, size, turns, unsure=True)
                 # no turns (a lease taken alone): sending it again is harmless
                 stored = find_stored(window.turns, turns) if turns else None
                 if stored is not None:
@@ -713,6 +729,20 @@ class Engine:
                 if last:
                     raise
                 version = window.version
+
+    async def _reread(
+        self, key: ConversationKey, size: int, turns: list[NewTurn], *, unsure: bool
+    ) -> ConversationWindow:
+        """The newest ``size`` turns, read to learn whether ``turns`` are stored. When
+        the read fails too and a failed try may have been applied (``unsure``), the
+        turns are noted: the user is told they were not kept, and what they send again
+        is matched to them rather than stored a second time."""
+        try:
+            return await self._retrying(partial(self.store.load_window, key, size))
+        except StoreUnavailable:
+            if unsure and turns:
+                self._unsure.note(key, turns)
+            raise
 
     async def _save_state(
         self, key: ConversationKey, state: dict[str, Any], version: int, epoch: int
@@ -811,3 +841,24 @@ def _last_user_turn(turns: Sequence[Turn]) -> tuple[list[Turn], Turn] | None:
         if turns[index].role == "user":
             return list(turns[:index]), turns[index]
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptReply:
+    """The answer to a ``/retry`` that found its lost reply stored after all."""
+
+    done: ReplyDone
+
+
+def _resends(turn: NewTurn, unsure: Sequence[NewTurn]) -> bool:
+    """Whether ``turn`` says again the one user turn of an append of unknown outcome."""
+    return len(unsure) == 1 and (
+        unsure[0].role,
+        unsure[0].text,
+        unsure[0].author,
+        unsure[0].attachments,
+    ) == (turn.role, turn.text, turn.author, turn.attachments)
+
+
+def _is_reply(unsure: Sequence[NewTurn]) -> bool:
+    return len(unsure) == 1 and unsure[0].role == "assistant"

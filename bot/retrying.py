@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from bot.errors import StoreUnavailable
-from bot.messages import NewTurn, Turn
+from bot.messages import ConversationKey, NewTurn, Turn
 
 T = TypeVar("T")
 
@@ -82,3 +83,44 @@ def _same(stored: Turn, new: NewTurn) -> bool:
         new.author,
         new.created_at,
     )
+
+
+class UnsureAppends:
+    """Appends of this process whose outcome it could not learn, per conversation.
+
+    An append failed transiently and so did the read that would have shown whether it
+    was applied: the user is told it failed, though it may be stored. What they send
+    next to say it again (the same message, or ``/retry`` after a lost reply) is matched
+    against these exact turns (:func:`find_stored`: equal role, text, author and
+    creation time), so that a turn applied after all is used rather than stored twice.
+    At most ``per_key`` entries per conversation and ``capacity`` conversations.
+    """
+
+    def __init__(self, capacity: int = 4096, per_key: int = 8) -> None:
+        self._capacity = capacity
+        self._per_key = per_key
+        self._entries: OrderedDict[ConversationKey, list[tuple[NewTurn, ...]]] = OrderedDict()
+
+    def note(self, key: ConversationKey, turns: Sequence[NewTurn]) -> None:
+        entries = self._entries.setdefault(key, [])
+        entries.append(tuple(turns))
+        del entries[: -self._per_key]
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def take(
+        self, key: ConversationKey, matches: Callable[[tuple[NewTurn, ...]], bool]
+    ) -> tuple[NewTurn, ...] | None:
+        """The newest entry of ``key`` that ``matches``, forgotten; else None."""
+        entries = self._entries.get(key, [])
+        for index in range(len(entries) - 1, -1, -1):
+            if matches(entries[index]):
+                found = entries.pop(index)
+                if not entries:
+                    del self._entries[key]
+                return found
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._entries.values())

@@ -33,7 +33,7 @@ from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import EngineSettings, RateLimitSettings
-from bot.engine import FALLBACK_NOTE, STORE_TROUBLE, Engine
+from bot.engine import FALLBACK_NOTE, REPLY_NOT_KEPT, STORE_TROUBLE, Engine
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -447,3 +447,70 @@ async def test_a_failed_reply_append_leaves_the_users_turn_for_retry(
         window = await inner.load_window(key_of("ann"), 10)
     assert done.kind is ReplyKind.CHAT and done.text.startswith("re:hello")
     assert [(t.role, t.text) for t in window.turns] == [("user", "hello"), ("assistant", done.text)]
+
+
+def lose_append_then_reads(store: FlakyStore, append_call: int) -> None:
+    """Script ``store``: its ``append_call``-th append is applied but reported failed,
+    and the three reads after it (all the tries of the read that would have shown the
+    append stored) fail too: the engine cannot learn whether the append was applied."""
+    reads_to_fail = 0
+
+    def select(op: str, args: tuple[Any, ...]) -> bool:
+        nonlocal reads_to_fail
+        if op == "append_turns":
+            if store.calls[op] == append_call:
+                reads_to_fail = StoreRetry().attempts
+                return True
+            return False
+        if op == "load_window" and reads_to_fail > 0:
+            reads_to_fail -= 1
+            return True
+        return False
+
+    store.ops = frozenset({"append_turns", "load_window"})
+    store.select = select
+
+
+async def test_a_message_sent_again_after_an_append_of_unknown_outcome_is_kept_once(
+    tmp_path: Path,
+) -> None:
+    """The user's turn was applied, but its answer and every read after it were lost:
+    the user is told to send it again, and that message is matched to the stored turn."""
+    async with SqliteStore(tmp_path / "unknown.db") as inner:
+        store = FlakyStore(inner, rate=1.0, after_share=1.0)
+        lose_append_then_reads(store, append_call=1)
+        engine = build_engine(store, WindowEcho("echo"))
+        first = await ask(engine, "ann", "hello")
+        again = await ask(engine, "ann", "hello")
+        window = await inner.load_window(key_of("ann"), 10)
+    assert (first.kind, first.text) == (ReplyKind.ERROR, STORE_TROUBLE)
+    assert again.kind is ReplyKind.CHAT
+    assert [(t.role, t.text) for t in window.turns] == [
+        ("user", "hello"),
+        ("assistant", again.text),
+    ]
+    assert store.injected["load_window", "after"] == StoreRetry().attempts
+
+
+async def test_a_retry_after_a_reply_append_of_unknown_outcome_shows_the_stored_reply(
+    tmp_path: Path,
+) -> None:
+    """The reply was applied, but its answer and every read after it were lost: the
+    user is told to send /retry, which shows the stored reply rather than a second one."""
+    async with SqliteStore(tmp_path / "unknown-reply.db") as inner:
+        store = FlakyStore(inner, rate=1.0, after_share=1.0)
+        lose_append_then_reads(store, append_call=2)
+        engine = build_engine(store, WindowEcho("echo"))
+        first = await ask(engine, "ann", "hello")
+        events = [
+            e async for e in engine.handle(Device("telegram", "ann", "Ann", "ann").says("/retry"))
+        ]
+        window = await inner.load_window(key_of("ann"), 10)
+    assert (first.kind, first.text) == (ReplyKind.ERROR, REPLY_NOT_KEPT)
+    retried = events[-1]
+    assert isinstance(retried, ReplyDone) and retried.kind is ReplyKind.CHAT
+    assert [e.text for e in events[:-1] if isinstance(e, TextDelta)] == [retried.text]
+    assert [(t.role, t.text) for t in window.turns] == [
+        ("user", "hello"),
+        ("assistant", retried.text),
+    ]
