@@ -29,10 +29,11 @@ from bot.backends.offline import OfflineBackend
 from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
 from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
-from bot.errors import ConfigError, PlatformUnreachable, StoreError, UnknownPersona
+from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.health import AdapterHealth
 from bot.media import MediaProcessor
 from bot.metrics import Metrics
+from bot.persona_loading import load_personas
 from bot.persona_watch import PersonaWatcher
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
@@ -153,22 +154,6 @@ def build_guard(settings: Settings, backends: dict[str, Backend]) -> ReplyGuard:
         breaker_cooldown=engine.breaker_cooldown,
     )
     return ReplyGuard(backends, policy)
-
-
-def load_personas(settings: Settings) -> PersonaLibrary:
-    """The persona cards of ``PERSONAS_DIR``; a ``DEFAULT_PERSONA`` that names none of
-    them is a setting error, named as such."""
-    directory, backend = settings.personas_dir, settings.default_backend
-    try:
-        return PersonaLibrary.from_directory(
-            directory, settings.default_persona, default_backend=backend
-        )
-    except UnknownPersona as exc:
-        library = PersonaLibrary.from_directory(directory, default_backend=backend)
-        raise ConfigError(
-            f"PERSONABRIDGE_DEFAULT_PERSONA: no persona {exc.persona_id!r} in "
-            f"{directory} (known: {', '.join(p.id for p in library)})"
-        ) from exc
 
 
 async def purge_expired_periodically(

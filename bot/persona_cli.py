@@ -14,13 +14,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from bot.app import load_personas
 from bot.avatar import card_image, default_avatar_png
 from bot.card_export import card_json, card_png
 from bot.card_model import CharacterCard
 from bot.config import Settings
 from bot.errors import PersonaError
 from bot.persona_describe import describe
+from bot.persona_loading import load_personas
 from bot.persona_toml import check_id
 from bot.personas import (
     CARD_SUFFIXES,
