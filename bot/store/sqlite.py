@@ -21,6 +21,7 @@ import asyncio
 import json
 import secrets
 import sqlite3  # used only inside functions run on aiosqlite's worker thread (_on_worker)
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -304,7 +305,7 @@ class SqliteStore:
             self._db = await aiosqlite.connect(
                 self._path, isolation_level=None, timeout=self._busy_timeout
             )
-            await _on_worker(self._db, _prepare, self._busy_timeout, self._migrations)
+            await self._prepare_patiently()
         except BaseException as exc:
             db, self._db = self._db, None
             if db is not None:
@@ -314,6 +315,26 @@ class SqliteStore:
             raise
         self._recent.clear()
         return self
+
+    async def _prepare_patiently(self) -> None:
+        """Set the file up (WAL, migrations), waiting out another process doing the same.
+
+        Switching a new file to WAL can fail at once with "database is locked" while
+        another process (a second worker starting beside this one) migrates it: SQLite
+        does not call the busy handler there. So the step is tried again, with pauses,
+        for as long as the busy timeout allows.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.02
+        while True:
+            try:
+                await _on_worker(self._connection(), _prepare, self._busy_timeout, self._migrations)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     async def __aexit__(self, *exc_info: object) -> None:
         while self._drainer is not None:  # finish what is queued
