@@ -55,7 +55,8 @@ _CARD_KEYS = frozenset(
         "assets",
     )
 )
-_ENTRY_KEYS = frozenset(
+#: The keys of a lorebook entry that the spec names (the rest is kept as ``extra``).
+LORE_ENTRY_KEYS = frozenset(
     (
         "keys",
         "content",
@@ -242,7 +243,7 @@ class _Reader:
         if not isinstance(enabled, bool):
             raise self.fail(f"{where}.enabled", "expected true or false")
         kept: dict[str, Any] = {}
-        extra = {k: _json_copy(v) for k, v in entry.items() if k not in _ENTRY_KEYS}
+        extra = {k: _json_copy(v) for k, v in entry.items() if k not in LORE_ENTRY_KEYS}
         order = _optional(entry, "insertion_order", _is_number, kept)
         secondary = _optional(entry, "secondary_keys", _is_str_list, kept)
         texts = {k: _optional(entry, k, _is_str, kept) for k in ("name", "comment", "position")}

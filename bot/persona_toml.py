@@ -23,7 +23,7 @@ from typing import Any
 
 from bot.card_export import lorebook_to_json
 from bot.card_model import CharacterCard
-from bot.card_reader import read_card
+from bot.card_reader import LORE_ENTRY_KEYS, read_card
 from bot.dialogue import ExampleLine, blocks_text, exchanges
 from bot.errors import PersonaError
 from bot.persona_model import EXTENSION_KEY, Exchange, Persona, PersonaOptions, build_persona
@@ -57,25 +57,6 @@ _KNOWN_KEYS = frozenset(
         "asset",
         "lorebook",
         "lorebook_settings",
-    )
-)
-_ENTRY_KEYS = frozenset(
-    (
-        "keys",
-        "content",
-        "extensions",
-        "enabled",
-        "insertion_order",
-        "case_sensitive",
-        "use_regex",
-        "constant",
-        "name",
-        "priority",
-        "id",
-        "comment",
-        "selective",
-        "secondary_keys",
-        "position",
     )
 )
 _BOOK_KEYS = frozenset(
@@ -210,7 +191,7 @@ def _book(data: dict[str, Any], check: _Checker, source: str) -> dict[str, Any]:
     entries = check("lorebook", data.get("lorebook", []), list, "[[lorebook]] tables")
     for i, entry in enumerate(entries):
         check(f"lorebook[{i}]", entry, dict, "a table")
-        _check_keys(entry, _ENTRY_KEYS, f"lorebook[{i}].", source)
+        _check_keys(entry, LORE_ENTRY_KEYS, f"lorebook[{i}].", source)
     book: dict[str, Any] = _json({**settings, "entries": entries})
     return book
 
@@ -313,7 +294,7 @@ def export_toml(persona: Persona) -> str:
             lines += [
                 f"{_toml_key(k)} = {_toml_value(v)}"
                 for k, v in entry.items()
-                if k in _ENTRY_KEYS and v is not None and not (k == "extensions" and v == {})
+                if k in LORE_ENTRY_KEYS and v is not None and not (k == "extensions" and v == {})
             ]
     return "\n".join(lines) + "\n"
 

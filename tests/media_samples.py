@@ -7,10 +7,14 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import AsyncIterator, Sequence
 
 from PIL import Image
 
 from bot.errors import BackendUnavailable
+from bot.messages import Turn, turn_text
+from bot.personas import Persona
+from bot.store.base import BackendState
 
 
 def jpeg(width: int = 64, height: int = 48, *, orientation: int | None = None) -> bytes:
@@ -77,3 +81,23 @@ class FakeTranscriber:
         if self.fail:
             raise BackendUnavailable("transcription server down")
         return self.text
+
+
+class FileEcho:
+    """Replies with the message as a text-only backend reads it (files included)."""
+
+    name = "echo"
+
+    async def reply(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
+    ) -> AsyncIterator[str]:
+        yield f"re:{turn_text(message)}"
+
+    async def aclose(self) -> None:
+        pass

@@ -3,14 +3,13 @@ the URL in the event, here the fake server's loopback address."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import media_samples as samples
 from dc_fake_server import BOT, FakeDiscord
 from dc_helpers import FAST, message, running, slash, snowflake
 from fakes import make_persona
-from media_samples import FakeTranscriber
+from media_samples import FakeTranscriber, FileEcho
 from test_discord_gateway import done, reply_to_interaction
 
 from adapters.discord import DiscordAdapter
@@ -18,30 +17,8 @@ from bot.backends.guard import ReplyGuard
 from bot.config import MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
-from bot.messages import Turn, turn_text
-from bot.personas import Persona, PersonaLibrary
-from bot.store.base import BackendState
+from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
-
-
-class FileEcho:
-    """Replies with the message as a text-only backend reads it (files included)."""
-
-    name = "echo"
-
-    async def reply(
-        self,
-        persona: Persona,
-        window: Sequence[Turn],
-        message: Turn,
-        state: BackendState,
-        *,
-        summary: str = "",
-    ) -> AsyncIterator[str]:
-        yield f"re:{turn_text(message)}"
-
-    async def aclose(self) -> None:
-        pass
 
 
 def engine(store: MemoryStore, **limits: Any) -> Engine:

@@ -3,41 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import media_samples as samples
-from media_samples import FakeTranscriber
+from media_samples import FakeTranscriber, FileEcho
 from tg_fake_server import FakeBotApi
 from tg_harness import ALICE, GROUP_ID, Chat, bot_message, build_engine, polling
 
 from bot.config import MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
-from bot.messages import Turn, turn_text
-from bot.personas import Persona
-from bot.store.base import BackendState
 from bot.store.memory import MemoryStore
-
-
-class FileEcho:
-    """Replies with the message as a text-only backend reads it (files included)."""
-
-    name = "echo"
-
-    async def reply(
-        self,
-        persona: Persona,
-        window: Sequence[Turn],
-        message: Turn,
-        state: BackendState,
-        *,
-        summary: str = "",
-    ) -> AsyncIterator[str]:
-        yield f"re:{turn_text(message)}"
-
-    async def aclose(self) -> None:
-        pass
 
 
 def engine(store: MemoryStore, **limits: Any) -> Engine:
