@@ -49,6 +49,7 @@ class TelegramLoad:
         fake_bot_api, _, self.token, _ = _import_fakes()
         self.fake = fake_bot_api(poll_cap=30.0)
         self._message_ids = itertools.count(1)
+        self.waiting: dict[int, str] = {}
 
     async def __aenter__(self) -> TelegramLoad:
         await self.fake.__aenter__()
@@ -71,6 +72,13 @@ class TelegramLoad:
         shown = self.fake.chats.get(chat_id)
         return shown[max(shown)].text if shown else ""
 
+    def stuck(self) -> list[tuple[int, str]]:
+        return [
+            (c, self._last_text(c)[-30:])
+            for c, end in self.waiting.items()
+            if not self._last_text(c).endswith(end)
+        ]
+
     async def person(self, user_id: int, messages: int) -> int:
         person = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
         chat = {"id": user_id, "type": "private", "first_name": f"user{user_id}"}
@@ -85,7 +93,7 @@ class TelegramLoad:
                 "text": question(tag),
             }
             await self.fake.push_update({"message": body})
-            end = f"a{tag}z."
+            end = self.waiting[user_id] = f"a{tag}z."
             await self.fake.wait_for(lambda e=end: self._last_text(user_id).endswith(e), 120)
             done += 1
         return done
@@ -118,6 +126,7 @@ class DiscordLoad:
         self.fake = Tracked()
         self.fake.last = {}
         self.fake.changed = {}
+        self.waiting: dict[str, str] = {}
         self._ids = itertools.count(10**15)
 
     async def __aenter__(self) -> DiscordLoad:
@@ -143,6 +152,13 @@ class DiscordLoad:
     def _last_text(self, channel: str) -> str:
         message_id = self.fake.last.get(channel)
         return str(self.fake.messages[message_id]["content"]) if message_id else ""
+
+    def stuck(self) -> list[tuple[str, str]]:
+        return [
+            (c, self._last_text(c)[-30:])
+            for c, end in self.waiting.items()
+            if not self._last_text(c).endswith(end)
+        ]
 
     async def person(self, user_id: int, messages: int) -> int:
         author = {
@@ -174,7 +190,7 @@ class DiscordLoad:
                 "flags": 0,
             }
             await self.fake.dispatch("MESSAGE_CREATE", data)
-            end = f"a{tag}z."
+            end = self.waiting[channel] = f"a{tag}z."
             changed = self.fake.changed.setdefault(channel, asyncio.Event())
             async with asyncio.timeout(120):
                 while not self._last_text(channel).endswith(end):
@@ -206,7 +222,10 @@ async def _serve(platform: str, conn: Connection) -> None:
                         *(load.person(first + n, per_user) for n in range(users))
                     )
                 except Exception as exc:  # told to the bench, which stops the run
-                    conn.send(f"the load failed: {type(exc).__name__}: {exc}")
+                    conn.send(
+                        f"the load failed: {type(exc).__name__} {exc}; chats still waiting"
+                        f" for their reply, and the end of what they show: {load.stuck()}"
+                    )
                     continue
                 conn.send((sum(counts), time.perf_counter() - started))
             else:

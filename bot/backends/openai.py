@@ -1,10 +1,12 @@
 """``OpenAIBackend``: any OpenAI-compatible chat API (OpenAI, Ollama, vLLM, LM Studio,
 llama.cpp's server) through the official ``openai`` SDK.
 
-One ``AsyncOpenAI`` client per process, made at startup and closed at shutdown. Replies
-stream (``stream=True``) and, unless switched off, ask for the token usage in the last
-chunk (``stream_options.include_usage``); :class:`~bot.backends.base.MeteredStream`
-hands it to the guard. The prompt is :func:`bot.backends.prompt.chat_messages`.
+One ``AsyncOpenAI`` client per backend (over aiohttp), made at startup and closed at
+shutdown, never one per message. Replies stream (``stream=True``) and, unless switched
+off, ask for the token usage in the last chunk (``stream_options.include_usage``);
+:class:`~bot.backends.base.MeteredStream` hands it to the guard. The words that arrive
+while the stream is left unread for a moment are read and passed on as one piece
+(:func:`bot.coalesce.coalesced`). The prompt is :func:`bot.backends.prompt.chat_messages`.
 
 Who retries: the guard, not the SDK. The client is built with ``max_retries=0``, so a
 failure reaches the guard at once, which retries once with backoff, counts it for the
@@ -27,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI, AsyncStream
@@ -38,6 +43,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from bot.backends.base import MeteredStream, ReplyContext, Summarised, TokenUsage
 from bot.backends.prompt import ChatMessage, PromptOptions, chat_messages, summary_messages
 from bot.backends.vision import with_images
+from bot.coalesce import coalesced
 from bot.config import shown_url
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import Turn
@@ -96,7 +102,11 @@ class OpenAIBackend:
         self._defaults = dict(defaults or {})
         self._include_usage = include_usage
         self._client = AsyncOpenAI(
-            base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=timeout
+            base_url=base_url,
+            api_key=api_key or NO_KEY,
+            max_retries=0,
+            timeout=timeout,
+            http_client=http_client(base_url),
         )
 
     async def start(self) -> None:
@@ -168,13 +178,11 @@ class OpenAIBackend:
                 stream=True,
                 stream_cls=AsyncStream[object],
             )
-            async with stream:  # leaving early closes the response, and its connection
-                async for chunk in stream:
-                    text, usage = read_chunk(chunk)
-                    if usage is not None:
-                        meter.usage = usage
-                    if text:
-                        yield text
+            texts = coalesced(_texts(stream, meter))  # a piece per burst: see bot.coalesce
+            async with stream, aclosing(texts):
+                # leaving early closes the response, and its connection
+                async for text in texts:
+                    yield text
         except openai.OpenAIError as exc:
             raise translate(exc, f"openai ({self._base_url}, {model})") from exc
 
@@ -244,6 +252,16 @@ class OpenAIBackend:
         return model, sampling, dict(extra) if extra else None
 
 
+async def _texts(stream: AsyncStream[object], meter: MeteredStream) -> AsyncGenerator[str, None]:
+    """The text of each streamed chunk; the usage, when a chunk carries it, to ``meter``."""
+    async for chunk in stream:
+        text, usage = read_chunk(chunk)
+        if usage is not None:
+            meter.usage = usage
+        if text:
+            yield text
+
+
 def read_chunk(chunk: object) -> tuple[str, TokenUsage | None]:
     """The text and the token usage in one streamed chunk, read as the JSON it is
     (``choices[0].delta.content``, ``usage``); what is missing or of another shape
@@ -262,6 +280,28 @@ def read_chunk(chunk: object) -> tuple[str, TokenUsage | None]:
     delta = choices[0].get("delta")
     text = delta.get("content") if isinstance(delta, dict) else None
     return (text if isinstance(text, str) else ""), used
+
+
+def http_client(base_url: str) -> openai.DefaultAioHttpClient | None:
+    """The SDK's client over aiohttp (``openai[aiohttp]``) rather than httpx: one HTTP
+    stack in the process, and a streamed reply costs about a quarter less CPU (aiohttp
+    reads what has arrived in one go, where httpx passes every HTTP chunk up on its own).
+
+    aiohttp's own reading of the environment is off: it would add a ``~/.netrc``
+    login to every request (refused next to the API key) and read that file each
+    time. The proxy the environment names for the server (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``NO_PROXY``, as httpx honoured them) is looked up here, once.
+
+    None (the SDK's httpx) for a URL with a login in it (``https://me:pw@host/v1``):
+    httpx sends that login, where aiohttp refuses it next to the API key's header."""
+    url = urlsplit(base_url)
+    if url.username is not None or url.password is not None:
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and url.hostname and urllib.request.proxy_bypass(url.hostname):
+        proxy = None
+    return openai.DefaultAioHttpClient(trust_env=False, proxy=proxy or None)
 
 
 def translate(exc: openai.OpenAIError, where: str) -> BackendError:
