@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.request
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
@@ -47,6 +46,7 @@ from bot.coalesce import coalesced
 from bot.config import shown_url
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import Turn
+from bot.outbound_proxy import OutboundProxy
 from bot.personas import Persona
 from bot.store.base import BackendState
 
@@ -287,20 +287,16 @@ def http_client(base_url: str) -> openai.DefaultAioHttpClient | None:
     stack in the process, and a streamed reply costs about a quarter less CPU (aiohttp
     reads what has arrived in one go, where httpx passes every HTTP chunk up on its own).
 
-    aiohttp's own reading of the environment is off: it would add a ``~/.netrc``
-    login to every request (refused next to the API key) and read that file each
-    time. The proxy the environment names for the server (``HTTPS_PROXY``,
-    ``HTTP_PROXY``, ``NO_PROXY``, as httpx honoured them) is looked up here, once.
+    aiohttp's own reading of the environment is off (see :mod:`bot.outbound_proxy`);
+    the proxy the environment names for the server (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``, as httpx honoured them) is looked up here, once.
 
     None (the SDK's httpx) for a URL with a login in it (``https://me:pw@host/v1``):
     httpx sends that login, where aiohttp refuses it next to the API key's header."""
     url = urlsplit(base_url)
     if url.username is not None or url.password is not None:
         return None
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if proxy and url.hostname and urllib.request.proxy_bypass(url.hostname):
-        proxy = None
+    proxy = OutboundProxy().for_url(base_url)
     return openai.DefaultAioHttpClient(trust_env=False, proxy=proxy or None)
 
 
