@@ -24,7 +24,7 @@ from bot.engine import Engine
 from bot.messages import Incoming, TextDelta
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 
 LIFETIME = 60.0

@@ -30,7 +30,7 @@ from tg_harness import FAST, SECRET, Person, build_engine, message, update, webh
 from adapters.telegram import SECRET_HEADER
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 
 CHILD = Path(__file__).with_name("webhook_child.py")

@@ -25,7 +25,7 @@ from adapters.telegram import TelegramAdapter
 from adapters.web import WebAdapter
 from bot.config import TelegramSettings, WebSettings
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 
 LIFETIME = 60.0

@@ -28,8 +28,8 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import ThreadedMotoServer
 
 from bot.store.base import Store
+from bot.store.dynamo import DynamoStore
 from bot.store.dynamo.admin import ATTRIBUTES, KEY_SCHEMA
-from bot.store.dynamodb import DynamoStore
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
 

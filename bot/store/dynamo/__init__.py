@@ -1,8 +1,8 @@
 """``DynamoStore``: the production :class:`~bot.store.base.Store`, one DynamoDB table.
 
 Processes share nothing but the table; every invariant below holds across them.
-The code is in the :mod:`bot.store.dynamo` package (keys, codec, table, items, recent,
-conversations, linking, accounts, store, admin); this module is its public face.
+The code is in this package's modules (keys, codec, table, items, recent, conversations,
+linking, consent, events, accounts, store, admin); this module is its public face.
 
 Items (single table, ``PK`` and ``SK`` strings; ``#`` and ``%`` in values are escaped)
     ===================================  ==========================  =======================
