@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
 
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -31,6 +30,7 @@ from bot.retrying import StoreRetry
 from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
 
 # Generous: a healthy reply on a loaded machine must never be taken for a stalled one.
 FAST = GuardPolicy(first_delta_timeout=5.0, total_timeout=10.0, retries=1, retry_backoff=0)
@@ -520,7 +520,7 @@ async def test_linked_account_may_chat_when_linked_only(store: MemoryStore) -> N
 
 
 async def test_transient_failure_is_retried(store: MemoryStore) -> None:
-    from fakes import failing
+    from tests.support.fakes import failing
 
     backend = failing(1)
     engine = build_engine(store, backend)

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_engine import build_engine, dm, group, reply, send
 
 from bot.engine import OWNER_FORGOTTEN, Engine
 from bot.messages import Identity, ReplyKind, Turn, account_owner, guest_owner
@@ -24,6 +23,7 @@ from bot.personas import Persona
 from bot.store.base import BackendState, Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.test_engine import build_engine, dm, group, reply, send
 
 HOLD = 5.0  # at most this long for a held reply to get where the test needs it
 

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fakes import make_persona
 
 from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -33,6 +32,7 @@ from bot.store.base import BackendState, Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
 from bot.userpersona import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS
+from tests.support.fakes import make_persona
 
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=5.0, retries=0, retry_backoff=0)
 

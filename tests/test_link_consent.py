@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fakes import WindowEcho, make_persona
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import LinkingSettings, RateLimitSettings
@@ -27,6 +26,7 @@ from bot.messages import (
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho, make_persona
 
 FAST = GuardPolicy(first_delta_timeout=5, total_timeout=5, retries=0, retry_backoff=0)
 

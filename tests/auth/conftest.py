@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from auth_helpers import Clock
 
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
 
 
 @pytest.fixture

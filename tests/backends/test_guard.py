@@ -7,8 +7,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from bk_helpers import build_engine, card, dm, key, reply, send
-from fakes import ScriptedBackend, WindowEcho
 
 from bot.backends.base import MeteredStream, TokenUsage
 from bot.backends.guard import CircuitBreaker, GuardPolicy, ReplyGuard, ReplyOutcome
@@ -18,6 +16,8 @@ from bot.errors import BackendError, BackendUnavailable
 from bot.messages import ReplyKind, Turn
 from bot.personas import Persona
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import build_engine, card, dm, key, reply, send
+from tests.support.fakes import ScriptedBackend, WindowEcho
 
 MESSAGE = Turn(1, "user", "hi", "Alice", 0.0)
 BREAKER = GuardPolicy(

@@ -8,11 +8,9 @@ import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 
-import media_samples as samples
 import pytest
-from bk_helpers import FAST, build_engine, card, dm, key, send
-from oai_fake_server import FakeOpenAI
 
+import tests.support.media_samples as samples
 from bot.app import build_backends
 from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -24,6 +22,8 @@ from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import FAST, build_engine, card, dm, key, send
+from tests.support.openai_server import FakeOpenAI
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from bk_helpers import FAST, build_engine, card, dm, key, reply, send
-from oai_fake_server import FakeOpenAI, Reply, Stall, Status
 
 from bot.app import PersonaBridge, build_backends
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -19,6 +17,8 @@ from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigE
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import FAST, build_engine, card, dm, key, reply, send
+from tests.support.openai_server import FakeOpenAI, Reply, Stall, Status
 
 
 @pytest.fixture

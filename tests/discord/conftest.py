@@ -16,9 +16,8 @@ with warnings.catch_warnings():
     )
     import discord  # noqa: F401
 
-from dc_fake_server import FakeDiscord
-
 from bot.store.memory import MemoryStore
+from tests.support.discord_server import FakeDiscord
 
 
 @pytest.fixture

@@ -10,8 +10,12 @@ from typing import Any
 
 import discord
 import pytest
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import (
+
+from adapters.discord import DiscordAdapter
+from bot.linking import create_link_code
+from bot.messages import ConversationKey, Identity, OwnerId
+from bot.store.memory import MemoryStore
+from tests.support.discord_harness import (
     ALICE,
     BOB,
     CHANNEL_ID,
@@ -28,12 +32,8 @@ from dc_helpers import (
     running,
     slash,
 )
-from fakes import WindowEcho
-
-from adapters.discord import DiscordAdapter
-from bot.linking import create_link_code
-from bot.messages import ConversationKey, Identity, OwnerId
-from bot.store.memory import MemoryStore
+from tests.support.discord_server import BOT, FakeDiscord
+from tests.support.fakes import WindowEcho
 
 CURSOR = "▌"
 MESSAGE_CONTENT_INTENT = 1 << 15

@@ -20,29 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from dc_fake_server import BOT, FakeDiscord, user
-from dc_helpers import (
-    ALICE,
-    FAST,
-    guild_create,
-    message,
-    running,
-    slash,
-)
-from fakes import WindowEcho, make_persona
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from payloads import (
-    DC_TOKENS,
-    SLASH_COMMAND_OPTIONS,
-    Compact,
-    compact,
-    discord_messages,
-    discord_slash_commands,
-    hostile_texts,
-    huge_texts,
-    mixed_texts,
-)
 
 from adapters.discord import DiscordAdapter
 from adapters.discord.adapter import STALE_COMMAND
@@ -55,6 +34,27 @@ from bot.engine import Engine
 from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.discord_harness import (
+    ALICE,
+    FAST,
+    guild_create,
+    message,
+    running,
+    slash,
+)
+from tests.support.discord_server import BOT, FakeDiscord, user
+from tests.support.fakes import WindowEcho, make_persona
+from tests.support.payloads import (
+    DC_TOKENS,
+    SLASH_COMMAND_OPTIONS,
+    Compact,
+    compact,
+    discord_messages,
+    discord_slash_commands,
+    hostile_texts,
+    huge_texts,
+    mixed_texts,
+)
 
 T = TypeVar("T")
 SENTINEL = user(7_000_000_001, "sentinel")

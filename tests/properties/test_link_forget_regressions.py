@@ -14,8 +14,6 @@ import aiosqlite
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interleaving_engine import Sent, build_engine, collect
-from interleaving_model import tokens_in
 
 from bot.engine import Engine
 from bot.linking import create_link_code
@@ -31,6 +29,8 @@ from bot.messages import (
 from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import MIGRATIONS, SqliteStore
+from tests.support.interleaving_engine import Sent, build_engine, collect
+from tests.support.interleaving_model import tokens_in
 
 STORES: dict[str, Callable[[Path], Store]] = {
     "memory": lambda tmp: MemoryStore(),

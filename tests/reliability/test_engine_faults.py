@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import StatefulBackend, WindowEcho, make_persona
-from faults import INJECTED, FlakyBackend, FlakyStore
 
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -50,6 +48,8 @@ from bot.personas import PersonaLibrary
 from bot.retrying import StoreRetry
 from bot.store.base import Store
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import StatefulBackend, WindowEcho, make_persona
+from tests.support.faults import INJECTED, FlakyBackend, FlakyStore
 
 PERSONA = make_persona("ada", "Professor Ada", backend="echo")
 UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)

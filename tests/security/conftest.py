@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import WindowEcho
-from sec_helpers import Clock, CountingMetrics, MakeSite, Site, build_engine, serve
 
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.engine import Engine
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho
+from tests.support.web_site import Clock, CountingMetrics, MakeSite, Site, build_engine, serve
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from tg_fake_server import FakeBotApi
 
 from bot.store.memory import MemoryStore
+from tests.support.telegram_server import FakeBotApi
 
 
 @pytest.fixture

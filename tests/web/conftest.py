@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from web_helpers import Client, Clock, MakeClient, build_engine
 
 from adapters.web import PrometheusMetrics, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.engine import Engine
 from bot.store.memory import MemoryStore
+from tests.support.web_client import Client, Clock, MakeClient, build_engine
 
 
 @pytest.fixture

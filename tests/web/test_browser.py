@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
-from web_helpers import PASSWORD, ask
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -26,6 +25,7 @@ from bot.engine import Engine
 from bot.messages import DIRECT_SCOPE, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.web_client import PASSWORD, ask
 
 CHROMIUM = Path("/usr/bin/chromium")
 PERSONAS = Path(__file__).parents[2] / "personas"
@@ -169,7 +169,7 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
 async def test_attach_an_image_and_a_text_file_in_a_real_browser(
     site: Site, browser: Browser
 ) -> None:
-    import media_samples as samples
+    import tests.support.media_samples as samples
 
     page = await browser.new_page()
     problems = watch_console(page)

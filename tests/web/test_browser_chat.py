@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_browser import CHROMIUM, PERSONAS, browser  # noqa: F401 - the browser fixture
-from web_helpers import PASSWORD
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -21,6 +19,8 @@ from bot.config import RateLimitSettings, WebSettings
 from bot.engine import Engine
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.web_client import PASSWORD
+from tests.web.test_browser import CHROMIUM, PERSONAS, browser  # noqa: F401 - the browser fixture
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 

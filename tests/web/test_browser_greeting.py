@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import Browser, expect
-from test_browser import CHROMIUM, Site, browser, site, watch_console  # noqa: F401 (fixtures)
-from web_helpers import PASSWORD
 
 from bot.messages import DIRECT_SCOPE, account_owner
+from tests.support.web_client import PASSWORD
+from tests.web.test_browser import CHROMIUM, Site, browser, site, watch_console  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 

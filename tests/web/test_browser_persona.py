@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_browser import CHROMIUM, Site, browser, watch_console  # noqa: F401 (a fixture)
-from web_helpers import PASSWORD
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -23,6 +21,8 @@ from bot.config import WebSettings
 from bot.engine import Engine
 from bot.personas import PersonaLibrary, load_card
 from bot.store.sqlite import SqliteStore
+from tests.support.web_client import PASSWORD
+from tests.web.test_browser import CHROMIUM, Site, browser, watch_console  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).parents[2]
 CARD = ROOT / "tests" / "personas" / "cards" / "lighthouse_v3.json"

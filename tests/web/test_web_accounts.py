@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from web_helpers import (
+
+from tests.support.web_client import (
     PASSWORD,
     Client,
     Clock,

@@ -5,8 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import WindowEcho, make_persona
-from web_helpers import (
+
+from bot.backends.guard import ReplyGuard
+from bot.config import RateLimitSettings
+from bot.engine import Engine
+from bot.messages import ConversationKey, Incoming, account_owner
+from bot.personas import PersonaLibrary
+from bot.store.memory import MemoryStore
+from tests.support.fakes import WindowEcho, make_persona
+from tests.support.web_client import (
     FAST,
     Client,
     Clock,
@@ -17,13 +24,6 @@ from web_helpers import (
     post_form,
     sign_up,
 )
-
-from bot.backends.guard import ReplyGuard
-from bot.config import RateLimitSettings
-from bot.engine import Engine
-from bot.messages import ConversationKey, Incoming, account_owner
-from bot.personas import PersonaLibrary
-from bot.store.memory import MemoryStore
 
 STREAM = {"Accept": "text/event-stream"}
 

@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from web_helpers import MakeClient, build_engine
 
 from adapters.web.health import StoreHealth
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.web_client import MakeClient, build_engine
 
 
 class Clock:

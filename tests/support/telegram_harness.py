@@ -1,5 +1,5 @@
 """What the Telegram tests share: an engine over fakes, update builders, and the real
-adapter running against :class:`~tg_fake_server.FakeBotApi` (polling, or webhook on
+adapter running against :class:`~tests.support.telegram_server.FakeBotApi` (polling, or webhook on
 the real web adapter's server)."""
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from fakes import WindowEcho, make_persona
 from pydantic import SecretStr
-from tg_fake_server import BOT, TOKEN, FakeBotApi
 
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, TelegramOptions
 from adapters.web import WebAdapter
@@ -26,6 +24,8 @@ from bot.engine import Engine
 from bot.messages import Turn
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState, Store
+from tests.support.fakes import WindowEcho, make_persona
+from tests.support.telegram_server import BOT, TOKEN, FakeBotApi
 
 SECRET = "test-secret_123"
 #: Short intervals keep the tests fast; the pacing itself is what the limits test checks.

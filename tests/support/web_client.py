@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
-from fakes import WindowEcho, make_persona
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone, TextDelta
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store
+from tests.support.fakes import WindowEcho, make_persona
 
 Client = TestClient[web.Request, web.Application]
 #: The ``make_client`` fixture: ``await make_client(**create_app_options)``.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
@@ -22,7 +21,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from fakes import WindowEcho, make_persona
 from multidict import CIMultiDict, CIMultiDictProxy
 from nacl.signing import SigningKey
 
@@ -34,12 +32,7 @@ from bot.config import RateLimitSettings, WebSettings
 from bot.engine import Engine
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store
-
-_TESTS = Path(__file__).resolve().parents[1]
-# The fake Telegram and Discord servers live with their adapters' tests.
-for _folder in ("telegram", "discord"):
-    if str(_TESTS / _folder) not in sys.path:
-        sys.path.append(str(_TESTS / _folder))
+from tests.support.fakes import WindowEcho, make_persona
 
 PASSWORD = "correct horse battery"
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry_backoff=0)

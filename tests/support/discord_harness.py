@@ -1,5 +1,5 @@
 """Helpers the Discord tests share: an engine over fakes, gateway payloads, and the
-adapter running against :class:`dc_fake_server.FakeDiscord`."""
+adapter running against :class:`tests.support.discord_server.FakeDiscord`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-
-from dc_fake_server import BOT, TIMESTAMP, FakeDiscord, user
-from fakes import WindowEcho, make_persona
 
 from adapters.discord import DiscordAdapter, DiscordOptions, build_discord_adapter
 from bot.backends.base import Backend
@@ -21,6 +18,8 @@ from bot.errors import BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState, Store
+from tests.support.discord_server import BOT, TIMESTAMP, FakeDiscord, user
+from tests.support.fakes import WindowEcho, make_persona
 
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry_backoff=0)
 GUILD_ID, CHANNEL_ID, DM_CHANNEL_ID = 500, 600, 700

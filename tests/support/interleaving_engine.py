@@ -7,14 +7,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fakes import WindowEcho, make_persona
-
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, LinkingSettings, RateLimitSettings
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone, TextDelta
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
+from tests.support.fakes import WindowEcho, make_persona
 
 PERSONAS = {"ada": "Professor Ada", "morrow": "Captain Morrow"}
 FORGET_CONFIRM_SECONDS = 300.0
