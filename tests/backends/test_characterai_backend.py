@@ -32,8 +32,9 @@ from bot.messages import IncomingFile, ReplyKind, Turn
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
-from tests.support.backend_harness import build_engine, card, dm, key, reply, send
+from tests.support.backend_harness import build_engine, card
 from tests.support.characterai_client import FakeCharacterAI, FakeCharacterAIService
+from tests.support.engine import dm, key, reply, send
 from tests.support.media_samples import FakeTranscriber
 
 PERSONA = card(backend="characterai", character_id="char-ada")
@@ -60,12 +61,6 @@ class Connector:
 @pytest.fixture
 def service() -> FakeCharacterAIService:
     return FakeCharacterAIService()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 async def started(connector: Connector) -> CharacterAIBackend:

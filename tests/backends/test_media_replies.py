@@ -22,7 +22,8 @@ from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
-from tests.support.backend_harness import FAST, build_engine, card, dm, key, send
+from tests.support.backend_harness import FAST, build_engine, card
+from tests.support.engine import dm, key, send
 from tests.support.openai_server import FakeOpenAI
 
 
@@ -30,12 +31,6 @@ from tests.support.openai_server import FakeOpenAI
 async def server() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigE
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage
 from bot.store.memory import MemoryStore
-from tests.support.backend_harness import FAST, build_engine, card, dm, key, reply, send
+from tests.support.backend_harness import FAST, build_engine, card
+from tests.support.engine import dm, key, reply, send
 from tests.support.openai_server import FakeOpenAI, Reply, Stall, Status
 
 
@@ -32,12 +33,6 @@ async def backend(server: FakeOpenAI) -> AsyncIterator[OpenAIBackend]:
     openai = OpenAIBackend(base_url=server.url, model="default-model", timeout=5)
     yield openai
     await openai.aclose()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 def unused_port() -> int:

@@ -18,7 +18,8 @@ from bot.config import load_settings
 from bot.messages import ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
-from tests.support.backend_harness import build_engine, dm, reply
+from tests.support.backend_harness import build_engine
+from tests.support.engine import dm, reply
 from tests.support.openai_server import FakeOpenAI
 
 CARDS = Path(__file__).resolve().parents[1] / "personas" / "cards"

@@ -16,7 +16,6 @@ with warnings.catch_warnings():
     )
     import discord  # noqa: F401
 
-from bot.store.memory import MemoryStore
 from tests.support.discord_server import FakeDiscord
 
 
@@ -24,9 +23,3 @@ from tests.support.discord_server import FakeDiscord
 async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord() as server:
         yield server
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory

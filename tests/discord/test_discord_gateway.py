@@ -21,7 +21,6 @@ from tests.support.discord_harness import (
     CHANNEL_ID,
     DM_CHANNEL_ID,
     BreakingBackend,
-    TextBackend,
     assert_pieces_of,
     autocomplete,
     build_engine,
@@ -33,7 +32,7 @@ from tests.support.discord_harness import (
     slash,
 )
 from tests.support.discord_server import BOT, FakeDiscord
-from tests.support.fakes import WindowEcho
+from tests.support.fakes import TextBackend, WindowEcho
 
 CURSOR = "▌"
 MESSAGE_CONTENT_INTENT = 1 << 15

@@ -25,7 +25,6 @@ from tests.discord.test_discord_media import FileEcho, attachment
 from tests.support.discord_harness import (
     ALICE,
     BreakingBackend,
-    TextBackend,
     assert_pieces_of,
     autocomplete,
     build_engine,
@@ -34,6 +33,7 @@ from tests.support.discord_harness import (
     slash,
 )
 from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 Client = TestClient[web.Request, web.Application]
 KEY = SigningKey(bytes(range(32)))

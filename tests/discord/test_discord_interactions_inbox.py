@@ -20,8 +20,9 @@ from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
 from tests.discord.test_discord_http_interactions import KEY, Endpoint
-from tests.support.discord_harness import TextBackend, build_engine, fast_options, slash
+from tests.support.discord_harness import build_engine, fast_options, slash
 from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 Client = TestClient[web.Request, web.Application]
 MakeWorker = Callable[..., Awaitable[Endpoint]]

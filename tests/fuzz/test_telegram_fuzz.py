@@ -18,7 +18,6 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -46,6 +45,7 @@ from tests.support.payloads import (
     mixed_texts,
     telegram_updates,
 )
+from tests.support.stores import store_kinds
 from tests.support.telegram_harness import (
     ALICE,
     SECRET,
@@ -78,10 +78,7 @@ async def fake() -> AsyncIterator[FakeBotApi]:
         yield server
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "fuzz.db") as sqlite:
-        yield sqlite
+store_kind = store_kinds("sqlite")
 
 
 def engine(store: SqliteStore) -> Engine:

@@ -59,7 +59,6 @@ from bot.store.base import BackendState, Store
 from bot.store.memory import MemoryStore
 from tests.support.discord_harness import (
     CHANNEL_ID,
-    TextBackend,
     build_engine,
     fast_options,
     guild_create,
@@ -68,6 +67,7 @@ from tests.support.discord_harness import (
     slash,
 )
 from tests.support.discord_server import BOT, TIMESTAMP, FakeDiscord, user
+from tests.support.fakes import TextBackend
 
 CURSOR = "▌"
 MESSAGES_EACH = 3

@@ -29,6 +29,7 @@ import pytest
 from bot.errors import BackendUnavailable
 from bot.messages import Identity, guest_owner
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import TextBackend
 from tests.support.platform_faults import (
     FaultPlan,
     Sent,
@@ -41,15 +42,7 @@ from tests.support.platform_faults import (
     token,
     words,
 )
-from tests.support.telegram_harness import (
-    FAST,
-    Person,
-    TextBackend,
-    build_engine,
-    message,
-    polling,
-    update,
-)
+from tests.support.telegram_harness import FAST, Person, build_engine, message, polling, update
 from tests.support.telegram_server import LIMIT, TOKEN, FakeBotApi, tg_len
 
 PRIVATE_USERS = 20

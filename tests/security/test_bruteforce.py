@@ -29,6 +29,7 @@ from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.engine import Engine
 from bot.linking import LINK_CODE_TTL, looks_like_link_code, new_link_code
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
 from tests.support.discord_harness import fast_options, slash, user
 from tests.support.discord_server import FakeDiscord
 from tests.support.telegram_harness import Chat, Person, polling
@@ -37,7 +38,6 @@ from tests.support.web_site import (
     DISCORD_PUBLIC_KEY,
     PASSWORD,
     Browser,
-    Clock,
     MakeSite,
     Site,
     build_engine,

@@ -25,13 +25,13 @@ from adapters.discord.interactions import InteractionEndpoint, ReplayGuard
 from adapters.discord.tasks import TaskTracker
 from bot.config import DiscordSettings
 from bot.engine import Engine
+from tests.support.clocks import Clock
 from tests.support.discord_harness import fast_options, slash, user
 from tests.support.discord_server import FakeDiscord
 from tests.support.fakes import WindowEcho
 from tests.support.web_site import (
     DISCORD_KEY,
     DISCORD_PUBLIC_KEY,
-    Clock,
     CountingMetrics,
     MakeSite,
     Reply,

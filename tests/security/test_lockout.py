@@ -16,7 +16,8 @@ from auth.devices import device_id, device_token
 from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.store.base import Account
 from bot.store.sqlite import SqliteStore
-from tests.support.web_site import PASSWORD, Browser, Clock, MakeSite, Site
+from tests.support.clocks import Clock
+from tests.support.web_site import PASSWORD, Browser, MakeSite, Site
 
 DEVICE = "pb_device"
 

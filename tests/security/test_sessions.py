@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from auth import SESSION_TTL
-from tests.support.web_site import PASSWORD, Browser, Clock, Site, db_rows, db_snapshot
+from tests.support.clocks import Clock
+from tests.support.web_site import PASSWORD, Browser, Site, db_rows, db_snapshot
 
 COOKIE = "pb_session"
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiobotocore.awsrequest import AioAWSResponse
 
-import tests.test_engine as engine_tests
+import tests.support.engine as engine_tests
 from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import REPLY_NOT_KEPT, STORE_TROUBLE, Engine

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import tests.test_engine as engine_tests
+import tests.support.engine as engine_tests
 from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine

@@ -1,13 +1,15 @@
-"""Helpers the accounts tests share."""
+"""The clock tests move by hand: wall time or monotonic, as its owner uses it."""
 
 from __future__ import annotations
 
+import time
+
 
 class Clock:
-    """A clock tests move by hand (wall time for sessions, monotonic for throttling)."""
+    """Reads ``now``; ``advance`` moves it. Starts at ``start``, or at the real time."""
 
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
 
     def __call__(self) -> float:
         return self.now

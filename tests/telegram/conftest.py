@@ -6,14 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.store.memory import MemoryStore
 from tests.support.telegram_server import FakeBotApi
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 @pytest.fixture

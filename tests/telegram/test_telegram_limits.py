@@ -12,15 +12,8 @@ import pytest
 
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.memory import MemoryStore
-from tests.support.telegram_harness import (
-    ALICE,
-    FAST,
-    GROUP_ID,
-    Chat,
-    TextBackend,
-    build_engine,
-    polling,
-)
+from tests.support.fakes import TextBackend
+from tests.support.telegram_harness import ALICE, FAST, GROUP_ID, Chat, build_engine, polling
 from tests.support.telegram_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
 
 

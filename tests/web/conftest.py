@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -11,13 +11,8 @@ from adapters.web import PrometheusMetrics, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.engine import Engine
 from bot.store.memory import MemoryStore
-from tests.support.web_client import Client, Clock, MakeClient, build_engine
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
+from tests.support.clocks import Clock
+from tests.support.web_client import Client, MakeClient, build_engine
 
 
 @pytest.fixture

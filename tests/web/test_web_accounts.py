@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clocks import Clock
 from tests.support.web_client import (
     PASSWORD,
     Client,
-    Clock,
     MakeClient,
     log_in,
     log_out,

@@ -12,11 +12,11 @@ from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.clocks import Clock
 from tests.support.fakes import WindowEcho, make_persona
 from tests.support.web_client import (
     FAST,
     Client,
-    Clock,
     MakeClient,
     ask,
     page_token,
