@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from typing import Any, cast
 
 import pytest
 
+from bot.messages import ReplyKind
 from bot.store.base import (
     AccountStore,
     AuthStore,
@@ -27,6 +29,7 @@ from bot.store.base import (
 from bot.store.dynamo import DynamoStore
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.engine import build_engine, dm, key, reply
 
 AREAS = (
     StoreUpkeep,
@@ -96,3 +99,38 @@ def test_every_store_has_every_method_of_every_protocol(store: type) -> None:
     for protocol in (*AREAS, CommandStore, LinkingStore, AuthStore, Store):
         missing = {name for name in members(protocol) if not callable(getattr(store, name, None))}
         assert missing == set(), (store.__name__, protocol.__name__)
+
+
+class SeenThrough:
+    """A :class:`MemoryStore` seen through one protocol: whatever else is asked of it is
+    recorded in ``refused`` and raises AttributeError."""
+
+    def __init__(self, store: MemoryStore, protocol: type) -> None:
+        self._store = store
+        self._allowed = members(protocol)
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._allowed:
+            return getattr(self._store, name)
+        self.refused.append(name)
+        raise AttributeError(f"{name} is not part of the protocol")
+
+
+async def test_a_chat_message_and_retry_need_only_the_conversation_store() -> None:
+    """What the engine itself calls to answer a message (and ``/retry`` it) is all in
+    :class:`ConversationStore`; commands, linking and auth get their own protocols."""
+    async with MemoryStore() as memory:
+        seen = SeenThrough(memory, ConversationStore)
+        engine = build_engine(cast(Store, seen))
+        first = await reply(engine, dm("alice", "hello"))
+        again = await reply(engine, dm("alice", "/retry"))
+        window = await memory.load_window(key("alice"), 10)
+    assert (first.kind, again.kind) == (ReplyKind.CHAT, ReplyKind.CHAT)
+    assert seen.refused == []
+    # the retried reply answers the same user turn as the first one
+    assert [(t.role, t.reply_to) for t in window.turns] == [
+        ("user", None),
+        ("assistant", 1),
+        ("assistant", 1),
+    ]

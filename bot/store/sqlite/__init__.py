@@ -19,7 +19,9 @@ The parts:
 ``writer``          :class:`~bot.store.sqlite.writer.BatchWriter`: the connection, the
                     queue, the batches and their transactions, sqlite3's errors
                     translated
-``recent``          the recent turns of recently used conversations
+``recent``          the recent turns of recently used conversations (what the store
+                    remembers lives beside it, is handed to the operations that use it,
+                    runs on the worker thread with them and is dropped on a rollback)
 ``store``           :class:`SqliteStore`: one operation per method, handed to the writer
 ``accounts``        accounts, web sessions, link codes, pending links, notices, purging
 ``identities``      identities and linking (guest data moved to the account)
