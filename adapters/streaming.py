@@ -121,8 +121,6 @@ class StreamedReply:
         self._shown: list[str] = []
         self._plain = False
         self._writer: asyncio.Task[None] | None = None
-        #: How many times a message was posted or edited.
-        self.writes = 0
 
     async def __aenter__(self) -> Self:
         self._writer = asyncio.create_task(self._write(), name="reply-writer")
@@ -226,7 +224,6 @@ class StreamedReply:
                 if not tries_left:
                     raise
                 continue
-            self.writes += 1
             if index < len(self._shown):
                 self._shown[index] = content
             else:
