@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from bot import userpersona
 from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
-from bot.backoff import Backoff
+from bot.backoff import FULL_JITTER, Backoff
 from bot.commands import (
     PERSONA_PREFERENCE,
     CommandHandlers,
@@ -103,7 +103,7 @@ APPEND_ATTEMPTS = 5
 WRITTEN_CHECK_SLACK = 4
 #: Upper bound of the first random pause after a version conflict (doubles each time).
 CONFLICT_BACKOFF = 0.005
-_CONFLICT_PAUSE = Backoff(CONFLICT_BACKOFF, jitter=True)
+_CONFLICT_PAUSE = Backoff(CONFLICT_BACKOFF, jitter=FULL_JITTER)
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: How many times the chat rate limit read-only commands (/help, /whoami, ...) get.

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.backoff import Backoff
+from bot.backoff import FULL_JITTER, Backoff
 from bot.errors import StoreUnavailable
 from bot.messages import ConversationKey, NewTurn, Turn
 
@@ -38,7 +38,7 @@ class StoreRetry:
 
     def pause(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
-        return Backoff(self.backoff, self.max_backoff, jitter=True).delay(failures)
+        return Backoff(self.backoff, self.max_backoff, FULL_JITTER).delay(failures)
 
 
 async def retry_transient(

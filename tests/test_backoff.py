@@ -4,10 +4,12 @@ the pauses of the retry loops that use it."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
-from bot.backoff import Backoff
+from bot.backoff import EQUAL_JITTER, FULL_JITTER, Backoff
+from bot.leases import LeasePolicy
 from bot.retrying import StoreRetry
 
 
@@ -38,10 +40,17 @@ def test_pauses_double_up_to_the_cap(backoff: Backoff, expected: list[float]) ->
 
 def test_full_jitter_draws_between_zero_and_the_exponential_pause() -> None:
     draws = Draws(0.25)
-    backoff = Backoff(0.1, cap=0.3, jitter=True, uniform=draws)
+    backoff = Backoff(0.1, cap=0.3, jitter=FULL_JITTER, uniform=draws)
     pauses = [backoff.delay(failures) for failures in range(1, 5)]
     assert draws.ranges == [(0.0, 0.1), (0.0, 0.2), (0.0, 0.3), (0.0, 0.3)]
     assert pauses == pytest.approx([0.025, 0.05, 0.075, 0.075])
+
+
+def test_equal_jitter_draws_between_half_the_pause_and_all_of_it() -> None:
+    draws = Draws(0.0)
+    backoff = Backoff(1.0, cap=3.0, jitter=EQUAL_JITTER, uniform=draws)
+    assert [backoff.delay(failures) for failures in range(1, 4)] == [0.5, 1.0, 1.5]
+    assert draws.ranges == [(0.5, 1.0), (1.0, 2.0), (1.5, 3.0)]
 
 
 def test_without_jitter_the_random_source_is_never_asked() -> None:
@@ -64,10 +73,12 @@ def test_the_first_failure_is_never_below_the_base() -> None:
     [
         pytest.param({"base": -1.0}, id="negative-base"),
         pytest.param({"base": 1, "cap": -1}, id="negative-cap"),
+        pytest.param({"base": 1, "jitter": (1.0, 0.5)}, id="jitter-upside-down"),
+        pytest.param({"base": 1, "jitter": (-0.5, 1.0)}, id="negative-jitter"),
     ],
 )
-def test_negative_pauses_are_refused(arguments: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must not be negative"):
+def test_nonsense_is_refused(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="backoff"):
         Backoff(**arguments)
 
 
@@ -77,3 +88,11 @@ def test_the_store_retry_keeps_its_full_jitter_and_cap() -> None:
         pauses = [policy.pause(failures) for _ in range(200)]
         assert all(0 <= pause <= ceiling for pause in pauses)
         assert len(set(pauses)) > 1, "random, so that callers failing together spread out"
+
+
+def test_a_lease_wait_keeps_to_its_deadline() -> None:
+    policy = LeasePolicy(backoff=0.05, max_backoff=0.5)
+    for tries, remaining, ceiling in [(1, 9.0, 0.05), (3, 9.0, 0.2), (9, 9.0, 0.5), (9, 0.1, 0.1)]:
+        pause = policy.pause(tries, remaining)
+        assert ceiling / 2 <= pause <= ceiling
+    assert policy.pause(2, -1.0) == 0.0, "past the deadline: no pause"
