@@ -4,18 +4,17 @@ Discord server, over the gateway (a DM, a slash command)."""
 
 from __future__ import annotations
 
-from dc_fake_server import FakeDiscord
-from dc_helpers import (
+from bot.store.memory import MemoryStore
+from tests.support.discord_harness import (
     DM_CHANNEL_ID,
-    TextBackend,
     build_engine,
     fast_options,
     message,
     running,
     slash,
 )
-
-from bot.store.memory import MemoryStore
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 CURSOR = "▌"
 QUICK = "Hello there! Nice to meet you. How can I help?"  # 46 characters
