@@ -86,7 +86,9 @@ class SlotsSurface:
         self._clock = clock
         self._attempts = max(1, attempts)
         self._backoff = Backoff(backoff)
-        self._texts: list[str] = []  # what each message shows
+        # What each message shows: buttons for an unchanged last piece go in a request
+        # of their own, without editing its text to the same again.
+        self._texts: list[str] = []
         self._next_write = 0.0
 
     def render(self, text: str, *, partial: bool) -> list[Piece]:
