@@ -26,15 +26,11 @@ _CHANNEL_MESSAGES = re.compile(r"/channels/(\d+)/messages")
 
 
 def _import_fakes() -> tuple[Any, Any, Any, dict[str, Any]]:
-    """The tests' fake servers, wherever the tests keep their helper modules."""
-    try:
-        from tests.support.dc_fake_server import BOT, FakeDiscord
-        from tests.support.tg_fake_server import TOKEN, FakeBotApi
-    except ImportError:  # the helpers beside their tests, importing each other by name
-        for folder in ("tests", "tests/telegram", "tests/discord"):
-            sys.path.insert(0, str(ROOT / folder))
-        from dc_fake_server import BOT, FakeDiscord
-        from tg_fake_server import TOKEN, FakeBotApi
+    """The tests' fake servers (``tests/support``)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.discord_server import BOT, FakeDiscord
+    from tests.support.telegram_server import TOKEN, FakeBotApi
+
     return FakeBotApi, FakeDiscord, TOKEN, BOT
 
 

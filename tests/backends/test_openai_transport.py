@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from oai_fake_server import FakeOpenAI
 
 from bot.backends.base import TokenUsage
 from bot.backends.openai import OpenAIBackend, http_client, read_chunk
 from bot.messages import Turn
 from bot.personas import Persona
+from tests.support.openai_server import FakeOpenAI
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 from pydantic import SecretStr
-from tg_fake_server import TOKEN, FakeBotApi
-from tg_harness import ALICE, FAST, Chat, build_engine
 
 from adapters.telegram import TelegramAdapter
 from bot.config import TelegramSettings, WebSettings
-from bot.store.memory import MemoryStore
+from bot.store.base import Store
+from tests.support.telegram_harness import ALICE, FAST, Chat, build_engine
+from tests.support.telegram_server import TOKEN, FakeBotApi
 
 
 async def test_the_bot_api_is_reached_through_the_proxy_of_the_environment(
-    store: MemoryStore, fake: FakeBotApi, monkeypatch: pytest.MonkeyPatch
+    store: Store, fake: FakeBotApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
