@@ -288,6 +288,31 @@ class TranscriptionSettings(BaseModel):
         return self.base_url is not None or self.api_key is not None
 
 
+class SpeechSettings(BaseModel):
+    """Replies read aloud (``/voice on``), through an OpenAI-compatible ``audio/speech``
+    endpoint (OpenAI's, or a local server such as openedai-speech or Kokoro-FastAPI).
+    Off unless ``base_url`` or ``api_key`` is set. A persona's card may name its own
+    ``voice``."""
+
+    model_config = _Frozen
+
+    base_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
+    api_key: SecretStr | None = None
+    model: str = Field(default="tts-1", min_length=1)
+    #: The voice of personas whose card names none.
+    voice: str = Field(default="alloy", min_length=1)
+    #: What the server is asked for: Ogg Opus is what Telegram's voice messages take.
+    format: Literal["opus", "mp3", "aac", "flac", "wav"] = "opus"
+    #: Characters of a reply read aloud; a longer reply is cut at a word before it.
+    max_chars: int = Field(default=1000, ge=1, le=4096)
+    #: Seconds the speech server has to answer; past it, the reply stays text only.
+    timeout: PositiveFloat = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None or self.api_key is not None
+
+
 class MediaSettings(BaseModel):
     """Limits on the files sent with messages (images, voice notes, text files)."""
 
@@ -436,6 +461,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     characterai: CharacterAISettings = CharacterAISettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
+    speech: SpeechSettings = SpeechSettings()
     media: MediaSettings = MediaSettings()
     offline: OfflineSettings = OfflineSettings()
     engine: EngineSettings = EngineSettings()

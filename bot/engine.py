@@ -82,6 +82,7 @@ from bot.notices import AccountNotices
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
+from bot.speech import VoiceReplies
 from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
@@ -170,9 +171,12 @@ class Engine:
         store_retry: StoreRetry | None = None,
         media: MediaProcessor | None = None,
         linking: LinkingSettings | None = None,
+        speech: VoiceReplies | None = None,
     ):
         self.store = store
         self.media = media or MediaProcessor(MediaSettings())
+        #: Replies read aloud (``/voice on``): front ends call it after the text is out.
+        self.speech = speech or VoiceReplies(store, personas, None)
         self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
@@ -216,6 +220,7 @@ class Engine:
             clock=clock,
             linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
+            voice_ready=self.speech.enabled,
         )
         tuning = self.settings
         self._summarisers: dict[str, Summariser] = {

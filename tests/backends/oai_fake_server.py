@@ -12,6 +12,11 @@ or, for a summary request, ``"Gist: <the new lines>"``.
 ``POST /v1/audio/transcriptions`` (multipart, as the SDK sends it) answers
 ``{"text": transcript}``, or ``transcription_status`` when that is set; each upload is
 kept in ``transcriptions`` (model, file name, content type, bytes).
+
+``POST /v1/audio/speech`` (JSON: model, voice, input, response_format) answers
+:data:`SPOKEN` followed by the input's bytes (a stand-in for Ogg Opus audio), or
+``speech_status`` when that is set; with ``speech_stall`` it never answers (until
+shutdown). Each request body is kept in ``speeches``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class Stall:
 
 Step = Reply | Status | Stall
 
+#: The first bytes of every "audio" the fake speech endpoint answers (an Ogg page).
+SPOKEN = b"OggS\x00\x02fake-opus:"
+
 
 class FakeOpenAI:
     def __init__(self) -> None:
@@ -62,6 +70,9 @@ class FakeOpenAI:
         self.transcriptions: list[dict[str, Any]] = []
         self.transcript = "see you at nine"
         self.transcription_status: int | None = None
+        self.speeches: list[dict[str, Any]] = []
+        self.speech_status: int | None = None
+        self.speech_stall = False
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -84,6 +95,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -121,6 +133,18 @@ class FakeOpenAI:
             error = {"error": {"message": "scripted failure", "type": "scripted", "code": None}}
             return web.json_response(error, status=self.transcription_status)
         return web.json_response({"text": self.transcript})
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.speeches.append(body)
+        if self.speech_stall:
+            await self._release.wait()
+            return web.Response(status=503)
+        if self.speech_status is not None:
+            error = {"error": {"message": "scripted failure", "type": "scripted", "code": None}}
+            return web.json_response(error, status=self.speech_status)
+        audio = SPOKEN + str(body.get("input", "")).encode()
+        return web.Response(body=audio, content_type="audio/ogg")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
