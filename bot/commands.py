@@ -149,7 +149,7 @@ class CommandHandlers:
         clock: Callable[[], float],
         linking: LinkConsent,
         forget_confirm_seconds: float,
-        voice_ready: bool = False,
+        voice_ready: Callable[[], bool] = lambda: False,
     ):
         self._store = store
         self._personas = personas
@@ -292,7 +292,8 @@ class CommandHandlers:
         choice = args.strip().lower()
         if choice not in ("", "on", "off"):
             return "Send /voice on or /voice off (/voice shows which it is)."
-        if choice == "on" and not self._voice_ready:
+        ready = self._voice_ready()
+        if choice == "on" and not ready:
             return VOICE_NOT_CONFIGURED
         if choice:
             on = choice == "on"
@@ -300,12 +301,12 @@ class CommandHandlers:
         else:
             prefs = await self._store.get_preferences(speaker.owner)
             on = prefs.get(VOICE_PREFERENCE) == "on"
-        if on and self._voice_ready:
+        if on and ready:
             return (
                 f"Voice replies: on. {speaker.persona.name}'s replies also come as voice "
                 "messages, after the text. /voice off stops them."
             )
-        if not self._voice_ready:
+        if not ready:
             return "Voice replies: off. " + VOICE_NOT_CONFIGURED
         return "Voice replies: off. /voice on sends replies as voice messages too."
 

@@ -220,7 +220,7 @@ class Engine:
             clock=clock,
             linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
-            voice_ready=self.speech.enabled,
+            voice_ready=lambda: self.speech.enabled,
         )
         tuning = self.settings
         self._summarisers: dict[str, Summariser] = {
