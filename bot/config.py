@@ -331,6 +331,9 @@ class MediaSettings(BaseModel):
     max_files: int = Field(default=4, ge=0, le=32)
     download_timeout: PositiveFloat = 30.0
     transcription_timeout: PositiveFloat = 60.0
+    #: Bytes of normalised images this process keeps (the latest message's, per
+    #: conversation, for half an hour) so that /retry shows them again; 0: none kept.
+    retry_images_bytes: int = Field(default=64_000_000, ge=0, le=2_000_000_000)
 
 
 class CharacterAISettings(BaseModel):

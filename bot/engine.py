@@ -81,6 +81,7 @@ from bot.metrics import Metrics, NullMetrics
 from bot.notices import AccountNotices
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
+from bot.recent_images import IMAGES_GONE_NOTE, RecentImages, sees_images
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
 from bot.speech import VoiceReplies
 from bot.store.base import ConversationWindow, Lease, Store
@@ -177,6 +178,8 @@ class Engine:
         self.media = media or MediaProcessor(MediaSettings())
         #: Replies read aloud (``/voice on``): front ends call it after the text is out.
         self.speech = speech or VoiceReplies(store, personas, None)
+        #: The latest message's images per conversation, for /retry (never stored).
+        self.recent_images = RecentImages(max_bytes=self.media.settings.retry_images_bytes)
         self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
@@ -309,7 +312,10 @@ class Engine:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
                                     done = await self._complete(prepared, "".join(parts), outcome)
-                                    if note := self._note(speaker, outcome, done):
+                                    note = self._note(speaker, outcome, done)
+                                    if prepared.images_lost and done.kind is ReplyKind.CHAT:
+                                        note += IMAGES_GONE_NOTE
+                                    if note:
                                         # not stored: the note is about this moment only
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
@@ -519,6 +525,7 @@ class Engine:
         version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
+        images_lost = False
         sent_at = speaker.incoming.sent_at
         kept = None
         if new_text is not None:
@@ -547,6 +554,7 @@ class Engine:
             history, message = paired(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
                 message = dataclasses.replace(message, attachments=tuple(attachments))
+            self.recent_images.keep(key, message)  # and again to a /retry of it
         else:
             if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
@@ -562,6 +570,8 @@ class Engine:
             if lease is None or found is None:
                 return still_answering()
             history, message = found
+            message, images_lost = self.recent_images.restore(key, message)
+            images_lost = images_lost and sees_images(self.guard, speaker.persona)
             earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
@@ -581,6 +591,7 @@ class Engine:
             dropped=dropped_turns(summary, history, context) if summariser else [],
             lease=lease,
             lease_taken=self._monotonic(),
+            images_lost=images_lost,
             reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
@@ -826,6 +837,8 @@ class _Prepared:
     lease: str | None = None
     #: When the lease was taken or last renewed (the engine's monotonic clock).
     lease_taken: float = 0.0
+    #: A /retry of a message whose images this process no longer holds.
+    images_lost: bool = False
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
