@@ -25,7 +25,7 @@ from typing import Protocol
 from bot.commands import PERSONA_PREFERENCE, VOICE_PREFERENCE
 from bot.config import SpeechSettings
 from bot.errors import BackendError, StoreError
-from bot.messages import Incoming, ReplyDone, ReplyEvent, ReplyKind, account_owner
+from bot.messages import Incoming, OwnerId, ReplyDone, ReplyEvent, ReplyKind, account_owner
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Store
 
@@ -137,14 +137,27 @@ class VoiceReplies:
         not turn voice replies on (or none can be made here). One store read."""
         if self._synthesizer is None:
             return None
+        if incoming.account_id is not None:
+            return await self.voice_of_owner(account_owner(incoming.account_id))
         try:
-            if incoming.account_id is not None:
-                prefs = await self._store.get_preferences(account_owner(incoming.account_id))
-            else:
-                _, prefs = await self._store.resolve_identity(incoming.identity)
+            _, prefs = await self._store.resolve_identity(incoming.identity)
         except StoreError as exc:
             log.warning("could not read whether replies are read aloud: %s", exc)
             return None
+        return self._voice(prefs)
+
+    async def voice_of_owner(self, owner: OwnerId) -> Persona | None:
+        """As :meth:`voice_of`, for an owner known already (the web's account)."""
+        if self._synthesizer is None:
+            return None
+        try:
+            prefs = await self._store.get_preferences(owner)
+        except StoreError as exc:
+            log.warning("could not read whether replies are read aloud: %s", exc)
+            return None
+        return self._voice(prefs)
+
+    def _voice(self, prefs: dict[str, str]) -> Persona | None:
         if not is_on(prefs):
             return None
         chosen = prefs.get(PERSONA_PREFERENCE)

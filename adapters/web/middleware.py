@@ -30,6 +30,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
+        "media-src 'self'",  # replies read aloud (/chat/voice/...)
         "connect-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",

@@ -235,6 +235,8 @@
         if (event === "delta") {
           replyText.textContent += data.text;
           scrollToEnd();
+        } else if (event === "voice" && typeof data.url === "string") {
+          addPlayer(reply, data.url);
         } else if (event === "done" && data.kind === "rate_limited") {
           // Not the persona speaking, and nothing was kept: give the text back.
           finished = true;
@@ -284,6 +286,24 @@
       }
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
+  }
+
+  // A reply read aloud (/voice on): a player under its text. The audio is made when the
+  // player asks for it; if that fails, a short line says so and the text stays.
+  function addPlayer(replyBubble, url) {
+    const audio = document.createElement("audio");
+    audio.className = "voice";
+    audio.controls = true;
+    audio.preload = "auto";
+    audio.addEventListener("error", () => {
+      const note = document.createElement("p");
+      note.className = "voice-note";
+      note.textContent = "🔇 This reply could not be read aloud just now.";
+      audio.replaceWith(note);
+    });
+    audio.src = url;
+    replyBubble.append(audio);
+    scrollToEnd();
   }
 
   // After a command (/persona may have switched): show the persona the account talks to
