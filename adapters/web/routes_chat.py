@@ -4,8 +4,9 @@
 reply as Server-Sent Events over the response of that POST (read with ``fetch``, since
 ``EventSource`` can only GET): ``delta`` events with text as it is written, then one
 ``done`` event, then, for an account that turned ``/voice on``, a ``voice`` event with
-the URL of the reply read aloud (:mod:`.routes_voice`). A plain form post (no JavaScript) waits for the whole reply and goes
-back to ``/chat``, where the reply now is in the history.
+the URL of the reply read aloud (:mod:`.routes_voice`). A plain form post (no
+JavaScript) waits for the whole reply and goes back to ``/chat``, where the reply now
+is in the history.
 
 ``POST /chat/attach`` (our script only: multipart with ``text`` and one ``file``, the
 CSRF token in its header) sends a file with the message, answered the same way. The

@@ -16,14 +16,17 @@ kept in ``transcriptions`` (model, file name, content type, bytes).
 ``POST /v1/audio/speech`` (JSON: model, voice, input, response_format) answers
 :data:`SPOKEN` followed by the input's bytes (a stand-in for Ogg Opus audio), or
 ``speech_status`` when that is set; with ``speech_stall`` it never answers (until
-shutdown). Each request body is kept in ``speeches``.
+shutdown). Each request body is kept in ``speeches``. Asked for ``wav``, it answers a
+real (silent) WAV file instead, which a browser can play.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +146,8 @@ class FakeOpenAI:
         if self.speech_status is not None:
             error = {"error": {"message": "scripted failure", "type": "scripted", "code": None}}
             return web.json_response(error, status=self.speech_status)
+        if body.get("response_format") == "wav":  # real audio, for a browser to play
+            return web.Response(body=silent_wav(), content_type="audio/wav")
         audio = SPOKEN + str(body.get("input", "")).encode()
         return web.Response(body=audio, content_type="audio/ogg")
 
@@ -175,6 +180,16 @@ class FakeOpenAI:
             await _send(response, {**_chunk(body, {}), "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         return response
+
+
+def silent_wav(seconds: float = 0.3, rate: int = 8000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(rate)
+        audio.writeframes(b"\x00\x00" * int(seconds * rate))
+    return out.getvalue()
 
 
 async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:
