@@ -312,10 +312,8 @@ class Engine:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
                                     done = await self._complete(prepared, "".join(parts), outcome)
-                                    note = self._note(speaker, outcome, done)
-                                    if prepared.images_lost and done.kind is ReplyKind.CHAT:
-                                        note += IMAGES_GONE_NOTE
-                                    if note:
+                                    lost = prepared.images_lost
+                                    if note := self._note(speaker, outcome, done, lost):
                                         # not stored: the note is about this moment only
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
@@ -336,11 +334,14 @@ class Engine:
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
-    def _note(self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone) -> str:
-        """What to add after a chat reply about this moment only."""
+    def _note(
+        self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone, images_lost: bool = False
+    ) -> str:
+        """What to add after a chat reply about this moment only (``images_lost``: a
+        /retry whose message's images are no longer here)."""
         if done.kind is not ReplyKind.CHAT:
             return ""
-        note = ""
+        note = IMAGES_GONE_NOTE if images_lost else ""
         if outcome.fallback and self.settings.fallback_note:
             note += FALLBACK_NOTE.format(name=done.persona_name)
         if speaker.missing_persona:
