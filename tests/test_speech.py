@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from fakes import WindowEcho, make_persona
 
 from auth.export import export_account
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -21,6 +20,7 @@ from bot.messages import Identity, Incoming, ReplyDone, ReplyKind, account_owner
 from bot.personas import PersonaLibrary
 from bot.speech import SpeechFailure, SpokenReply, VoiceReplies, speakable
 from bot.store.memory import MemoryStore
+from tests.support.fakes import WindowEcho, make_persona
 
 
 class Synthesizer:

@@ -8,16 +8,17 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import media_samples as samples
 import pytest
-from bk_helpers import build_engine, card, dm, key, send
-from oai_fake_server import FakeOpenAI
 
+import tests.support.media_samples as samples
 from bot.backends.openai import OpenAIBackend
 from bot.engine import Engine
 from bot.messages import Attachment, AttachmentKind, IncomingFile, ReplyKind, Turn
 from bot.recent_images import IMAGES_GONE_NOTE, RecentImages
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import build_engine, card
+from tests.support.engine import dm, key, reply, send
+from tests.support.openai_server import FakeOpenAI
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def test_retry_shows_the_model_the_image_again(
 ) -> None:
     bot = engine(store, server, backends, vision=True)
     await send(bot, with_photo("what is this?"))
-    _, done = await send(bot, dm("alice", "/retry"))
+    done = await reply(bot, dm("alice", "/retry"))
     assert done.kind is ReplyKind.CHAT and IMAGES_GONE_NOTE not in done.shown
     first, retried = server.chat_requests
     assert image_parts(retried) == image_parts(first) != []
@@ -78,6 +79,7 @@ async def test_retry_on_another_worker_says_the_image_is_gone(
     await send(engine(store, server, backends, vision=True), with_photo("what is this?"))
     other = engine(store, server, backends, vision=True)  # same store, no images in memory
     deltas, done = await send(other, dm("alice", "/retry"))
+    assert done is not None
     assert done.kind is ReplyKind.CHAT
     assert done.note.endswith(IMAGES_GONE_NOTE) and "".join(deltas).endswith(IMAGES_GONE_NOTE)
     assert image_parts(server.chat_requests[-1]) == []
@@ -90,7 +92,7 @@ async def test_a_model_without_vision_retries_without_a_note(
     store: MemoryStore, server: FakeOpenAI, backends: list[OpenAIBackend]
 ) -> None:
     await send(engine(store, server, backends, vision=False), with_photo("what is this?"))
-    _, done = await send(engine(store, server, backends, vision=False), dm("alice", "/retry"))
+    done = await reply(engine(store, server, backends, vision=False), dm("alice", "/retry"))
     assert done.kind is ReplyKind.CHAT and done.note == ""
 
 
@@ -100,7 +102,7 @@ async def test_a_newer_message_without_images_is_retried_as_it_was(
     bot = engine(store, server, backends, vision=True)
     await send(bot, with_photo("look"))
     await send(bot, dm("alice", "and now?"))
-    _, done = await send(bot, dm("alice", "/retry"))
+    done = await reply(bot, dm("alice", "/retry"))
     assert done.note == "" and image_parts(server.chat_requests[-1]) == []
     assert len(bot.recent_images) == 0
 

@@ -10,17 +10,18 @@ from contextlib import AsyncExitStack
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from dc_fake_server import APP_ID, FakeDiscord
-from dc_helpers import TextBackend, build_engine, fast_options, message, running, slash
-from speech_samples import FakeOpenAI, speaking, spoken
-from test_discord_gateway import reply_in_channel, reply_to_interaction
-from test_discord_http_interactions import KEY, Endpoint
 
 from adapters.discord import build_discord_adapter
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.speech import SPEECH_FAILED
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_gateway import reply_in_channel, reply_to_interaction
+from tests.discord.test_discord_http_interactions import KEY, Endpoint
+from tests.support.discord_harness import build_engine, fast_options, message, running, slash
+from tests.support.discord_server import APP_ID, FakeDiscord
+from tests.support.fakes import TextBackend
+from tests.support.speech_samples import FakeOpenAI, speaking, spoken
 
 REPLY = "Good **morning**, Alice."
 SPOKEN_WORDS = "Good morning, Alice."

@@ -7,17 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import media_samples as samples
 import pytest
-from media_samples import FileEcho
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, GROUP_ID, Chat, build_engine, polling
 
+import tests.support.media_samples as samples
 from bot.config import MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.support.media_samples import FileEcho
+from tests.support.telegram_harness import ALICE, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_server import FakeBotApi
 
 ALICE_OWNER = guest_owner(Identity("telegram", str(ALICE.id)))
 

@@ -9,11 +9,12 @@ import logging
 from dataclasses import replace
 
 import pytest
-from tg_fake_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
-from tg_harness import ALICE, FAST, GROUP_ID, Chat, TextBackend, build_engine, polling
 
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.support.fakes import TextBackend
+from tests.support.telegram_harness import ALICE, FAST, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
 
 
 def draft(call: Call) -> bool:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from speech_samples import FakeOpenAI, speaking, spoken
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, Chat, TextBackend, build_engine, polling
 
 from bot.messages import Identity, guest_owner
 from bot.speech import SPEECH_FAILED
 from bot.store.memory import MemoryStore
+from tests.support.fakes import TextBackend
+from tests.support.speech_samples import FakeOpenAI, speaking, spoken
+from tests.support.telegram_harness import ALICE, Chat, build_engine, polling
+from tests.support.telegram_server import FakeBotApi
 
 REPLY = "Hello *there*, Alice."
 SHOWN = "Hello there, Alice."  # as Telegram shows it (the emphasis is markup)

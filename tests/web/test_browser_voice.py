@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
-from speech_samples import FakeOpenAI, speaking
-from test_browser import CHROMIUM, CHROMIUM_ARGS, PERSONAS, browser  # noqa: F401 - fixture
-from test_browser_chat import DESKTOP, say, sign_up
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -25,6 +22,9 @@ from bot.engine import Engine
 from bot.messages import AttachmentKind, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PERSONAS
+from tests.support.speech_samples import FakeOpenAI, speaking
+from tests.web.test_browser_chat import DESKTOP, say, sign_up
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 
@@ -52,7 +52,7 @@ async def site_url(tmp_path: Path, oai: FakeOpenAI) -> AsyncIterator[str]:
 
 async def test_a_reply_read_aloud_gets_a_player_that_loads(
     site_url: str,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     oai: FakeOpenAI,
 ) -> None:
     page = await browser.new_page(viewport=DESKTOP)
@@ -74,7 +74,7 @@ async def test_a_reply_read_aloud_gets_a_player_that_loads(
 
 async def test_a_speech_server_that_is_down_leaves_the_text_and_a_note(
     site_url: str,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     oai: FakeOpenAI,
 ) -> None:
     oai.speech_status = 500

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from speech_samples import FakeOpenAI, speaking, spoken
-from test_web_chat import say
-from web_helpers import Client, MakeClient, sign_up
 
 from bot.engine import Engine
+from tests.support.speech_samples import FakeOpenAI, speaking, spoken
+from tests.support.web_client import Client, MakeClient, sign_up
+from tests.web.test_web_chat import say
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import FileField
-from fakes import FaultSource, InjectedFault
+
+from tests.support.fakes import FaultSource, InjectedFault
 
 TOKEN = "1000:TEST-token_abc"
 BOT = {

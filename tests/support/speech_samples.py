@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
-
-# the fake OpenAI-compatible server lives with the backends' tests
-sys.path.insert(0, str(Path(__file__).parent / "backends"))
-from oai_fake_server import SPOKEN, FakeOpenAI
 
 from bot.backends.speech import OpenAISpeech
 from bot.config import SpeechSettings
 from bot.engine import Engine
 from bot.speech import VoiceReplies
+from tests.support.openai_server import SPOKEN, FakeOpenAI
 
 
 @asynccontextmanager
