@@ -83,6 +83,7 @@ def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
         DISCORD__EDIT_INTERVAL="0.25",
+        DISCORD__FIRST_MESSAGE_DELAY="0.5",
         DISCORD__SHARD_COUNT="4",
         DISCORD__SHARD_IDS="0,2",
         TELEGRAM__GROUP_EDIT_INTERVAL="5",
@@ -90,6 +91,7 @@ def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
     )
     discord = options_from(DiscordOptions, settings.discord)
     assert (discord.edit_interval, discord.shard_count, discord.shard_ids) == (0.25, 4, (0, 2))
+    assert discord.first_message_delay == 0.5
     telegram = options_from(TelegramOptions, settings.telegram)
     assert (telegram.group_edit_interval, telegram.webhook_path) == (5.0, "/tg/hook")
     assert telegram.private_edit_interval == 1.0

@@ -187,9 +187,7 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)
             try:
-                done = await deliver(
-                    self._engine, incoming, slots, interval=self._options.edit_interval
-                )
+                done = await deliver(self._engine, incoming, slots, self._options)
                 voice = InteractionVoice(interaction, ephemeral=ephemeral)
                 await follow_with_voice(self._engine.speech, incoming, done, voice)
             except DiscordAPIError as exc:

@@ -348,9 +348,7 @@ class InteractionEndpoint:
         self, interaction_id: str, incoming: Incoming, slots: WebhookSlots, voice: WebhookVoice
     ) -> None:
         try:
-            done = await deliver(
-                self._engine, incoming, slots, interval=self._options.edit_interval
-            )
+            done = await deliver(self._engine, incoming, slots, self._options)
             # then, for someone who asked for voice replies, the reply read aloud
             await follow_with_voice(self._engine.speech, incoming, done, voice)
         finally:

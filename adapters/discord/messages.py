@@ -134,9 +134,7 @@ class MessageHandler:
                     await slots.show(0, TOO_LONG_REPLY)
                 return
             async with self._tasks.track(), typing_in(message.channel):
-                done = await deliver(
-                    self._engine, incoming, slots, interval=self._options.edit_interval
-                )
+                done = await deliver(self._engine, incoming, slots, self._options)
                 voice = ChannelVoice(message.channel)
                 await follow_with_voice(self._engine.speech, incoming, done, voice)
         except Exception:

@@ -49,6 +49,7 @@ def build_engine(store: Store, backend: Backend | None = None) -> Engine:
 def fast_options(**overrides: Any) -> DiscordOptions:
     values: dict[str, Any] = {
         "edit_interval": 0.05,
+        "first_message_delay": 0.0,  # every reply streams: the tests see its drafts
         "guild_ready_timeout": 0.05,
         "reconnect": False,
         "shutdown_timeout": 2.0,
