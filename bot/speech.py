@@ -27,7 +27,7 @@ from bot.config import SpeechSettings
 from bot.errors import BackendError, StoreError
 from bot.messages import Incoming, OwnerId, ReplyDone, ReplyEvent, ReplyKind, account_owner
 from bot.personas import Persona, PersonaLibrary
-from bot.store.base import Store
+from bot.store.base import ConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class VoiceReplies:
 
     def __init__(
         self,
-        store: Store,
+        store: ConversationStore,
         personas: PersonaLibrary,
         synthesizer: Synthesizer | None,
         settings: SpeechSettings | None = None,
