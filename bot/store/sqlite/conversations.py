@@ -30,6 +30,7 @@ from bot.messages import (
     attachments_json,
 )
 from bot.store.base import ConversationRecord, ConversationWindow, Lease, lease_blocks
+from bot.store.sqlite.owner_cache import OwnerCache
 from bot.store.sqlite.owners import check_epoch
 from bot.store.sqlite.recent import RecentTurns
 
@@ -140,6 +141,7 @@ class LeaseChange:
 def append(
     conn: sqlite3.Connection,
     recent: RecentTurns,
+    owners: OwnerCache,
     key: ConversationKey,
     turns: tuple[NewTurn, ...],
     expected: int,
@@ -147,7 +149,7 @@ def append(
     epoch: int | None = None,
     lease: LeaseChange = LeaseChange(),
 ) -> tuple[int, tuple[Turn, ...]]:
-    check_epoch(conn, key.owner, epoch)
+    check_epoch(conn, owners, key.owner, epoch)
     owner, persona, scope = _key(key)
     take = lease.take
     bump = {
@@ -193,13 +195,14 @@ def append(
 def save_state(
     conn: sqlite3.Connection,
     recent: RecentTurns,
+    owners: OwnerCache,
     key: ConversationKey,
     expected: int,
     state: str | None,
     summary: str | None,
     epoch: int | None = None,
 ) -> int:
-    check_epoch(conn, key.owner, epoch)
+    check_epoch(conn, owners, key.owner, epoch)
     save = (state, summary, *_key(key), expected)
     row = conn.execute(_SAVE_STATE, save).fetchone()
     started = row is None

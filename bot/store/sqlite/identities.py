@@ -12,7 +12,8 @@ import sqlite3  # used only inside functions run on aiosqlite's worker thread
 from bot.errors import StoreError
 from bot.messages import Identity, OwnerId, account_owner, guest_owner
 from bot.store.base import LinkedIdentity
-from bot.store.sqlite.owners import preferences
+from bot.store.sqlite.owner_cache import OwnerCache
+from bot.store.sqlite.owners import cached_preferences
 
 _IDENTITY = """
     SELECT platform, user_id, display_name, account_id, linked_at FROM identities
@@ -25,12 +26,18 @@ def get_identity(conn: sqlite3.Connection, identity: Identity) -> LinkedIdentity
 
 
 def resolve_identity(
-    conn: sqlite3.Connection, identity: Identity
+    conn: sqlite3.Connection, cache: OwnerCache, identity: Identity
 ) -> tuple[LinkedIdentity | None, dict[str, str]]:
-    """The identity's link and the preferences of the owner it speaks for, in one trip."""
-    link = get_identity(conn, identity)
+    """The identity's link and the preferences of the owner it speaks for, in one trip
+    (from the cache when it holds them)."""
+    cache.check(conn)
+    found = cache.links.get(identity)
+    if found is None:
+        found = (get_identity(conn, identity),)
+        cache.links.put(identity, found)
+    (link,) = found
     owner = account_owner(link.account_id) if link else guest_owner(identity)
-    return link, preferences(conn, owner)
+    return link, cached_preferences(conn, cache, owner)
 
 
 def list_identities(conn: sqlite3.Connection, account_id: str) -> list[LinkedIdentity]:

@@ -12,6 +12,7 @@ import sqlite3  # used only inside functions run on aiosqlite's worker thread
 from bot.errors import OwnerForgotten
 from bot.messages import OwnerId
 from bot.store.base import Usage
+from bot.store.sqlite.owner_cache import OwnerCache
 
 #: Writes of preferences and usage skip a deleted owner (nothing of it may come back).
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM owner_epochs WHERE owner = ? AND deleted = 1)"
@@ -22,6 +23,19 @@ _PREFERENCES = "SELECT name, value FROM preferences WHERE owner = ?"
 def preferences(conn: sqlite3.Connection, owner: OwnerId) -> dict[str, str]:
     rows = conn.execute(_PREFERENCES, (owner,))
     return {str(name): str(value) for name, value in rows}
+
+
+def cached_preferences(
+    conn: sqlite3.Connection, cache: OwnerCache, owner: OwnerId
+) -> dict[str, str]:
+    """:func:`preferences`, from the cache when it holds them (a copy: callers may
+    change what they get)."""
+    cache.check(conn)
+    found = cache.preferences.get(owner)
+    if found is None:
+        found = preferences(conn, owner)
+        cache.preferences.put(owner, found)
+    return dict(found)
 
 
 def set_preference(conn: sqlite3.Connection, owner: OwnerId, name: str, value: str | None) -> None:
@@ -57,22 +71,31 @@ def usage(conn: sqlite3.Connection, owner: OwnerId) -> Usage:
     return Usage(*row) if row else Usage()
 
 
-def epoch(conn: sqlite3.Connection, owner: OwnerId) -> int | None:
+def _epoch_row(conn: sqlite3.Connection, cache: OwnerCache, owner: OwnerId) -> tuple[int, bool]:
+    """The owner's epoch and whether it is deleted, from the cache when it holds them."""
+    cache.check(conn)
+    found = cache.epochs.get(owner)
+    if found is None:
+        row = conn.execute(
+            "SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,)
+        ).fetchone()
+        found = (0, False) if row is None else (int(row[0]), bool(row[1]))
+        cache.epochs.put(owner, found)
+    return found
+
+
+def epoch(conn: sqlite3.Connection, cache: OwnerCache, owner: OwnerId) -> int | None:
     """The owner's epoch, or None when it is deleted."""
-    row = conn.execute(
-        "SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,)
-    ).fetchone()
-    if row is None:
-        return 0
-    return None if row[1] else int(row[0])
+    current, deleted = _epoch_row(conn, cache, owner)
+    return None if deleted else current
 
 
-def check_epoch(conn: sqlite3.Connection, owner: OwnerId, epoch: int | None) -> None:
+def check_epoch(
+    conn: sqlite3.Connection, cache: OwnerCache, owner: OwnerId, epoch: int | None
+) -> None:
     """Refuse (in the write's own transaction) a write for a deleted owner, or from an
     epoch that has passed."""
-    row = conn.execute("SELECT epoch, deleted FROM owner_epochs WHERE owner = ?", (owner,))
-    found = row.fetchone()
-    current, deleted = (0, 0) if found is None else found
+    current, deleted = _epoch_row(conn, cache, owner)
     if deleted or (epoch is not None and epoch != current):
         raise OwnerForgotten(f"owner {owner} was forgotten or deleted")
 

@@ -30,6 +30,7 @@ from bot.store.base import (
     WebSession,
 )
 from bot.store.sqlite import accounts, conversations, events, identities, owners
+from bot.store.sqlite.owner_cache import OwnerCache
 from bot.store.sqlite.recent import RecentTurns
 from bot.store.sqlite.schema import MIGRATIONS, prepare
 from bot.store.sqlite.writer import BatchWriter
@@ -39,7 +40,9 @@ class SqliteStore:
     """A :class:`~bot.store.base.Store` in one SQLite file (created, with its directory,
     when missing; upgraded to the current schema when older).
 
-    ``window_cache`` is how many conversations keep their recent turns in memory.
+    ``window_cache`` is how many conversations keep their recent turns in memory;
+    ``owner_cache`` how many identities' links and owners' preferences and epochs are
+    kept (:mod:`~bot.store.sqlite.owner_cache`).
     """
 
     def __init__(
@@ -48,16 +51,32 @@ class SqliteStore:
         *,
         busy_timeout: float = 5.0,
         window_cache: int = 1024,
+        owner_cache: int = 1024,
         migrations: Sequence[Sequence[str]] = MIGRATIONS,
     ) -> None:
         self._path = Path(path)
         self._recent = RecentTurns(window_cache)
+        self._owners = OwnerCache(owner_cache)
         self._db = BatchWriter(
             self._path,
             busy_timeout=busy_timeout,
             prepare=functools.partial(prepare, busy_timeout=busy_timeout, migrations=migrations),
-            on_rollback=self._recent.clear,
+            on_rollback=self._forget_cached,
+            on_begin=self._owners.batch_started,
         )
+        # writes after which the owner cache forgets (this process's own commits do
+        # not change data_version)
+        changing = self._owners.changing
+        self._create_account = changing(accounts.create_account)
+        self._delete_account = changing(accounts.delete_account)
+        self._link_identity = changing(identities.link_identity)
+        self._unlink_identity = changing(identities.unlink_identity)
+        self._set_preference = changing(owners.set_preference)
+        self._forget_owner = changing(owners.forget_owner)
+
+    def _forget_cached(self) -> None:
+        self._recent.clear()
+        self._owners.clear()
 
     @property
     def path(self) -> Path:
@@ -67,6 +86,7 @@ class SqliteStore:
         if not self._db.is_open:
             await self._db.open()
             self._recent.clear()
+            self._owners.reset()  # data_version counts per connection
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -83,7 +103,7 @@ class SqliteStore:
     # -- accounts ---------------------------------------------------------------------
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
-        return await self._db.write(accounts.create_account, username, password_hash, now)
+        return await self._db.write(self._create_account, username, password_hash, now)
 
     async def get_account(self, account_id: str) -> Account | None:
         return await self._db.read(accounts.get_account, account_id)
@@ -95,7 +115,7 @@ class SqliteStore:
         await self._db.write(accounts.set_password_hash, account_id, password_hash)
 
     async def delete_account(self, account_id: str) -> None:
-        await self._db.write(accounts.delete_account, account_id)
+        await self._db.write(self._delete_account, account_id)
 
     # -- identities -------------------------------------------------------------------
 
@@ -105,7 +125,7 @@ class SqliteStore:
     async def resolve_identity(
         self, identity: Identity
     ) -> tuple[LinkedIdentity | None, dict[str, str]]:
-        return await self._db.read(identities.resolve_identity, identity)
+        return await self._db.read(identities.resolve_identity, self._owners, identity)
 
     async def link_identity(
         self,
@@ -117,11 +137,11 @@ class SqliteStore:
         move_guest_data: bool = True,
     ) -> None:
         await self._db.write(
-            identities.link_identity, identity, display_name, account_id, now, move_guest_data
+            self._link_identity, identity, display_name, account_id, now, move_guest_data
         )
 
     async def unlink_identity(self, identity: Identity) -> None:
-        await self._db.write(identities.unlink_identity, identity)
+        await self._db.write(self._unlink_identity, identity)
 
     async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
         return await self._db.read(identities.list_identities, account_id)
@@ -169,10 +189,10 @@ class SqliteStore:
     # -- preferences ------------------------------------------------------------------
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]:
-        return await self._db.read(owners.preferences, owner)
+        return await self._db.read(owners.cached_preferences, self._owners, owner)
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
-        await self._db.write(owners.set_preference, owner, name, value)
+        await self._db.write(self._set_preference, owner, name, value)
 
     # -- conversations ----------------------------------------------------------------
 
@@ -180,7 +200,7 @@ class SqliteStore:
         return await self._db.read(conversations.load_window, self._recent, key, max_turns)
 
     async def owner_epoch(self, owner: OwnerId) -> int | None:
-        return await self._db.read(owners.epoch, owner)
+        return await self._db.read(owners.epoch, self._owners, owner)
 
     async def append_turns(
         self,
@@ -197,6 +217,7 @@ class SqliteStore:
         return await self._db.write(
             conversations.append,
             self._recent,
+            self._owners,
             key,
             tuple(turns),
             expected_version,
@@ -219,7 +240,14 @@ class SqliteStore:
     ) -> int:
         state = None if backend_state is None else json.dumps(dict(backend_state))
         return await self._db.write(
-            conversations.save_state, self._recent, key, expected_version, state, summary, epoch
+            conversations.save_state,
+            self._recent,
+            self._owners,
+            key,
+            expected_version,
+            state,
+            summary,
+            epoch,
         )
 
     async def reset_conversation(self, key: ConversationKey) -> None:
@@ -261,4 +289,4 @@ class SqliteStore:
         return await self._db.read(owners.usage, owner)
 
     async def forget_owner(self, owner: OwnerId) -> None:
-        await self._db.write(owners.forget_owner, owner)
+        await self._db.write(self._forget_owner, owner)

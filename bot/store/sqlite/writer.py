@@ -37,7 +37,8 @@ class BatchWriter:
     ``prepare(connection)`` sets a new connection up (pragmas, migrations); it is tried
     again while another process holds the file (see :meth:`open`). ``on_rollback`` runs
     on the worker thread whenever a batch's transaction fails as a whole: what the store
-    remembers of the file may then be wrong (the recent-turns cache).
+    remembers of the file may then be wrong (the recent-turns cache). ``on_begin`` runs
+    there when a batch's transaction begins.
     """
 
     def __init__(
@@ -47,11 +48,13 @@ class BatchWriter:
         busy_timeout: float,
         prepare: Callable[[sqlite3.Connection], None],
         on_rollback: Callable[[], None],
+        on_begin: Callable[[], None] = lambda: None,
     ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._prepare = prepare
         self._on_rollback = on_rollback
+        self._on_begin = on_begin
         self._db: aiosqlite.Connection | None = None
         self._pending: list[_Job] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -169,7 +172,9 @@ class BatchWriter:
                     continue
                 try:
                     db = self._connection()
-                    outcomes = await _on_worker(db, _run_batch, batch, self._on_rollback)
+                    outcomes = await _on_worker(
+                        db, _run_batch, batch, self._on_begin, self._on_rollback
+                    )
                 except Exception as exc:  # the transaction as a whole failed
                     outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
                 for job, (ok, value) in zip(batch, outcomes, strict=True):
@@ -212,7 +217,10 @@ class _Job:
 
 
 def _run_batch(
-    conn: sqlite3.Connection, batch: Sequence[_Job], on_rollback: Callable[[], None]
+    conn: sqlite3.Connection,
+    batch: Sequence[_Job],
+    on_begin: Callable[[], None],
+    on_rollback: Callable[[], None],
 ) -> list[tuple[bool, Any]]:
     """Run the operations in order, in one transaction; returns ``(True, result)`` or
     ``(False, exception)`` for each.
@@ -226,6 +234,7 @@ def _run_batch(
     outcomes: list[tuple[bool, Any]] = []
     # a batch of reads gets a transaction too: one snapshot for each operation
     conn.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
+    on_begin()
     try:
         for job in batch:
             changes = conn.total_changes
