@@ -33,7 +33,7 @@ import secrets
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.backends.base import ReplyContext
 from bot.backends.offline_recall import answer_recall, recall_question
@@ -372,6 +372,11 @@ class _Reply:
     #: Replies this message already had (``/retry``): not to be given again.
     avoid: frozenset[str] = frozenset()
     subject: str = ""  # what an unknown question asks about, as the user wrote it
+    #: ``said`` as plain words, worked out once (each candidate answer is compared to it)
+    said_words: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.said_words = _plain(self.said)
 
     @property
     def last(self) -> str:
@@ -444,7 +449,7 @@ class _Reply:
 
     def echoes(self, answer: str) -> bool:
         """Whether ``answer`` would only say the user's own message back."""
-        said, words = _plain(self.said), _plain(answer)
+        said, words = self.said_words, _plain(answer)
         return bool(said) and (words == said or (said in words and len(words) < 2 * len(said)))
 
     def retrieve(self, query: dict[str, float]) -> str | None:
