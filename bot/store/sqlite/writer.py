@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3  # used only inside functions run on aiosqlite's worker thread (_on_worker)
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -114,14 +114,14 @@ class BatchWriter:
             await db.close()
 
     # -- operations -----------------------------------------------------------------------
-    # (plain functions handing back ``_submit``'s coroutine: one frame less per operation)
+    # (plain functions handing back the operation's future: no coroutine of their own)
 
     def read(
         self,
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Coroutine[Any, Any, T]:
+    ) -> asyncio.Future[T]:
         """Run ``fn(connection, ...)``, which only reads, in the next trip."""
         return self._submit(False, lambda conn: fn(conn, *args, **kwargs))
 
@@ -130,15 +130,15 @@ class BatchWriter:
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Coroutine[Any, Any, T]:
+    ) -> asyncio.Future[T]:
         """Run ``fn(connection, ...)`` as one all-or-nothing write in the next trip."""
         return self._submit(True, lambda conn: fn(conn, *args, **kwargs))
 
-    def select(self, sql: str, parameters: Sequence[Any] = ()) -> Coroutine[Any, Any, list[Any]]:
+    def select(self, sql: str, parameters: Sequence[Any] = ()) -> asyncio.Future[list[Any]]:
         """Run one reading statement and return its rows."""
         return self._submit(False, lambda conn: _fetch(conn, sql, parameters))
 
-    def change(self, sql: str, parameters: Sequence[Any] = ()) -> Coroutine[Any, Any, list[Any]]:
+    def change(self, sql: str, parameters: Sequence[Any] = ()) -> asyncio.Future[list[Any]]:
         """Run one writing statement and return its rows."""
         return self._submit(True, lambda conn: _fetch(conn, sql, parameters))
 
@@ -149,14 +149,14 @@ class BatchWriter:
             raise StoreUnavailable("the SQLite store is not open (use `async with store:`)")
         return self._db
 
-    async def _submit(self, writes: bool, run: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue one operation for the next trip and wait for its outcome."""
+    def _submit(self, writes: bool, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue one operation for the next trip; its outcome comes in the future."""
         self._connection()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(run, writes, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         """Send the queued operations to the worker thread, a batch per trip, until no
