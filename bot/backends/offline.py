@@ -449,8 +449,15 @@ class _Reply:
 
     def echoes(self, answer: str) -> bool:
         """Whether ``answer`` would only say the user's own message back."""
-        said, words = self.said_words, _plain(answer)
-        return bool(said) and (words == said or (said in words and len(words) < 2 * len(said)))
+        said = self.said_words
+        if not said:
+            return False
+        low = answer.lower()
+        # every word said is in an answer that says it back: a cheap test first
+        if not all(word in low for word in said.split(" ")):
+            return False
+        words = " ".join(WORD.findall(low))
+        return words == said or (said in words and len(words) < 2 * len(said))
 
     def retrieve(self, query: dict[str, float]) -> str | None:
         index, docs = self.card.index, self.card.docs
