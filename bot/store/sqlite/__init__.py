@@ -22,6 +22,9 @@ The parts:
 ``recent``          the recent turns of recently used conversations (what the store
                     remembers lives beside it, is handed to the operations that use it,
                     runs on the worker thread with them and is dropped on a rollback)
+``owner_cache``     links, preferences and epochs of recently seen identities and owners,
+                    checked against ``PRAGMA data_version`` once per batch and forgotten
+                    on this process's own writes to them and on a rollback
 ``store``           :class:`SqliteStore`: one operation per method, handed to the writer
 ``accounts``        accounts, web sessions, link codes, pending links, notices, purging
 ``identities``      identities and linking (guest data moved to the account)
