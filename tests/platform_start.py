@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import Backoff, PersonaBridge
-from bot.config import load_settings
+from bot.app_settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings
+from bot.app_settings import load_settings
 from bot.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bot.app import PersonaBridge
-from bot.config import load_settings
+from bot.app_settings import load_settings
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone
 

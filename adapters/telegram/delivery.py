@@ -46,6 +46,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.settings import TelegramSettings
 from bot.errors import PersonaBridgeError
 from bot.messages import Action
 
@@ -127,9 +128,12 @@ async def _no_turn() -> AsyncIterator[None]:
 class Outbox:
     """Sends, edits, deletes and typing actions for replies, through one pacer."""
 
-    def __init__(self, bot: Bot, pacer: ChatPacer, options: TelegramOptions):
+    def __init__(
+        self, bot: Bot, pacer: ChatPacer, settings: TelegramSettings, options: TelegramOptions
+    ):
         self._bot = bot
         self._pacer = pacer
+        self._settings = settings
         self._options = options
         # Requests beyond the HTTP pool queue here, for as long as it takes, rather than
         # in the pool, where the wait counts against pool_timeout: a busy minute must
@@ -238,7 +242,7 @@ class Outbox:
         retries: int | None = None,
     ) -> T:
         network_retries = self._options.network_retries if retries is None else retries
-        interval = self._options.edit_interval(target.private)
+        interval = self._settings.edit_interval(target.private)
         floods = failures = 0
         # a write that must arrive outlasts an outage (until delivery_patience is spent)
         patient = must_arrive and retries is None
@@ -276,7 +280,7 @@ class Outbox:
                     self._options.retry_backoff_max,
                 )
                 if patient:
-                    if loop.time() + delay - started > self._options.delivery_patience:
+                    if loop.time() + delay - started > self._settings.delivery_patience:
                         log.warning(
                             "Telegram unreachable for %.0f s: a reply is given up",
                             loop.time() - started,

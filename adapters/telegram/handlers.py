@@ -54,6 +54,7 @@ from adapters.telegram.delivery import Outbox, Target
 from adapters.telegram.options import TELEGRAM_MAX_CHARS, TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import tg_len
+from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.streaming import ReplyStream
 from bot.engine import Engine
 from bot.errors import MediaRefused
@@ -312,10 +313,18 @@ def strip_mention(text: str, username: str) -> str:
 class UpdateHandler:
     """The callback PTB calls for every update: normalise, ask the engine, render."""
 
-    def __init__(self, engine: Engine, outbox: Outbox, pacer: ChatPacer, options: TelegramOptions):
+    def __init__(
+        self,
+        engine: Engine,
+        outbox: Outbox,
+        pacer: ChatPacer,
+        settings: TelegramSettings,
+        options: TelegramOptions,
+    ):
         self._engine = engine
         self._outbox = outbox
         self._pacer = pacer
+        self._settings = settings
         self._options = options
         self.me: BotIdentity | None = None  # set once getMe has answered
         #: Webhook mode: where acknowledged updates wait until answered.
@@ -369,7 +378,7 @@ class UpdateHandler:
             await self._stream(inbound).deliver(events)
 
     def _stream(self, inbound: Inbound) -> ReplyStream:
-        return ReplyStream(self._outbox, self._pacer, inbound.target, self._options)
+        return ReplyStream(self._outbox, self._pacer, inbound.target, self._settings, self._options)
 
 
 async def _answer(text: str) -> AsyncIterator[ReplyEvent]:

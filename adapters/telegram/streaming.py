@@ -38,6 +38,7 @@ from adapters.telegram.delivery import (
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import Piece, render
+from adapters.telegram.settings import TelegramSettings
 from bot.messages import ReplyDone, ReplyEvent, TextDelta
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,18 @@ class _Sent:
 class ReplyStream:
     """Renders the reply events of one message into one chat. Use once."""
 
-    def __init__(self, outbox: Outbox, pacer: ChatPacer, target: Target, options: TelegramOptions):
+    def __init__(
+        self,
+        outbox: Outbox,
+        pacer: ChatPacer,
+        target: Target,
+        settings: TelegramSettings,
+        options: TelegramOptions,
+    ):
         self._outbox = outbox
         self._pacer = pacer
         self._target = target
+        self._settings = settings
         self._options = options
         self._parts: list[str] = []
         self._done: ReplyDone | None = None
@@ -96,7 +105,7 @@ class ReplyStream:
         try:
             await self._typing_until_text()
             if not self._finished.is_set():
-                await _wait(self._finished, self._options.first_message_delay)
+                await _wait(self._finished, self._settings.first_message_delay)
             while not self._unavailable:
                 if not self._finished.is_set():
                     await self._pacer.ready(self._target.chat_id)
@@ -124,7 +133,7 @@ class ReplyStream:
     async def _typing_until_text(self) -> None:
         """Wait for the reply's first text (or its end), showing "typing…" from
         ``first_message_delay`` on: a reply that shows by then needs none."""
-        wait = self._options.first_message_delay
+        wait = self._settings.first_message_delay
         while not await _wait(self._wake, wait):
             await self._outbox.typing(self._target, wanted=lambda: not self._wake.is_set())
             wait = self._options.typing_interval

@@ -14,11 +14,12 @@ from bk_helpers import FAST, build_engine, card, dm, key, send
 from oai_fake_server import FakeOpenAI
 
 from bot.app import build_backends
+from bot.app_settings import load_settings
 from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
 from bot.backends.transcription import OpenAITranscriber
-from bot.config import AccessSettings, MediaSettings, load_settings
+from bot.config import AccessSettings, MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind

@@ -11,10 +11,11 @@ from bk_helpers import FAST, build_engine, card, dm, key, reply, send
 from oai_fake_server import FakeOpenAI, Reply, Stall, Status
 
 from bot.app import PersonaBridge, build_backends
+from bot.app_settings import load_settings
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
-from bot.config import EngineSettings, load_settings
+from bot.config import EngineSettings
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage

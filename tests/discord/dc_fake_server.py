@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 from fakes import FaultSource, InjectedFault
 from pydantic import SecretStr
 
-from bot.config import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 
 APP_ID = "1000"
 BOT_ID = 1000

@@ -17,7 +17,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import aiohttp
 import platform_faults  # noqa: F401 - puts the Telegram harness on the import path
 import pytest
 from tg_fake_server import FakeBotApi
-from tg_harness import FAST, SECRET, Person, build_engine, message, update, webhook
+from tg_harness import SECRET, Person, build_engine, message, update, webhook
 
 from adapters.telegram import SECRET_HEADER
 from bot.messages import ConversationKey, Identity, guest_owner
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORT_WITHIN = 60.0
 UPDATES = 20
 #: The restarted worker sweeps its inbox often, so the test does not wait long.
-RESTARTED = replace(FAST, inbox_hold_seconds=2.0, inbox_sweep_seconds=0.2)
+RESTARTED = {"inbox_hold_seconds": 2.0, "inbox_sweep_seconds": 0.2}
 
 
 def person(n: int) -> Person:
@@ -135,7 +134,7 @@ async def test_updates_acknowledged_before_a_sigkill_are_all_answered(
         unanswered = sum(1 for count in before if count < 2)
         assert unanswered > 0, "the child answered everything: the kill proves nothing"
 
-        async with webhook(build_engine(store), fake, RESTARTED):
+        async with webhook(build_engine(store), fake, **RESTARTED):
 
             def all_answered() -> bool:
                 return all(

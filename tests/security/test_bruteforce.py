@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from dc_fake_server import FakeDiscord
-from dc_helpers import fast_options, slash, user
+from dc_helpers import fast_adapter, slash, user
 from sec_helpers import (
     DISCORD_PUBLIC_KEY,
     PASSWORD,
@@ -38,7 +38,7 @@ from sec_helpers import (
 from tg_fake_server import FakeBotApi
 from tg_harness import Chat, Person, polling
 
-from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.engine import Engine
@@ -252,7 +252,7 @@ async def discord_link(
 ) -> AsyncIterator[DiscordLink]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = build_discord_adapter(link_engine, settings, fast_options())
+        adapter = fast_adapter(link_engine, settings)
         async with (
             adapter,
             make_site(engine=link_engine, extra_routes=adapter.web_routes()) as site,

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import pytest
 from dc_fake_server import FakeDiscord
-from dc_helpers import fast_options, slash, user
+from dc_helpers import fast_adapter, slash, user
 from fakes import WindowEcho
 from multidict import CIMultiDict, CIMultiDictProxy
 from sec_helpers import (
@@ -42,7 +42,7 @@ from sec_helpers import (
     discord_signed,
 )
 
-from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH
 from adapters.web import create_app
 from adapters.web.render import build_templates
 from auth import AccountService
@@ -272,7 +272,7 @@ async def discord_site(
 ) -> AsyncIterator[DiscordSite]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = build_discord_adapter(engine, settings, fast_options())
+        adapter = fast_adapter(engine, settings)
         async with adapter, make_site(extra_routes=adapter.web_routes()) as site:
             yield DiscordSite(site, store)
 

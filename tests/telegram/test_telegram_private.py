@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fakes import ScriptedBackend, WindowEcho, make_persona
 from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, FAST, POLICY, Chat, accounts, build_engine, polling
+from tg_harness import ALICE, FAST_SETTINGS, POLICY, Chat, accounts, build_engine, polling
 
 from bot.backends.guard import ReplyGuard
 from bot.commands import COMMANDS
@@ -50,7 +50,7 @@ async def test_chat_streams_by_editing_one_message(store: MemoryStore, fake: Fak
     assert all(d.endswith(" …") for d in drafts), "a draft never looks complete"
     assert writes[-1].text == "re:hello saw:[]"
     gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
-    assert min(gaps) >= FAST.private_edit_interval - 0.02
+    assert min(gaps) >= FAST_SETTINGS["private_edit_interval"] - 0.02
     assert fake.calls_to("sendChatAction", ALICE.id)[0].params["action"] == "typing"
 
 

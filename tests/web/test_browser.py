@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from web_helpers import PASSWORD, ask
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -61,13 +61,13 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": backend}, GuardPolicy()),
         )
-        adapter = WebAdapter(
+        app = create_app(
             engine,
             AccountService(store),  # the real OWASP argon2 parameters
-            WebSettings(host="127.0.0.1", port=0),
+            settings=WebSettings(host="127.0.0.1", port=0),
             telegram_bot_username="personabridge_bot",
-            access_log=False,
         )
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield Site(adapter.url, engine, store)
 

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, expect
 from test_browser import CHROMIUM, PERSONAS, browser  # noqa: F401 - the browser fixture
 from web_helpers import PASSWORD
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -39,9 +39,9 @@ async def site_url(tmp_path: Path) -> AsyncIterator[str]:
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),
             rate_limit=RateLimitSettings(per_minute=3, burst=BURST),
         )
-        adapter = WebAdapter(
-            engine, AccountService(store), WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        settings = WebSettings(host="127.0.0.1", port=0)
+        app = create_app(engine, AccountService(store), settings=settings)
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield adapter.url
 

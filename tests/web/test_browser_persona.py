@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, expect
 from test_browser import CHROMIUM, Site, browser, watch_console  # noqa: F401 (a fixture)
 from web_helpers import PASSWORD
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.avatar import default_avatar_png
 from bot.backends.guard import GuardPolicy, ReplyGuard
@@ -49,9 +49,9 @@ async def site(tmp_path: Path, personas: Path) -> AsyncIterator[Site]:
             PersonaLibrary.from_directory(personas, "ada"),
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),
         )
-        adapter = WebAdapter(
-            engine, AccountService(store), WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        settings = WebSettings(host="127.0.0.1", port=0)
+        app = create_app(engine, AccountService(store), settings=settings)
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield Site(adapter.url, engine, store)
 
