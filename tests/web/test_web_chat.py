@@ -19,7 +19,7 @@ from web_helpers import (
 )
 
 from bot.backends.guard import ReplyGuard
-from bot.config import RateLimitSettings
+from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
@@ -90,7 +90,9 @@ async def test_without_javascript_the_form_posts_and_comes_back(client: Client) 
     ("body", "problem"),
     [
         pytest.param({"text": "   "}, "Write a message first", id="empty"),
-        pytest.param({"text": "x" * 4001}, "too long", id="too-long"),
+        pytest.param(
+            {"text": "x" * (EngineSettings().max_message_chars + 1)}, "too long", id="too-long"
+        ),
         pytest.param({"words": "hi"}, "Write a message first", id="no-text"),
     ],
 )
@@ -100,6 +102,27 @@ async def test_bad_messages_are_refused(client: Client, body: dict[str, str], pr
     response = await client.post("/chat/send", json=body, headers={**STREAM, "X-CSRF-Token": token})
     assert response.status == 400
     assert problem in (await response.json())["error"]
+
+
+async def test_the_page_takes_messages_as_long_as_the_engine_does(
+    make_client: MakeClient, store: MemoryStore
+) -> None:
+    """ENGINE__MAX_MESSAGE_CHARS is the web chat's limit too: the text box says it, and
+    a longer message is refused before it reaches the engine."""
+    backend = WindowEcho()
+    library = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
+    guard = ReplyGuard({backend.name: backend}, FAST)
+    engine = Engine(store, library, guard, settings=EngineSettings(max_message_chars=50))
+    client = await make_client(engine=engine)
+    await sign_up(client, "ada")
+    assert 'maxlength="50"' in await (await client.get("/chat")).text()
+    token = await page_token(client, "/chat")
+    headers = {**STREAM, "X-CSRF-Token": token}
+    refused = await client.post("/chat/send", json={"text": "x" * 51}, headers=headers)
+    assert refused.status == 400 and "too long" in (await refused.json())["error"]
+    taken = await client.post("/chat/send", json={"text": "y" * 50}, headers=headers)
+    assert taken.status == 200
+    assert "re:" + "y" * 50 in await taken.text()
 
 
 async def test_an_expired_session_tells_the_script_to_log_in(client: Client, clock: Clock) -> None:

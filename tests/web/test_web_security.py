@@ -226,7 +226,7 @@ async def test_unexpected_errors_show_no_details_and_are_logged(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals")
 
-    client = await make_client(extra_routes=[web.get("/broken", broken)])
+    client = await make_client(extra_routes=[WebRoute("GET", "/broken", broken)])
     with caplog.at_level(logging.ERROR, logger="adapters.web.middleware"):
         response = await client.get("/broken")
     body = await response.text()
