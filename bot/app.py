@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Adapter", "PersonaBridge", "PlatformAdapter", "Settings"]
-
 
 def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
     from adapters.discord import build_discord_adapter
