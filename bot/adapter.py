@@ -29,10 +29,6 @@ class WebRoute:
     #: the web's CSRF check, made for browser forms, does not apply to it.
     csrf_exempt: bool = False
 
-    def __post_init__(self) -> None:
-        if not self.path.startswith("/"):
-            raise ValueError(f"a route's path starts with '/': {self.path!r}")
-
 
 class Adapter(Protocol):
     """A front end. Entering it starts it (connects, listens); leaving it stops it."""
