@@ -135,6 +135,10 @@ class StoreSettings(BaseModel):
 
 
 class WebSettings(BaseModel):
+    """The HTTP server (``WEB__*``). Declared here rather than beside the web adapter:
+    the wiring reads it for the worker processes that share its port, and the platform
+    adapters for the public address their webhooks are reached at."""
+
     model_config = _Frozen
 
     enabled: bool = True
