@@ -14,23 +14,9 @@ import nacl.signing
 import pytest
 
 from bot.app import PersonaBridge
-from bot.app_settings import load_settings
 from bot.errors import ConfigError, StoreUnavailable
 from bot.store.memory import MemoryStore
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def settings_for(tmp_path: Path, **extra: str):  # type: ignore[no-untyped-def]
-    env = {
-        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
-        "PERSONABRIDGE_PERSONAS_DIR": str(ROOT / "personas"),
-        "PERSONABRIDGE_WEB__PORT": "0",
-        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
-    }
-    (tmp_path / "none.toml").write_text("")
-    env.update({f"PERSONABRIDGE_{k}": v for k, v in extra.items()})
-    return load_settings(env, use_dotenv=False)
+from tests.support.platform_start import settings_for
 
 
 async def test_defaults_start_only_the_web_page(tmp_path: Path) -> None:

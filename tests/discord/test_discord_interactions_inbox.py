@@ -13,14 +13,15 @@ from contextlib import AsyncExitStack
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from dc_fake_server import FakeDiscord
-from dc_helpers import TextBackend, build_engine, fast_adapter, slash
-from test_discord_http_interactions import KEY, Endpoint
 
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_http_interactions import KEY, Endpoint
+from tests.support.discord_harness import build_engine, fast_adapter, slash
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 Client = TestClient[web.Request, web.Application]
 MakeWorker = Callable[..., Awaitable[Endpoint]]

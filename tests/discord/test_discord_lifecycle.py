@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import CHANNEL_ID, build_engine, fast_adapter, message, running
 
 from adapters.discord import build_discord_adapter
 from adapters.discord.settings import DiscordSettings
 from bot.app_settings import load_settings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
+from tests.support.discord_harness import CHANNEL_ID, build_engine, fast_adapter, message, running
+from tests.support.discord_server import BOT, FakeDiscord
 
 
 async def test_a_refused_token_is_a_config_error(fake: FakeDiscord, store: MemoryStore) -> None:

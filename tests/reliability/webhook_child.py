@@ -6,8 +6,7 @@ still being answered.
 prints ``READY <webhook url>`` once it takes updates, then serves until killed (it exits
 by itself, status 3, after ``LIFETIME`` seconds). Its persona answers slowly, so at the
 kill most acknowledged updates are unanswered: some with the user's turn stored, some
-not even that. Run with ``PYTHONPATH`` holding the repository, ``tests`` and
-``tests/telegram``.
+not even that. Run with ``PYTHONPATH`` holding the repository.
 """
 
 from __future__ import annotations
@@ -15,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from fakes import WindowEcho
 from pydantic import SecretStr
-from tg_fake_server import TOKEN
-from tg_harness import FAST, FAST_SETTINGS, SECRET, accounts, build_engine
 
 from adapters.telegram import TelegramAdapter
 from adapters.telegram.settings import TelegramSettings
@@ -27,6 +23,9 @@ from bot.config import WebSettings
 from bot.store.base import Store
 from bot.store.dynamodb import DynamoStore
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho
+from tests.support.telegram_harness import FAST, FAST_SETTINGS, SECRET, accounts, build_engine
+from tests.support.telegram_server import TOKEN
 
 LIFETIME = 60.0
 #: The hold of an acknowledged update: short, so the next worker takes them soon.

@@ -8,11 +8,12 @@ import itertools
 import logging
 
 import pytest
-from tg_fake_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
-from tg_harness import ALICE, GROUP_ID, Chat, TextBackend, build_engine, polling
 
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.support.fakes import TextBackend
+from tests.support.telegram_harness import ALICE, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
 
 
 def draft(call: Call) -> bool:

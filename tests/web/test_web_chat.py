@@ -5,18 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import WindowEcho, make_persona
-from web_helpers import (
-    FAST,
-    Client,
-    Clock,
-    MakeClient,
-    ask,
-    page_token,
-    parse_sse,
-    post_form,
-    sign_up,
-)
 
 from bot.backends.guard import ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
@@ -24,6 +12,19 @@ from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.clocks import Clock
+from tests.support.engine import build_engine
+from tests.support.fakes import WindowEcho, make_persona
+from tests.support.web_client import (
+    FAST,
+    Client,
+    MakeClient,
+    ask,
+    page_token,
+    parse_sse,
+    post_form,
+    sign_up,
+)
 
 STREAM = {"Accept": "text/event-stream"}
 
@@ -109,10 +110,7 @@ async def test_the_page_takes_messages_as_long_as_the_engine_does(
 ) -> None:
     """ENGINE__MAX_MESSAGE_CHARS is the web chat's limit too: the text box says it, and
     a longer message is refused before it reaches the engine."""
-    backend = WindowEcho()
-    library = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
-    guard = ReplyGuard({backend.name: backend}, FAST)
-    engine = Engine(store, library, guard, settings=EngineSettings(max_message_chars=50))
+    engine = build_engine(store, settings=EngineSettings(max_message_chars=50))
     client = await make_client(engine=engine)
     await sign_up(client, "ada")
     assert 'maxlength="50"' in await (await client.get("/chat")).text()
