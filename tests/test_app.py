@@ -82,6 +82,7 @@ async def test_tuning_settings_reach_the_adapters(tmp_path: Path) -> None:
         tmp_path,
         DISCORD__PUBLIC_KEY=key,
         DISCORD__EDIT_INTERVAL="0.25",
+        DISCORD__FIRST_MESSAGE_DELAY="0.5",
         DISCORD__SHARD_COUNT="4",
         DISCORD__SHARD_IDS="0,2",
         TELEGRAM__TOKEN="123:abc",
@@ -93,6 +94,7 @@ async def test_tuning_settings_reach_the_adapters(tmp_path: Path) -> None:
         discord, telegram, web = bridge.enabled_adapters()
     assert discord.settings is settings.discord  # type: ignore[attr-defined]
     assert (settings.discord.edit_interval, settings.discord.shard_ids) == (0.25, (0, 2))
+    assert settings.discord.first_message_delay == 0.5
     assert telegram.settings is settings.telegram  # type: ignore[attr-defined]
     assert telegram.settings.edit_interval(private=False) == 5.0  # type: ignore[attr-defined]
     assert telegram.settings.edit_interval(private=True) == 1.0  # type: ignore[attr-defined]

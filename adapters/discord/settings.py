@@ -25,6 +25,10 @@ class DiscordSettings(BaseModel):
     #: The least time between two edits of a streamed reply. Discord allows about five
     #: message edits per five seconds in a channel; one a second leaves room.
     edit_interval: float = Field(default=1.0, ge=0)
+    #: How long a reply may gather text before its first message goes out. A reply that
+    #: is complete within it goes out as one message rather than a message plus an edit
+    #: one ``edit_interval`` later; a slower one shows its first words after this delay.
+    first_message_delay: float = Field(default=0.3, ge=0)
     #: Sync the slash commands to these guilds only (shows at once; for development)
     #: instead of globally (may take a while to appear).
     command_guild_ids: IntList = ()

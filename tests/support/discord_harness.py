@@ -48,6 +48,7 @@ def build_engine(store: Store, backend: Backend | None = None) -> Engine:
 #: Short waits keep the tests fast.
 FAST_SETTINGS: dict[str, Any] = {
     "edit_interval": 0.05,
+    "first_message_delay": 0.0,  # every reply streams: the tests see its drafts
     "guild_ready_timeout": 0.05,
     "shutdown_timeout": 2.0,
     "shard_identify_interval": 0.0,

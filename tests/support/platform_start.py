@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import Backoff, PersonaBridge
+from bot.app import PersonaBridge
 from bot.app_settings import Settings, load_settings
+from bot.backoff import Backoff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +97,7 @@ class Serving:
 async def serving(env: dict[str, str]) -> AsyncIterator[Serving]:
     """The app as ``personabridge run`` runs it, retrying within fractions of a second."""
     async with PersonaBridge(load_settings(env, use_dotenv=False)) as bridge:
-        bridge.startup_backoff = Backoff(first=0.05, cap=0.2)
+        bridge.startup_backoff = Backoff(0.05, cap=0.2)
         adapters = bridge.enabled_adapters()
         stop = asyncio.Event()
         task = asyncio.create_task(bridge.serve(adapters, stop))
