@@ -42,7 +42,7 @@ from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, NewTurn, ReplyDone, Turn, account_owner
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 
 REPLY_SECONDS = 0.2
 NOTE = "two workers on moto's DynamoDB (serialised): calls and conflicts carry over"

@@ -21,7 +21,7 @@ from adapters.telegram.settings import TelegramSettings
 from adapters.web import WebAdapter, create_app
 from bot.config import WebSettings
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.support.fakes import WindowEcho
 from tests.support.telegram_harness import FAST, FAST_SETTINGS, SECRET, accounts, build_engine
