@@ -82,7 +82,9 @@ from bot.metrics import Metrics, NullMetrics
 from bot.notices import AccountNotices
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
+from bot.recent_images import IMAGES_GONE_NOTE, RecentImages, sees_images
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
+from bot.speech import VoiceReplies
 from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
 
@@ -172,9 +174,14 @@ class Engine:
         store_retry: StoreRetry | None = None,
         media: MediaProcessor | None = None,
         linking: LinkingSettings | None = None,
+        speech: VoiceReplies | None = None,
     ):
         self.store = store
         self.media = media or MediaProcessor(MediaSettings())
+        #: Replies read aloud (``/voice on``): front ends call it after the text is out.
+        self.speech = speech or VoiceReplies(store, personas, None)
+        #: The latest message's images per conversation, for /retry (never stored).
+        self.recent_images = RecentImages(max_bytes=self.media.settings.retry_images_bytes)
         self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
@@ -218,6 +225,7 @@ class Engine:
             clock=clock,
             linking=consent,
             forget_confirm_seconds=self.settings.forget_confirm_seconds,
+            voice_ready=lambda: self.speech.enabled,
         )
         tuning = self.settings
         self._summarisers: dict[str, Summariser] = {
@@ -306,7 +314,8 @@ class Engine:
                                     done = self._backend_failed(prepared.persona, exc)
                                 else:
                                     done = await self._complete(prepared, "".join(parts), outcome)
-                                    if note := self._note(speaker, outcome, done):
+                                    lost = prepared.images_lost
+                                    if note := self._note(speaker, outcome, done, lost):
                                         # not stored: the note is about this moment only
                                         done = dataclasses.replace(done, note=note)
                                         yield TextDelta(note)
@@ -327,11 +336,14 @@ class Engine:
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
-    def _note(self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone) -> str:
-        """What to add after a chat reply about this moment only."""
+    def _note(
+        self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone, images_lost: bool = False
+    ) -> str:
+        """What to add after a chat reply about this moment only (``images_lost``: a
+        /retry whose message's images are no longer here)."""
         if done.kind is not ReplyKind.CHAT:
             return ""
-        note = ""
+        note = IMAGES_GONE_NOTE if images_lost else ""
         if outcome.fallback and self.settings.fallback_note:
             note += FALLBACK_NOTE.format(name=done.persona_name)
         if speaker.missing_persona:
@@ -512,6 +524,7 @@ class Engine:
         version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
+        images_lost = False
         sent_at = speaker.incoming.sent_at
         kept = None
         if new_text is not None:
@@ -540,6 +553,7 @@ class Engine:
             history, message = paired(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
                 message = dataclasses.replace(message, attachments=tuple(attachments))
+            self.recent_images.keep(key, message)  # and again to a /retry of it
         else:
             if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
@@ -555,6 +569,8 @@ class Engine:
             if lease is None or found is None:
                 return still_answering()
             history, message = found
+            message, images_lost = self.recent_images.restore(key, message)
+            images_lost = images_lost and sees_images(self.guard, speaker.persona)
             earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
@@ -574,6 +590,7 @@ class Engine:
             dropped=dropped_turns(summary, history, context) if summariser else [],
             lease=lease,
             lease_taken=self._monotonic(),
+            images_lost=images_lost,
             reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
         )
 
@@ -819,6 +836,8 @@ class _Prepared:
     lease: str | None = None
     #: When the lease was taken or last renewed (the engine's monotonic clock).
     lease_taken: float = 0.0
+    #: A /retry of a message whose images this process no longer holds.
+    images_lost: bool = False
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:
