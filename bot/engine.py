@@ -34,7 +34,6 @@ from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.commands import (
     PERSONA_PREFERENCE,
     CommandHandlers,
-    Speaker,
     is_read_only,
     parse_command,
     set_persona,
@@ -70,6 +69,7 @@ from bot.messages import (
     ReplyDone,
     ReplyEvent,
     ReplyKind,
+    Speaker,
     TextDelta,
     Turn,
     UserPersona,
@@ -269,13 +269,13 @@ class Engine:
                 # One message of an identity at a time, from resolving its owner to the
                 # stored reply: a message racing its own /link would otherwise be kept
                 # under the guest owner after the guest's data had moved to the account.
-                async with self._speakers.hold(incoming.identity):
+                async with self._speakers.lock(incoming.identity):
                     speaker = await self.resolve(incoming)
                     route = await self._route(speaker)
                     if isinstance(route, ReplyDone):
                         done = route
                     else:
-                        async with self._locks.hold(speaker.key):
+                        async with self._locks.lock(speaker.key):
                             prepared = await self._prepare(speaker, route, media.attachments)
                             if isinstance(prepared, _KeptReply):
                                 # a reply the user was told was lost had been stored
@@ -442,7 +442,7 @@ class Engine:
             return ReplyDone(
                 f"I don't know /{name}. Send /help for the commands.", ReplyKind.COMMAND
             )
-        async with self._locks.hold(speaker.key):
+        async with self._locks.lock(speaker.key):
             answer = await handler(speaker, args)
         if isinstance(answer, CommandAnswer):
             return ReplyDone(
