@@ -29,6 +29,7 @@ from bot.backends.offline import OfflineBackend
 from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
 from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.health import AdapterHealth
 from bot.media import MediaProcessor
@@ -226,7 +227,7 @@ class PersonaBridge:
         self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
         media, self._transcriber = build_media(settings)
-        self.engine = Engine(
+        self.engine = build_engine(
             self.store,
             self.personas,
             self.guard,

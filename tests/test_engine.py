@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
 
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
@@ -51,7 +52,7 @@ def build_engine(
         ]
     )
     backends = {b.name: b for b in (backend, *extra)}
-    return Engine(store, personas, ReplyGuard(backends, policy), **kwargs)  # type: ignore[arg-type]
+    return engine_parts.build_engine(store, personas, ReplyGuard(backends, policy), **kwargs)  # type: ignore[arg-type]
 
 
 def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
@@ -533,7 +534,7 @@ async def test_fallback_backend_answers_when_the_first_is_down(store: MemoryStor
     spare = ScriptedBackend("spare", [], default="spare answer")
     personas = PersonaLibrary([make_persona(backend="primary", fallback=("spare",))])
     guard = ReplyGuard({"primary": down, "spare": spare}, FAST)
-    engine = Engine(store, personas, guard)
+    engine = engine_parts.build_engine(store, personas, guard)
     assert (await reply(engine, dm("alice", "hi"))).text == "spare answer"
 
 

@@ -16,6 +16,7 @@ from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.linking import create_link_code
 from bot.messages import (
     ConversationKey,
@@ -91,7 +92,7 @@ def backend() -> Recorder:
 @pytest.fixture
 def engine(store: Store, backend: Recorder) -> Engine:
     guard = ReplyGuard({backend.name: backend}, FAST)
-    return Engine(store, personas(), guard, rate_limit=RateLimitSettings(burst=1000))
+    return build_engine(store, personas(), guard, rate_limit=RateLimitSettings(burst=1000))
 
 
 def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
@@ -328,7 +329,7 @@ class Held:
 
 async def test_opening_a_page_does_not_wait_for_a_reply_being_written(store: Store) -> None:
     held = Held()
-    engine = Engine(store, personas(), ReplyGuard({held.name: held}, FAST))
+    engine = build_engine(store, personas(), ReplyGuard({held.name: held}, FAST))
     account = await store.create_account("Zoe", "hash", 0.0)
     owner = account_owner(account.id)
     incoming = Incoming("web", account.id, "Zoe", account.id, True, "hi", account_id=account.id)

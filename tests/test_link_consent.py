@@ -14,6 +14,7 @@ from fakes import WindowEcho, make_persona
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import LinkingSettings, RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.link_consent import CANCEL, CONFIRM, CONFIRM_MOVE
 from bot.linking import create_link_code
 from bot.messages import (
@@ -59,7 +60,7 @@ def engine(store: MemoryStore, clock: Clock) -> Engine:
             make_persona("morrow", "Captain Morrow", backend=backend.name),
         ]
     )
-    return Engine(
+    return build_engine(
         store,
         personas,
         ReplyGuard({backend.name: backend}, FAST),
@@ -283,7 +284,7 @@ async def test_the_confirmation_may_reach_another_worker(tmp_path: Path) -> None
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
     async with SqliteStore(path) as first, SqliteStore(path) as second:
         workers = [
-            Engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+            build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
             for store in (first, second)
         ]
         account = await first.create_account("alice", "h", 0.0)

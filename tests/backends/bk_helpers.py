@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
@@ -56,7 +57,7 @@ def build_engine(
     clock: Any = None,
 ) -> Engine:
     guard = ReplyGuard({b.name: b for b in backends}, policy, **({"clock": clock} if clock else {}))
-    return Engine(
+    return engine_parts.build_engine(
         store,
         PersonaLibrary(personas),
         guard,

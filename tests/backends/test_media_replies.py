@@ -13,6 +13,7 @@ import pytest
 from bk_helpers import FAST, build_engine, card, dm, key, send
 from oai_fake_server import FakeOpenAI
 
+from bot import engine_parts
 from bot.app import build_backends
 from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -200,7 +201,9 @@ async def test_a_command_with_a_file_does_not_fetch_it(
 async def test_offline_says_it_cannot_see_but_reads_transcripts(store: MemoryStore) -> None:
     offline = OfflineBackend(seed=1)
     persona = card(backend="offline")
-    engine = Engine(store, PersonaLibrary([persona]), ReplyGuard({"offline": offline}, FAST))
+    engine = engine_parts.build_engine(
+        store, PersonaLibrary([persona]), ReplyGuard({"offline": offline}, FAST)
+    )
     _, seen = await send(engine, with_files(dm("alice", ""), photo()))
     assert seen.text == "I can't see pictures from here, I'm afraid. Tell me what it shows?"
     notes = IncomingFile.of_bytes("q.txt", b"What is Docker?")
@@ -262,7 +265,7 @@ async def test_a_guest_where_only_accounts_chat_has_no_file_fetched(store: Memor
 
     offline = OfflineBackend(seed=1)
     persona = card(backend="offline")
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         PersonaLibrary([persona]),
         ReplyGuard({"offline": offline}, FAST),

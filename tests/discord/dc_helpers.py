@@ -13,6 +13,7 @@ from dc_fake_server import BOT, TIMESTAMP, FakeDiscord, user
 from fakes import WindowEcho, make_persona
 
 from adapters.discord import DiscordAdapter, DiscordOptions, build_discord_adapter
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import DiscordSettings
@@ -69,7 +70,7 @@ def build_engine(store: Store, backend: Backend | None = None) -> Engine:
             make_persona("morrow", "Captain Morrow", backend=backend.name),
         ]
     )
-    return Engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+    return engine_parts.build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
 
 
 def fast_options(**overrides: Any) -> DiscordOptions:

@@ -52,6 +52,7 @@ from adapters.discord.streaming import ENGINE_FAILED
 from bot.backends.guard import ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
@@ -91,7 +92,9 @@ def engine(store: SqliteStore) -> Engine:
         ]
     )
     guard = ReplyGuard({backend.name: backend}, FAST)
-    return Engine(store, personas, guard, rate_limit=RateLimitSettings(per_minute=1e6, burst=1000))
+    return build_engine(
+        store, personas, guard, rate_limit=RateLimitSettings(per_minute=1e6, burst=1000)
+    )
 
 
 def in_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:

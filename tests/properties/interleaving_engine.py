@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fakes import WindowEcho, make_persona
 
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, LinkingSettings, RateLimitSettings
 from bot.engine import Engine
@@ -49,7 +50,7 @@ def build_engine(store: Store, clock: Callable[[], float]) -> Engine:
     personas = PersonaLibrary(
         [make_persona(pid, name, backend=backend.name) for pid, name in PERSONAS.items()]
     )
-    return Engine(
+    return engine_parts.build_engine(
         store,
         personas,
         ReplyGuard({backend.name: backend}, POLICY),

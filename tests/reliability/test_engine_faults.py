@@ -29,6 +29,7 @@ import pytest
 from fakes import StatefulBackend, WindowEcho, make_persona
 from faults import INJECTED, FlakyBackend, FlakyStore
 
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -66,7 +67,9 @@ TOKEN = re.compile(r"tok:(o\d+):(\d+)")
 def build_engine(store: Store, backend: Backend) -> Engine:
     guard = ReplyGuard({backend.name: backend, "offline": OfflineBackend(seed=7)}, GUARD)
     settings = EngineSettings(window_max_turns=12, fallback_note=True)
-    return Engine(store, PersonaLibrary([PERSONA]), guard, settings=settings, rate_limit=UNLIMITED)
+    return engine_parts.build_engine(
+        store, PersonaLibrary([PERSONA]), guard, settings=settings, rate_limit=UNLIMITED
+    )
 
 
 # -- the population -------------------------------------------------------------------
@@ -413,7 +416,9 @@ async def test_a_backend_state_that_cannot_be_saved_does_not_disown_a_stored_rep
         backend = StatefulBackend()
         guard = ReplyGuard({backend.name: backend}, GUARD)
         persona = make_persona("ada", "Professor Ada", backend=backend.name)
-        engine = Engine(store, PersonaLibrary([persona]), guard, rate_limit=UNLIMITED)
+        engine = engine_parts.build_engine(
+            store, PersonaLibrary([persona]), guard, rate_limit=UNLIMITED
+        )
         done = await ask(engine, "ann", "hello")
         window = await inner.load_window(key_of("ann"), 10)
     assert done.kind is ReplyKind.CHAT

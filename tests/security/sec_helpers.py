@@ -28,6 +28,7 @@ from nacl.signing import SigningKey
 
 from adapters.web import WebAdapter
 from auth import AccountService
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings, WebSettings
@@ -107,7 +108,7 @@ def build_engine(
     a test says otherwise."""
     backend = backend or WindowEcho()
     library = PersonaLibrary(personas or default_personas(backend.name))
-    return Engine(
+    return engine_parts.build_engine(
         store,
         library,
         ReplyGuard({backend.name: backend}, FAST),

@@ -19,6 +19,7 @@ from tg_fake_server import BOT, TOKEN, FakeBotApi
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, TelegramOptions
 from adapters.web import WebAdapter
 from auth import TEST_PARAMS, AccountService, PasswordHasher
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings, TelegramSettings, WebSettings
@@ -53,7 +54,7 @@ def build_engine(
             make_persona("morrow", "Captain Morrow", backend=backend.name),
         ]
     )
-    return Engine(
+    return engine_parts.build_engine(
         store, personas, ReplyGuard({backend.name: backend}, POLICY), rate_limit=rate_limit
     )
 

@@ -23,6 +23,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import WebSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import DIRECT_SCOPE, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
@@ -56,7 +57,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async with SqliteStore(tmp_path / "browser.db") as store:
         # A small word delay, so the reply visibly streams in.
         backend = OfflineBackend(seed=1, word_delay=0.005)
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": backend}, GuardPolicy()),

@@ -21,6 +21,7 @@ from web_helpers import (
 from bot.backends.guard import ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
@@ -132,7 +133,9 @@ async def test_a_reply_is_kept_when_the_browser_goes_away(
 ) -> None:
     slow = WindowEcho(chunk=2, pause=0.01)
     library = PersonaLibrary([make_persona("ada", "Professor Ada", backend="echo")])
-    client = await make_client(engine=Engine(store, library, ReplyGuard({"echo": slow}, FAST)))
+    client = await make_client(
+        engine=build_engine(store, library, ReplyGuard({"echo": slow}, FAST))
+    )
     await sign_up(client, "ada")
     token = await page_token(client, "/chat")
     response = await client.post(
@@ -160,7 +163,7 @@ async def test_without_the_script_a_rate_limited_message_comes_back_in_the_compo
 ) -> None:
     backend = WindowEcho()
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
-    engine = Engine(
+    engine = build_engine(
         store,
         personas,
         ReplyGuard({backend.name: backend}, FAST),

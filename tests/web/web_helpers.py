@@ -12,6 +12,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from fakes import WindowEcho, make_persona
 
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone, TextDelta
@@ -48,7 +49,7 @@ def build_engine(store: Store, personas: Sequence[Persona] | None = None) -> Eng
             make_persona("morrow", "Captain Morrow", backend=backend.name),
         ]
     )
-    return Engine(store, library, ReplyGuard({backend.name: backend}, FAST))
+    return engine_parts.build_engine(store, library, ReplyGuard({backend.name: backend}, FAST))
 
 
 def csrf_from(html: str) -> str:
