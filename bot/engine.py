@@ -207,7 +207,7 @@ class Engine:
         This is the only generator between the backend and the adapter: every word of a
         reply passes here, so the steps around the stream are plain coroutines: admit
         (checks, files), begin (locks, who speaks, the command or the stored user turn),
-        stream, complete (the stored reply).
+        then stream, and finish (the reply stored, or what went wrong).
         """
         if not incoming.addressed:
             return
