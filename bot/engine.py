@@ -296,7 +296,7 @@ class Engine:
             done = await self._complete(prepared, text, prepared.outcome)
         except StoreError as exc:
             return self._store_failed(incoming, exc, turn_kept=True)
-        note = self._note(prepared, prepared.outcome, done)
+        note = self._note(prepared, done)
         return dataclasses.replace(done, note=note) if note else done
 
     def _store_failed(self, incoming: Incoming, exc: StoreError, *, turn_kept: bool) -> ReplyDone:
@@ -308,12 +308,12 @@ class Engine:
         self.metrics.error("store")
         return ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
 
-    def _note(self, prepared: _Prepared, outcome: ReplyOutcome, done: ReplyDone) -> str:
+    def _note(self, prepared: _Prepared, done: ReplyDone) -> str:
         """What to add after a chat reply about this moment only."""
         if done.kind is not ReplyKind.CHAT:
             return ""
         note = ""
-        if outcome.fallback and self.settings.fallback_note:
+        if prepared.outcome.fallback and self.settings.fallback_note:
             note += FALLBACK_NOTE.format(name=done.persona_name)
         if prepared.missing_persona:
             note += MISSING_PERSONA_NOTE.format(

@@ -198,62 +198,54 @@ class ReplyGuard:
         with_context = extra if context is None else {**extra, "context": context}
         failure: BackendError | None = None
         for backend in chain:
-            kwargs = with_context if backend.name in self._takes_context else extra
-            for number in range(self._policy.retries + 1):
-                if number:
-                    await self._backoff(number)
-                attempt = self._attempt(backend, persona, outcome)
-                if attempt is None:
+            breaker = self._breakers[backend.name]
+            for attempt in range(self._policy.retries + 1):
+                if attempt:
+                    await self._backoff(attempt)
+                if not breaker.allow():
                     failure = failure or BackendUnavailable(f"{backend.name}: circuit open")
                     break
+                fallback = backend.name != persona.backend
+                call = _Attempt(backend.name, breaker, self._policy, outcome, fallback=fallback)
                 try:
                     # Inlined rather than a nested generator: every word passes here.
+                    kwargs = with_context if backend.name in self._takes_context else extra
                     source = backend.reply(persona, window, message, state, **kwargs)
                     async with aclosing(source):  # type: ignore[type-var]
                         while True:
                             try:
-                                attempt.watch.start_wait()
+                                call.watch.start_wait()
                                 delta = await anext(source)
                             except StopAsyncIteration:
-                                attempt.succeeded(source)
+                                call.succeeded(source)
                                 return
                             except asyncio.CancelledError as exc:
-                                attempt.raise_if_timed_out(exc)
+                                call.raise_if_timed_out(exc)
                                 raise
                             except BackendError:
                                 raise
                             except Exception as exc:  # a backend bug must not stop the engine
-                                raise attempt.bug(exc) from exc
+                                raise call.bug(exc) from exc
                             finally:
-                                attempt.watch.end_wait()
+                                call.watch.end_wait()
                             if delta:
-                                if not attempt.produced:
-                                    attempt.first_text()
+                                if not call.produced:
+                                    call.first_text()
                                 yield delta
                 except BackendError as exc:
-                    attempt.failed(exc)
-                    if attempt.produced:
+                    call.failed(exc)
+                    if call.produced:
                         raise
                     failure = exc
-                    log.warning("backend %s failed (attempt %d): %s", backend.name, number + 1, exc)
+                    log.warning(
+                        "backend %s failed (attempt %d): %s", backend.name, attempt + 1, exc
+                    )
                     if not exc.transient:
                         break
                 finally:
-                    attempt.close()
+                    call.close()
         assert failure is not None
         raise failure
-
-    def _attempt(
-        self, backend: Backend, persona: Persona, outcome: ReplyOutcome | None
-    ) -> _Attempt | None:
-        """A call of ``backend`` about to start; None when its circuit is open."""
-        breaker = self._breakers[backend.name]
-        if not breaker.allow():
-            return None
-        watch = _Watchdog(self._policy.first_delta_timeout, self._policy.total_timeout)
-        return _Attempt(
-            backend.name, breaker, watch, outcome, fallback=backend.name != persona.backend
-        )
 
     async def _backoff(self, attempt: int) -> None:
         delay = self._policy.retry_backoff * 2 ** (attempt - 1)
@@ -269,68 +261,6 @@ def _takes_context(backend: Backend) -> bool:
     except (TypeError, ValueError):
         return False
     return "context" in parameters
-
-
-class _Attempt:
-    """One call of one backend: the watchdog on its waits, whether it produced text,
-    and the one verdict it leaves on the backend's circuit: success, failure, or none
-    (:meth:`close` releases a call that ended without a verdict)."""
-
-    __slots__ = ("_breaker", "_fallback", "_outcome", "_settled", "name", "produced", "watch")
-
-    def __init__(
-        self,
-        name: str,
-        breaker: CircuitBreaker,
-        watch: _Watchdog,
-        outcome: ReplyOutcome | None,
-        *,
-        fallback: bool,
-    ):
-        self.name = name
-        self.watch = watch
-        #: Whether text was streamed: a failure after it is final (no other voice).
-        self.produced = False
-        self._breaker = breaker
-        self._outcome = outcome
-        self._fallback = fallback
-        self._settled = False
-
-    def first_text(self) -> None:
-        """The first delta with text is about to be streamed."""
-        self.produced = True
-        if self._outcome is not None:
-            self._outcome.backend = self.name
-            self._outcome.fallback = self._fallback
-
-    def succeeded(self, source: AsyncIterator[str]) -> None:
-        """The reply ended: the backend answers, and its cost is known when it says."""
-        self._settled = True
-        self._breaker.success()
-        if self._outcome is not None and isinstance(source, MeteredStream):
-            self._outcome.usage = source.usage
-
-    def failed(self, exc: BackendError) -> None:
-        self._settled = True
-        if exc.transient:
-            self._breaker.failure()
-        else:
-            self._breaker.release()  # the server answered: it is not down
-
-    def raise_if_timed_out(self, exc: asyncio.CancelledError) -> None:
-        """Turn the watchdog's own cancellation into a timeout (any other cancellation
-        goes on: the caller's)."""
-        if self.watch.fired and self.watch.uncancel() == 0:
-            raise BackendTimeout(f"{self.name}: too slow") from exc
-
-    def bug(self, exc: Exception) -> BackendError:
-        log.exception("backend %s raised unexpectedly", self.name)
-        return BackendError(f"{self.name}: {type(exc).__name__}")
-
-    def close(self) -> None:
-        self.watch.close()
-        if not self._settled:  # cancelled, or the consumer went away
-            self._breaker.release()
 
 
 class _Watchdog:
@@ -381,3 +311,65 @@ class _Watchdog:
 
     def close(self) -> None:
         self._handle.cancel()
+
+
+class _Attempt:
+    """One call of one backend: the watchdog on its waits, whether it produced text,
+    and the one verdict it leaves on the backend's circuit: success, failure, or none
+    (:meth:`close` releases a call that ended without a verdict)."""
+
+    __slots__ = ("_breaker", "_fallback", "_outcome", "_settled", "name", "produced", "watch")
+
+    def __init__(
+        self,
+        name: str,
+        breaker: CircuitBreaker,
+        policy: GuardPolicy,
+        outcome: ReplyOutcome | None,
+        *,
+        fallback: bool,
+    ):
+        self.name = name
+        self.watch = _Watchdog(policy.first_delta_timeout, policy.total_timeout)
+        #: Whether text was streamed: a failure after it is final (no other voice).
+        self.produced = False
+        self._breaker = breaker
+        self._outcome = outcome
+        self._fallback = fallback
+        self._settled = False
+
+    def first_text(self) -> None:
+        """The first delta with text is about to be streamed."""
+        self.produced = True
+        if self._outcome is not None:
+            self._outcome.backend = self.name
+            self._outcome.fallback = self._fallback
+
+    def succeeded(self, source: AsyncIterator[str]) -> None:
+        """The reply ended: the backend answers, and its cost is known when it says."""
+        self._settled = True
+        self._breaker.success()
+        if self._outcome is not None and isinstance(source, MeteredStream):
+            self._outcome.usage = source.usage
+
+    def failed(self, exc: BackendError) -> None:
+        self._settled = True
+        if exc.transient:
+            self._breaker.failure()
+        else:
+            self._breaker.release()  # the server answered: it is not down
+
+    def raise_if_timed_out(self, exc: asyncio.CancelledError) -> None:
+        """Turn the watchdog's own cancellation into a timeout (any other cancellation
+        goes on: the caller's)."""
+        if self.watch.fired and self.watch.uncancel() == 0:
+            raise BackendTimeout(f"{self.name}: too slow") from exc
+
+    def bug(self, exc: Exception) -> BackendError:
+        log.exception("backend %s raised unexpectedly", self.name)
+        return BackendError(f"{self.name}: {type(exc).__name__}")
+
+    def close(self) -> None:
+        self.watch.close()
+        if not self._settled:  # cancelled, or the consumer went away
+            self._breaker.release()
