@@ -1,9 +1,8 @@
 """Telegram front end (python-telegram-bot): private and group chats, polling or
 webhook, streamed replies within Telegram's limits.
 
-``bot.app`` builds it with :func:`build_telegram_adapter` and enters it before the web
-adapter, whose server hosts :meth:`TelegramAdapter.web_routes` in webhook mode: the
-webhook is ready before the server takes requests for it, and the web stops first.
+``bot.app`` builds it with :func:`build_telegram_adapter` and enters it after the web
+adapter (whose server hosts :meth:`TelegramAdapter.web_routes` in webhook mode).
 """
 
 from adapters.telegram.adapter import SECRET_HEADER, TelegramAdapter, build_telegram_adapter

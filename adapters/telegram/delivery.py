@@ -46,6 +46,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
+from bot.errors import PersonaBridgeError
 from bot.messages import Action
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ChatUnavailable(Exception):
-    """The bot may not write to this chat any more (blocked, removed, chat gone).
-
-    Like :class:`FloodDeferred`, a signal between the outbox and the reply that the
-    adapter handles itself: it is no :class:`~bot.errors.PersonaBridgeError`, whose
-    tree is the errors a front end turns into words for users."""
+class ChatUnavailable(PersonaBridgeError):
+    """The bot may not write to this chat any more (blocked, removed, chat gone)."""
 
 
-class FloodDeferred(Exception):
+class FloodDeferred(PersonaBridgeError):
     """A write that need not arrive was skipped because of a 429; the chat's pacer
     already holds the wait."""
 
