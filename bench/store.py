@@ -2,7 +2,7 @@
 
 Every message goes through the engine, a DynamoStore and the offline backend; the
 DynamoDB is moto's server, in a process of its own (the one the tests use, from
-``tests/store/conftest.py``), so ``time.process_time`` here is the client's CPU alone:
+``tests/support/moto_server.py``), so ``time.process_time`` here is the client's CPU alone:
 engine, store, serialisation, aiobotocore, backend. **moto is not DynamoDB**: it answers
 one request at a time and far slower than DynamoDB, so wall times printed here say
 nothing about DynamoDB's speed. What carries over is the number of calls (each one a
@@ -74,7 +74,7 @@ def moto_server() -> Iterator[str]:
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
     )
     with subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "store" / "conftest.py")],
+        [sys.executable, str(ROOT / "tests" / "support" / "moto_server.py")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

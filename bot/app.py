@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -27,6 +27,7 @@ from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
+from bot.backoff import Backoff
 from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
 from bot.engine import Engine
 from bot.engine_parts import build_engine
@@ -370,7 +371,7 @@ class PersonaBridge:
                 try:
                     await stack.enter_async_context(adapter)
                 except PlatformUnreachable as exc:
-                    self._degraded(adapter, exc, self.startup_backoff.first)
+                    self._degraded(adapter, exc, self.startup_backoff.delay(1))
                     task = asyncio.create_task(
                         self._keep_trying(adapter, stop), name=f"start {adapter.name} again"
                     )
@@ -387,9 +388,9 @@ class PersonaBridge:
 
     async def _keep_trying(self, adapter: Adapter, stop: asyncio.Event) -> None:
         """Start ``adapter`` once its platform answers; serve with it until ``stop``."""
-        for wait in self.startup_backoff.waits():
+        for failures in itertools.count(1):
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(self.startup_backoff.delay(failures)):
                     await stop.wait()
             if stop.is_set():
                 return
@@ -400,32 +401,16 @@ class PersonaBridge:
                     await stop.wait()
                 return
             except PlatformUnreachable as exc:
-                self._degraded(adapter, exc, self.startup_backoff.next_after(wait))
+                self._degraded(adapter, exc, self.startup_backoff.delay(failures + 1))
             except Exception:  # a refused token now, say: logged, and given up on
                 self.health.mark(adapter.name, "degraded", "failed to start; see the log")
                 log.exception("%s adapter could not start", adapter.name)
                 return
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Waits that double from ``first`` up to ``cap`` seconds."""
-
-    first: float = 5.0
-    cap: float = 300.0
-
-    def next_after(self, wait: float) -> float:
-        return min(self.cap, wait * 2)
-
-    def waits(self) -> Iterator[float]:
-        wait = self.first
-        while True:
-            yield wait
-            wait = self.next_after(wait)
-
-
-#: How an adapter whose platform was unreachable at start is tried again.
-STARTUP_BACKOFF = Backoff()
+#: How an adapter whose platform was unreachable at start is tried again: after 5 s,
+#: then twice as long each time, at most 5 minutes.
+STARTUP_BACKOFF = Backoff(5.0, cap=300.0)
 
 
 async def _stop_tasks(tasks: set[asyncio.Task[None]], stop: asyncio.Event) -> None:

@@ -197,6 +197,8 @@ class DiscordSettings(BaseModel):
     gateway_url: WsUrl = "wss://gateway.discord.gg"
     #: Least seconds between two edits of a streamed reply.
     edit_interval: float = Field(default=1.0, ge=0)
+    #: A reply complete within this time goes out as one message, without a draft.
+    first_message_delay: float = Field(default=0.3, ge=0)
     #: Sync slash commands to these guilds only (instant; for development), not globally.
     command_guild_ids: IntList = ()
     sync_commands: bool = True

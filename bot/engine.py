@@ -21,7 +21,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot import userpersona
 from bot.backends.base import ReplyContext, Summariser, TokenUsage
 from bot.backends.guard import ReplyGuard, ReplyOutcome
+from bot.backoff import FULL_JITTER, Backoff
 from bot.commands import (
     PERSONA_PREFERENCE,
     is_read_only,
@@ -72,6 +72,7 @@ from bot.messages import (
     account_owner,
     clean_text,
     guest_owner,
+    too_long_refusal,
 )
 from bot.metrics import Metrics
 from bot.pairing import paired
@@ -100,6 +101,7 @@ APPEND_ATTEMPTS = 5
 WRITTEN_CHECK_SLACK = 4
 #: Upper bound of the first random pause after a version conflict (doubles each time).
 CONFLICT_BACKOFF = 0.005
+_CONFLICT_PAUSE = Backoff(CONFLICT_BACKOFF, jitter=FULL_JITTER)
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
 #: Shown after replies to someone whose chosen persona's card was removed.
@@ -388,11 +390,7 @@ class Engine:
             return ReplyDone(BLANK_MESSAGE, ReplyKind.ERROR)
         limit = self.settings.max_message_chars
         if len(incoming.text) > limit:
-            return ReplyDone(
-                f"That message is too long for me: at most {limit:,} characters, please. "
-                "Nothing of it was kept.",
-                ReplyKind.ERROR,
-            )
+            return ReplyDone(too_long_refusal(limit), ReplyKind.ERROR)
         return None
 
     def _denial(self, incoming: Incoming) -> str | None:
@@ -690,7 +688,7 @@ class Engine:
                 if conflicts >= APPEND_ATTEMPTS:
                     raise
                 self.metrics.error("version_conflict")
-                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF * 2 ** (conflicts - 1)))
+                await asyncio.sleep(_CONFLICT_PAUSE.delay(conflicts))
                 # A write retried below us (a lost answer) can conflict with itself: when
                 # the newest turns are ours, they are stored. (The newest turn comes with
                 # a DynamoDB conflict, so this read usually costs no call.)

@@ -20,10 +20,10 @@ write: wait on a ticket rather than fail.
 from __future__ import annotations
 
 import itertools
-import random
 import secrets
 from dataclasses import dataclass, field
 
+from bot.backoff import EQUAL_JITTER, Backoff
 from bot.messages import ReplyDone, ReplyKind
 
 STILL_ANSWERING = (
@@ -56,8 +56,8 @@ class LeasePolicy:
 
     def pause(self, tries: int, remaining: float) -> float:
         """Seconds to wait after the ``tries``-th refusal, never past the deadline."""
-        cap = min(self.max_backoff, self.backoff * 2 ** (tries - 1), max(remaining, 0.0))
-        return random.uniform(cap / 2, cap)
+        cap = min(self.max_backoff, max(remaining, 0.0))
+        return Backoff(self.backoff, cap, EQUAL_JITTER).delay(tries)
 
 
 def still_answering() -> ReplyDone:

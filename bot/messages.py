@@ -109,6 +109,15 @@ def clean_text(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
+def too_long_refusal(limit: int) -> str:
+    """What every front end answers a message longer than ``limit`` characters: the same
+    words everywhere, and the promise that nothing of it was kept (it was not)."""
+    return (
+        f"That message is too long for me: at most {limit:,} characters, please. "
+        "Nothing of it was kept."
+    )
+
+
 class AttachmentKind(enum.StrEnum):
     """What the persona can make of a file."""
 

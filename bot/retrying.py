@@ -10,12 +10,12 @@ before appending again the caller reads the conversation and looks for its own t
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from bot.backoff import FULL_JITTER, Backoff
 from bot.errors import StoreUnavailable
 from bot.messages import ConversationKey, NewTurn, Turn
 
@@ -38,7 +38,7 @@ class StoreRetry:
 
     def pause(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+        return Backoff(self.backoff, self.max_backoff, FULL_JITTER).delay(failures)
 
 
 async def retry_transient(

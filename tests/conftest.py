@@ -1,4 +1,5 @@
-"""Shared test configuration: no test may reach beyond loopback."""
+"""Shared test configuration: no test may reach beyond loopback; the fixtures every folder
+shares come from the plugins of ``tests/support``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["tests.support.stores", "tests.support.dynamo"]
 
 # Property and fuzz tests are deterministic by default (CI must not flake on a seed it
 # happened to draw) and bounded per test by ``max_examples``. ``HYPOTHESIS_PROFILE=deep``

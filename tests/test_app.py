@@ -14,23 +14,9 @@ import nacl.signing
 import pytest
 
 from bot.app import PersonaBridge
-from bot.config import load_settings
 from bot.errors import ConfigError, StoreUnavailable
 from bot.store.memory import MemoryStore
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def settings_for(tmp_path: Path, **extra: str):  # type: ignore[no-untyped-def]
-    env = {
-        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
-        "PERSONABRIDGE_PERSONAS_DIR": str(ROOT / "personas"),
-        "PERSONABRIDGE_WEB__PORT": "0",
-        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
-    }
-    (tmp_path / "none.toml").write_text("")
-    env.update({f"PERSONABRIDGE_{k}": v for k, v in extra.items()})
-    return load_settings(env, use_dotenv=False)
+from tests.support.platform_start import settings_for
 
 
 async def test_defaults_start_only_the_web_page(tmp_path: Path) -> None:
@@ -97,6 +83,7 @@ def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
         DISCORD__EDIT_INTERVAL="0.25",
+        DISCORD__FIRST_MESSAGE_DELAY="0.5",
         DISCORD__SHARD_COUNT="4",
         DISCORD__SHARD_IDS="0,2",
         TELEGRAM__GROUP_EDIT_INTERVAL="5",
@@ -104,6 +91,7 @@ def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
     )
     discord = options_from(DiscordOptions, settings.discord)
     assert (discord.edit_interval, discord.shard_count, discord.shard_ids) == (0.25, 4, (0, 2))
+    assert discord.first_message_delay == 0.5
     telegram = options_from(TelegramOptions, settings.telegram)
     assert (telegram.group_edit_interval, telegram.webhook_path) == (5.0, "/tg/hook")
     assert telegram.private_edit_interval == 1.0

@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import media_samples as samples
-from fakes import WindowEcho, make_persona
-
+import tests.support.media_samples as samples
 from adapters.console import ConsoleChat
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.engine import Engine
 from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.fakes import WindowEcho, make_persona
 
 
 async def chat(engine: Engine, lines: str, *, interactive: bool) -> str:

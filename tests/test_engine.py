@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
 
 from bot import engine_parts
-from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
-from bot.engine import Engine, bounded_window
+from bot.engine import bounded_window
 from bot.errors import BackendError, BackendTimeout, StoreUnavailable
 from bot.linking import create_link_code
 from bot.messages import (
@@ -22,78 +19,16 @@ from bot.messages import (
     Incoming,
     ReplyDone,
     ReplyKind,
-    TextDelta,
     Turn,
     account_owner,
     guest_owner,
 )
 from bot.personas import PersonaLibrary
 from bot.retrying import StoreRetry
-from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
-
-# Generous: a healthy reply on a loaded machine must never be taken for a stalled one.
-FAST = GuardPolicy(first_delta_timeout=5.0, total_timeout=10.0, retries=1, retry_backoff=0)
-
-
-def build_engine(
-    store: Store,
-    backend: Backend,
-    *,
-    policy: GuardPolicy = FAST,
-    extra: Sequence[Backend] = (),
-    **kwargs: object,
-) -> Engine:
-    personas = PersonaLibrary(
-        [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
-    )
-    backends = {b.name: b for b in (backend, *extra)}
-    return engine_parts.build_engine(store, personas, ReplyGuard(backends, policy), **kwargs)  # type: ignore[arg-type]
-
-
-def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
-    return Incoming(platform, user, user.title(), chat_id=user, private=True, text=text)
-
-
-def group(user: str, text: str, chat: str = "g1", addressed: bool = True) -> Incoming:
-    return Incoming(
-        "telegram", user, user.title(), chat, private=False, text=text, addressed=addressed
-    )
-
-
-async def send(engine: Engine, incoming: Incoming) -> tuple[list[str], ReplyDone | None]:
-    deltas: list[str] = []
-    done: ReplyDone | None = None
-    async for event in engine.handle(incoming):
-        if isinstance(event, TextDelta):
-            deltas.append(event.text)
-        else:
-            assert done is None, "exactly one ReplyDone"
-            done = event
-    return deltas, done
-
-
-async def reply(engine: Engine, incoming: Incoming) -> ReplyDone:
-    _, done = await send(engine, incoming)
-    assert done is not None
-    return done
-
-
-@pytest.fixture
-async def store() -> MemoryStore:
-    async with MemoryStore() as memory:
-        yield memory
-
-
-def key(user: str, persona: str = "ada", platform: str = "telegram") -> ConversationKey:
-    from bot.messages import Identity
-
-    return ConversationKey(guest_owner(Identity(platform, user)), persona, "direct")
-
+from tests.support.engine import FAST, build_engine, dm, group, key, reply, send
+from tests.support.fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
 
 # -- chat ----------------------------------------------------------------------------
 
@@ -521,7 +456,7 @@ async def test_linked_account_may_chat_when_linked_only(store: MemoryStore) -> N
 
 
 async def test_transient_failure_is_retried(store: MemoryStore) -> None:
-    from fakes import failing
+    from tests.support.fakes import failing
 
     backend = failing(1)
     engine = build_engine(store, backend)

@@ -13,17 +13,14 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
-from test_engine import build_engine, dm, group, reply, send
 
 from bot.engine import OWNER_FORGOTTEN, Engine
 from bot.messages import Identity, ReplyKind, Turn, account_owner, guest_owner
 from bot.personas import Persona
 from bot.store.base import BackendState, Store
-from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.engine import build_engine, dm, group, reply, send
+from tests.support.stores import store_kinds
 
 HOLD = 5.0  # at most this long for a held reply to get where the test needs it
 
@@ -52,11 +49,7 @@ class GatedBackend:
         pass
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    chosen: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "pb.db")
-    async with chosen:
-        yield chosen
+store_kind = store_kinds("memory", "sqlite")
 
 
 def engine_on(store: Store, backend: GatedBackend) -> Engine:

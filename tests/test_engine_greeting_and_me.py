@@ -7,33 +7,30 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from fakes import make_persona
 
+from bot import engine_parts
 from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
-from bot.engine_parts import build_engine
 from bot.linking import create_link_code
 from bot.messages import (
     ConversationKey,
     Identity,
     Incoming,
-    ReplyDone,
     ReplyKind,
-    TextDelta,
     Turn,
     account_owner,
-    guest_owner,
 )
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState, Store
-from bot.store.memory import MemoryStore
-from bot.store.sqlite import SqliteStore
 from bot.userpersona import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS
+from tests.support.engine import build_engine, dm, key
+from tests.support.engine import reply as say
+from tests.support.fakes import make_persona
+from tests.support.stores import store_kinds
 
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=5.0, retries=0, retry_backoff=0)
 
@@ -77,11 +74,7 @@ def personas() -> PersonaLibrary:
     return PersonaLibrary([ada, morrow, silent])
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    chosen: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "pb.db")
-    async with chosen:
-        yield chosen
+store_kind = store_kinds("memory", "sqlite")
 
 
 @pytest.fixture
@@ -91,25 +84,9 @@ def backend() -> Recorder:
 
 @pytest.fixture
 def engine(store: Store, backend: Recorder) -> Engine:
-    guard = ReplyGuard({backend.name: backend}, FAST)
-    return build_engine(store, personas(), guard, rate_limit=RateLimitSettings(burst=1000))
-
-
-def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
-    return Incoming(platform, user, user.title(), chat_id=user, private=True, text=text)
-
-
-async def say(engine: Engine, incoming: Incoming) -> ReplyDone:
-    done = None
-    async for event in engine.handle(incoming):
-        if not isinstance(event, TextDelta):
-            done = event
-    assert done is not None
-    return done
-
-
-def key(user: str, persona: str = "ada") -> ConversationKey:
-    return ConversationKey(guest_owner(Identity("telegram", user)), persona, "direct")
+    return build_engine(
+        store, backend, personas=personas(), policy=FAST, rate_limit=RateLimitSettings(burst=1000)
+    )
 
 
 async def turns_of(store: Store, conversation: ConversationKey) -> list[tuple[str, str, str]]:
@@ -329,7 +306,7 @@ class Held:
 
 async def test_opening_a_page_does_not_wait_for_a_reply_being_written(store: Store) -> None:
     held = Held()
-    engine = build_engine(store, personas(), ReplyGuard({held.name: held}, FAST))
+    engine = engine_parts.build_engine(store, personas(), ReplyGuard({held.name: held}, FAST))
     account = await store.create_account("Zoe", "hash", 0.0)
     owner = account_owner(account.id)
     incoming = Incoming("web", account.id, "Zoe", account.id, True, "hi", account_id=account.id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakes import ScriptedBackend
-from test_engine import build_engine, dm, send
-
 from bot.messages import Identity, ReplyKind, guest_owner
 from bot.store.sqlite import SqliteStore
+from tests.support.engine import build_engine, dm, send
+from tests.support.fakes import ScriptedBackend
 
 
 async def test_a_reply_with_a_lone_surrogate_is_stored_cleaned(tmp_path: Path) -> None:

@@ -6,18 +6,11 @@ import asyncio
 
 from bot.limits import KeyedLocks, RateLimiter
 from bot.linking import hash_link_code, looks_like_link_code, new_link_code
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clocks import Clock
 
 
 def test_bucket_allows_burst_then_refills() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     limiter = RateLimiter(per_second=1, burst=3, clock=clock)
     assert [limiter.try_acquire("a") for _ in range(4)] == [True, True, True, False]
     assert limiter.retry_after("a") == 1.0
@@ -27,7 +20,7 @@ def test_bucket_allows_burst_then_refills() -> None:
 
 
 def test_bucket_memory_stays_bounded() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     limiter = RateLimiter(per_second=1, burst=2, clock=clock, max_keys=100)
     for n in range(1000):
         clock.now = n * 10.0  # every earlier bucket has refilled
@@ -36,7 +29,7 @@ def test_bucket_memory_stays_bounded() -> None:
 
 
 def test_bucket_memory_stays_bounded_when_every_key_is_busy() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     limiter = RateLimiter(per_second=0.001, burst=1, clock=clock, max_keys=100)
     for n in range(10_000):  # nothing refills: no bucket is ever stale
         assert limiter.try_acquire(n)
@@ -45,7 +38,7 @@ def test_bucket_memory_stays_bounded_when_every_key_is_busy() -> None:
 
 
 def test_a_key_in_use_is_not_the_one_dropped_to_make_room() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     limiter = RateLimiter(per_second=0.001, burst=1, clock=clock, max_keys=3)
     limiter.try_acquire("attacker")
     limiter.try_acquire("b")

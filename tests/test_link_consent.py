@@ -5,82 +5,47 @@ re-bound; the owner is told; the account's persona wins (issue 13 item 8)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fakes import WindowEcho, make_persona
 
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import LinkingSettings, RateLimitSettings
 from bot.engine import Engine
-from bot.engine_parts import build_engine
 from bot.link_consent import CANCEL, CONFIRM, CONFIRM_MOVE
 from bot.linking import create_link_code
 from bot.messages import (
     ConversationKey,
     Identity,
     Incoming,
-    ReplyDone,
     account_owner,
     guest_owner,
 )
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.engine import build_engine, dm, reply
+from tests.support.fakes import WindowEcho, make_persona
 
 FAST = GuardPolicy(first_delta_timeout=5, total_timeout=5, retries=0, retry_backoff=0)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture
 def engine(store: MemoryStore, clock: Clock) -> Engine:
-    backend = WindowEcho()
-    personas = PersonaLibrary(
-        [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
-    )
     return build_engine(
         store,
-        personas,
-        ReplyGuard({backend.name: backend}, FAST),
+        policy=FAST,
         clock=clock,
         rate_limit=RateLimitSettings(per_minute=1e6, burst=1000),
         linking=LinkingSettings(confirm_seconds=300),
     )
-
-
-def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
-    return Incoming(platform, user, user.title(), chat_id=user, private=True, text=text)
-
-
-async def reply(engine: Engine, incoming: Incoming) -> ReplyDone:
-    done = None
-    async for event in engine.handle(incoming):
-        if isinstance(event, ReplyDone):
-            done = event
-    assert done is not None
-    return done
 
 
 async def linked_to(store: MemoryStore, user: str, platform: str = "telegram") -> str | None:
@@ -284,7 +249,7 @@ async def test_the_confirmation_may_reach_another_worker(tmp_path: Path) -> None
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
     async with SqliteStore(path) as first, SqliteStore(path) as second:
         workers = [
-            build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+            engine_parts.build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
             for store in (first, second)
         ]
         account = await first.create_account("alice", "h", 0.0)

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from bot.app import PersonaBridge
-from bot.config import load_settings
 from bot.engine import Engine
 from bot.messages import Incoming, ReplyDone
+from tests.support.platform_start import settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOVA = """
@@ -52,15 +52,10 @@ def personas_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def bridge(tmp_path: Path, personas_dir: Path) -> AsyncIterator[PersonaBridge]:
-    (tmp_path / "none.toml").write_text("")
-    env = {
-        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
-        "PERSONABRIDGE_PERSONAS_DIR": str(personas_dir),
-        "PERSONABRIDGE_PERSONAS_RELOAD_INTERVAL": "0.05",
-        "PERSONABRIDGE_WEB__PORT": "0",
-        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
-    }
-    async with PersonaBridge(load_settings(env, use_dotenv=False)) as running:
+    settings = settings_for(
+        tmp_path, PERSONAS_DIR=str(personas_dir), PERSONAS_RELOAD_INTERVAL="0.05"
+    )
+    async with PersonaBridge(settings) as running:
         yield running
 
 
@@ -123,14 +118,8 @@ async def test_the_default_persona_cannot_be_removed_from_under_the_server(
 
 
 async def test_reloading_can_be_switched_off(tmp_path: Path, personas_dir: Path) -> None:
-    (tmp_path / "none.toml").write_text("")
-    env = {
-        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
-        "PERSONABRIDGE_PERSONAS_DIR": str(personas_dir),
-        "PERSONABRIDGE_PERSONAS_RELOAD_INTERVAL": "0",
-        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
-    }
-    async with PersonaBridge(load_settings(env, use_dotenv=False)) as bridge:
+    settings = settings_for(tmp_path, PERSONAS_DIR=str(personas_dir), PERSONAS_RELOAD_INTERVAL="0")
+    async with PersonaBridge(settings) as bridge:
         assert not any(t.get_name() == "reload changed persona cards" for t in asyncio.all_tasks())
         assert bridge.persona_watcher is not None and bridge.persona_watcher.reloads == 0
 

@@ -16,10 +16,9 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.workers import check_workers
+from tests.support.telegram_server import TOKEN, FakeBotApi
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "telegram"))
-from tg_fake_server import TOKEN, FakeBotApi  # noqa: E402
 
 WITHIN = 30.0
 WORKER_LINE = re.compile(r"worker (\d) of 2 \(pid (\d+)\)")

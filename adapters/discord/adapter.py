@@ -186,7 +186,7 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)
             try:
-                await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
+                await deliver(self._engine, incoming, slots, self._options)
             except DiscordAPIError as exc:
                 log.warning("discord: could not show the reply to /%s (HTTP %s)", name, exc.status)
 

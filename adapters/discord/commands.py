@@ -19,7 +19,7 @@ from discord import app_commands
 from adapters.discord.files import attachment_file
 from bot.commands import COMMANDS
 from bot.engine import Engine
-from bot.messages import Incoming, IncomingFile
+from bot.messages import Incoming, IncomingFile, too_long_refusal
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,7 @@ PLATFORM = "discord"
 #: Nitro). A longer one (only a forged event has it: Discord enforces the limit, and
 #: ``/chat``'s ``max_length``) is answered with :data:`TOO_LONG_REPLY`.
 MAX_INPUT_CHARS = 4000
-TOO_LONG_REPLY = (
-    f"That message is too long for me: at most {MAX_INPUT_CHARS} characters, please. "
-    "Nothing of it was kept."
-)
+TOO_LONG_REPLY = too_long_refusal(MAX_INPUT_CHARS)
 #: Commands whose answer only the caller sees (in guilds; DMs are private anyway).
 EPHEMERAL = frozenset(
     {"help", "link", "unlink", "whoami", "forget", "persona", "personas", "reset"}

@@ -343,7 +343,7 @@ class InteractionEndpoint:
 
     async def _deliver(self, interaction_id: str, incoming: Incoming, slots: WebhookSlots) -> None:
         try:
-            await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
+            await deliver(self._engine, incoming, slots, self._options)
         finally:
             await self.inbox.finish(interaction_id)
 

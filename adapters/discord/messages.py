@@ -133,7 +133,7 @@ class MessageHandler:
                     await slots.show(0, TOO_LONG_REPLY)
                 return
             async with self._tasks.track(), typing_in(message.channel):
-                await deliver(self._engine, incoming, slots, interval=self._options.edit_interval)
+                await deliver(self._engine, incoming, slots, self._options)
         except Exception:
             # The one place a gateway message's failure ends: logged, never raised into
             # discord.py's event loop (which would only log it less helpfully).

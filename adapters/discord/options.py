@@ -18,6 +18,10 @@ class DiscordOptions:
     #: The least time between two edits of a streamed reply. Discord allows about five
     #: message edits per five seconds in a channel; one a second leaves room.
     edit_interval: float = 1.0
+    #: How long a reply may gather text before its first message goes out. A reply that
+    #: is complete within it goes out as one message rather than a message plus an edit
+    #: one ``edit_interval`` later; a slower one shows its first words after this delay.
+    first_message_delay: float = 0.3
     #: Sync the slash commands to these guilds only (shows at once; for development)
     #: instead of globally (may take a while to appear).
     command_guild_ids: tuple[int, ...] = ()
@@ -48,6 +52,8 @@ class DiscordOptions:
     def __post_init__(self) -> None:
         if self.edit_interval < 0:
             raise ConfigError("DISCORD__EDIT_INTERVAL must not be negative")
+        if self.first_message_delay < 0:
+            raise ConfigError("DISCORD__FIRST_MESSAGE_DELAY must not be negative")
         if self.shard_count is not None and self.shard_count < 1:
             raise ConfigError("DISCORD__SHARD_COUNT must be at least 1")
         if self.shard_ids and self.shard_count is None:

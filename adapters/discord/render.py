@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 
 LIMIT = 2000
+#: Ends the text of a reply that is still being written.
+CURSOR = " ▌"
 FENCE = "```"
 CLOSE = "\n```"
 _LANGUAGE = re.compile(r"[\w+#.-]{1,20}")

@@ -19,6 +19,7 @@ import aiohttp
 
 from adapters.discord.buttons import components
 from adapters.discord.errors import DiscordAPIError
+from bot.backoff import Backoff
 from bot.messages import Action
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ EPHEMERAL_FLAG = 1 << 6
 NO_MENTIONS: dict[str, Any] = {"parse": []}
 #: A 429 asking for a longer wait than this is not waited out.
 MAX_RETRY_AFTER = 60.0
+#: The pause before trying again after a 5xx or no answer.
+RETRY_PAUSE = Backoff(0.5, cap=8.0)
 
 
 class InteractionWebhooks:
@@ -105,7 +108,7 @@ class InteractionWebhooks:
                     raise DiscordAPIError(0, type(exc).__name__) from exc
             # 5xx, or no answer: back off and try again (not after the last attempt)
             if attempt + 1 < self._attempts:
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+                await asyncio.sleep(RETRY_PAUSE.delay(attempt + 1))
         raise DiscordAPIError(status, "gave up after retries")
 
 

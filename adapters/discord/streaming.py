@@ -1,41 +1,41 @@
-"""Showing a reply while it is written: edits at a safe rate, coalesced, never lost.
+"""Showing a reply on Discord while it is written: the shared policy
+(:mod:`adapters.streaming`) over :class:`ReplySlots`.
 
-:class:`StreamedReply` receives the engine's deltas as fast as they come and shows the
-text so far through :class:`ReplySlots` (the numbered messages of one reply: the first,
-then follow-ups once the text outgrows 2000 characters). One pump task edits at most
-once per ``interval``; deltas that arrive while an edit is in flight (or waiting out a
-429, which discord.py sleeps through) pile up and go out together in the next edit, so
-the rate holds however fast the backend writes and no text is dropped. ``finish`` shows
-the final text, which may differ from the deltas (an error replaces a partial reply).
+:class:`ReplySlots` are the numbered messages of one reply (the first, then follow-ups
+once the text outgrows 2000 characters). :class:`SlotsSurface` supplies what Discord
+does its own way: the pieces are cut by :func:`~adapters.discord.render.split_message`,
+with the cursor before any fence it closes; writes are spaced ``interval`` apart, each
+slot counted from the end of the write before (a write waiting out a 429, which
+discord.py sleeps through, holds the next one back); buttons go under the last message
+in a request of their own (a failure there is only logged: the text names the typed
+commands).
 
-A preview that fails is superseded by the next one. The final text must arrive: a show
-answered 503 is tried again with backoff (discord.py retries 429s and 500, 502, 504
-and 524 itself, and our REST client every 5xx, but discord.py raises a 503 at once);
-any other failure, or a 503 past the attempts, is raised to the caller.
+A draft write that fails is skipped (the next one carries newer text). The final text
+must arrive: a show answered 503 is tried again with backoff (discord.py retries 429s
+and 500, 502, 504 and 524 itself, and our REST client every 5xx, but discord.py raises a
+503 at once); any other failure, or a 503 past the attempts, is raised to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from contextlib import aclosing
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from adapters import streaming
 from adapters.discord.errors import DiscordAPIError
-from adapters.discord.render import LIMIT, split_message
+from adapters.discord.options import DiscordOptions
+from adapters.discord.render import CURSOR, LIMIT, split_message
+from adapters.streaming import Piece, WriteSkipped
+from bot.backoff import Backoff
 from bot.engine import Engine
 from bot.messages import Action, Incoming, ReplyDone, ReplyKind, TextDelta
 
 log = logging.getLogger(__name__)
 
-#: Shown for a reply with no text: Discord refuses an empty message, and a deferred
-#: interaction must be answered with something.
-EMPTY_REPLY = "…"
-#: Marks a message that is still being written.
-WRITING = " ▌"
 ENGINE_FAILED = "Something went wrong on my side. Please try again in a moment."
 #: Failures of a final show that are tried again here (see the module doc).
 RETRIED_STATUSES = frozenset({503})
@@ -67,14 +67,14 @@ class ButtonSlots(ReplySlots, Protocol):
         """Show ``actions`` as buttons under message ``index`` (posted already)."""
 
 
-class StreamedReply:
-    """One reply being shown. Use as ``async with``: entering starts the pump."""
+class SlotsSurface:
+    """Discord's :class:`~adapters.streaming.Surface`: one reply's slots, paced."""
 
     def __init__(
         self,
         slots: ReplySlots,
         *,
-        interval: float = 1.0,
+        interval: float,
         limit: int = LIMIT,
         clock: Callable[[], float] = time.monotonic,
         attempts: int = FINAL_ATTEMPTS,
@@ -85,111 +85,95 @@ class StreamedReply:
         self._limit = limit
         self._clock = clock
         self._attempts = max(1, attempts)
-        self._backoff = backoff
-        self._parts: list[str] = []
-        self._shown: list[str] = []
-        self._next_edit = 0.0
-        self._dirty = asyncio.Event()
-        self._finishing = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
-        #: How many times a message was posted or edited.
-        self.edits = 0
+        self._backoff = Backoff(backoff)
+        # What each message shows: buttons for an unchanged last piece go in a request
+        # of their own, without editing its text to the same again.
+        self._texts: list[str] = []
+        self._next_write = 0.0
 
-    async def __aenter__(self) -> Self:
-        self._pump = asyncio.create_task(self._run_pump(), name="discord-reply-pump")
-        return self
+    def render(self, text: str, *, partial: bool) -> list[Piece]:
+        # The cursor goes before any fence split_message closes, so it shows as the
+        # last character of the text written so far.
+        pieces = split_message(text + CURSOR if partial else text, self._limit)
+        return [Piece(piece, piece) for piece in pieces]
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        pump, self._pump = self._pump, None
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+    async def pace(self) -> None:
+        delay = self._next_write - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
-    def append(self, delta: str) -> None:
-        """Add a piece of text; it is shown with the next edit. Never waits."""
-        if delta:
-            self._parts.append(delta)
-            self._dirty.set()
-
-    async def finish(self, text: str, actions: tuple[Action, ...] = ()) -> None:
-        """Stop previewing (after the edit in flight, if any) and show ``text``, with
-        ``actions`` as buttons under its last message when the slots can show them
-        (a failure there is only logged: the text names the typed commands)."""
-        self._finishing.set()
-        self._dirty.set()  # wakes a pump that waits for text
-        pump, self._pump = self._pump, None
-        if pump is not None:
-            await pump
-        await self._show(split_message(text, self._limit) or [EMPTY_REPLY], final=True)
+    async def show(
+        self, index: int, content: str, *, final: bool, plain: bool, actions: tuple[Action, ...]
+    ) -> None:
+        if index >= len(self._texts) or self._texts[index] != content:
+            await self._write(index, content, final)
         if actions and isinstance(self._slots, ButtonSlots):
             try:
-                await self._slots.offer(len(self._shown) - 1, actions)
+                await self._slots.offer(index, actions)
             except DiscordAPIError as exc:
                 log.warning("discord: could not add a reply's buttons (HTTP %s)", exc.status)
 
-    async def _run_pump(self) -> None:
-        while not self._finishing.is_set():
-            await self._dirty.wait()
-            delay = self._next_edit - self._clock()
-            if delay > 0:  # wait out the rate, unless the reply finishes meanwhile
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._finishing.wait(), delay)
-            if self._finishing.is_set():
-                return
-            self._dirty.clear()
-            # The cursor goes before any fence split_message closes, so it shows as the
-            # last character of the text written so far.
-            preview = split_message("".join(self._parts) + WRITING, self._limit)
-            await self._show(preview, final=False)
+    async def remove(self, index: int) -> None:
+        del self._texts[index]
+        await self._slots.remove(index)
 
-    async def _show(self, pieces: list[str], *, final: bool) -> None:
-        for index, piece in enumerate(pieces):
-            if index < len(self._shown) and self._shown[index] == piece:
-                continue
-            delay = self._next_edit - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                if final:
-                    await self._show_final(index, piece)
-                else:
-                    await self._slots.show(index, piece)
-            except DiscordAPIError as exc:
-                if final:
-                    raise
-                # A preview that failed is superseded by the next one, or the final.
-                log.warning("discord: preview edit failed (HTTP %s); continuing", exc.status)
-                return
-            finally:
-                self._next_edit = self._clock() + self._interval
-            self.edits += 1
-            if index < len(self._shown):
-                self._shown[index] = piece
+    async def _write(self, index: int, content: str, final: bool) -> None:
+        await self.pace()
+        try:
+            if final:
+                await self._show_final(index, content)
             else:
-                self._shown.append(piece)
-        while final and len(self._shown) > len(pieces):
-            # Not tried again: the slots forget a message before asking to delete it.
-            await self._slots.remove(len(self._shown) - 1)
-            self._shown.pop()
+                await self._slots.show(index, content)
+        except DiscordAPIError as exc:
+            if final:
+                raise
+            log.warning("discord: preview edit failed (HTTP %s); continuing", exc.status)
+            raise WriteSkipped from exc
+        finally:
+            self._next_write = self._clock() + self._interval
+        if index < len(self._texts):
+            self._texts[index] = content
+        else:
+            self._texts.append(content)
 
-    async def _show_final(self, index: int, piece: str) -> None:
+    async def _show_final(self, index: int, content: str) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                await self._slots.show(index, piece)
+                await self._slots.show(index, content)
                 return
             except DiscordAPIError as exc:
                 if exc.status not in RETRIED_STATUSES or attempt == self._attempts:
                     raise
-                delay = self._backoff * 2 ** (attempt - 1)
+                delay = self._backoff.delay(attempt)
                 log.info(
                     "discord: showing a reply failed (HTTP %s); retry in %.1f s", exc.status, delay
                 )
                 await asyncio.sleep(delay)
 
 
+class StreamedReply(streaming.StreamedReply):
+    """One reply being shown in ``slots``. Use as ``async with``: entering starts the
+    writer. A reply complete within ``first_delay`` of its first text is shown once."""
+
+    def __init__(
+        self,
+        slots: ReplySlots,
+        *,
+        interval: float = 1.0,
+        first_delay: float = 0.0,
+        limit: int = LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+        attempts: int = FINAL_ATTEMPTS,
+        backoff: float = RETRY_BACKOFF,
+    ):
+        surface = SlotsSurface(
+            slots, interval=interval, limit=limit, clock=clock, attempts=attempts, backoff=backoff
+        )
+        super().__init__(surface, first_delay=first_delay)
+
+
 async def deliver(
-    engine: Engine, incoming: Incoming, slots: ReplySlots, *, interval: float
+    engine: Engine, incoming: Incoming, slots: ReplySlots, options: DiscordOptions
 ) -> ReplyDone | None:
     """Run one message through the engine and show its reply; None when the engine
     has nothing to say (the message was not addressed to the bot).
@@ -198,7 +182,10 @@ async def deliver(
     is told instead of being left with a half-written message, and the error is logged.
     """
     done: ReplyDone | None = None
-    async with StreamedReply(slots, interval=interval) as reply:
+    reply = StreamedReply(
+        slots, interval=options.edit_interval, first_delay=options.first_message_delay
+    )
+    async with reply:
         try:
             async with aclosing(engine.handle(incoming)) as events:
                 async for event in events:

@@ -14,9 +14,10 @@ Telegram's errors, as PTB raises them, and what happens to each::
         │                  (an outage of minutes loses no reply), others network_retries
         │                  times
         ├── TimedOut
-        └── BadRequest     not retried: the caller decides ("can't parse entities" means
-                           send as plain text, "message is not modified" means done);
-                           "chat not found" becomes ChatUnavailable
+        └── BadRequest     not retried: "can't parse entities" becomes MarkupRefused
+                           (the reply goes on as plain text), "message to edit not
+                           found" MessageGone (it is sent afresh), "chat not found"
+                           ChatUnavailable; "message is not modified" means done
 
 A timed-out ``sendMessage`` may in fact have been delivered; it is sent again all the
 same, as a duplicate line is better than a lost reply.
@@ -44,9 +45,10 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from adapters.streaming import MarkupRefused, MessageGone, WriteSkipped
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
-from bot.errors import PersonaBridgeError
+from bot.backoff import Backoff
 from bot.messages import Action
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ChatUnavailable(PersonaBridgeError):
+class ChatUnavailable(Exception):
     """The bot may not write to this chat any more (blocked, removed, chat gone)."""
 
 
-class FloodDeferred(PersonaBridgeError):
+class FloodDeferred(WriteSkipped):
     """A write that need not arrive was skipped because of a 429; the chat's pacer
     already holds the wait."""
 
@@ -131,6 +133,7 @@ class Outbox:
         self._bot = bot
         self._pacer = pacer
         self._options = options
+        self._backoff = Backoff(options.retry_backoff, options.retry_backoff_max)
         # Requests beyond the HTTP pool queue here, for as long as it takes, rather than
         # in the pool, where the wait counts against pool_timeout: a busy minute must
         # not turn into timeouts and retries.
@@ -146,7 +149,8 @@ class Outbox:
         must_arrive: bool,
         buttons: InlineKeyboardMarkup | None = None,
     ) -> int:
-        """Send a message (with ``buttons`` under it); its id."""
+        """Send a message (with ``buttons`` under it); its id. Raises
+        :class:`~adapters.streaming.MarkupRefused` when Telegram cannot parse its HTML."""
 
         async def op(chat_id: int) -> int:
             reply = None
@@ -162,7 +166,12 @@ class Outbox:
             )
             return message.message_id
 
-        return await self._call(target, op, must_arrive=must_arrive)
+        try:
+            return await self._call(target, op, must_arrive=must_arrive)
+        except BadRequest as exc:
+            if html and is_parse_error(exc):
+                raise MarkupRefused(exc.message) from exc
+            raise
 
     async def edit(
         self,
@@ -174,6 +183,10 @@ class Outbox:
         must_arrive: bool,
         buttons: InlineKeyboardMarkup | None = None,
     ) -> None:
+        """Edit a message's text (and buttons); done already when it shows them. Raises
+        :class:`~adapters.streaming.MessageGone` when the message was deleted, and
+        :class:`~adapters.streaming.MarkupRefused` when Telegram cannot parse its HTML."""
+
         async def op(chat_id: int) -> None:
             await self._bot.edit_message_text(
                 text,
@@ -186,8 +199,13 @@ class Outbox:
         try:
             await self._call(target, op, must_arrive=must_arrive)
         except BadRequest as exc:
-            if not is_not_modified(exc):
-                raise
+            if is_not_modified(exc):
+                return
+            if is_message_gone(exc):
+                raise MessageGone(exc.message) from exc
+            if html and is_parse_error(exc):
+                raise MarkupRefused(exc.message) from exc
+            raise
 
     async def drop_buttons(self, target: Target, message_id: int) -> None:
         """Take the buttons off a message once one was pressed (best effort)."""
@@ -271,10 +289,7 @@ class Outbox:
                 raise
             except NetworkError as exc:  # TimedOut included; BadRequest is handled above
                 failures += 1
-                delay = min(
-                    self._options.retry_backoff * 2 ** min(failures - 1, 30),
-                    self._options.retry_backoff_max,
-                )
+                delay = self._backoff.delay(failures)
                 if patient:
                     if loop.time() + delay - started > self._options.delivery_patience:
                         log.warning(

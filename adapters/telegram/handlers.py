@@ -58,7 +58,14 @@ from adapters.telegram.streaming import ReplyStream
 from bot.engine import Engine
 from bot.errors import MediaRefused
 from bot.inbox import Inbox
-from bot.messages import Incoming, IncomingFile, ReplyDone, ReplyEvent, ReplyKind
+from bot.messages import (
+    Incoming,
+    IncomingFile,
+    ReplyDone,
+    ReplyEvent,
+    ReplyKind,
+    too_long_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +74,7 @@ NON_TEXT_REPLY = (
     "I can read text, photos, voice notes and text files, sorry — stickers and videos "
     "pass me by. Write to me in words and I'll answer."
 )
-TOO_LONG_REPLY = (
-    f"That message is too long for me: at most {TELEGRAM_MAX_CHARS} characters, please. "
-    "Nothing of it was kept."
-)
+TOO_LONG_REPLY = too_long_refusal(TELEGRAM_MAX_CHARS)
 #: A display name is at most a first and a last name of 64 characters each.
 MAX_NAME_CHARS = 129
 _GROUPS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})

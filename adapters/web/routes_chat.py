@@ -46,6 +46,7 @@ from bot.messages import (
     TextDelta,
     account_owner,
     clean_text,
+    too_long_refusal,
 )
 from bot.store.base import Account
 
@@ -142,7 +143,7 @@ async def _message_text(request: web.Request) -> tuple[str, str | None]:
         return "", "Write a message first."
     limit = request.app[OPTIONS].chat_max_chars
     if len(value) > limit:
-        return "", f"That message is too long: at most {limit} characters."
+        return "", too_long_refusal(limit)
     return clean_text(value.strip()), None
 
 
@@ -187,7 +188,7 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, Incom
     if file is None:
         return "Choose a file first."
     if len(text) > limit:
-        return f"That message is too long: at most {limit} characters."
+        return too_long_refusal(limit)
     return clean_text(text.strip()), file
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.backends.base import Backend, MeteredStream, ReplyContext, TokenUsage
+from bot.backoff import Backoff
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona
@@ -248,7 +249,7 @@ class ReplyGuard:
         raise failure
 
     async def _backoff(self, attempt: int) -> None:
-        delay = self._policy.retry_backoff * 2 ** (attempt - 1)
+        delay = Backoff(self._policy.retry_backoff).delay(attempt)
         if delay > 0:
             await self._sleep(delay)  # type: ignore[misc]
 

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from auth_helpers import Clock
 
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from bot.store.base import Store
-from bot.store.memory import MemoryStore
-from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.stores import store_kinds
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_700_000_000.0)
 
 
-@pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite")])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backing: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "a.db")
-    async with backing:
-        yield backing
+store_kind = store_kinds("memory", "sqlite")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from auth_helpers import Clock
 
 from auth import (
     TEST_PARAMS,
@@ -21,6 +20,7 @@ from bot.errors import UsernameTaken
 from bot.linking import hash_link_code
 from bot.messages import ConversationKey, Identity, NewTurn, account_owner
 from bot.store.base import Store
+from tests.support.clocks import Clock
 
 PASSWORD = "correct horse battery"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from auth_helpers import Clock
 
 from auth import LoginThrottle, LoginThrottled
+from tests.support.clocks import Clock
 
 
 def fail_once(throttle: LoginThrottle, *keys: str) -> None:

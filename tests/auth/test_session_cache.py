@@ -8,14 +8,7 @@ from dataclasses import dataclass, field
 
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.store.memory import MemoryStore
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clocks import Clock
 
 
 @dataclass
@@ -39,7 +32,7 @@ def worker(store: MemoryStore, clock: Clock, seconds: float = 5.0) -> AccountSer
 
 
 async def test_a_checked_session_costs_no_reads_for_a_few_seconds() -> None:
-    reads, clock = Reads(), Clock()
+    reads, clock = Reads(), Clock(1000.0)
     async with MemoryStore(fail=reads) as store:
         accounts = worker(store, clock)
         account = await accounts.sign_up("alice", "correct horse battery")
@@ -53,7 +46,7 @@ async def test_a_checked_session_costs_no_reads_for_a_few_seconds() -> None:
 
 
 async def test_a_session_revoked_on_another_worker_stops_within_the_cache_time() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     async with MemoryStore() as store:
         here, there = worker(store, clock), worker(store, clock)
         account = await here.sign_up("alice", "correct horse battery")
@@ -68,7 +61,7 @@ async def test_a_session_revoked_on_another_worker_stops_within_the_cache_time()
 
 
 async def test_logout_and_deletion_on_this_worker_take_effect_at_once() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     async with MemoryStore() as store:
         accounts = worker(store, clock)
         account = await accounts.sign_up("alice", "correct horse battery")
@@ -83,7 +76,7 @@ async def test_logout_and_deletion_on_this_worker_take_effect_at_once() -> None:
 
 
 async def test_never_past_the_sessions_own_expiry() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     async with MemoryStore() as store:
         accounts = AccountService(
             store,

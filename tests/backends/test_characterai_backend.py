@@ -10,11 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import media_samples as samples
 import pytest
-from bk_helpers import build_engine, card, dm, key, reply, send
-from cai_fake_client import FakeCharacterAI, FakeCharacterAIService
-from media_samples import FakeTranscriber
 from PyCharacterAI.exceptions import (
     ActionError,
     AuthenticationError,
@@ -23,6 +19,7 @@ from PyCharacterAI.exceptions import (
     SessionClosedError,
 )
 
+import tests.support.media_samples as samples
 from bot.app import PersonaBridge
 from bot.backends.characterai import CHARACTER_ID, CHAT_ID, CharacterAIBackend
 from bot.backends.characterai_client import SharedClient, connect
@@ -35,6 +32,10 @@ from bot.messages import IncomingFile, ReplyKind, Turn
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.backend_harness import build_engine, card
+from tests.support.characterai_client import FakeCharacterAI, FakeCharacterAIService
+from tests.support.engine import dm, key, reply, send
+from tests.support.media_samples import FakeTranscriber
 
 PERSONA = card(backend="characterai", character_id="char-ada")
 
@@ -60,12 +61,6 @@ class Connector:
 @pytest.fixture
 def service() -> FakeCharacterAIService:
     return FakeCharacterAIService()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 async def started(connector: Connector) -> CharacterAIBackend:

@@ -7,8 +7,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from bk_helpers import build_engine, card, dm, key, reply, send
-from fakes import ScriptedBackend, WindowEcho
 
 from bot.backends.base import MeteredStream, TokenUsage
 from bot.backends.guard import CircuitBreaker, GuardPolicy, ReplyGuard, ReplyOutcome
@@ -18,6 +16,10 @@ from bot.errors import BackendError, BackendUnavailable
 from bot.messages import ReplyKind, Turn
 from bot.personas import Persona
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import build_engine, card
+from tests.support.clocks import Clock
+from tests.support.engine import dm, key, reply, send
+from tests.support.fakes import ScriptedBackend, WindowEcho
 
 MESSAGE = Turn(1, "user", "hi", "Alice", 0.0)
 BREAKER = GuardPolicy(
@@ -25,22 +27,8 @@ BREAKER = GuardPolicy(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def down(name: str = "primary") -> ScriptedBackend:
     return ScriptedBackend(name, [BackendUnavailable("down")] * 100)
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 async def text_of(guard: ReplyGuard, persona: Persona, **kwargs: Any) -> str:
@@ -94,7 +82,11 @@ def test_the_chain_is_the_persona_its_fallbacks_then_offline(
 
 
 async def test_the_circuit_opens_after_consecutive_failures(store: MemoryStore) -> None:
-    primary, spare, clock = down(), ScriptedBackend("spare", [], default="spare says"), Clock()
+    primary, spare, clock = (
+        down(),
+        ScriptedBackend("spare", [], default="spare says"),
+        Clock(1000.0),
+    )
     persona = card(backend="primary", fallback=("spare",))
     engine = build_engine(store, [primary, spare], [persona], policy=BREAKER, clock=clock)
     for _ in range(3):
@@ -119,7 +111,7 @@ async def test_after_the_cool_down_one_call_probes(
     probe: str | BaseException, circuit: str, answer: str
 ) -> None:
     primary = ScriptedBackend("primary", [BackendUnavailable("down")] * 3 + [probe])
-    spare, clock = ScriptedBackend("spare", [], default="spare says"), Clock()
+    spare, clock = ScriptedBackend("spare", [], default="spare says"), Clock(1000.0)
     guard = ReplyGuard({"primary": primary, "spare": spare}, BREAKER, clock=clock)
     persona = card(backend="primary", fallback=("spare",))
     for _ in range(3):
@@ -157,7 +149,11 @@ class Gate:
 
 
 async def test_half_open_lets_one_probe_through_at_a_time() -> None:
-    gate, spare, clock = Gate(failures=3), ScriptedBackend("spare", [], default="spare"), Clock()
+    gate, spare, clock = (
+        Gate(failures=3),
+        ScriptedBackend("spare", [], default="spare"),
+        Clock(1000.0),
+    )
     guard = ReplyGuard({"primary": gate, "spare": spare}, BREAKER, clock=clock)
     persona = card(backend="primary", fallback=("spare",))
     for _ in range(3):
@@ -173,7 +169,7 @@ async def test_half_open_lets_one_probe_through_at_a_time() -> None:
 
 
 async def test_a_probe_whose_caller_went_away_lets_the_next_call_probe() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     breaker = CircuitBreaker("x", failures=1, cooldown=5, clock=clock)
     breaker.failure()
     assert breaker.state == "open" and not breaker.allow()
@@ -185,7 +181,7 @@ async def test_a_probe_whose_caller_went_away_lets_the_next_call_probe() -> None
 
 async def test_a_probe_left_mid_stream_is_released() -> None:
     primary = ScriptedBackend("primary", [BackendUnavailable("down")], default="one two three")
-    clock = Clock()
+    clock = Clock(1000.0)
     policy = GuardPolicy(retries=0, breaker_failures=1, breaker_cooldown=5)
     guard = ReplyGuard({"primary": primary}, policy, clock=clock)
     persona = card(backend="primary")

@@ -8,11 +8,9 @@ import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 
-import media_samples as samples
 import pytest
-from bk_helpers import FAST, build_engine, card, dm, key, send
-from oai_fake_server import FakeOpenAI
 
+import tests.support.media_samples as samples
 from bot import engine_parts
 from bot.app import build_backends
 from bot.backends.guard import ReplyGuard
@@ -25,18 +23,15 @@ from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import FAST, build_engine, card
+from tests.support.engine import dm, key, send
+from tests.support.openai_server import FakeOpenAI
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 @pytest.fixture

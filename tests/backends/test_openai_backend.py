@@ -7,18 +7,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from bk_helpers import FAST, build_engine, card, dm, key, reply, send
-from oai_fake_server import FakeOpenAI, Reply, Stall, Status
 
 from bot.app import PersonaBridge, build_backends
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
-from bot.config import EngineSettings, load_settings
+from bot.config import EngineSettings, Settings, load_settings
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import FAST, build_engine, card
+from tests.support.engine import dm, key, reply, send
+from tests.support.openai_server import FakeOpenAI, Reply, Stall, Status
+from tests.support.platform_start import settings_for
 
 
 @pytest.fixture
@@ -32,12 +34,6 @@ async def backend(server: FakeOpenAI) -> AsyncIterator[OpenAIBackend]:
     openai = OpenAIBackend(base_url=server.url, model="default-model", timeout=5)
     yield openai
     await openai.aclose()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 def unused_port() -> int:
@@ -355,16 +351,8 @@ async def test_openai_settings_reach_the_request(server: FakeOpenAI) -> None:
 # -- the key is checked at start ------------------------------------------------------
 
 
-def app_settings(tmp_path: Path, base_url: str):  # type: ignore[no-untyped-def]
-    (tmp_path / "none.toml").write_text("")
-    env = {
-        "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
-        "PERSONABRIDGE_PERSONAS_DIR": str(Path(__file__).resolve().parents[2] / "personas"),
-        "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
-        "PERSONABRIDGE_OPENAI__BASE_URL": base_url,
-        "PERSONABRIDGE_OPENAI__API_KEY": "sk-wrong",
-    }
-    return load_settings(env, use_dotenv=False)
+def app_settings(tmp_path: Path, base_url: str) -> Settings:
+    return settings_for(tmp_path, OPENAI__BASE_URL=base_url, OPENAI__API_KEY="sk-wrong")
 
 
 async def test_a_refused_key_stops_the_start_naming_the_setting(

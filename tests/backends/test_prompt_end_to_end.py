@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from bk_helpers import build_engine, dm, reply
-from oai_fake_server import FakeOpenAI
 
 from bot import persona_cli
 from bot.backends.openai import OpenAIBackend
@@ -20,6 +18,9 @@ from bot.config import load_settings
 from bot.messages import ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.backend_harness import build_engine
+from tests.support.engine import dm, reply
+from tests.support.openai_server import FakeOpenAI
 
 CARDS = Path(__file__).resolve().parents[1] / "personas" / "cards"
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fakes import WindowEcho, make_persona
-
 from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.messages import Turn, UserPersona
 from bot.personas import Persona
 from bot.store.base import BackendState
+from tests.support.fakes import WindowEcho, make_persona
 
 CONTEXT = ReplyContext(UserPersona("Robin", "a ranger"), ("an earlier reply",), seed="s")
 

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from bk_helpers import build_engine, card, dm, key, reply
-from oai_fake_server import FakeOpenAI
 
 from bot.backends.base import Summarised, TokenUsage
 from bot.backends.offline import OfflineBackend
@@ -20,15 +18,12 @@ from bot.personas import Persona
 from bot.store.base import Usage
 from bot.store.memory import MemoryStore
 from bot.summary import StoredSummary, _clip, dropped_turns
+from tests.support.backend_harness import build_engine, card
+from tests.support.engine import dm, key, reply
+from tests.support.openai_server import FakeOpenAI
 
 #: A window of four turns; two dropped turns are worth a summary.
 SMALL = EngineSettings(window_max_turns=4, summary_batch_turns=2, window_max_chars=100_000)
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
 
 
 @pytest.fixture

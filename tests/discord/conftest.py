@@ -16,18 +16,10 @@ with warnings.catch_warnings():
     )
     import discord  # noqa: F401
 
-from dc_fake_server import FakeDiscord
-
-from bot.store.memory import MemoryStore
+from tests.support.discord_server import FakeDiscord
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord() as server:
         yield server
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory

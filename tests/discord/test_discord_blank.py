@@ -3,12 +3,11 @@ user told why (Discord's ``min_length`` counts spaces, so it lets one through)."
 
 from __future__ import annotations
 
-from dc_helpers import ALICE, slash
-from test_discord_http_interactions import MakeEndpoint, make_endpoint
-
 from bot.engine import BLANK_MESSAGE
 from bot.messages import Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_http_interactions import MakeEndpoint, make_endpoint
+from tests.support.discord_harness import ALICE, slash
 
 __all__ = ["make_endpoint"]  # the fixture, shared with the HTTP interaction tests
 

@@ -10,14 +10,17 @@ from typing import Any
 
 import discord
 import pytest
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import (
+
+from adapters.discord import DiscordAdapter
+from bot.linking import create_link_code
+from bot.messages import ConversationKey, Identity, OwnerId
+from bot.store.memory import MemoryStore
+from tests.support.discord_harness import (
     ALICE,
     BOB,
     CHANNEL_ID,
     DM_CHANNEL_ID,
     BreakingBackend,
-    TextBackend,
     assert_pieces_of,
     autocomplete,
     build_engine,
@@ -28,12 +31,8 @@ from dc_helpers import (
     running,
     slash,
 )
-from fakes import WindowEcho
-
-from adapters.discord import DiscordAdapter
-from bot.linking import create_link_code
-from bot.messages import ConversationKey, Identity, OwnerId
-from bot.store.memory import MemoryStore
+from tests.support.discord_server import BOT, FakeDiscord
+from tests.support.fakes import TextBackend, WindowEcho
 
 CURSOR = "▌"
 MESSAGE_CONTENT_INTENT = 1 << 15

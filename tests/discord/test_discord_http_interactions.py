@@ -12,20 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from dc_fake_server import FakeDiscord
-from dc_helpers import (
-    ALICE,
-    BreakingBackend,
-    TextBackend,
-    assert_pieces_of,
-    autocomplete,
-    build_engine,
-    fast_options,
-    long_reply,
-    slash,
-)
 from nacl.signing import SigningKey
-from test_discord_media import FileEcho, attachment
 
 from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
 from adapters.web import create_app
@@ -34,6 +21,19 @@ from bot.backends.base import Backend
 from bot.linking import create_link_code
 from bot.messages import Identity
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_media import FileEcho, attachment
+from tests.support.discord_harness import (
+    ALICE,
+    BreakingBackend,
+    assert_pieces_of,
+    autocomplete,
+    build_engine,
+    fast_options,
+    long_reply,
+    slash,
+)
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 Client = TestClient[web.Request, web.Application]
 KEY = SigningKey(bytes(range(32)))

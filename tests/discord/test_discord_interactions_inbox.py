@@ -13,15 +13,16 @@ from contextlib import AsyncExitStack
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from dc_fake_server import FakeDiscord
-from dc_helpers import TextBackend, build_engine, fast_options, slash
-from test_discord_http_interactions import KEY, Endpoint
 
 from adapters.discord import build_discord_adapter
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_http_interactions import KEY, Endpoint
+from tests.support.discord_harness import build_engine, fast_options, slash
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import TextBackend
 
 Client = TestClient[web.Request, web.Application]
 MakeWorker = Callable[..., Awaitable[Endpoint]]

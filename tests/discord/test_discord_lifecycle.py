@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import CHANNEL_ID, build_engine, fast_options, message, running
 
 from adapters.discord import DiscordOptions, build_discord_adapter
 from bot.config import DiscordSettings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
+from tests.support.discord_harness import CHANNEL_ID, build_engine, fast_options, message, running
+from tests.support.discord_server import BOT, FakeDiscord
 
 
 async def test_a_refused_token_is_a_config_error(fake: FakeDiscord, store: MemoryStore) -> None:

@@ -7,13 +7,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import ALICE, BOB, DM_CHANNEL_ID, build_engine, message, running, slash, snowflake
-from test_discord_gateway import ORIGINAL, reply_in_channel, reply_to_interaction
-
 from bot.linking import create_link_code
 from bot.messages import Identity
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_gateway import ORIGINAL, reply_in_channel, reply_to_interaction
+from tests.support.discord_harness import (
+    ALICE,
+    BOB,
+    DM_CHANNEL_ID,
+    build_engine,
+    message,
+    running,
+    slash,
+    snowflake,
+)
+from tests.support.discord_server import BOT, FakeDiscord
 
 
 def press(after: dict[str, Any], custom_id: str, person: dict[str, Any]) -> dict[str, Any]:

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import media_samples as samples
-from dc_fake_server import BOT, FakeDiscord
-from dc_helpers import FAST, message, running, slash, snowflake
-from fakes import make_persona
-from media_samples import FakeTranscriber, FileEcho
-from test_discord_gateway import done, reply_to_interaction
-
+import tests.support.media_samples as samples
 from adapters.discord import DiscordAdapter
 from bot.backends.guard import ReplyGuard
 from bot.config import MediaSettings
@@ -20,6 +14,11 @@ from bot.engine_parts import build_engine
 from bot.media import MediaProcessor
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.discord.test_discord_gateway import done, reply_to_interaction
+from tests.support.discord_harness import FAST, message, running, slash, snowflake
+from tests.support.discord_server import BOT, FakeDiscord
+from tests.support.fakes import make_persona
+from tests.support.media_samples import FakeTranscriber, FileEcho
 
 
 def engine(store: MemoryStore, **limits: Any) -> Engine:

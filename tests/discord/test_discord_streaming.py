@@ -8,7 +8,9 @@ import itertools
 import pytest
 
 from adapters.discord.errors import DiscordAPIError
-from adapters.discord.streaming import EMPTY_REPLY, WRITING, StreamedReply
+from adapters.discord.render import CURSOR
+from adapters.discord.streaming import StreamedReply
+from adapters.streaming import EMPTY_REPLY
 
 
 class RecordingSlots:
@@ -53,7 +55,7 @@ async def test_edits_are_rate_limited_and_coalesced() -> None:
     times = [at for at, _, _ in slots.shows]
     assert 3 <= len(times) <= 9, "about one edit per interval, not one per delta"
     assert min(b - a for a, b in itertools.pairwise(times)) >= 0.095
-    assert all(text.endswith(WRITING) for _, _, text in slots.shows[:-1])
+    assert all(text.endswith(CURSOR) for _, _, text in slots.shows[:-1])
     assert slots.messages == ["".join(deltas).strip()]
 
 
@@ -73,7 +75,7 @@ async def test_the_final_text_replaces_the_partial_one() -> None:
         reply.append("Half a thou")
         await asyncio.sleep(0.05)
         await reply.finish("Sorry, I could not finish that. Send /retry.")
-    assert slots.shows[0][2] == "Half a thou" + WRITING
+    assert slots.shows[0][2] == "Half a thou" + CURSOR
     assert slots.messages == ["Sorry, I could not finish that. Send /retry."]
 
 

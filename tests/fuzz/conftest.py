@@ -1,19 +1,9 @@
 """The fuzz tests of the platform boundaries drive the real adapters through the
-harnesses of ``tests/telegram`` and ``tests/discord``: this makes their helper modules
-(``tg_fake_server``, ``tg_harness``, ``dc_fake_server``, ``dc_helpers``) importable
-here, as they are in their own folders."""
+harnesses in ``tests/support`` (``telegram_harness``, ``discord_harness``)."""
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
-
-_TESTS = Path(__file__).resolve().parent.parent
-for _folder in ("telegram", "discord"):
-    _path = str(_TESTS / _folder)
-    if _path not in sys.path:
-        sys.path.append(_path)
 
 with warnings.catch_warnings():
     # As in tests/discord/conftest.py: discord.py imports the standard library's

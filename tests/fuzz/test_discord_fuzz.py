@@ -16,12 +16,22 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from dc_fake_server import BOT, FakeDiscord, user
-from dc_helpers import (
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from adapters.discord import DiscordAdapter
+from adapters.discord.adapter import STALE_COMMAND
+from adapters.discord.commands import SLASH_COMMANDS, TOO_LONG_REPLY
+from adapters.discord.render import FENCE, split_message
+from adapters.discord.streaming import ENGINE_FAILED
+from bot.engine import Engine
+from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
+from bot.store.sqlite import SqliteStore
+from tests.support import engine as engine_support
+from tests.support.discord_harness import (
     ALICE,
     FAST,
     guild_create,
@@ -29,10 +39,9 @@ from dc_helpers import (
     running,
     slash,
 )
-from fakes import WindowEcho, make_persona
-from hypothesis import Phase, given, settings
-from hypothesis import strategies as st
-from payloads import (
+from tests.support.discord_server import BOT, FakeDiscord, user
+from tests.support.fakes import WindowEcho
+from tests.support.payloads import (
     DC_TOKENS,
     SLASH_COMMAND_OPTIONS,
     Compact,
@@ -43,19 +52,7 @@ from payloads import (
     huge_texts,
     mixed_texts,
 )
-
-from adapters.discord import DiscordAdapter
-from adapters.discord.adapter import STALE_COMMAND
-from adapters.discord.commands import SLASH_COMMANDS, TOO_LONG_REPLY
-from adapters.discord.render import FENCE, split_message
-from adapters.discord.streaming import ENGINE_FAILED
-from bot.backends.guard import ReplyGuard
-from bot.config import RateLimitSettings
-from bot.engine import Engine
-from bot.engine_parts import build_engine
-from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
-from bot.personas import PersonaLibrary
-from bot.store.sqlite import SqliteStore
+from tests.support.stores import store_kinds
 
 T = TypeVar("T")
 SENTINEL = user(7_000_000_001, "sentinel")
@@ -74,26 +71,15 @@ async def fake() -> AsyncIterator[FakeDiscord]:
         yield server
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "fuzz.db") as sqlite:
-        yield sqlite
+store_kind = store_kinds("sqlite")
 
 
 def engine(store: SqliteStore) -> Engine:
     """A real SQLite store and a backend that echoes what it was sent (hostile text
     comes back through the splitter), streamed in several deltas without pauses. The
     rate limit is the engine's tests' business: here it would only refuse."""
-    backend = WindowEcho(chunk=64)
-    personas = PersonaLibrary(
-        [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
-    )
-    guard = ReplyGuard({backend.name: backend}, FAST)
-    return build_engine(
-        store, personas, guard, rate_limit=RateLimitSettings(per_minute=1e6, burst=1000)
+    return engine_support.build_engine(
+        store, WindowEcho(chunk=64), policy=FAST, rate_limit=engine_support.UNLIMITED
     )
 
 

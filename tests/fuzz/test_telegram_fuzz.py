@@ -18,14 +18,23 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from fakes import WindowEcho
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
-from payloads import (
+from telegram import Update
+
+from adapters.telegram import SECRET_HEADER
+from adapters.telegram.adapter import MAX_UPDATE_BYTES
+from adapters.telegram.handlers import TOO_LONG_REPLY
+from adapters.telegram.ordering import ChatOrderedProcessor, RecentUpdateIds
+from adapters.telegram.render import CURSOR, render
+from bot.engine import Engine
+from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
+from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho
+from tests.support.payloads import (
     TG_TOKENS,
     WRONG_SCALARS,
     Compact,
@@ -36,9 +45,8 @@ from payloads import (
     mixed_texts,
     telegram_updates,
 )
-from telegram import Update
-from tg_fake_server import LIMIT, EntityError, FakeBotApi, tg_len, visible_text
-from tg_harness import (
+from tests.support.stores import store_kinds
+from tests.support.telegram_harness import (
     ALICE,
     SECRET,
     Person,
@@ -49,15 +57,7 @@ from tg_harness import (
     update,
     webhook,
 )
-
-from adapters.telegram import SECRET_HEADER
-from adapters.telegram.adapter import MAX_UPDATE_BYTES
-from adapters.telegram.handlers import TOO_LONG_REPLY
-from adapters.telegram.ordering import ChatOrderedProcessor, RecentUpdateIds
-from adapters.telegram.render import CURSOR, render
-from bot.engine import Engine
-from bot.messages import DIRECT_SCOPE, ConversationKey, OwnerId
-from bot.store.sqlite import SqliteStore
+from tests.support.telegram_server import LIMIT, EntityError, FakeBotApi, tg_len, visible_text
 
 T = TypeVar("T")
 #: Speaks after the fuzz: never drawn by the strategies (their ids stay below 10**7,
@@ -78,10 +78,7 @@ async def fake() -> AsyncIterator[FakeBotApi]:
         yield server
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "fuzz.db") as sqlite:
-        yield sqlite
+store_kind = store_kinds("sqlite")
 
 
 def engine(store: SqliteStore) -> Engine:

@@ -30,7 +30,6 @@ from urllib.parse import quote_plus
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from fakes import make_persona
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
@@ -55,6 +54,7 @@ from bot.messages import (
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import Account, BackendState
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import make_persona
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from infra_synth import Synthesised
+    from tests.support.cdk_synth import Synthesised
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,7 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Synthesised:
     """The stack a bare `cdk deploy` makes: dev, plain HTTP, no integration enabled."""
-    from infra_synth import synthesise
+    from tests.support.cdk_synth import synthesise
 
     return synthesise({}, tmp_path_factory.mktemp("cdk-dev"))
 
@@ -30,6 +30,6 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Synthesised:
 def prod_stack(tmp_path_factory: pytest.TempPathFactory) -> Synthesised:
     """Prod with a certificate, a public URL, an alarm e-mail and every integration that
     scales out (all but the single-task Discord gateway)."""
-    from infra_synth import PROD_CONTEXT, synthesise
+    from tests.support.cdk_synth import PROD_CONTEXT, synthesise
 
     return synthesise(PROD_CONTEXT, tmp_path_factory.mktemp("cdk-prod"))

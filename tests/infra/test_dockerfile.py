@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockerfile_reader import Instruction, Stage, parse
+
+from tests.support.dockerfile_reader import Instruction, Stage, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_synth import INFRA, cdk_json_context, import_infra
+
+from tests.support.cdk_synth import INFRA, cdk_json_context, import_infra
 
 DeploySettings = import_infra("settings").DeploySettings
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_synth import PROD_CONTEXT, Synthesised, only, resources_of
+
+from tests.support.cdk_synth import PROD_CONTEXT, Synthesised, only, resources_of
 
 SECRET_SETTINGS = (
     "TELEGRAM__TOKEN",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 
-import media_samples as samples
 import pytest
-from media_samples import FakeTranscriber
 from PIL import Image
 
+import tests.support.media_samples as samples
 from bot.config import MediaSettings
 from bot.media import MediaProcessor, Sniffed, sniff
 from bot.messages import AttachmentKind, IncomingFile
+from tests.support.media_samples import FakeTranscriber
 
 
 def processor(transcriber: FakeTranscriber | None = None, **limits: object) -> MediaProcessor:

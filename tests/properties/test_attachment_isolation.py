@@ -15,13 +15,10 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Sequence
 
-import media_samples as samples
-from fakes import make_persona
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interleaving_engine import collect
-from media_samples import FakeTranscriber
 
+import tests.support.media_samples as samples
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import MediaSettings, RateLimitSettings
 from bot.engine_parts import build_engine
@@ -38,6 +35,9 @@ from bot.messages import (
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
 from bot.store.memory import MemoryStore
+from tests.support.fakes import make_persona
+from tests.support.interleaving_engine import collect
+from tests.support.media_samples import FakeTranscriber
 
 PEOPLE = [("telegram", "101"), ("discord", "101"), ("telegram", "202"), ("web", "303")]
 TOKEN = re.compile(r"tok-[a-z]+-\d+-\d+")

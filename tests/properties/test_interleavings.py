@@ -26,26 +26,6 @@ from typing import Any, ClassVar
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from interleaving_engine import (
-    CONFIRM_SECONDS,
-    FORGET_CONFIRM_SECONDS,
-    PERSONAS,
-    Sent,
-    build_engine,
-    collect,
-    collect_all,
-)
-from interleaving_model import (
-    FORGET_PREFERENCE,
-    PERSONA_PREFERENCE,
-    Expected,
-    Model,
-    ModelTurn,
-    Slot,
-    echo,
-    tokens_in,
-    user_texts,
-)
 
 from adapters.web.routes_chat import incoming_for
 from bot.engine import OWNER_FORGOTTEN
@@ -67,6 +47,26 @@ from bot.messages import (
 from bot.store.base import Account, ConversationRecord, Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
+from tests.support.interleaving_engine import (
+    CONFIRM_SECONDS,
+    FORGET_CONFIRM_SECONDS,
+    PERSONAS,
+    Sent,
+    build_engine,
+    collect,
+    collect_all,
+)
+from tests.support.interleaving_model import (
+    FORGET_PREFERENCE,
+    PERSONA_PREFERENCE,
+    Expected,
+    Model,
+    ModelTurn,
+    Slot,
+    echo,
+    tokens_in,
+    user_texts,
+)
 
 GROUPS = {"telegram": ("-500", "-501"), "discord": ("500",)}
 WRONG_CODES = ("WXYZ-2345", "abcd-efgh")

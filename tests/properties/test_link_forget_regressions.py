@@ -7,15 +7,11 @@ particular runs that need a long exact setup, kept as tests of their own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiosqlite
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interleaving_engine import Sent, build_engine, collect
-from interleaving_model import tokens_in
 
 from bot.engine import Engine
 from bot.linking import create_link_code
@@ -31,19 +27,14 @@ from bot.messages import (
 from bot.store.base import Store
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import MIGRATIONS, SqliteStore
+from tests.support.interleaving_engine import Sent, build_engine, collect
+from tests.support.interleaving_model import tokens_in
+from tests.support.stores import store_kinds
 
-STORES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SqliteStore(tmp / "pb.db"),
-    "sqlite-nocache": lambda tmp: SqliteStore(tmp / "pb.db", window_cache=0),
-}
 NOW = 1_000_000.0
 
 
-@pytest.fixture(params=list(STORES))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with STORES[request.param](tmp_path) as opened:
-        yield opened
+store_kind = store_kinds("memory", "sqlite", "sqlite-nocache")
 
 
 def engine_for(store: Store) -> Engine:

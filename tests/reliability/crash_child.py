@@ -10,8 +10,7 @@ kill (SIGKILL: no cleanup runs, as when a machine's process is killed for memory
     before each message, ``ACK <token>`` after its reply was delivered as complete.
 
 Either way the process then waits to be killed, and exits by itself (status 3) after
-``LIFETIME`` seconds if nobody does. Run with ``PYTHONPATH`` holding the repository and
-its ``tests`` folder.
+``LIFETIME`` seconds if nobody does. Run with ``PYTHONPATH`` holding the repository.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from fakes import WindowEcho, make_persona
-
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
@@ -34,6 +31,7 @@ from bot.messages import Incoming, ReplyDone, ReplyKind, TextDelta, Turn
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho, make_persona
 
 LIFETIME = 60.0
 LEASE_SECONDS = 6.0

@@ -5,7 +5,7 @@ ENDPOINT TABLE ACCOUNT``: sends one web message of ACCOUNT to a persona whose re
 never ends, prints ``HOLDING`` once the reply streams (the user's turn is stored and the
 lease taken), then waits to be killed (SIGKILL: the lease is never released). Exits by
 itself (status 3) after ``LIFETIME`` seconds. Run with ``PYTHONPATH`` holding the
-repository and its ``tests`` folder.
+repository.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import os
 import sys
 from contextlib import AbstractAsyncContextManager
 
-from crash_child import EndlessStream, say
-from fakes import make_persona
-
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine_parts import build_engine
@@ -26,6 +23,8 @@ from bot.personas import PersonaLibrary
 from bot.store.base import Store
 from bot.store.dynamodb import DynamoStore
 from bot.store.sqlite import SqliteStore
+from tests.reliability.crash_child import EndlessStream, say
+from tests.support.fakes import make_persona
 
 LIFETIME = 60.0
 #: Seconds the lease holds: short, so the test's other worker waits little.

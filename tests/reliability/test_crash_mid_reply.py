@@ -22,9 +22,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crash_child import PARTIAL
-from fakes import WindowEcho, make_persona
-
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
@@ -32,6 +29,8 @@ from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Identity, Incoming, ReplyDone, ReplyKind, guest_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import MIGRATIONS, SqliteStore
+from tests.reliability.crash_child import PARTIAL
+from tests.support.fakes import WindowEcho, make_persona
 
 CHILD = Path(__file__).with_name("crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +74,7 @@ class Child:
 
 
 async def start_child(*args: object) -> Child:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),

@@ -29,8 +29,7 @@ from typing import Any
 
 import pytest
 
-# platform_faults first: it puts tests/discord (the fake, the helpers) on the import path.
-from platform_faults import (
+from tests.support.platform_faults import (
     FaultPlan,
     Sent,
     Tally,
@@ -47,17 +46,6 @@ from platform_faults import (
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from dc_fake_server import BOT, TIMESTAMP, FakeDiscord, user
-from dc_helpers import (
-    CHANNEL_ID,
-    TextBackend,
-    build_engine,
-    fast_options,
-    guild_create,
-    message,
-    running,
-    slash,
-)
 from nacl.signing import SigningKey
 
 from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
@@ -69,6 +57,17 @@ from bot.messages import Identity, OwnerId, Turn, guest_owner
 from bot.personas import Persona
 from bot.store.base import BackendState, Store
 from bot.store.memory import MemoryStore
+from tests.support.discord_harness import (
+    CHANNEL_ID,
+    build_engine,
+    fast_options,
+    guild_create,
+    message,
+    running,
+    slash,
+)
+from tests.support.discord_server import BOT, TIMESTAMP, FakeDiscord, user
+from tests.support.fakes import TextBackend
 
 CURSOR = "▌"
 MESSAGES_EACH = 3

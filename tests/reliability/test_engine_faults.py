@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import StatefulBackend, WindowEcho, make_persona
-from faults import INJECTED, FlakyBackend, FlakyStore
 
 from bot import engine_parts
 from bot.backends.base import Backend
@@ -51,6 +49,9 @@ from bot.personas import PersonaLibrary
 from bot.retrying import StoreRetry
 from bot.store.base import Store
 from bot.store.sqlite import SqliteStore
+from tests.support import engine as engine_support
+from tests.support.fakes import StatefulBackend, WindowEcho, make_persona
+from tests.support.faults import INJECTED, FlakyBackend, FlakyStore
 
 PERSONA = make_persona("ada", "Professor Ada", backend="echo")
 UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)
@@ -65,10 +66,14 @@ TOKEN = re.compile(r"tok:(o\d+):(\d+)")
 
 
 def build_engine(store: Store, backend: Backend) -> Engine:
-    guard = ReplyGuard({backend.name: backend, "offline": OfflineBackend(seed=7)}, GUARD)
-    settings = EngineSettings(window_max_turns=12, fallback_note=True)
-    return engine_parts.build_engine(
-        store, PersonaLibrary([PERSONA]), guard, settings=settings, rate_limit=UNLIMITED
+    return engine_support.build_engine(
+        store,
+        backend,
+        extra=[OfflineBackend(seed=7)],
+        personas=[PERSONA],
+        policy=GUARD,
+        settings=EngineSettings(window_max_turns=12, fallback_note=True),
+        rate_limit=UNLIMITED,
     )
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import WindowEcho, make_persona
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
@@ -25,6 +24,7 @@ from bot.pairing import paired
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho, make_persona
 
 CHILD = Path(__file__).with_name("lease_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ class Errors:
 
 
 async def kill_while_holding(args: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from platform_faults import (
+
+from bot.errors import BackendUnavailable
+from bot.messages import Identity, guest_owner
+from bot.store.sqlite import SqliteStore
+from tests.support.fakes import TextBackend
+from tests.support.platform_faults import (
     FaultPlan,
     Sent,
     Tally,
@@ -37,12 +42,8 @@ from platform_faults import (
     token,
     words,
 )
-from tg_fake_server import LIMIT, TOKEN, FakeBotApi, tg_len
-from tg_harness import FAST, Person, TextBackend, build_engine, message, polling, update
-
-from bot.errors import BackendUnavailable
-from bot.messages import Identity, guest_owner
-from bot.store.sqlite import SqliteStore
+from tests.support.telegram_harness import FAST, Person, build_engine, message, polling, update
+from tests.support.telegram_server import LIMIT, TOKEN, FakeBotApi, tg_len
 
 PRIVATE_USERS = 20
 GROUPS = (-100_701, -100_702)

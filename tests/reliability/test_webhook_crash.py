@@ -22,16 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import platform_faults  # noqa: F401 - puts the Telegram harness on the import path
 import pytest
-from tg_fake_server import FakeBotApi
-from tg_harness import FAST, SECRET, Person, build_engine, message, update, webhook
 
 from adapters.telegram import SECRET_HEADER
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.base import Store
 from bot.store.dynamodb import DynamoStore
 from bot.store.sqlite import SqliteStore
+from tests.support.telegram_harness import (
+    FAST,
+    SECRET,
+    Person,
+    build_engine,
+    message,
+    update,
+    webhook,
+)
+from tests.support.telegram_server import FakeBotApi
 
 CHILD = Path(__file__).with_name("webhook_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,8 +97,7 @@ def reopen(where: list[str]) -> Store:
 
 
 async def start_child(where: list[str], api_url: str) -> tuple[asyncio.subprocess.Process, str]:
-    paths = [ROOT, ROOT / "tests", ROOT / "tests" / "telegram"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),

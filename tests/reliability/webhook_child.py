@@ -6,8 +6,7 @@ still being answered.
 prints ``READY <webhook url>`` once it takes updates, then serves until killed (it exits
 by itself, status 3, after ``LIFETIME`` seconds). Its persona answers slowly, so at the
 kill most acknowledged updates are unanswered: some with the user's turn stored, some
-not even that. Run with ``PYTHONPATH`` holding the repository, ``tests`` and
-``tests/telegram``.
+not even that. Run with ``PYTHONPATH`` holding the repository.
 """
 
 from __future__ import annotations
@@ -16,10 +15,7 @@ import asyncio
 import sys
 from dataclasses import replace
 
-from fakes import WindowEcho
 from pydantic import SecretStr
-from tg_fake_server import TOKEN
-from tg_harness import FAST, SECRET, accounts, build_engine
 
 from adapters.telegram import TelegramAdapter
 from adapters.web import WebAdapter
@@ -27,6 +23,9 @@ from bot.config import TelegramSettings, WebSettings
 from bot.store.base import Store
 from bot.store.dynamodb import DynamoStore
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import WindowEcho
+from tests.support.telegram_harness import FAST, SECRET, accounts, build_engine
+from tests.support.telegram_server import TOKEN
 
 LIFETIME = 60.0
 #: The hold of an acknowledged update: short, so the next worker takes them soon.

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import WindowEcho
-from sec_helpers import Clock, CountingMetrics, MakeSite, Site, build_engine, serve
 
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.engine import Engine
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.fakes import WindowEcho
+from tests.support.stores import store_kinds
+from tests.support.web_site import CountingMetrics, MakeSite, Site, build_engine, serve
 
 
 @pytest.fixture
@@ -24,15 +25,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "personabridge.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(db_path) as sqlite:
-        yield sqlite
+store_kind = store_kinds("sqlite")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ client, one cookie jar per "browser".
 
 from __future__ import annotations
 
-from sec_helpers import PASSWORD, Browser, Site
+from tests.support.web_site import PASSWORD, Browser, Site
 
 NEW_PASSWORD = "a brand new passphrase"
 

@@ -22,21 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dc_fake_server import FakeDiscord
-from dc_helpers import fast_options, slash, user
-from sec_helpers import (
-    DISCORD_PUBLIC_KEY,
-    PASSWORD,
-    Browser,
-    Clock,
-    MakeSite,
-    Site,
-    build_engine,
-    db_rows,
-    discord_signed,
-)
-from tg_fake_server import FakeBotApi
-from tg_harness import Chat, Person, polling
 
 from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
@@ -44,6 +29,21 @@ from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.engine import Engine
 from bot.linking import LINK_CODE_TTL, looks_like_link_code, new_link_code
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_server import FakeDiscord
+from tests.support.telegram_harness import Chat, Person, polling
+from tests.support.telegram_server import FakeBotApi
+from tests.support.web_site import (
+    DISCORD_PUBLIC_KEY,
+    PASSWORD,
+    Browser,
+    MakeSite,
+    Site,
+    build_engine,
+    db_rows,
+    discord_signed,
+)
 
 UNKNOWN = "unknown, used or expired"
 TOO_MANY = "Too many link attempts"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from sec_helpers import PASSWORD, MakeSite, Reply, SetCookie, Site
 
 from auth import AccountService
 from bot.config import WebSettings
+from tests.support.web_site import PASSWORD, MakeSite, Reply, SetCookie, Site
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43,}")
 

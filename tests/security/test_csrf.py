@@ -16,16 +16,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
-from sec_helpers import (
-    DISCORD_PUBLIC_KEY,
-    PASSWORD,
-    Browser,
-    MakeSite,
-    Reply,
-    Site,
-    db_snapshot,
-    discord_signed,
-)
 
 from adapters.discord import build_discord_adapter
 from adapters.telegram import TelegramAdapter
@@ -35,6 +25,16 @@ from bot.engine import Engine
 from bot.linking import create_link_code
 from bot.messages import Incoming
 from bot.store.sqlite import SqliteStore
+from tests.support.web_site import (
+    DISCORD_PUBLIC_KEY,
+    PASSWORD,
+    Browser,
+    MakeSite,
+    Reply,
+    Site,
+    db_snapshot,
+    discord_signed,
+)
 
 TELEGRAM_SECRET = "tg-webhook-secret_0123456789"
 #: Every field any form of the app reads, with values that change something when

@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dc_fake_server import FakeDiscord
-from dc_helpers import fast_options, slash, user
-from fakes import WindowEcho
 from nacl.signing import SigningKey
-from sec_helpers import (
+
+from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
+from adapters.discord.interactions import InteractionEndpoint, ReplayGuard
+from adapters.discord.tasks import TaskTracker
+from bot.config import DiscordSettings
+from bot.engine import Engine
+from tests.support.clocks import Clock
+from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import WindowEcho
+from tests.support.web_site import (
     DISCORD_KEY,
     DISCORD_PUBLIC_KEY,
-    Clock,
     CountingMetrics,
     MakeSite,
     Reply,
@@ -33,12 +39,6 @@ from sec_helpers import (
     db_snapshot,
     discord_signed,
 )
-
-from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
-from adapters.discord.interactions import InteractionEndpoint, ReplayGuard
-from adapters.discord.tasks import TaskTracker
-from bot.config import DiscordSettings
-from bot.engine import Engine
 
 MAX_AGE = fast_options().signature_max_age
 MALLORY = user(66, "mallory")

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sec_helpers import PASSWORD, Browser, Clock, MakeSite, Site
 
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from auth.devices import device_id, device_token
 from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.store.base import Account
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.web_site import PASSWORD, Browser, MakeSite, Site
 
 DEVICE = "pb_device"
 

@@ -19,9 +19,9 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sec_helpers import Site, db_rows
 
 from adapters.web.redirects import MAX_NEXT, login_url, safe_next
+from tests.support.web_site import Site, db_rows
 
 EVIL = "evil.example"
 BYPASSES = [

@@ -12,9 +12,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from sec_helpers import PASSWORD, Browser, Clock, Site, db_rows, db_snapshot
 
 from auth import SESSION_TTL
+from tests.support.clocks import Clock
+from tests.support.web_site import PASSWORD, Browser, Site, db_rows, db_snapshot
 
 COOKIE = "pb_session"
 

@@ -16,11 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakes import WindowEcho
 from pydantic import SecretStr
-from sec_helpers import CountingMetrics, db_snapshot
-from tg_fake_server import TOKEN, FakeBotApi
-from tg_harness import ALICE, FAST, SECRET, Webhook, message, update, webhook
 
 import adapters.telegram.adapter as telegram_adapter
 from adapters.telegram import SECRET_HEADER, TelegramAdapter
@@ -28,6 +24,10 @@ from adapters.web import WebAdapter
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.config import TelegramSettings, WebSettings
 from bot.engine import Engine
+from tests.support.fakes import WindowEcho
+from tests.support.telegram_harness import ALICE, FAST, SECRET, Webhook, message, update, webhook
+from tests.support.telegram_server import TOKEN, FakeBotApi
+from tests.support.web_site import CountingMetrics, db_snapshot
 
 
 def forged_update(text: str = "forged hello") -> dict[str, object]:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
-from sec_helpers import PASSWORD, Browser, Clock, MakeSite, Site
 
 from adapters.web import WebAdapter
 from adapters.web.proxies import TrustedProxies
@@ -24,6 +23,8 @@ from bot.config import WebSettings, load_settings
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.store.sqlite import SqliteStore
+from tests.support.clocks import Clock
+from tests.support.web_site import PASSWORD, Browser, MakeSite, Site
 
 BEHIND_LOOPBACK = WebSettings(trusted_proxies=("127.0.0.0/8",))
 

@@ -27,20 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from dc_fake_server import FakeDiscord
-from dc_helpers import fast_options, slash, user
-from fakes import WindowEcho
 from multidict import CIMultiDict, CIMultiDictProxy
-from sec_helpers import (
-    DISCORD_PUBLIC_KEY,
-    Browser,
-    CountingMetrics,
-    MakeSite,
-    Reply,
-    Site,
-    build_engine,
-    discord_signed,
-)
 
 from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
 from adapters.web import create_app
@@ -51,6 +38,19 @@ from bot.engine import Engine
 from bot.messages import Identity
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_server import FakeDiscord
+from tests.support.fakes import WindowEcho
+from tests.support.web_site import (
+    DISCORD_PUBLIC_KEY,
+    Browser,
+    CountingMetrics,
+    MakeSite,
+    Reply,
+    Site,
+    build_engine,
+    discord_signed,
+)
 
 HOSTILE = [
     "<script>alert(1)</script>",

@@ -8,11 +8,11 @@ deleted account's owner takes no write of any kind again.
 from __future__ import annotations
 
 import pytest
-from test_contract import chat, key, new_account, said, texts_in
 
 from bot.errors import OwnerForgotten
 from bot.messages import Identity, account_owner, guest_owner
 from bot.store.base import Store, Usage
+from tests.store.test_contract import chat, key, new_account, said, texts_in
 
 GUEST = guest_owner(Identity("telegram", "1001"))
 

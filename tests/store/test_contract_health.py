@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from test_contract import new_account
-
 from bot.store.base import Store
+from tests.store.test_contract import new_account
 
 
 async def test_probe_write_succeeds_and_changes_nothing_visible(store: Store) -> None:

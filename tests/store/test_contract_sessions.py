@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from test_contract import new_account
-
 from bot.store.base import Store
+from tests.store.test_contract import new_account
 
 
 async def test_delete_web_sessions_keeps_only_the_one_asked(store: Store) -> None:

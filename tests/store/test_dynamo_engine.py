@@ -17,10 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-import test_engine as engine_tests
 from aiobotocore.awsrequest import AioAWSResponse
-from fakes import WindowEcho
 
+import tests.support.engine as engine_tests
 from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import REPLY_NOT_KEPT, STORE_TROUBLE, Engine
@@ -28,6 +27,7 @@ from bot.messages import ConversationKey, Identity, Incoming, ReplyKind, account
 from bot.retrying import StoreRetry
 from bot.store.base import Account
 from bot.store.dynamodb import DynamoStore
+from tests.support.fakes import WindowEcho
 
 UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)
 #: moto answers a few hundred calls a second, one at a time: under 100 concurrent

@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import pytest
-import test_dynamo_engine as engine_tests
 from aiobotocore.awsrequest import AioAWSResponse
 
+import tests.store.test_dynamo_engine as engine_tests
 from bot.errors import PersonaBridgeError, StoreError, StoreUnavailable
 from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, account_owner, guest_owner
 from bot.store.dynamo import keys

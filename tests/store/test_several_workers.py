@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_engine as engine_tests
-from fakes import ScriptedBackend, WindowEcho
 
+import tests.support.engine as engine_tests
 from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
@@ -36,6 +35,7 @@ from bot.messages import (
 )
 from bot.store.base import Store
 from bot.store.sqlite import SqliteStore
+from tests.support.fakes import ScriptedBackend, WindowEcho
 
 UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)
 PATIENT = GuardPolicy(first_delta_timeout=30.0, total_timeout=60.0, retries=0, retry_backoff=0)

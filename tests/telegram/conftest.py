@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from tg_fake_server import FakeBotApi
 
-from bot.store.memory import MemoryStore
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
+from tests.support.telegram_server import FakeBotApi
 
 
 @pytest.fixture

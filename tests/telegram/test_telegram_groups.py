@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, BOB, GROUP_ID, Chat, Person, bot_message, build_engine, polling
 
 from bot.store.memory import MemoryStore
+from tests.support.telegram_harness import (
+    ALICE,
+    BOB,
+    GROUP_ID,
+    Chat,
+    Person,
+    bot_message,
+    build_engine,
+    polling,
+)
+from tests.support.telegram_server import FakeBotApi
 
 
 def in_group(fake: FakeBotApi, person: Person) -> Chat:

@@ -9,11 +9,12 @@ import logging
 from dataclasses import replace
 
 import pytest
-from tg_fake_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
-from tg_harness import ALICE, FAST, GROUP_ID, Chat, TextBackend, build_engine, polling
 
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.support.fakes import TextBackend
+from tests.support.telegram_harness import ALICE, FAST, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
 
 
 def draft(call: Call) -> bool:
@@ -175,3 +176,20 @@ async def test_no_message_text_or_token_in_the_logs(
     assert caplog.records, "the adapter logs something at INFO"
     assert "secret diary" not in caplog.text
     assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+
+
+async def test_a_draft_the_user_deleted_is_sent_afresh(
+    store: MemoryStore, fake: FakeBotApi
+) -> None:
+    text = "a reply whose first draft the user deleted while it was written."
+    backend = TextBackend(text, chunk=8, pause=0.1)  # about 0.8 s of streaming
+    async with polling(build_engine(store, backend), fake):
+        await Chat(fake, ALICE).send("hi")
+        await fake.wait_for(lambda: bool(fake.shown(ALICE.id)))
+        deleted = fake.shown(ALICE.id)[0].message_id
+        fake.chats[ALICE.id].pop(deleted)  # as the user's client deletes it
+        await fake.wait_for_text(ALICE.id, "deleted while", timeout=10)
+    gone = [c for c in fake.calls_to("editMessageText", ALICE.id) if c.status == 400]
+    assert gone, "an edit of the deleted draft was refused"
+    assert fake.transcript(ALICE.id) == [text], "sent afresh, whole"
+    assert fake.shown(ALICE.id)[0].message_id != deleted

@@ -5,8 +5,9 @@ is never re-bound; the account's owner is told of a link on their other platform
 
 from __future__ import annotations
 
-from tg_fake_server import FakeBotApi
-from tg_harness import (
+from bot.messages import Identity, account_owner, guest_owner
+from bot.store.memory import MemoryStore
+from tests.support.telegram_harness import (
     ALICE,
     BOB,
     Chat,
@@ -18,9 +19,7 @@ from tg_harness import (
     update,
     webhook,
 )
-
-from bot.messages import Identity, account_owner, guest_owner
-from bot.store.memory import MemoryStore
+from tests.support.telegram_server import FakeBotApi
 
 PASSWORD = "correct horse battery"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import media_samples as samples
-from media_samples import FakeTranscriber, FileEcho
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, GROUP_ID, Chat, bot_message, build_engine, polling
-
+import tests.support.media_samples as samples
 from bot.config import MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.store.memory import MemoryStore
+from tests.support.media_samples import FakeTranscriber, FileEcho
+from tests.support.telegram_harness import ALICE, GROUP_ID, Chat, bot_message, build_engine, polling
+from tests.support.telegram_server import FakeBotApi
 
 
 def engine(store: MemoryStore, **limits: Any) -> Engine:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, FAST, Chat, build_engine, polling
-
 from bot.store.memory import MemoryStore
+from tests.support.telegram_harness import ALICE, FAST, Chat, build_engine, polling
+from tests.support.telegram_server import FakeBotApi
 
 WRITES = ("sendMessage", "editMessageText")
 

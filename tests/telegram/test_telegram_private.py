@@ -8,9 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import ScriptedBackend, WindowEcho, make_persona
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, FAST, POLICY, Chat, accounts, build_engine, polling
 
 from bot import engine_parts
 from bot.backends.guard import ReplyGuard
@@ -20,6 +17,17 @@ from bot.errors import BackendUnavailable
 from bot.messages import Identity, guest_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.fakes import ScriptedBackend, WindowEcho, make_persona
+from tests.support.telegram_harness import (
+    ALICE,
+    FAST,
+    POLICY,
+    Chat,
+    accounts,
+    build_engine,
+    polling,
+)
+from tests.support.telegram_server import FakeBotApi
 
 
 async def test_start_registers_commands_and_polls(store: MemoryStore, fake: FakeBotApi) -> None:

@@ -7,9 +7,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tg_fake_server import visible_text
 
 from adapters.telegram.render import CURSOR, Span, parse_markdown, render, tg_len
+from tests.support.telegram_server import visible_text
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from platform_start import base_env, closed_port, run_cli, serving, wait_until
-from tg_fake_server import FakeBotApi
+
+from tests.support.platform_start import base_env, closed_port, run_cli, serving, wait_until
+from tests.support.telegram_server import FakeBotApi
 
 
 async def test_a_refused_token_stops_the_start_in_one_line(tmp_path: Path) -> None:

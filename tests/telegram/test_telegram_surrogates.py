@@ -7,12 +7,12 @@ and raise on the surrogate, so the message was dropped without a word.
 from __future__ import annotations
 
 import pytest
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, GROUP_ID, Chat, build_engine, polling
 
 from adapters.telegram.render import tg_len
 from bot.messages import Identity, guest_owner
 from bot.store.memory import MemoryStore
+from tests.support.telegram_harness import ALICE, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_server import FakeBotApi
 
 LONE = "half of a pair: \ud83d and \udc00 here"
 

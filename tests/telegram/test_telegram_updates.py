@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 import pytest
-from tg_fake_server import FakeBotApi
-from tg_harness import (
+
+from adapters.telegram.handlers import NON_TEXT_REPLY
+from bot.store.memory import MemoryStore
+from tests.support.telegram_harness import (
     ALICE,
     GROUP_ID,
     STICKER,
@@ -19,9 +21,7 @@ from tg_harness import (
     message,
     polling,
 )
-
-from adapters.telegram.handlers import NON_TEXT_REPLY
-from bot.store.memory import MemoryStore
+from tests.support.telegram_server import FakeBotApi
 
 CHANNEL_ID = -100_900
 VIDEO: dict[str, Any] = {

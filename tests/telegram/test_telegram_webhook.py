@@ -8,16 +8,26 @@ import json
 from dataclasses import replace
 
 import pytest
-from fakes import WindowEcho
 from pydantic import SecretStr
-from tg_fake_server import FakeBotApi
-from tg_harness import ALICE, FAST, SECRET, Person, build_engine, message, settings, update, webhook
 
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, build_telegram_adapter
 from adapters.telegram.adapter import MAX_UPDATE_BYTES
 from bot.config import RateLimitSettings, TelegramSettings, WebSettings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
+from tests.support.fakes import WindowEcho
+from tests.support.telegram_harness import (
+    ALICE,
+    FAST,
+    SECRET,
+    Person,
+    build_engine,
+    message,
+    settings,
+    update,
+    webhook,
+)
+from tests.support.telegram_server import FakeBotApi
 
 
 async def test_set_webhook_with_public_url_and_secret(store: MemoryStore, fake: FakeBotApi) -> None:

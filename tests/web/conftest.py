@@ -1,23 +1,29 @@
-"""Fixtures for the web tests: a real app over MemoryStore, driven by aiohttp's client."""
+"""Fixtures for the web tests: a real app over MemoryStore, driven by aiohttp's client;
+for the browser tests, the app serving on loopback over SQLite, and headless Chromium."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import Client, Clock, MakeClient, build_engine
+from playwright.async_api import Browser, async_playwright
 
-from adapters.web import PrometheusMetrics, create_app
+from adapters.web import PrometheusMetrics, WebAdapter, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
+from bot.backends.guard import GuardPolicy
+from bot.backends.offline import OfflineBackend
+from bot.config import WebSettings
 from bot.engine import Engine
+from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as memory:
-        yield memory
+from bot.store.sqlite import SqliteStore
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PERSONAS, Site
+from tests.support.clocks import Clock
+from tests.support.engine import build_engine as build_engine_on
+from tests.support.web_client import Client, MakeClient, build_engine
 
 
 @pytest.fixture
@@ -63,3 +69,40 @@ def make_client(
 @pytest.fixture
 async def client(make_client: MakeClient) -> Client:
     return await make_client()
+
+
+# -- a real browser -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with SqliteStore(tmp_path / "browser.db") as store:
+        # A small word delay, so the reply visibly streams in.
+        backend = OfflineBackend(seed=1, word_delay=0.005)
+        engine = build_engine_on(
+            store, backend, personas=PersonaLibrary.from_directory(PERSONAS), policy=GuardPolicy()
+        )
+        adapter = WebAdapter(
+            engine,
+            AccountService(store),  # the real OWASP argon2 parameters
+            WebSettings(host="127.0.0.1", port=0),
+            telegram_bot_username="personabridge_bot",
+            access_log=False,
+        )
+        async with adapter:
+            yield Site(adapter.url, engine, store)
+
+
+@pytest.fixture
+async def browser(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
+    # Chromium puts a Unix socket in TMPDIR, and socket paths may not exceed 107
+    # bytes: pytest's tmp_path is too deep for it, so use a short folder of our own.
+    with tempfile.TemporaryDirectory(prefix="pb-chromium-", dir="/tmp") as home:
+        monkeypatch.setenv("HOME", home)
+        monkeypatch.setenv("TMPDIR", home)
+        async with async_playwright() as playwright:
+            chromium = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            yield chromium
+            await chromium.close()

@@ -8,91 +8,13 @@ console must stay free of errors (a Content-Security-Policy violation is one).
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
+from playwright.async_api import Browser, expect
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
-from web_helpers import PASSWORD, ask
-
-from adapters.web import WebAdapter
-from auth import AccountService
-from bot.backends.guard import GuardPolicy, ReplyGuard
-from bot.backends.offline import OfflineBackend
-from bot.config import WebSettings
-from bot.engine import Engine
-from bot.engine_parts import build_engine
 from bot.messages import DIRECT_SCOPE, Incoming, account_owner
-from bot.personas import PersonaLibrary
-from bot.store.sqlite import SqliteStore
+from tests.support.browser import NEEDS_CHROMIUM, Site, watch_console
+from tests.support.web_client import PASSWORD, ask
 
-CHROMIUM = Path("/usr/bin/chromium")
-PERSONAS = Path(__file__).parents[2] / "personas"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it",
-)
-
-
-@dataclass
-class Site:
-    url: str
-    engine: Engine
-    store: SqliteStore
-
-
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async with SqliteStore(tmp_path / "browser.db") as store:
-        # A small word delay, so the reply visibly streams in.
-        backend = OfflineBackend(seed=1, word_delay=0.005)
-        engine = build_engine(
-            store,
-            PersonaLibrary.from_directory(PERSONAS),
-            ReplyGuard({"offline": backend}, GuardPolicy()),
-        )
-        adapter = WebAdapter(
-            engine,
-            AccountService(store),  # the real OWASP argon2 parameters
-            WebSettings(host="127.0.0.1", port=0),
-            telegram_bot_username="personabridge_bot",
-            access_log=False,
-        )
-        async with adapter:
-            yield Site(adapter.url, engine, store)
-
-
-@pytest.fixture
-async def browser(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
-    # Chromium puts a Unix socket in TMPDIR, and socket paths may not exceed 107
-    # bytes: pytest's tmp_path is too deep for it, so use a short folder of our own.
-    with tempfile.TemporaryDirectory(prefix="pb-chromium-", dir="/tmp") as home:
-        monkeypatch.setenv("HOME", home)
-        monkeypatch.setenv("TMPDIR", home)
-        async with async_playwright() as playwright:
-            chromium = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            yield chromium
-            await chromium.close()
-
-
-def watch_console(page: Page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    return problems
+pytestmark = NEEDS_CHROMIUM
 
 
 async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
@@ -170,7 +92,7 @@ async def test_sign_up_link_chat_and_log_out_in_a_real_browser(
 async def test_attach_an_image_and_a_text_file_in_a_real_browser(
     site: Site, browser: Browser
 ) -> None:
-    import media_samples as samples
+    import tests.support.media_samples as samples
 
     page = await browser.new_page()
     problems = watch_console(page)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_browser import CHROMIUM, PERSONAS, browser  # noqa: F401 - the browser fixture
-from web_helpers import PASSWORD
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -21,6 +19,8 @@ from bot.config import RateLimitSettings, WebSettings
 from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
+from tests.support.browser import CHROMIUM, PERSONAS
+from tests.support.web_client import PASSWORD
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 
@@ -66,7 +66,7 @@ async def say(page: Page, text: str) -> None:
 
 async def test_a_rate_limited_message_stays_in_the_composer_as_a_system_notice(
     site_url: str,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     page = await browser.new_page(viewport=DESKTOP)
     await sign_up(page, site_url, "Rita")
@@ -110,7 +110,7 @@ async def test_a_rate_limited_message_stays_in_the_composer_as_a_system_notice(
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone-390x844"])
 async def test_the_composer_stays_in_view_and_the_history_scrolls(
     site_url: str,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     viewport: dict[str, int],
     tmp_path: Path,
 ) -> None:

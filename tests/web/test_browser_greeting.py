@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import Browser, expect
-from test_browser import CHROMIUM, Site, browser, site, watch_console  # noqa: F401 (fixtures)
-from web_helpers import PASSWORD
 
 from bot.messages import DIRECT_SCOPE, account_owner
+from tests.support.browser import CHROMIUM, Site, watch_console
+from tests.support.web_client import PASSWORD
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 
 
 async def test_retry_keeps_the_greeting_and_rewrites_a_reply(
-    site: Site,  # noqa: F811 (test_browser's fixture)
-    browser: Browser,  # noqa: F811 (test_browser's fixture)
+    site: Site,
+    browser: Browser,
 ) -> None:
     page = await browser.new_page()
     problems = watch_console(page)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_browser import CHROMIUM, Site, browser, watch_console  # noqa: F401 (a fixture)
-from web_helpers import PASSWORD
 
 from adapters.web import WebAdapter
 from auth import AccountService
@@ -23,6 +21,8 @@ from bot.config import WebSettings
 from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary, load_card
 from bot.store.sqlite import SqliteStore
+from tests.support.browser import CHROMIUM, Site, watch_console
+from tests.support.web_client import PASSWORD
 
 ROOT = Path(__file__).parents[2]
 CARD = ROOT / "tests" / "personas" / "cards" / "lighthouse_v3.json"
@@ -73,7 +73,7 @@ async def image_loaded(page: Page, selector: str) -> bool:
 
 async def test_avatar_and_name_follow_the_persona(
     site: Site,
-    browser: Browser,  # noqa: F811 (test_browser's fixture)
+    browser: Browser,
     personas: Path,
 ) -> None:
     page = await browser.new_page()
@@ -122,7 +122,7 @@ async def test_avatar_and_name_follow_the_persona(
 
 async def test_the_avatar_is_the_card_image_with_type_and_caching(
     site: Site,
-    browser: Browser,  # noqa: F811 (test_browser's fixture)
+    browser: Browser,
     personas: Path,
 ) -> None:
     page = await browser.new_page()

@@ -6,11 +6,11 @@ import json
 from html import unescape
 
 import pytest
-from web_helpers import Client, ask, page_token, post_form, sign_up
 
 from bot.engine import Engine
 from bot.messages import Incoming
 from bot.userpersona import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS
+from tests.support.web_client import Client, ask, page_token, post_form, sign_up
 
 
 def telegram(text: str) -> Incoming:

@@ -7,7 +7,11 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from web_helpers import (
+
+from bot.engine import Engine
+from bot.messages import Identity, Incoming
+from bot.store.memory import MemoryStore
+from tests.support.web_client import (
     PASSWORD,
     Client,
     MakeClient,
@@ -18,10 +22,6 @@ from web_helpers import (
     session_cookie,
     sign_up,
 )
-
-from bot.engine import Engine
-from bot.messages import Identity, Incoming
-from bot.store.memory import MemoryStore
 
 CODE = re.compile(r'id="link-code">([A-Z2-9]{4}-[A-Z2-9]{4})<')
 

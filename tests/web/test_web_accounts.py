@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from web_helpers import (
+
+from tests.support.clocks import Clock
+from tests.support.web_client import (
     PASSWORD,
     Client,
-    Clock,
     MakeClient,
     log_in,
     log_out,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import aiohttp
-import media_samples as samples
-from web_helpers import Client, page_token, parse_sse, sign_up
 
+import tests.support.media_samples as samples
 from bot.config import MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import ConversationKey, account_owner
 from bot.store.memory import MemoryStore
+from tests.support.web_client import Client, page_token, parse_sse, sign_up
 
 STREAM = {"Accept": "text/event-stream"}
 

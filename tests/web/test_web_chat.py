@@ -5,18 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import WindowEcho, make_persona
-from web_helpers import (
-    FAST,
-    Client,
-    Clock,
-    MakeClient,
-    ask,
-    page_token,
-    parse_sse,
-    post_form,
-    sign_up,
-)
 
 from bot.backends.guard import ReplyGuard
 from bot.config import RateLimitSettings
@@ -25,6 +13,18 @@ from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
+from tests.support.clocks import Clock
+from tests.support.fakes import WindowEcho, make_persona
+from tests.support.web_client import (
+    FAST,
+    Client,
+    MakeClient,
+    ask,
+    page_token,
+    parse_sse,
+    post_form,
+    sign_up,
+)
 
 STREAM = {"Accept": "text/event-stream"}
 

@@ -12,21 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from web_helpers import MakeClient, build_engine
 
 from adapters.web.health import StoreHealth
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clocks import Clock
+from tests.support.web_client import MakeClient, build_engine
 
 
 @contextmanager
@@ -86,7 +79,7 @@ async def test_the_probe_is_cached_for_a_few_seconds() -> None:
             return StoreUnavailable("disk full")
         return None
 
-    clock = Clock()
+    clock = Clock(100.0)
     async with MemoryStore(fail=fault) as store:
         health = StoreHealth(store, ttl=5.0, clock=clock)
         for _ in range(50):

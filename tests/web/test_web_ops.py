@@ -7,7 +7,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from web_helpers import (
+
+from adapters.web import PrometheusMetrics, WebAdapter
+from auth import TEST_PARAMS, AccountService, PasswordHasher
+from bot.config import WebSettings
+from bot.engine import Engine
+from bot.errors import StoreUnavailable
+from bot.store.memory import MemoryStore
+from bot.store.sqlite import SqliteStore
+from tests.support.web_client import (
     Client,
     MakeClient,
     build_engine,
@@ -17,14 +25,6 @@ from web_helpers import (
     parse_sse,
     sign_up,
 )
-
-from adapters.web import PrometheusMetrics, WebAdapter
-from auth import TEST_PARAMS, AccountService, PasswordHasher
-from bot.config import WebSettings
-from bot.engine import Engine
-from bot.errors import StoreUnavailable
-from bot.store.memory import MemoryStore
-from bot.store.sqlite import SqliteStore
 
 
 class Switch:

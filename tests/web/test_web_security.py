@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fakes import make_persona
-from web_helpers import (
+
+from adapters.web import csrf_exempt
+from bot.config import WebSettings
+from bot.engine import Engine
+from bot.linking import create_link_code
+from bot.messages import Incoming
+from bot.store.memory import MemoryStore
+from tests.support.fakes import make_persona
+from tests.support.web_client import (
     PASSWORD,
     Client,
     MakeClient,
@@ -21,13 +28,6 @@ from web_helpers import (
     post_form,
     sign_up,
 )
-
-from adapters.web import csrf_exempt
-from bot.config import WebSettings
-from bot.engine import Engine
-from bot.linking import create_link_code
-from bot.messages import Incoming
-from bot.store.memory import MemoryStore
 
 TEMPLATES = Path(__file__).parents[2] / "adapters" / "web" / "templates"
 HOSTILE = '<script>alert("x")</script>'

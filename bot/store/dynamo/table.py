@@ -12,7 +12,6 @@ mean (a version conflict, a taken name, a no-op).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -28,6 +27,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     NoRegionError,
 )
 
+from bot.backoff import Backoff
 from bot.errors import ConfigError, StoreError, StoreUnavailable
 from bot.store.dynamo.codec import Item, Wire, from_wire, to_wire
 from bot.store.dynamo.keys import Key
@@ -56,6 +56,9 @@ TRANSACT_MAX: Final = 100
 #: (botocore does not retry a cancelled transaction), and of unprocessed batch items.
 RETRY_ATTEMPTS: Final = 6
 RETRY_BASE_DELAY: Final = 0.02
+#: The pause before such a retry: doubling from the base, each between half and one
+#: and a half times its nominal length.
+RETRY_PAUSE: Final = Backoff(RETRY_BASE_DELAY, jitter=(0.5, 1.5))
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -358,7 +361,7 @@ class Table:
 
     async def _pause(self, attempt: int, operation: str) -> None:
         self.stats.resends += 1
-        await asyncio.sleep(RETRY_BASE_DELAY * 2**attempt * (0.5 + random.random()))
+        await asyncio.sleep(RETRY_PAUSE.delay(attempt + 1))
 
     # -- transaction actions ----------------------------------------------------------------
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from fakes import FaultSource, InjectedFault
 from pydantic import SecretStr
 
 from bot.config import DiscordSettings
+from tests.support.fakes import FaultSource, InjectedFault
 
 APP_ID = "1000"
 BOT_ID = 1000

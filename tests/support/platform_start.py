@@ -1,5 +1,6 @@
-"""Helpers for the tests of how a platform adapter starts under ``personabridge run``:
-the CLI in a subprocess, and the app's own ``serve`` with a short backoff."""
+"""The app as ``personabridge run`` wires it (``bot.app.PersonaBridge``), for tests:
+settings from an environment, the CLI in a subprocess, and the app's own ``serve`` with
+a short backoff."""
 
 from __future__ import annotations
 
@@ -15,21 +16,30 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import Backoff, PersonaBridge
-from bot.config import load_settings
+from bot.app import PersonaBridge
+from bot.backoff import Backoff
+from bot.config import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def base_env(tmp_path: Path) -> dict[str, str]:
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of an app on a SQLite file in ``tmp_path``, the shipped personas,
+    the web page on a free port, no config file; ``extra`` adds ``PERSONABRIDGE_<name>``."""
     (tmp_path / "none.toml").write_text("")
-    return {
+    env = {
         "PERSONABRIDGE_STORE__SQLITE_PATH": str(tmp_path / "pb.db"),
         "PERSONABRIDGE_PERSONAS_DIR": str(ROOT / "personas"),
         "PERSONABRIDGE_WEB__PORT": "0",
         "PERSONABRIDGE_CONFIG": str(tmp_path / "none.toml"),
         "PERSONABRIDGE_ENV_FILE": str(tmp_path / "none.env"),
     }
+    return env | {f"PERSONABRIDGE_{name}": value for name, value in extra.items()}
+
+
+def settings_for(tmp_path: Path, **extra: str) -> Settings:
+    """The settings ``personabridge run`` would load from :func:`base_env`."""
+    return load_settings(base_env(tmp_path, **extra), use_dotenv=False)
 
 
 async def run_cli(env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
@@ -87,7 +97,7 @@ class Serving:
 async def serving(env: dict[str, str]) -> AsyncIterator[Serving]:
     """The app as ``personabridge run`` runs it, retrying within fractions of a second."""
     async with PersonaBridge(load_settings(env, use_dotenv=False)) as bridge:
-        bridge.startup_backoff = Backoff(first=0.05, cap=0.2)
+        bridge.startup_backoff = Backoff(0.05, cap=0.2)
         adapters = bridge.enabled_adapters()
         stop = asyncio.Event()
         task = asyncio.create_task(bridge.serve(adapters, stop))

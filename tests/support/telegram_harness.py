@@ -1,32 +1,30 @@
 """What the Telegram tests share: an engine over fakes, update builders, and the real
-adapter running against :class:`~tg_fake_server.FakeBotApi` (polling, or webhook on
+adapter running against :class:`~tests.support.telegram_server.FakeBotApi` (polling, or webhook on
 the real web adapter's server)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from fakes import WindowEcho, make_persona
 from pydantic import SecretStr
-from tg_fake_server import BOT, TOKEN, FakeBotApi
 
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, TelegramOptions
 from adapters.web import WebAdapter
 from auth import TEST_PARAMS, AccountService, PasswordHasher
-from bot import engine_parts
 from bot.backends.base import Backend
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.config import RateLimitSettings, TelegramSettings, WebSettings
 from bot.engine import Engine
-from bot.messages import Turn
-from bot.personas import Persona, PersonaLibrary
-from bot.store.base import BackendState, Store
+from bot.store.base import Store
+from tests.support import engine as engine_support
+from tests.support.engine import UNLIMITED
+from tests.support.fakes import WindowEcho
+from tests.support.telegram_server import BOT, TOKEN, FakeBotApi
 
 SECRET = "test-secret_123"
 #: Short intervals keep the tests fast; the pacing itself is what the limits test checks.
@@ -45,45 +43,11 @@ POLICY = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, ret
 def build_engine(
     store: Store, backend: Backend | None = None, *, rate_limit: RateLimitSettings | None = None
 ) -> Engine:
-    backend = backend or WindowEcho(pause=0.01)
-    # The engine's own limit is the engine's tests' business; here it would only refuse.
-    rate_limit = rate_limit or RateLimitSettings(per_minute=1e6, burst=1000)
-    personas = PersonaLibrary(
-        [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
+    """The engine of the Telegram tests: a slow echo unless told; the engine's own limit
+    is the engine's tests' business, here it would only refuse."""
+    return engine_support.build_engine(
+        store, backend or WindowEcho(pause=0.01), policy=POLICY, rate_limit=rate_limit or UNLIMITED
     )
-    return engine_parts.build_engine(
-        store, personas, ReplyGuard({backend.name: backend}, POLICY), rate_limit=rate_limit
-    )
-
-
-class TextBackend:
-    """Replies with a fixed text, in ``chunk``-sized deltas ``pause`` seconds apart."""
-
-    name = "text"
-
-    def __init__(self, text: str, *, chunk: int = 1000, pause: float = 0.0):
-        self.text = text
-        self._chunk = chunk
-        self._pause = pause
-
-    async def reply(
-        self,
-        persona: Persona,
-        window: Sequence[Turn],
-        message: Turn,
-        state: BackendState,
-        *,
-        summary: str = "",
-    ) -> AsyncIterator[str]:
-        for start in range(0, len(self.text), self._chunk):
-            await asyncio.sleep(self._pause)
-            yield self.text[start : start + self._chunk]
-
-    async def aclose(self) -> None:
-        pass
 
 
 def accounts(store: Store) -> AccountService:

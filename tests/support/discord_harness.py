@@ -1,5 +1,5 @@
 """Helpers the Discord tests share: an engine over fakes, gateway payloads, and the
-adapter running against :class:`dc_fake_server.FakeDiscord`."""
+adapter running against :class:`tests.support.discord_server.FakeDiscord`."""
 
 from __future__ import annotations
 
@@ -9,45 +9,24 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from dc_fake_server import BOT, TIMESTAMP, FakeDiscord, user
-from fakes import WindowEcho, make_persona
-
 from adapters.discord import DiscordAdapter, DiscordOptions, build_discord_adapter
-from bot import engine_parts
 from bot.backends.base import Backend
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.messages import Turn
-from bot.personas import Persona, PersonaLibrary
+from bot.personas import Persona
 from bot.store.base import BackendState, Store
+from tests.support import engine as engine_support
+from tests.support.discord_server import BOT, TIMESTAMP, FakeDiscord, user
+from tests.support.fakes import TextBackend, WindowEcho
 
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry_backoff=0)
 GUILD_ID, CHANNEL_ID, DM_CHANNEL_ID = 500, 600, 700
 ALICE = user(42, "alice")
 BOB = user(43, "bob")
 _ids = itertools.count(100_000)
-
-
-class TextBackend:
-    """Replies with a fixed text, streamed in ``chunk``-character deltas."""
-
-    def __init__(self, text: str, *, name: str = "text", chunk: int = 50, pause: float = 0.0):
-        self.name = name
-        self.text = text
-        self._chunk = chunk
-        self._pause = pause
-
-    async def reply(
-        self, persona: Persona, window: Sequence[Turn], message: Turn, state: BackendState
-    ) -> AsyncIterator[str]:
-        for start in range(0, len(self.text), self._chunk):
-            await asyncio.sleep(self._pause)
-            yield self.text[start : start + self._chunk]
-
-    async def aclose(self) -> None:
-        pass
 
 
 class BreakingBackend(TextBackend):
@@ -63,19 +42,14 @@ class BreakingBackend(TextBackend):
 
 
 def build_engine(store: Store, backend: Backend | None = None) -> Engine:
-    backend = backend or WindowEcho(pause=0.005)
-    personas = PersonaLibrary(
-        [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
-    )
-    return engine_parts.build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+    """The engine of the Discord tests: a slow echo unless told."""
+    return engine_support.build_engine(store, backend or WindowEcho(pause=0.005), policy=FAST)
 
 
 def fast_options(**overrides: Any) -> DiscordOptions:
     values: dict[str, Any] = {
         "edit_interval": 0.05,
+        "first_message_delay": 0.0,  # every reply streams: the tests see its drafts
         "guild_ready_timeout": 0.05,
         "reconnect": False,
         "shutdown_timeout": 2.0,

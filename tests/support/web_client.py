@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
-from fakes import WindowEcho, make_persona
 
-from bot import engine_parts
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.engine import Engine
-from bot.messages import Incoming, ReplyDone, TextDelta
-from bot.personas import Persona, PersonaLibrary
+from bot.messages import Incoming
+from bot.personas import Persona
 from bot.store.base import Store
+from tests.support import engine as engine_support
 
 Client = TestClient[web.Request, web.Application]
 #: The ``make_client`` fixture: ``await make_client(**create_app_options)``.
@@ -27,29 +25,9 @@ FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=5.0, retries=0, retry_
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-class Clock:
-    """A wall clock tests move by hand; starts at the real time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def build_engine(store: Store, personas: Sequence[Persona] | None = None) -> Engine:
-    backend = WindowEcho()
-    library = PersonaLibrary(
-        personas
-        or [
-            make_persona("ada", "Professor Ada", backend=backend.name),
-            make_persona("morrow", "Captain Morrow", backend=backend.name),
-        ]
-    )
-    return engine_parts.build_engine(store, library, ReplyGuard({backend.name: backend}, FAST))
+    """The engine of the web tests: an echo, and ``personas`` (two on it unless given)."""
+    return engine_support.build_engine(store, personas=personas, policy=FAST)
 
 
 def csrf_from(html: str) -> str:
@@ -106,13 +84,8 @@ def use_session(client: Client, token: str | None) -> None:
 
 async def ask(engine: Engine, incoming: Incoming) -> str:
     """Send through the engine as another platform would; the final text."""
-    done = ""
-    async for event in engine.handle(incoming):
-        if isinstance(event, ReplyDone):
-            done = event.text
-        else:
-            assert isinstance(event, TextDelta)
-    return done
+    _, done = await engine_support.send(engine, incoming)
+    return done.text if done else ""
 
 
 def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:

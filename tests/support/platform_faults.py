@@ -1,7 +1,7 @@
 """Platform fault injection for the Telegram and Discord reliability tests.
 
-:class:`FaultPlan` is what the fake platform servers (``tests/telegram/tg_fake_server.py``
-and ``tests/discord/dc_fake_server.py``) ask, for each request, whether it fails: a 429
+:class:`FaultPlan` is what the fake platform servers (``tests/support/telegram_server.py``
+and ``tests/support/discord_server.py``) ask, for each request, whether it fails: a 429
 with a small ``retry_after``, or a 5xx. It is seeded, with one random stream per
 *subject* (by default the request's key, a method and its target: ``sendMessage:42``;
 ``subject`` may coarsen it, so that ids a server hands out in whatever order the
@@ -23,22 +23,13 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bot.messages import OwnerId
 from bot.store.base import Store
-
-# The fake servers and harnesses live with the platform tests, which pytest puts on the
-# import path only for their own folders.
-_TESTS = Path(__file__).resolve().parents[1]
-for _folder in ("telegram", "discord"):
-    if str(_TESTS / _folder) not in sys.path:
-        sys.path.insert(0, str(_TESTS / _folder))
 
 #: 5xx statuses that may be answered after the write took effect.
 APPLIED_STATUSES = frozenset({500, 502})

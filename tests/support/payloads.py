@@ -16,11 +16,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dc_fake_server import BOT
-from dc_helpers import ALICE, BOB, GUILD_ID
-from dc_helpers import interaction as dc_interaction
-from dc_helpers import message as dc_message
 from hypothesis import strategies as st
+
+from tests.support.discord_harness import ALICE, BOB, GUILD_ID
+from tests.support.discord_harness import interaction as dc_interaction
+from tests.support.discord_harness import message as dc_message
+from tests.support.discord_server import BOT
 
 Json = Any
 Path = tuple[str | int, ...]

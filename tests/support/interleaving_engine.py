@@ -7,15 +7,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fakes import WindowEcho, make_persona
-
-from bot import engine_parts
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, LinkingSettings, RateLimitSettings
 from bot.engine import Engine
-from bot.messages import Incoming, ReplyDone, TextDelta
-from bot.personas import PersonaLibrary
+from bot.messages import Incoming, ReplyDone
 from bot.store.base import Store
+from tests.support import engine as engine_support
+from tests.support.engine import send
+from tests.support.fakes import WindowEcho, make_persona
 
 PERSONAS = {"ada": "Professor Ada", "morrow": "Captain Morrow"}
 FORGET_CONFIRM_SECONDS = 300.0
@@ -47,13 +46,11 @@ class Ticks:
 
 def build_engine(store: Store, clock: Callable[[], float]) -> Engine:
     backend = WindowEcho("echo")
-    personas = PersonaLibrary(
-        [make_persona(pid, name, backend=backend.name) for pid, name in PERSONAS.items()]
-    )
-    return engine_parts.build_engine(
+    return engine_support.build_engine(
         store,
-        personas,
-        ReplyGuard({backend.name: backend}, POLICY),
+        backend,
+        personas=[make_persona(pid, name, backend=backend.name) for pid, name in PERSONAS.items()],
+        policy=POLICY,
         settings=WINDOW,
         rate_limit=NO_RATE_LIMIT,
         clock=clock,
@@ -72,14 +69,7 @@ class Sent:
 
 
 async def collect(engine: Engine, incoming: Incoming) -> Sent:
-    deltas: list[str] = []
-    done: ReplyDone | None = None
-    async for reply_event in engine.handle(incoming):
-        if isinstance(reply_event, TextDelta):
-            deltas.append(reply_event.text)
-        else:
-            assert done is None, "a second ReplyDone"
-            done = reply_event
+    deltas, done = await send(engine, incoming)
     return Sent(incoming, deltas, done)
 
 

@@ -30,7 +30,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
-from fakes import FaultSource, InjectedFault
+
+from tests.support.fakes import FaultSource, InjectedFault
 
 TOKEN = "1000:TEST-token_abc"
 BOT = {

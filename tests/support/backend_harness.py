@@ -1,5 +1,4 @@
-"""Shared by the backend tests: a full persona card, an engine over given backends, and
-sending messages through it."""
+"""Shared by the backend tests: a full persona card and an engine over given backends."""
 
 from __future__ import annotations
 
@@ -7,14 +6,13 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
-from bot import engine_parts
 from bot.backends.base import Backend
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
-from bot.messages import ConversationKey, Identity, Incoming, ReplyDone, TextDelta, guest_owner
-from bot.personas import Exchange, Persona, PersonaLibrary
+from bot.personas import Exchange, Persona
 from bot.store.base import Store
+from tests.support import engine as engine_support
 
 FAST = GuardPolicy(
     first_delta_timeout=2.0, total_timeout=5.0, retries=1, retry_backoff=0, breaker_failures=0
@@ -56,36 +54,16 @@ def build_engine(
     settings: EngineSettings | None = None,
     clock: Any = None,
 ) -> Engine:
-    guard = ReplyGuard({b.name: b for b in backends}, policy, **({"clock": clock} if clock else {}))
-    return engine_parts.build_engine(
+    """The engine over ``backends`` (the first is the default persona's), with
+    ``clock`` for the guard's circuit breaker."""
+    first, *extra = backends
+    return engine_support.build_engine(
         store,
-        PersonaLibrary(personas),
-        guard,
+        first,
+        extra=extra,
+        personas=personas,
+        policy=policy,
+        guard_clock=clock,
         settings=settings,
         rate_limit=RateLimitSettings(per_minute=6000, burst=1000),
     )
-
-
-def dm(user: str, text: str, platform: str = "telegram") -> Incoming:
-    return Incoming(platform, user, user.title(), chat_id=user, private=True, text=text)
-
-
-def key(user: str, persona: str = "ada", platform: str = "telegram") -> ConversationKey:
-    return ConversationKey(guest_owner(Identity(platform, user)), persona, "direct")
-
-
-async def send(engine: Engine, incoming: Incoming) -> tuple[list[str], ReplyDone]:
-    deltas: list[str] = []
-    done: ReplyDone | None = None
-    async for event in engine.handle(incoming):
-        if isinstance(event, TextDelta):
-            deltas.append(event.text)
-        else:
-            assert done is None, "exactly one ReplyDone"
-            done = event
-    assert done is not None
-    return deltas, done
-
-
-async def reply(engine: Engine, incoming: Incoming) -> ReplyDone:
-    return (await send(engine, incoming))[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
@@ -22,25 +21,19 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from fakes import WindowEcho, make_persona
 from multidict import CIMultiDict, CIMultiDictProxy
 from nacl.signing import SigningKey
 
 from adapters.web import WebAdapter
 from auth import AccountService
-from bot import engine_parts
 from bot.backends.base import Backend
-from bot.backends.guard import GuardPolicy, ReplyGuard
+from bot.backends.guard import GuardPolicy
 from bot.config import RateLimitSettings, WebSettings
 from bot.engine import Engine
-from bot.personas import Persona, PersonaLibrary
+from bot.personas import Persona
 from bot.store.base import Store
-
-_TESTS = Path(__file__).resolve().parents[1]
-# The fake Telegram and Discord servers live with their adapters' tests.
-for _folder in ("telegram", "discord"):
-    if str(_TESTS / _folder) not in sys.path:
-        sys.path.append(str(_TESTS / _folder))
+from tests.support import engine as engine_support
+from tests.support.clocks import Clock
 
 PASSWORD = "correct horse battery"
 FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry_backoff=0)
@@ -48,19 +41,6 @@ FAST = GuardPolicy(first_delta_timeout=2.0, total_timeout=10.0, retries=0, retry
 DISCORD_KEY = SigningKey(bytes(range(32)))
 DISCORD_PUBLIC_KEY = DISCORD_KEY.verify_key.encode().hex()
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]*)"|name="csrf-token" content="([^"]*)"')
-
-
-class Clock:
-    """A clock tests move by hand (wall time or monotonic, as the owner uses it)."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -87,13 +67,6 @@ class CountingMetrics:
         pass
 
 
-def default_personas(backend_name: str) -> list[Persona]:
-    return [
-        make_persona("ada", "Professor Ada", backend=backend_name),
-        make_persona("morrow", "Captain Morrow", backend=backend_name),
-    ]
-
-
 def build_engine(
     store: Store,
     *,
@@ -106,12 +79,11 @@ def build_engine(
 ) -> Engine:
     """The real engine over our fakes; every limit at its production default unless
     a test says otherwise."""
-    backend = backend or WindowEcho()
-    library = PersonaLibrary(personas or default_personas(backend.name))
-    return engine_parts.build_engine(
+    return engine_support.build_engine(
         store,
-        library,
-        ReplyGuard({backend.name: backend}, FAST),
+        backend,
+        personas=personas,
+        policy=FAST,
         clock=clock or time.time,
         monotonic=monotonic or time.monotonic,
         metrics=metrics,

@@ -114,6 +114,32 @@ class StatefulBackend:
         pass
 
 
+class TextBackend:
+    """Replies with a fixed text, in ``chunk``-character deltas ``pause`` seconds apart."""
+
+    def __init__(self, text: str, *, name: str = "text", chunk: int = 50, pause: float = 0.0):
+        self.name = name
+        self.text = text
+        self._chunk = chunk
+        self._pause = pause
+
+    async def reply(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        state: BackendState,
+        *,
+        summary: str = "",
+    ) -> AsyncIterator[str]:
+        for start in range(0, len(self.text), self._chunk):
+            await asyncio.sleep(self._pause)
+            yield self.text[start : start + self._chunk]
+
+    async def aclose(self) -> None:
+        pass
+
+
 def failing(times: int, then: str = "recovered") -> ScriptedBackend:
     return ScriptedBackend("flaky", [BackendUnavailable("down")] * times, default=then)
 
