@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.messages import account_owner
-from bot.store.base import Account, Store
+from bot.store.base import Account, AuthStore
 
 EXPORT_FORMAT = "personabridge-export/1"
 #: The most notices an export lists (newest first); they expire on their own anyway.
@@ -24,7 +24,7 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-async def export_account(store: Store, account: Account, now: float) -> dict[str, Any]:
+async def export_account(store: AuthStore, account: Account, now: float) -> dict[str, Any]:
     owner = account_owner(account.id)
     identities = await store.list_identities(account.id)
     preferences = await store.get_preferences(owner)

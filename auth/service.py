@@ -30,17 +30,17 @@ from bot.errors import UsernameTaken
 from bot.link_consent import platform_name
 from bot.messages import Identity
 from bot.notices import AccountNotices
-from bot.store.base import Account, LinkedIdentity, Notice, Store
+from bot.store.base import Account, AuthStore, LinkedIdentity, Notice
 
 log = logging.getLogger(__name__)
 
 
 class AccountService:
-    """Accounts, passwords and web sessions over a :class:`~bot.store.base.Store`."""
+    """Accounts, passwords and web sessions over an :class:`~bot.store.base.AuthStore`."""
 
     def __init__(
         self,
-        store: Store,
+        store: AuthStore,
         *,
         hasher: PasswordHasher | None = None,
         throttle: LoginThrottle | None = None,

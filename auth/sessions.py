@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from auth.session_cache import SessionCache
-from bot.store.base import Account, Store
+from bot.store.base import Account, AuthStore
 
 SESSION_TTL = 14 * 24 * 3600.0
 #: Seconds a session checked live is trusted without the store (auth.session_cache):
@@ -53,7 +53,7 @@ class SessionManager:
 
     def __init__(
         self,
-        store: Store,
+        store: AuthStore,
         *,
         ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,

@@ -43,7 +43,7 @@ from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, NewTurn, ReplyDone, Turn, account_owner
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 
 REPLY_SECONDS = 0.2
 NOTE = "two workers on moto's DynamoDB (serialised): calls and conflicts carry over"

@@ -49,7 +49,7 @@ from bot.config import RateLimitSettings
 from bot.engine import Engine
 from bot.messages import Identity, Incoming, ReplyDone
 from bot.personas import PersonaLibrary
-from bot.store.dynamodb import DynamoStore, create_table
+from bot.store.dynamo import DynamoStore, create_table
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [

@@ -90,7 +90,7 @@ def build_store(settings: Settings) -> Store:
         from bot.store.sqlite import SqliteStore
 
         return SqliteStore(store.sqlite_path)
-    from bot.store.dynamodb import DynamoStore
+    from bot.store.dynamo import DynamoStore
 
     return DynamoStore(
         store.dynamodb_table, endpoint_url=store.dynamodb_endpoint_url, region=store.dynamodb_region

@@ -180,7 +180,7 @@ async def _db(settings: Settings, action: str) -> int:
             file=sys.stderr,
         )
         return 2
-    from bot.store.dynamodb import DynamoStore, check_table, create_table
+    from bot.store.dynamo import DynamoStore, check_table, create_table
 
     store = build_store(settings)
     assert isinstance(store, DynamoStore)

@@ -23,7 +23,7 @@ from bot.link_consent import FORGET_PREFERENCE as FORGET_PREFERENCE  # re-export
 from bot.link_consent import LinkConsent
 from bot.messages import CommandAnswer, ConversationKey, OwnerId, Speaker, UserPersona
 from bot.personas import Persona, PersonaLibrary
-from bot.store.base import Store, Usage
+from bot.store.base import CommandStore, PreferenceStore, Usage
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def is_read_only(text: str) -> bool:
     return name in READ_ONLY_COMMANDS or (name in SHOW_WITHOUT_ARGUMENT and not args)
 
 
-async def set_persona(store: Store, owner: OwnerId, persona_id: str) -> None:
+async def set_persona(store: PreferenceStore, owner: OwnerId, persona_id: str) -> None:
     await store.set_preference(owner, PERSONA_PREFERENCE, persona_id)
 
 
@@ -111,7 +111,7 @@ class CommandHandlers:
 
     def __init__(
         self,
-        store: Store,
+        store: CommandStore,
         personas: PersonaLibrary,
         *,
         clock: Callable[[], float],

@@ -17,7 +17,7 @@ from bot.errors import VersionConflict
 from bot.macros import MacroContext, expand_macros
 from bot.messages import ConversationKey, NewTurn, Turn
 from bot.personas import Persona
-from bot.store.base import Store
+from bot.store.base import ConversationStore
 
 #: How much of each greeting ``/greeting`` lists.
 PREVIEW_CHARS = 80
@@ -54,7 +54,12 @@ def greeting_turn(
 
 
 async def store_greeting(
-    store: Store, key: ConversationKey, persona: Persona, user: str, now: float, number: int = 1
+    store: ConversationStore,
+    key: ConversationKey,
+    persona: Persona,
+    user: str,
+    now: float,
+    number: int = 1,
 ) -> Turn | None:
     """Store greeting ``number`` as the first turn of the key's conversation when the
     conversation is empty; None when it is not (or the persona has no greeting). A

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.errors import StoreError
-from bot.store.base import InboxEntry, Store
+from bot.store.base import EventStore, InboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Inbox:
 
     def __init__(
         self,
-        store: Store,
+        store: EventStore,
         source: str,
         *,
         hold: float,

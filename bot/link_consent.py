@@ -28,7 +28,7 @@ from bot.linking import hash_link_code, looks_like_link_code
 from bot.messages import Action, CommandAnswer, OwnerId, account_owner
 from bot.notices import AccountNotices
 from bot.personas import Persona
-from bot.store.base import PendingLink, Store
+from bot.store.base import LinkingStore, PendingLink
 
 if TYPE_CHECKING:
     from bot.messages import Speaker
@@ -54,7 +54,7 @@ class LinkConsent:
 
     def __init__(
         self,
-        store: Store,
+        store: LinkingStore,
         notices: AccountNotices,
         *,
         clock: Callable[[], float],

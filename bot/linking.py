@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from bot.store.base import Store
+from bot.store.base import LinkCodeStore
 
 LINK_CODE_TTL = 600.0
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
@@ -44,7 +44,7 @@ MAX_LIVE_CODES = 5
 
 
 async def create_link_code(
-    store: Store, account_id: str, now: float, *, max_live: int = MAX_LIVE_CODES
+    store: LinkCodeStore, account_id: str, now: float, *, max_live: int = MAX_LIVE_CODES
 ) -> str:
     """Make a new code for the account, store its hash, and return the code. The
     account keeps at most ``max_live`` live codes: the oldest goes to make room."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.errors import StoreError
 from bot.messages import Identity
-from bot.store.base import Notice, Store
+from bot.store.base import LinkingStore, Notice
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class AccountNotices:
 
     def __init__(
         self,
-        store: Store,
+        store: LinkingStore,
         *,
         keep_seconds: float = 90 * 86400.0,
         clock: Callable[[], float] = time.time,

@@ -33,7 +33,7 @@ from bot.errors import BackendError, StoreError
 from bot.limits import KeyedLocks
 from bot.messages import ConversationKey, Turn
 from bot.personas import Persona
-from bot.store.base import ConversationWindow, Store
+from bot.store.base import ConversationStore, ConversationWindow
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Summaries:
 
     def __init__(
         self,
-        store: Store,
+        store: ConversationStore,
         locks: KeyedLocks,
         policy: SummaryPolicy,
         *,

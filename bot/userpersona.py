@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 
 from bot.messages import OwnerId, UserPersona, clean_text
-from bot.store.base import Store
+from bot.store.base import PreferenceStore
 
 NAME_PREFERENCE = "user_name"
 DESCRIPTION_PREFERENCE = "user_description"
@@ -52,7 +52,7 @@ def clean_description(description: str) -> str:
     return text
 
 
-async def save(store: Store, owner: OwnerId, persona: UserPersona) -> UserPersona:
+async def save(store: PreferenceStore, owner: OwnerId, persona: UserPersona) -> UserPersona:
     """Keep ``persona`` (cleaned; empty fields are removed) and return what was kept."""
     kept = UserPersona(clean_name(persona.name), clean_description(persona.description))
     await store.set_preference(owner, NAME_PREFERENCE, kept.name or None)

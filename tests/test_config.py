@@ -206,7 +206,7 @@ def test_the_meta_names_and_other_programs_variables_are_not_settings_but_fine(
 async def test_dynamodb_without_any_region_names_the_setting_and_how_to_set_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from bot.store.dynamodb import DynamoStore
+    from bot.store.dynamo import DynamoStore
 
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from bot.errors import StoreError
-from bot.store.base import Store
+from bot.store.base import StoreUpkeep
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class StoreHealth:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreUpkeep,
         *,
         ttl: float = HEALTH_TTL,
         timeout: float = HEALTH_TIMEOUT,

@@ -1,8 +1,24 @@
 """The ``Store`` protocol: everything PersonaBridge persists, in small intention-named calls.
 
-Every implementation (``MemoryStore``, ``SqliteStore``, later ``DynamoStore``) passes the
-one contract suite in ``tests/store/test_contract.py``. Times are Unix seconds (float)
-passed in by the caller, so tests control the clock and expiry is checked on every read.
+Every implementation (``MemoryStore``, ``SqliteStore``, ``DynamoStore``) passes the one
+contract suite in ``tests/store/`` (``test_contract*.py``). Times are Unix seconds
+(float) passed in by the caller, so tests control the clock and expiry is checked on
+every read. The values handed out and taken in are in :mod:`bot.store.records`.
+
+Who needs what
+    ``Store`` is the union of small protocols, one per area, and each user of a store
+    depends on the union of the areas it calls:
+
+    * :class:`ConversationStore` (preferences, conversations): the engine, greetings,
+      summaries;
+    * :class:`CommandStore` (those, an owner's data as a whole, accounts): the chat
+      commands;
+    * :class:`LinkingStore` (accounts, identities, link codes, notices, preferences):
+      link consent and account notices;
+    * :class:`AuthStore` (those, web sessions, an owner's data as a whole): ``auth/``;
+    * :class:`EventStore` (platform events and the inbox): :mod:`bot.inbox`;
+    * :class:`StoreUpkeep` (opening and closing, health, purging): the wiring and the
+      health checks.
 
 Conversations
     A conversation belongs to a :class:`~bot.messages.ConversationKey`
@@ -63,132 +79,60 @@ Notices
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
 from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, Turn
+from bot.store.records import (
+    Account,
+    BackendState,
+    ConversationRecord,
+    ConversationWindow,
+    InboxEntry,
+    Lease,
+    LinkedIdentity,
+    Notice,
+    PendingLink,
+    Usage,
+    WebSession,
+    lease_blocks,
+)
 
-#: A backend's per-conversation state; must be JSON-serialisable.
-BackendState = dict[str, Any]
+__all__ = [
+    "Account",
+    "AccountStore",
+    "AuthStore",
+    "BackendState",
+    "CommandStore",
+    "ConversationRecord",
+    "ConversationStore",
+    "ConversationWindow",
+    "EventStore",
+    "IdentityStore",
+    "InboxEntry",
+    "Lease",
+    "LinkCodeStore",
+    "LinkedIdentity",
+    "LinkingStore",
+    "Notice",
+    "NoticeStore",
+    "OwnerDataStore",
+    "PendingLink",
+    "PreferenceStore",
+    "Store",
+    "StoreUpkeep",
+    "Usage",
+    "WebSession",
+    "WebSessionStore",
+    "lease_blocks",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    id: str
-    username: str
-    password_hash: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class LinkedIdentity:
-    """A platform identity bound to an account."""
-
-    platform: str
-    user_id: str
-    display_name: str
-    account_id: str
-    linked_at: float
-
-    @property
-    def identity(self) -> Identity:
-        return Identity(self.platform, self.user_id)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingLink:
-    """A ``/link CODE`` waiting for the confirmation of the identity that sent it."""
-
-    identity: Identity
-    account_id: str
-    code_hash: str
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """One thing the account's owner was told about the account."""
-
-    created_at: float
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class WebSession:
-    account_id: str
-    expires_at: float
+# -- the areas ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationWindow:
-    """The recent end of the current conversation of a key.
-
-    ``turns`` are oldest first and hold at most the requested number. ``version`` is
-    what ``append_turns`` expects next; 0 means the key has never had a conversation.
-    """
-
-    version: int
-    turns: tuple[Turn, ...] = ()
-    backend_state: BackendState = field(default_factory=dict)
-    summary: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A conversation taken by one worker (``holder``, unique per message) until
-    ``until`` (Unix seconds)."""
-
-    holder: str
-    until: float
-
-
-def lease_blocks(
-    held_by: str | None, held_until: float | None, take: Lease | None, now: float
-) -> bool:
-    """Whether a lease held by ``held_by`` until ``held_until`` stops ``take`` at ``now``:
-    another holder's lease that has not expired does."""
-    if take is None or held_by is None or held_by == take.holder:
-        return False
-    return held_until is not None and held_until > now
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    """A platform event acknowledged but not yet answered (see ``claim_event``)."""
-
-    source: str
-    event_id: str
-    payload: str
-    received_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What an owner's replies cost in backend tokens (backends that report them)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    replies: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationRecord:
-    """One whole conversation, for export."""
-
-    persona_id: str
-    scope: str
-    archived: bool
-    started_at: float
-    turns: tuple[Turn, ...]
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Persistence for accounts, identities, codes, sessions, preferences and conversations.
-
-    A store is an async context manager: ``async with store:`` opens its connection (and
-    prepares its schema) and closes it again.
-    """
+class StoreUpkeep(Protocol):
+    """Opening and closing, health and purging. A store is an async context manager:
+    ``async with store:`` opens its connection (and prepares its schema) and closes it
+    again."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -202,7 +146,16 @@ class Store(Protocol):
         :class:`~bot.errors.StoreUnavailable` when it fails: a read-only file or a full
         disk still answers reads. Health checks call it (a few times a minute at most)."""
 
-    # -- accounts ---------------------------------------------------------------------
+    async def purge_expired(self, now: float) -> int:
+        """Delete the link codes, web sessions, pending links, notices and recorded
+        events whose expiry is at or before ``now`` (the ones every read already refuses)
+        and return how many went. Reads never depend on it: it only keeps a long-running
+        store from growing without bound. A store whose database expires items by itself
+        (DynamoDB's TTL) may leave them to it and return 0."""
+
+
+class AccountStore(Protocol):
+    """Accounts: unique names, password hashes, deletion."""
 
     async def create_account(self, username: str, password_hash: str, now: float) -> Account:
         """Create an account; raise :class:`~bot.errors.UsernameTaken` when the name is
@@ -220,17 +173,12 @@ class Store(Protocol):
         preferences and conversations; its owner is marked deleted first, for good
         (every later write for it is refused)."""
 
-    # -- identities -------------------------------------------------------------------
+
+class IdentityStore(Protocol):
+    """Platform identities bound to accounts (see "Linking" in the module doc)."""
 
     async def get_identity(self, identity: Identity) -> LinkedIdentity | None:
         """The link of this identity, or None for a guest."""
-
-    async def resolve_identity(
-        self, identity: Identity
-    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
-        """The link of this identity (None for a guest) and the preferences of the owner
-        it speaks for (its account, or the guest itself), read together: every message
-        needs both, and a store may fetch them in one trip."""
 
     async def link_identity(
         self,
@@ -251,7 +199,9 @@ class Store(Protocol):
     async def list_identities(self, account_id: str) -> list[LinkedIdentity]:
         """The identities linked to the account, oldest link first."""
 
-    # -- link codes and web sessions (stored by hash, with expiry) -------------------
+
+class LinkCodeStore(Protocol):
+    """Link codes (stored by hash, with expiry) and the links waiting for consent."""
 
     async def put_link_code(
         self, code_hash: str, account_id: str, expires_at: float, *, max_live: int | None = None
@@ -274,12 +224,20 @@ class Store(Protocol):
         """Remove and return the identity's pending link unless it has expired;
         concurrent takes give it to exactly one caller."""
 
+
+class NoticeStore(Protocol):
+    """What an account's owner is told about the account."""
+
     async def add_notice(self, account_id: str, text: str, now: float, expires_at: float) -> None:
         """Keep a notice for the account's owner (until ``expires_at``); deleted with
         the account."""
 
     async def list_notices(self, account_id: str, now: float, limit: int) -> list[Notice]:
         """The account's newest live notices, newest first, at most ``limit``."""
+
+
+class WebSessionStore(Protocol):
+    """Web sessions, stored by the hash of their token, with expiry."""
 
     async def put_web_session(
         self, token_hash: str, account_id: str, expires_at: float
@@ -294,21 +252,26 @@ class Store(Protocol):
         """Delete every web session of the account except the one whose hash is
         ``keep`` (log out everywhere else, change of password); how many went."""
 
-    async def purge_expired(self, now: float) -> int:
-        """Delete the link codes, web sessions, pending links, notices and recorded
-        events whose expiry is at or before ``now`` (the ones every read already refuses)
-        and return how many went. Reads never depend on it: it only keeps a long-running
-        store from growing without bound. A store whose database expires items by itself
-        (DynamoDB's TTL) may leave them to it and return 0."""
 
-    # -- preferences ------------------------------------------------------------------
+class PreferenceStore(Protocol):
+    """An owner's preferences (its persona above all)."""
 
     async def get_preferences(self, owner: OwnerId) -> dict[str, str]: ...
 
     async def set_preference(self, owner: OwnerId, name: str, value: str | None) -> None:
         """Set a preference; ``None`` removes it."""
 
-    # -- conversations ----------------------------------------------------------------
+
+class ConversationStore(PreferenceStore, Protocol):
+    """What answering a message needs: who speaks, the window, appends under the
+    version, lease and epoch checks, the backend's state, token usage."""
+
+    async def resolve_identity(
+        self, identity: Identity
+    ) -> tuple[LinkedIdentity | None, dict[str, str]]:
+        """The link of this identity (None for a guest) and the preferences of the owner
+        it speaks for (its account, or the guest itself), read together: every message
+        needs both, and a store may fetch them in one trip."""
 
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         """The newest ``max_turns`` turns of the current conversation, oldest first.
@@ -345,7 +308,42 @@ class Store(Protocol):
         """Free the conversation's lease if ``holder`` has it (a reply that was not
         stored: the backend failed). Nothing else changes, not even the version."""
 
-    # -- platform events and the inbox ------------------------------------------------
+    async def save_conversation_state(
+        self,
+        key: ConversationKey,
+        expected_version: int,
+        *,
+        backend_state: Mapping[str, Any] | None = None,
+        summary: str | None = None,
+        epoch: int | None = None,
+    ) -> int:
+        """Replace the backend state and/or summary of the current conversation under the
+        same version and epoch checks as ``append_turns``; returns the new version."""
+
+    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
+        """Add one reply's tokens to the owner's totals (atomically: concurrent adds from
+        several processes all count). Deleted by ``forget_owner`` and ``delete_account``."""
+
+
+class OwnerDataStore(Protocol):
+    """An owner's data as a whole: resetting, totals, export, forgetting."""
+
+    async def reset_conversation(self, key: ConversationKey) -> None:
+        """Archive the current conversation of the key (a no-op when there is none)."""
+
+    async def get_usage(self, owner: OwnerId) -> Usage:
+        """The owner's totals; zeros when nothing was recorded."""
+
+    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
+        """Every conversation of the owner, current and archived, with all turns."""
+
+    async def forget_owner(self, owner: OwnerId) -> None:
+        """Delete every conversation, preference and usage total of the owner, after
+        moving its epoch on (so that writes already under way are refused)."""
+
+
+class EventStore(Protocol):
+    """Platform events recorded once, and the inbox (see the module doc)."""
 
     async def claim_event(
         self,
@@ -371,33 +369,38 @@ class Store(Protocol):
     async def finish_inbox(self, source: str, event_id: str) -> None:
         """Take an answered event out of the inbox (its id stays recorded until expiry)."""
 
-    async def save_conversation_state(
-        self,
-        key: ConversationKey,
-        expected_version: int,
-        *,
-        backend_state: Mapping[str, Any] | None = None,
-        summary: str | None = None,
-        epoch: int | None = None,
-    ) -> int:
-        """Replace the backend state and/or summary of the current conversation under the
-        same version and epoch checks as ``append_turns``; returns the new version."""
 
-    async def reset_conversation(self, key: ConversationKey) -> None:
-        """Archive the current conversation of the key (a no-op when there is none)."""
+# -- who uses what ------------------------------------------------------------------------
 
-    # -- token usage ------------------------------------------------------------------
 
-    async def add_usage(self, owner: OwnerId, prompt_tokens: int, completion_tokens: int) -> None:
-        """Add one reply's tokens to the owner's totals (atomically: concurrent adds from
-        several processes all count). Deleted by ``forget_owner`` and ``delete_account``."""
+class CommandStore(ConversationStore, OwnerDataStore, AccountStore, Protocol):
+    """What the chat commands need (``/reset``, ``/forget``, ``/whoami``, ``/persona``...)."""
 
-    async def get_usage(self, owner: OwnerId) -> Usage:
-        """The owner's totals; zeros when nothing was recorded."""
 
-    async def export_owner(self, owner: OwnerId) -> list[ConversationRecord]:
-        """Every conversation of the owner, current and archived, with all turns."""
+class LinkingStore(
+    AccountStore, IdentityStore, LinkCodeStore, NoticeStore, PreferenceStore, Protocol
+):
+    """What linking an identity to an account needs: codes, consent, notices."""
 
-    async def forget_owner(self, owner: OwnerId) -> None:
-        """Delete every conversation, preference and usage total of the owner, after
-        moving its epoch on (so that writes already under way are refused)."""
+
+class AuthStore(LinkingStore, WebSessionStore, OwnerDataStore, Protocol):
+    """What ``auth/`` needs: accounts, passwords, web sessions, the account page (its
+    link codes, identities and notices), export."""
+
+
+@runtime_checkable
+class Store(
+    StoreUpkeep,
+    ConversationStore,
+    OwnerDataStore,
+    AccountStore,
+    IdentityStore,
+    LinkCodeStore,
+    NoticeStore,
+    WebSessionStore,
+    EventStore,
+    Protocol,
+):
+    """Persistence for accounts, identities, codes, sessions, preferences and
+    conversations: every area (see "Who needs what" in the module doc). The wiring
+    opens one and hands each part the narrower protocol it needs."""

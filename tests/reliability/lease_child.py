@@ -21,7 +21,7 @@ from bot.engine_parts import build_engine
 from bot.messages import Incoming, TextDelta
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.reliability.crash_child import EndlessStream, say
 from tests.support.fakes import make_persona

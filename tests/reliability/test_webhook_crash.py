@@ -27,7 +27,7 @@ import pytest
 from adapters.telegram import SECRET_HEADER
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.support.telegram_harness import (
     FAST,

@@ -21,7 +21,7 @@ from adapters.telegram import TelegramAdapter
 from adapters.web import WebAdapter
 from bot.config import TelegramSettings, WebSettings
 from bot.store.base import Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.support.fakes import WindowEcho
 from tests.support.telegram_harness import FAST, SECRET, accounts, build_engine

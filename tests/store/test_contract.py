@@ -19,7 +19,7 @@ from bot.messages import (
     guest_owner,
 )
 from bot.store.base import Account, Store, Usage, WebSession
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 
 ALICE_TG = Identity("telegram", "1001")
 ALICE_DC = Identity("discord", "2002")

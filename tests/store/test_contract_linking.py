@@ -11,7 +11,7 @@ import pytest
 from bot.errors import StoreError
 from bot.messages import ConversationKey, Identity, NewTurn, account_owner, guest_owner
 from bot.store.base import Account, Notice, PendingLink, Store
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 
 ALICE_TG = Identity("telegram", "1001")
 ALICE_DC = Identity("discord", "2002")

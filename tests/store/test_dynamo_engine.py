@@ -26,7 +26,7 @@ from bot.engine import REPLY_NOT_KEPT, STORE_TROUBLE, Engine
 from bot.messages import ConversationKey, Identity, Incoming, ReplyKind, account_owner, guest_owner
 from bot.retrying import StoreRetry
 from bot.store.base import Account
-from bot.store.dynamodb import DynamoStore
+from bot.store.dynamo import DynamoStore
 from tests.support.fakes import WindowEcho
 
 UNLIMITED = RateLimitSettings(per_minute=1e9, burst=10**9)

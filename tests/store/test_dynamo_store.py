@@ -13,8 +13,7 @@ from aiobotocore.awsrequest import AioAWSResponse
 import tests.store.test_dynamo_engine as engine_tests
 from bot.errors import PersonaBridgeError, StoreError, StoreUnavailable
 from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, account_owner, guest_owner
-from bot.store.dynamo import keys
-from bot.store.dynamodb import DynamoStore, check_table, create_table
+from bot.store.dynamo import DynamoStore, check_table, create_table, keys
 
 ALICE = Identity("telegram", "1001")
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from bot.errors import UsernameTaken
 from bot.store.memory import MemoryStore
-from bot.store.sqlite import _PURGE_CODES, _PURGE_SESSIONS, MIGRATIONS, SqliteStore
+from bot.store.sqlite import MIGRATIONS, SqliteStore
+from bot.store.sqlite.accounts import _PURGE_CODES, _PURGE_SESSIONS
 
 #: The schema before the expiry indexes (migration 4).
 BEFORE_EXPIRY_INDEXES = MIGRATIONS[:3]

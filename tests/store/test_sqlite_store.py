@@ -12,7 +12,8 @@ import pytest
 from bot.errors import StoreError, StoreUnavailable, VersionConflict
 from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, account_owner, guest_owner
 from bot.store.memory import MemoryStore
-from bot.store.sqlite import _CURRENT, _WINDOW, MIGRATIONS, SqliteStore
+from bot.store.sqlite import MIGRATIONS, SqliteStore
+from bot.store.sqlite.conversations import _CURRENT, _WINDOW
 
 KEY = ConversationKey(guest_owner(Identity("telegram", "1")), "ada", "direct")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiobotocore.session import AioSession
 
+from bot.store.dynamo import DynamoStore
 from bot.store.dynamo.admin import ATTRIBUTES, KEY_SCHEMA
-from bot.store.dynamodb import DynamoStore
 
 REGION = "us-east-1"
 TABLE: dict[str, object] = {

@@ -4,7 +4,7 @@
 capacity, ``PK``/``SK`` string keys), waits until it is ``ACTIVE``, then enables TTL on
 ``expires_at`` (a separate call: CreateTable cannot do it) unless it is on already.
 :func:`check_table` reports what is wrong with an existing table without changing it.
-Both run over an open :class:`~bot.store.dynamodb.DynamoStore`'s client.
+Both run over an open :class:`~bot.store.dynamo.DynamoStore`'s client.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One partition per conversation key holds its ``~META`` item, one ``RECORD#<cid>`` item
 per conversation the key has had (current and archived) and their ``TURN#<cid>#<seq>``
-items (see :mod:`bot.store.dynamodb`). Every write is a transaction that includes an
+items (see :mod:`bot.store.dynamo`). Every write is a transaction that includes an
 update of META under the condition that it is still what the writer last saw (version,
 current cid, last seq), so several processes never interleave or lose turns. What this
 process remembers (:mod:`~bot.store.dynamo.recent`) saves reads, never checks.
@@ -43,7 +43,7 @@ _RESET = (
 
 
 class Conversations:
-    """The conversation half of :class:`~bot.store.dynamodb.DynamoStore`."""
+    """The conversation half of :class:`~bot.store.dynamo.DynamoStore`."""
 
     def __init__(self, table: Table, recent: Recent) -> None:
         self._table = table

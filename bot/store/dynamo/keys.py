@@ -1,6 +1,6 @@
 """Where every item of the DynamoDB single-table design lives: its ``PK`` and ``SK``.
 
-See :mod:`bot.store.dynamodb` for the layout as a whole. Every variable part of a key
+See :mod:`bot.store.dynamo` for the layout as a whole. Every variable part of a key
 goes through :func:`part`, which escapes ``%`` and ``#``, so that keys built from
 different values never collide (a persona id or a platform user id may contain ``#``).
 """

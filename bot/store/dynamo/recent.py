@@ -20,19 +20,16 @@ there. ``load_window`` then needs no call of its own.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final
 
 from bot.messages import ConversationKey, OwnerId, Turn
 from bot.store.base import ConversationWindow
 from bot.store.dynamo import keys
 from bot.store.dynamo.codec import Item
 from bot.store.dynamo.items import Head, last_turn_of, turn_of, window_of
-
-K = TypeVar("K")
-V = TypeVar("V")
+from bot.store.lru import Lru
 
 #: Turn slots past the last known one that a prefetch also reads, so that a message
 #: another process answered meanwhile still leaves the prefetched window complete.
@@ -41,35 +38,6 @@ SLACK: Final = 2
 PREFETCH_TTL: Final = 5.0
 #: Most keys one BatchGetItem takes.
 BATCH_KEYS: Final = 100
-
-
-class Lru(Generic[K, V]):
-    """A dict that forgets its least recently used entries beyond ``capacity``."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        if self._capacity <= 0:
-            return
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def pop(self, key: K) -> V | None:
-        return self._entries.pop(key, None)
-
-    def drop_where(self, doomed: Callable[[K, V], bool]) -> None:
-        for key in [k for k, v in self._entries.items() if doomed(k, v)]:
-            del self._entries[key]
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """``DynamoStore``: the :class:`~bot.store.base.Store` on one DynamoDB table.
 
-The layout, access patterns and call counts are described in :mod:`bot.store.dynamodb`.
+The layout, access patterns and call counts are described in :mod:`bot.store.dynamo`.
 Here: identities, preferences, usage and whole owners; the rest is delegated to
 :mod:`~bot.store.dynamo.accounts` (accounts, codes, sessions),
 :mod:`~bot.store.dynamo.conversations`, :mod:`~bot.store.dynamo.linking` (guest data
@@ -41,8 +41,9 @@ from bot.store.dynamo import accounts, consent, events, keys
 from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
 from bot.store.dynamo.conversations import Conversations
 from bot.store.dynamo.linking import PREF, GuestMover, preferences_of
-from bot.store.dynamo.recent import Lru, Recent
+from bot.store.dynamo.recent import Recent
 from bot.store.dynamo.table import Cancelled, DynamoStats, Table
+from bot.store.lru import Lru
 
 #: Attempts of a read-then-write on an identity that changes under us.
 _IDENTITY_ATTEMPTS = 5
@@ -328,7 +329,7 @@ class DynamoStore:
         ``db check`` insists on it), so DynamoDB deletes expired items itself, in the
         background, without write cost. Finding them here would take a Scan of the whole
         table, paid per item read, every round. Until TTL gets to an item, every read
-        filters on its expiry (see :mod:`bot.store.dynamodb`). Always 0: this deletes
+        filters on its expiry (see :mod:`bot.store.dynamo`). Always 0: this deletes
         nothing."""
         return 0
 

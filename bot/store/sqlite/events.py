@@ -5,7 +5,8 @@ creates it is how exactly one of several workers sharing the file gets to answer
 redelivered Telegram update or a replayed Discord interaction. ``inbox`` holds the
 events acknowledged but not answered yet, each held by the worker answering it until
 ``hold_until``; a worker that dies lets its hold lapse and another takes the entry.
-These functions run on the store's worker thread, inside its write transaction.
+These functions run on the store's worker thread, inside its write transaction; the
+tables are made by :data:`~bot.store.sqlite.schema.EVENT_TABLES`.
 """
 
 from __future__ import annotations
@@ -13,26 +14,6 @@ from __future__ import annotations
 import sqlite3  # used only inside functions run on aiosqlite's worker thread
 
 from bot.store.base import InboxEntry
-
-#: Part of migration 5 in :data:`bot.store.sqlite.MIGRATIONS`.
-EVENT_TABLES: tuple[str, ...] = (
-    """CREATE TABLE events (
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        expires_at REAL NOT NULL,
-        PRIMARY KEY (source, event_id)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX events_expires_at ON events (expires_at)",
-    """CREATE TABLE inbox (
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        received_at REAL NOT NULL,
-        hold_until REAL NOT NULL,
-        PRIMARY KEY (source, event_id)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX inbox_hold ON inbox (source, hold_until)",
-)
 
 # A row comes back only when the id was new or its record had expired.
 _CLAIM = """
