@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiobotocore.awsrequest import AioAWSResponse
+from botocore.exceptions import ConnectionClosedError
 
 import tests.support.engine as engine_tests
 from bot.backends.guard import GuardPolicy
@@ -312,3 +314,63 @@ async def test_a_store_that_fails_from_the_start_is_one_clear_message(
         with Faults(store, "BatchGetItem", code):
             _, done = await engine_tests.send(engine, dm("telegram", "u", "hello?"))
         assert done is not None and (done.kind, done.text) == (ReplyKind.ERROR, STORE_TROUBLE)
+
+
+class LostAnswers:
+    """Lets the next ``times`` TransactWriteItems requests that pass ``when`` reach the
+    server, then drops their answers (the connection closes before it is read), as a
+    network can: the write is applied, and botocore, seeing no answer, sends it again."""
+
+    event = "before-send.dynamodb.TransactWriteItems"
+
+    def __init__(self, store: DynamoStore, *, times: int, when: Callable[[bytes], bool]) -> None:
+        self.store, self.left, self.when = store, times, when
+        self.dropped = 0
+        self._forwarded: set[bytes] = set()
+
+    async def __call__(self, request: Any, **_: object) -> None:
+        body = bytes(request.body or b"")
+        if self.left == 0 or body in self._forwarded or not self.when(body):
+            return  # botocore's resend (or another request) goes to the server as it is
+        self.left -= 1
+        self._forwarded.add(body)
+        headers = {
+            str(name): value.decode() if isinstance(value, bytes) else str(value)
+            for name, value in request.headers.items()
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(request.url, data=body, headers=headers) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+        self.dropped += 1
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    def __enter__(self) -> LostAnswers:
+        self.store.table.events.register(self.event, self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.store.table.events.unregister(self.event, self)
+
+
+async def test_a_write_whose_answer_was_lost_is_kept_once(dynamo_stores: Any) -> None:
+    """botocore resends a transaction whose answer it never got; moto, as any server that
+    ignores the idempotency token, then fails it on our own write. The store must see
+    its own turns there, not a conflict: the engine's reload after a conflict only
+    recognises its turn while it is still the newest, and the other process may have
+    written since (a turn stored twice in the two-engine test, seen once under load)."""
+    async with dynamo_stores() as store:
+        engine = engine_on(store)
+        owner = guest_owner(Identity("telegram", "u"))
+        with LostAnswers(store, times=2, when=lambda body: b'"role"' in body) as lost:
+            first = await engine_tests.reply(engine, dm("telegram", "u", "hello"))
+            second = await engine_tests.reply(engine, dm("telegram", "u", "and again"))
+        assert first.kind is ReplyKind.CHAT and second.kind is ReplyKind.CHAT
+        assert lost.dropped == 2
+        # the store knew its own write: no conflict for the engine to sort out
+        assert store.stats.version_conflicts == 0
+        window = await store.load_window(direct(owner), 20)
+        assert [t.role for t in window.turns] == ["user", "assistant"] * 2
+        assert [t.text for t in window.turns if t.role == "user"] == ["hello", "and again"]
+        assert [t.seq for t in window.turns] == [1, 2, 3, 4]

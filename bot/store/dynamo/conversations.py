@@ -162,7 +162,12 @@ class Conversations:
                         ExpressionAttributeValues=values(now=now),
                     )
                 )
-            actions += [self._table.put_action(turn_item(key, started.cid, t)) for t in stored]
+            # the write's own mark on its turns: a resend can tell it was applied
+            written_by = secrets.token_hex(8)
+            actions += [
+                self._table.put_action(turn_item(key, started.cid, t) | {"wid": written_by})
+                for t in stored
+            ]
             # META keeps a copy of the newest turn: the window of one turn the engine
             # reloads after a conflict then comes with the conflict itself
             newest = stored[-1] if stored else None
@@ -171,6 +176,13 @@ class Conversations:
                 await self._table.transact(actions)
             except Cancelled as cancelled:
                 _check_forgotten(key, cancelled)
+                if (
+                    cancelled.resent
+                    and stored
+                    and await self._landed(key, started.cid, stored[0], written_by)
+                ):
+                    self.recent.wrote(key, new, stored)
+                    return new.version, stored
                 head = self._refused(key, cancelled, len(actions) - 1)
                 if attempt == 0 and head.version == expected:
                     continue  # only what we knew of cid or last seq was out of date
@@ -210,6 +222,14 @@ class Conversations:
             self.recent.wrote(key, new)
             return new.version
         raise self._conflict(key, head, expected)
+
+    async def _landed(self, key: ConversationKey, cid: str, first: Turn, written_by: str) -> bool:
+        """Whether a transaction botocore resent had been applied on an earlier try (its
+        answer lost): then its first turn is stored with its mark. Without this, the
+        resend fails on our own write, the engine takes it for a conflict and appends
+        the same turn again."""
+        found = await self._table.get(keys.turn(key, cid, first.seq))
+        return found is not None and found.get("wid") == written_by
 
     @staticmethod
     def _lease_after(

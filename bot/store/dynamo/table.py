@@ -86,11 +86,15 @@ class Reason:
 
 
 class Cancelled(StoreError):
-    """A transaction was cancelled; ``reasons`` has one entry per action, in order."""
+    """A transaction was cancelled; ``reasons`` has one entry per action, in order.
+    ``resent``: botocore had sent the request more than once, so an earlier try may
+    have been applied and only its answer lost (then the conditions fail on our own
+    write)."""
 
-    def __init__(self, reasons: Sequence[Reason]) -> None:
+    def __init__(self, reasons: Sequence[Reason], *, resent: bool = False) -> None:
         super().__init__(f"transaction cancelled: {[r.code for r in reasons]}")
         self.reasons = tuple(reasons)
+        self.resent = resent
 
     def failed(self, index: int) -> bool:
         """Whether the condition of action ``index`` failed."""
@@ -246,10 +250,11 @@ class Table:
                         str(r.get("Code", "None")), from_wire(r["Item"]) if "Item" in r else None
                     )
                     for r in cast(list[Wire], response.get("CancellationReasons", []))
-                ]
+                ],
+                resent=_retry_attempts(response) > 0,
             )
         if code in THROTTLED:
-            retries = cast(Wire, response.get("ResponseMetadata", {})).get("RetryAttempts", 0)
+            retries = _retry_attempts(response)
             return StoreUnavailable(
                 f"DynamoDB is throttling {operation} on table {self.name!r} "
                 f"(still after {retries} retries); try again shortly"
@@ -336,7 +341,12 @@ class Table:
     async def transact(self, actions: Sequence[Wire]) -> None:
         """TransactWriteItems: all of ``actions`` or none. A transaction cancelled only
         by throttling or by a conflicting transaction is sent again; any failed
-        condition raises :class:`Cancelled` at once."""
+        condition raises :class:`Cancelled` at once.
+
+        botocore gives each call a ``ClientRequestToken`` (an idempotency token of the
+        API), so its own resends of a call (after a timeout or a lost answer) are
+        idempotent on DynamoDB. A server that ignores the token (moto, some emulators)
+        fails a resend on our own write: :attr:`Cancelled.resent` says when that may be."""
         if len(actions) > TRANSACT_MAX:
             raise StoreError(f"a DynamoDB transaction holds at most {TRANSACT_MAX} items")
         for attempt in range(RETRY_ATTEMPTS):
@@ -383,3 +393,8 @@ class Table:
                 **params,
             }
         }
+
+
+def _retry_attempts(response: Wire) -> int:
+    """How many times botocore resent the request this answer ends."""
+    return int(cast(Wire, response.get("ResponseMetadata", {})).get("RetryAttempts", 0))
