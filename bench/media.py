@@ -9,6 +9,13 @@ Measures, for a 12-megapixel JPEG photo (4000 x 3000, noisy like a real photo):
     through ``MediaProcessor`` (a ticker asks for a 1 ms sleep and records the longest
     wait beyond it): decoding runs in worker threads, so the loop keeps serving.
 
+And what a reply read aloud (``/voice on``) costs the bot's process: CPU milliseconds
+per spoken reply through ``VoiceReplies.speak`` (the owner's preference read from the
+store, the text made speakable, the real ``OpenAISpeech`` client posting to
+``audio/speech`` and reading the audio back), against a fake speech server in another
+process that answers at once with :data:`SPOKEN_BYTES` of audio (about a minute of
+Opus speech, what a 1,000-character reply makes), so that only the bot's CPU counts.
+
 Run: ``.venv/bin/python bench/media.py`` (``--quick`` for a smoke run; ``--json PATH``
 also writes the headline figures for ``bench/all.py``).
 """
@@ -38,7 +45,12 @@ from bot.messages import IncomingFile
 GOAL_CPU_MS = 250.0  # per 12 MP photo
 GOAL_PEAK_MIB = 96.0  # memory growth while converting one
 GOAL_STALL_MS = 50.0  # the loop's longest stall while images are converted (unnoticed in chat)
+GOAL_SPEECH_CPU_MS = 25.0  # per spoken reply: a tenth of a photo message at most
 SETTINGS = MediaSettings()
+#: The audio the fake speech server answers: ~60 s of 24 kbit/s Opus.
+SPOKEN_BYTES = 180_000
+#: A reply of SPEECH__MAX_CHARS' default length.
+REPLY = ("The container shares the host's kernel, so it starts in a blink. " * 16)[:1000]
 
 
 def photo(width: int = 4000, height: int = 3000) -> bytes:
@@ -132,6 +144,73 @@ async def loop_stall_ms(data: bytes | None, images: int, *, on_loop: bool = Fals
     return longest * 1000
 
 
+def speech_server() -> None:
+    """In a child process: an ``audio/speech`` endpoint answering SPOKEN_BYTES at once;
+    prints its port, serves until killed."""
+    from aiohttp import web
+
+    audio = b"OggS" + bytes(SPOKEN_BYTES - 4)
+
+    async def speech(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=audio, content_type="audio/ogg")
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/audio/speech", speech)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+async def speech_cpu_ms(port: int, replies: int) -> list[float]:
+    """CPU ms of the bot's process per spoken reply (after a few to warm up)."""
+    from bot.backends.speech import OpenAISpeech
+    from bot.commands import VOICE_PREFERENCE
+    from bot.config import SpeechSettings
+    from bot.messages import Identity, Incoming, ReplyDone, ReplyKind, guest_owner
+    from bot.personas import Persona, PersonaLibrary
+    from bot.speech import SpokenReply, VoiceReplies
+    from bot.store.memory import MemoryStore
+
+    url = f"http://127.0.0.1:{port}/v1"
+    synthesizer = OpenAISpeech(base_url=url, model="tts-1")
+    timings = []
+    async with MemoryStore() as store:
+        personas = PersonaLibrary([Persona(id="ada", name="Ada")])
+        speech = VoiceReplies(store, personas, synthesizer, SpeechSettings(base_url=url))
+        incoming = Incoming("telegram", "1", "Sam", "1", True, "hi")
+        owner = guest_owner(Identity("telegram", "1"))
+        await store.set_preference(owner, VOICE_PREFERENCE, "on")
+        done = ReplyDone(REPLY, ReplyKind.CHAT, "Ada")
+        for n in range(replies + 3):
+            start = time.process_time()
+            spoken = await speech.speak(incoming, done)
+            if n >= 3:
+                timings.append((time.process_time() - start) * 1000)
+            assert isinstance(spoken, SpokenReply) and len(spoken.data) == SPOKEN_BYTES
+    await synthesizer.aclose()
+    return timings
+
+
+def spoken_reply_cpu(replies: int) -> list[float]:
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--speech-server"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        return asyncio.run(speech_cpu_ms(port, replies))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main(quick: bool) -> list[Figure]:
     data = photo()
     runs = 3 if quick else 15
@@ -141,12 +220,18 @@ def main(quick: bool) -> list[Figure]:
     stall = asyncio.run(loop_stall_ms(data, 4 if quick else 16))
     idle = asyncio.run(loop_stall_ms(None, 4 if quick else 16))
     blocking = asyncio.run(loop_stall_ms(data, 2, on_loop=True))
+    speaking = spoken_reply_cpu(10 if quick else 60)
+    speech = statistics.median(speaking)
     print(f"12 MP JPEG photo, {len(data) / 1e6:.1f} MB; max side {SETTINGS.max_image_side}")
     print(f"CPU per conversion: median {cpu:.1f} ms over {runs} runs (min {min(timings):.1f})")
     print(f"peak memory growth for one conversion: {peak:.1f} MiB")
     print(
         f"longest event-loop stall while converting: {stall:.1f} ms (idle: {idle:.1f} ms; "
         f"converting on the loop instead: {blocking:.1f} ms)"
+    )
+    print(
+        f"CPU per spoken reply (1,000 characters, {SPOKEN_BYTES / 1000:.0f} kB of audio): "
+        f"median {speech:.2f} ms over {len(speaking)} (min {min(speaking):.2f})"
     )
     return [
         Figure("media", "CPU per 12 MP photo message (decode, rotate, scale, encode)", cpu,
@@ -159,6 +244,10 @@ def main(quick: bool) -> list[Figure]:
                idle, "ms", note="the machine's own noise, for reading the figure above"),
         Figure("media", "longest event-loop stall if photos were converted on the loop",
                blocking, "ms", note="what converting in worker threads spares the loop"),
+        Figure("media", "CPU per reply read aloud (/voice on), fake speech server", speech,
+               "ms", GOAL_SPEECH_CPU_MS, "lower",
+               note="1,000 characters to audio/speech, 180 kB of audio back; the server in "
+               "another process"),
     ]  # fmt: skip
 
 
@@ -166,6 +255,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child_peak(sys.argv[2])
         sys.exit(0)
+    if sys.argv[1:] == ["--speech-server"]:
+        speech_server()
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     add_json_option(parser)

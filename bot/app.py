@@ -38,9 +38,11 @@ from bot.metrics import Metrics
 from bot.persona_loading import load_personas
 from bot.persona_watch import PersonaWatcher
 from bot.personas import PersonaLibrary
+from bot.speech import VoiceReplies
 from bot.store.base import Store
 
 if TYPE_CHECKING:
+    from bot.backends.speech import OpenAISpeech
     from bot.backends.transcription import OpenAITranscriber
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,22 @@ def build_media(settings: Settings) -> tuple[MediaProcessor, OpenAITranscriber |
     return MediaProcessor(settings.media, transcriber), transcriber
 
 
+def build_speech(settings: Settings) -> OpenAISpeech | None:
+    """The speech service replies are read aloud with, when ``SPEECH__*`` is set."""
+    speech = settings.speech
+    if not speech.enabled:
+        return None
+    from bot.backends.speech import OpenAISpeech
+
+    return OpenAISpeech(
+        base_url=speech.base_url or DEFAULT_OPENAI_BASE_URL,
+        api_key=speech.api_key.get_secret_value() if speech.api_key else None,
+        model=speech.model,
+        audio_format=speech.format,
+        timeout=speech.timeout,
+    )
+
+
 class PersonaBridge:
     """Everything one process runs, opened and closed together."""
 
@@ -228,6 +246,7 @@ class PersonaBridge:
         self.guard = build_guard(settings, self.backends)
         self._check_persona_backends()
         media, self._transcriber = build_media(settings)
+        self._speech = build_speech(settings)
         self.engine = build_engine(
             self.store,
             self.personas,
@@ -238,6 +257,7 @@ class PersonaBridge:
             metrics=self.metrics,
             linking=settings.linking,
             media=media,
+            speech=VoiceReplies(self.store, self.personas, self._speech, settings.speech),
         )
         self._stack = AsyncExitStack()
 
@@ -260,6 +280,8 @@ class PersonaBridge:
             await self._stack.enter_async_context(self.store)
             if self._transcriber is not None:
                 self._stack.push_async_callback(self._transcriber.aclose)
+            if self._speech is not None:
+                self._stack.push_async_callback(self._speech.aclose)
             for backend in self.backends.values():
                 self._stack.push_async_callback(backend.aclose)
                 if isinstance(backend, Startable):

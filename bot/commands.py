@@ -28,6 +28,11 @@ from bot.store.base import CommandStore, PreferenceStore, Usage
 log = logging.getLogger(__name__)
 
 PERSONA_PREFERENCE = "persona"
+#: ``"on"`` when the owner asked for replies read aloud too (``/voice on``; see bot.speech).
+VOICE_PREFERENCE = "voice"
+VOICE_NOT_CONFIGURED = (
+    "Voice replies are not set up here (no speech service is configured), so replies stay text."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("link", "CODE", "link this account to your web account (asks you to confirm)"),
     CommandInfo("unlink", "", "stop speaking for your web account here; chat as a guest"),
     CommandInfo("retry", "", "write the last reply again"),
+    CommandInfo("voice", "[on|off]", "also send replies as voice messages; /voice shows it"),
     CommandInfo("whoami", "", "who I think you are, and where your history lives"),
     CommandInfo("forget", "", "delete all your conversations and settings (asks first)"),
 )
@@ -72,12 +78,12 @@ READ_ONLY_COMMANDS = frozenset({"help", "whoami", "personas"})
 
 
 #: Commands that only show something when given no argument (with one, they change it).
-SHOW_WITHOUT_ARGUMENT = frozenset({"persona", "greeting", "me"})
+SHOW_WITHOUT_ARGUMENT = frozenset({"persona", "greeting", "me", "voice"})
 
 
 def is_read_only(text: str) -> bool:
-    """``/help``, ``/whoami``, ``/personas``; ``/persona``, ``/greeting`` and ``/me``
-    without an argument."""
+    """``/help``, ``/whoami``, ``/personas``; ``/persona``, ``/greeting``, ``/me`` and
+    ``/voice`` without an argument."""
     command = parse_command(text)
     if command is None:
         return False
@@ -117,12 +123,15 @@ class CommandHandlers:
         clock: Callable[[], float],
         linking: LinkConsent,
         forget_confirm_seconds: float,
+        voice_ready: Callable[[], bool] = lambda: False,
     ):
         self._store = store
         self._personas = personas
         self._clock = clock
         self._linking = linking
         self._forget_confirm_seconds = forget_confirm_seconds
+        #: Whether replies can be read aloud here (SPEECH__* set): /voice on says so if not.
+        self._voice_ready = voice_ready
 
     def handler(self, name: str) -> Callable[[Speaker, str], Awaitable[str | CommandAnswer]] | None:
         return {
@@ -136,6 +145,7 @@ class CommandHandlers:
             "link": self._linking.link,
             "unlink": self._linking.unlink,
             "whoami": self.whoami,
+            "voice": self.voice,
             "forget": self.forget,
         }.get(name)
 
@@ -248,6 +258,31 @@ class CommandHandlers:
         lines.append(f"Persona: {speaker.persona.name} ({speaker.persona.id}); history: {where}.")
         lines.append(usage_text(await self._store.get_usage(speaker.owner)))
         return "\n".join(lines)
+
+    async def voice(self, speaker: Speaker, args: str) -> str:
+        """``/voice`` shows, ``/voice on`` and ``/voice off`` set whether replies also
+        come as voice messages (for the owner, on every linked platform). Where no
+        speech service is set up, ``/voice on`` says so and keeps nothing."""
+        choice = args.strip().lower()
+        if choice not in ("", "on", "off"):
+            return "Send /voice on or /voice off (/voice shows which it is)."
+        ready = self._voice_ready()
+        if choice == "on" and not ready:
+            return VOICE_NOT_CONFIGURED
+        if choice:
+            on = choice == "on"
+            await self._store.set_preference(speaker.owner, VOICE_PREFERENCE, "on" if on else None)
+        else:
+            prefs = await self._store.get_preferences(speaker.owner)
+            on = prefs.get(VOICE_PREFERENCE) == "on"
+        if on and ready:
+            return (
+                f"Voice replies: on. {speaker.persona.name}'s replies also come as voice "
+                "messages, after the text. /voice off stops them."
+            )
+        if not ready:
+            return "Voice replies: off. " + VOICE_NOT_CONFIGURED
+        return "Voice replies: off. /voice on sends replies as voice messages too."
 
     async def forget(self, speaker: Speaker, args: str) -> str:
         now = self._clock()

@@ -290,6 +290,31 @@ class TranscriptionSettings(BaseModel):
         return self.base_url is not None or self.api_key is not None
 
 
+class SpeechSettings(BaseModel):
+    """Replies read aloud (``/voice on``), through an OpenAI-compatible ``audio/speech``
+    endpoint (OpenAI's, or a local server such as openedai-speech or Kokoro-FastAPI).
+    Off unless ``base_url`` or ``api_key`` is set. A persona's card may name its own
+    ``voice``."""
+
+    model_config = _Frozen
+
+    base_url: Annotated[HttpUrl | None, EmptyIsUnset] = None
+    api_key: SecretStr | None = None
+    model: str = Field(default="tts-1", min_length=1)
+    #: The voice of personas whose card names none.
+    voice: str = Field(default="alloy", min_length=1)
+    #: What the server is asked for: Ogg Opus is what Telegram's voice messages take.
+    format: Literal["opus", "mp3", "aac", "flac", "wav"] = "opus"
+    #: Characters of a reply read aloud; a longer reply is cut at a word before it.
+    max_chars: int = Field(default=1000, ge=1, le=4096)
+    #: Seconds the speech server has to answer; past it, the reply stays text only.
+    timeout: PositiveFloat = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None or self.api_key is not None
+
+
 class MediaSettings(BaseModel):
     """Limits on the files sent with messages (images, voice notes, text files)."""
 
@@ -308,6 +333,9 @@ class MediaSettings(BaseModel):
     max_files: int = Field(default=4, ge=0, le=32)
     download_timeout: PositiveFloat = 30.0
     transcription_timeout: PositiveFloat = 60.0
+    #: Bytes of normalised images this process keeps (the latest message's, per
+    #: conversation, for half an hour) so that /retry shows them again; 0: none kept.
+    retry_images_bytes: int = Field(default=64_000_000, ge=0, le=2_000_000_000)
 
 
 class CharacterAISettings(BaseModel):
@@ -438,6 +466,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     characterai: CharacterAISettings = CharacterAISettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
+    speech: SpeechSettings = SpeechSettings()
     media: MediaSettings = MediaSettings()
     offline: OfflineSettings = OfflineSettings()
     engine: EngineSettings = EngineSettings()

@@ -77,6 +77,7 @@ from bot.messages import (
 from bot.metrics import Metrics
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
+from bot.recent_images import IMAGES_GONE_NOTE, RecentImages, sees_images
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
 from bot.store.base import ConversationWindow, Lease, Store
 from bot.summary import StoredSummary, dropped_turns
@@ -176,6 +177,8 @@ class Engine:
         self.summaries = parts.summaries
         self.notices = parts.notices
         self.media = parts.media
+        #: Replies read aloud (``/voice on``): front ends call it after the text is out.
+        self.speech = parts.speech
         self.settings = settings
         self.access = access
         self.metrics = metrics
@@ -188,6 +191,8 @@ class Engine:
         self.leases = LeasePolicy(seconds=settings.lease_seconds, wait=settings.lease_wait_seconds)
         #: Appends whose outcome is unknown: what the user sends again is matched to them.
         self._unsure = UnsureAppends()
+        #: The latest message's images per conversation, for /retry (never stored).
+        self.recent_images = RecentImages(max_bytes=self.media.settings.retry_images_bytes)
         self._summarisers: dict[str, Summariser] = {
             name: backend
             for name, backend in guard.backends.items()
@@ -311,10 +316,11 @@ class Engine:
         return ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
 
     def _note(self, prepared: _Prepared, done: ReplyDone) -> str:
-        """What to add after a chat reply about this moment only."""
+        """What to add after a chat reply about this moment only (the images of a
+        /retry's message no longer here, a backup backend, a removed persona)."""
         if done.kind is not ReplyKind.CHAT:
             return ""
-        note = ""
+        note = IMAGES_GONE_NOTE if prepared.images_lost else ""
         if prepared.outcome.fallback and self.settings.fallback_note:
             note += FALLBACK_NOTE.format(name=done.persona_name)
         if prepared.missing_persona:
@@ -496,6 +502,7 @@ class Engine:
         version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
+        images_lost = False
         sent_at = speaker.incoming.sent_at
         kept = None
         if new_text is not None:
@@ -524,6 +531,7 @@ class Engine:
             history, message = paired(window.turns), stored[0]
             if attachments:  # this message's images are shown to the backend, once
                 message = dataclasses.replace(message, attachments=tuple(attachments))
+            self.recent_images.keep(key, message)  # and again to a /retry of it
         else:
             if _last_user_turn(window.turns) is None:
                 return ReplyDone("There is nothing to retry yet.", ReplyKind.COMMAND)
@@ -539,6 +547,8 @@ class Engine:
             if lease is None or found is None:
                 return still_answering()
             history, message = found
+            message, images_lost = self.recent_images.restore(key, message)
+            images_lost = images_lost and sees_images(self.guard, speaker.persona)
             earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
@@ -558,6 +568,7 @@ class Engine:
             dropped=dropped_turns(summary, history, context) if summariser else [],
             lease=lease,
             lease_taken=self._monotonic(),
+            images_lost=images_lost,
             reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
             missing_persona=speaker.missing_persona,
         )
@@ -808,6 +819,8 @@ class _Prepared:
     outcome: ReplyOutcome = field(default_factory=ReplyOutcome)
     #: The persona the speaker chose, when its card is gone (replies say so).
     missing_persona: str | None = None
+    #: A /retry of a message whose images this process no longer holds.
+    images_lost: bool = False
 
     @property
     def backend_args(self) -> tuple[Persona, list[Turn], Turn, dict[str, Any]]:

@@ -3,7 +3,7 @@
 :class:`~bot.engine.Engine` builds none of its collaborators: it is given an
 :class:`EngineParts` (the command handlers with their link consent, the background
 summaries, the account notices, the rate limits, the conversations' locks, the file
-converter). :func:`build_engine` makes those parts from the settings sections and
+converter, the voice replies). :func:`build_engine` makes those parts from the settings sections and
 returns the engine; :mod:`bot.app` calls it with the process's settings, tests and
 benchmarks with the sections they tune.
 """
@@ -32,6 +32,7 @@ from bot.metrics import Metrics, NullMetrics
 from bot.notices import AccountNotices
 from bot.personas import Persona, PersonaLibrary
 from bot.retrying import StoreRetry
+from bot.speech import VoiceReplies
 from bot.store.base import Store
 from bot.summary import Summaries, SummaryPolicy
 
@@ -80,6 +81,8 @@ class EngineParts:
     #: One lock per conversation: the engine answers under it, summaries are kept under it.
     locks: KeyedLocks
     media: MediaProcessor
+    #: Replies read aloud (``/voice on``), when a speech service is set up.
+    speech: VoiceReplies
 
 
 def build_engine(
@@ -96,6 +99,7 @@ def build_engine(
     store_retry: StoreRetry | None = None,
     media: MediaProcessor | None = None,
     linking: LinkingSettings | None = None,
+    speech: VoiceReplies | None = None,
 ) -> Engine:
     """An engine over ``store``, ``personas`` and the backends ``guard`` guards, with
     its parts made from the given settings sections (their defaults when left out).
@@ -110,6 +114,11 @@ def build_engine(
         # with; the engine is made last, and this is only called once it runs.
         assert engine is not None
         return engine.active_persona(owner)
+
+    def voice_ready() -> bool:
+        # whether /voice on can keep its word: the engine's speech, as it is now
+        assert engine is not None
+        return engine.speech.enabled
 
     consent = LinkConsent(
         store,
@@ -127,6 +136,7 @@ def build_engine(
         clock=clock,
         linking=consent,
         forget_confirm_seconds=tuned.forget_confirm_seconds,
+        voice_ready=voice_ready,
     )
     locks = KeyedLocks()
     policy = SummaryPolicy(
@@ -148,6 +158,7 @@ def build_engine(
         limits=RateLimits.from_settings(rate_limit or RateLimitSettings(), monotonic),
         locks=locks,
         media=media or MediaProcessor(MediaSettings()),
+        speech=speech or VoiceReplies(store, personas, None),
     )
     engine = Engine(
         store,

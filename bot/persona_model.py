@@ -60,6 +60,8 @@ class Persona:
     backend: str = "offline"
     backend_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     fallback: tuple[str, ...] = ()
+    #: The voice replies are read aloud in (``/voice on``); empty: ``SPEECH__VOICE``.
+    voice: str = ""
     creator: str = ""
     tags: tuple[str, ...] = ()
     source: str = ""
@@ -114,6 +116,7 @@ class PersonaOptions:
     fallback: tuple[str, ...] | None = None
     backend_options: Mapping[str, Any] | None = None
     knowledge: tuple[str, ...] | None = None
+    voice: str | None = None
 
     def over(self, base: PersonaOptions) -> PersonaOptions:
         """These options, with ``base``'s where these set none."""
@@ -124,6 +127,7 @@ class PersonaOptions:
                 self.backend_options if self.backend_options is not None else base.backend_options
             ),
             knowledge=self.knowledge if self.knowledge is not None else base.knowledge,
+            voice=self.voice if self.voice is not None else base.voice,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -137,6 +141,8 @@ class PersonaOptions:
             out["backend_options"] = _jsonable(dict(self.backend_options))
         if self.knowledge is not None:
             out["knowledge"] = list(self.knowledge)
+        if self.voice is not None:
+            out["voice"] = self.voice
         return out
 
 
@@ -160,11 +166,15 @@ def options_from(obj: Mapping[str, Any], source: str, prefix: str = "") -> Perso
     options = obj.get("backend_options")
     if options is not None and not isinstance(options, Mapping):
         raise fail("backend_options", "a table")
+    voice = obj.get("voice")
+    if voice is not None and not isinstance(voice, str):
+        raise fail("voice", "a voice name")
     return PersonaOptions(
         backend=backend,
         fallback=lists["fallback"],
         backend_options=None if options is None else dict(options),
         knowledge=lists["knowledge"],
+        voice=voice.strip() if voice is not None else None,
     )
 
 
@@ -211,6 +221,7 @@ def build_persona(
         backend=options.backend or default_backend,
         backend_options=MappingProxyType(dict(options.backend_options or {})),
         fallback=options.fallback or (),
+        voice=options.voice or "",
         creator=card.creator,
         tags=card.tags,
         source=source,

@@ -5,7 +5,7 @@ greeting is ``greeting`` and the lorebook is written as ``[[lorebook]]`` entries
 book's own settings in ``[lorebook_settings]``), assets as ``[[asset]]``, example
 exchanges as ``[[example]]`` tables (``user``/``char``) and/or a ``mes_example`` text.
 PersonaBridge's options (``backend``, ``fallback``, ``backend_options``,
-``knowledge``) are top-level keys; exported as a V3 card, they go to the card's
+``knowledge``, ``voice``) are top-level keys; exported as a V3 card, they go to the card's
 ``extensions.personabridge``. Unknown keys are errors (with a "did you mean").
 
 :func:`export_toml` writes a persona back as TOML that :func:`parse_toml` reads equal.
@@ -40,7 +40,7 @@ _TEXT_FIELDS = (
 _CARD_TEXTS = ("nickname", "creator_notes", "character_version", "mes_example")
 _CARD_LISTS = ("group_only_greetings", "source")
 _OPTION_LISTS = ("knowledge", "fallback")
-_TOML_KEYS = ("id", "name", "creator", "tags", "backend", "fallback", *_TEXT_FIELDS)
+_TOML_KEYS = ("id", "name", "creator", "tags", "backend", "fallback", "voice", *_TEXT_FIELDS)
 _KNOWN_KEYS = frozenset(
     (
         *_TOML_KEYS,
@@ -117,6 +117,7 @@ def parse_toml(
             else None
         ),
         knowledge=check.strings(data, "knowledge") if "knowledge" in data else None,
+        voice=check("voice", data["voice"], str, "a string").strip() if "voice" in data else None,
     )
     if sidecar is not None:
         options = sidecar.over(options)

@@ -51,7 +51,7 @@ PROJECT_DEFAULT_PERSONA = "ada"
 CARD_SUFFIXES = (".toml", ".json", ".png")
 #: The suffix of the options file beside an imported card (not a card itself).
 SIDECAR_SUFFIX = ".personabridge.toml"
-_SIDECAR_KEYS = frozenset(("id", "backend", "fallback", "backend_options"))
+_SIDECAR_KEYS = frozenset(("id", "backend", "fallback", "backend_options", "voice"))
 
 
 class PersonaLibrary:
@@ -248,6 +248,7 @@ def card_of(persona: Persona) -> CharacterCard:
         fallback=persona.fallback or None,
         backend_options=dict(persona.backend_options) or None,
         knowledge=persona.knowledge or None,
+        voice=persona.voice or None,
     )
     card = CharacterCard(
         name=persona.name,

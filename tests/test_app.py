@@ -197,3 +197,25 @@ async def test_media_settings_and_transcription_are_wired(tmp_path: Path) -> Non
 def test_a_media_limit_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="MEDIA__MAX_BYTES"):
         settings_for(tmp_path, MEDIA__MAX_BYTES="0")
+
+
+async def test_speech_settings_are_wired(tmp_path: Path) -> None:
+    from bot.backends.speech import OpenAISpeech
+
+    async with PersonaBridge(settings_for(tmp_path)) as bridge:
+        assert not bridge.engine.speech.enabled  # off unless configured
+    settings = settings_for(
+        tmp_path,
+        SPEECH__BASE_URL="http://127.0.0.1:9/v1",
+        SPEECH__VOICE="nova",
+        SPEECH__MAX_CHARS="300",
+    )
+    async with PersonaBridge(settings) as bridge:
+        speech = bridge.engine.speech
+        assert speech.enabled and isinstance(bridge._speech, OpenAISpeech)
+        assert (speech.settings.voice, speech.settings.max_chars) == ("nova", 300)
+
+
+def test_a_speech_format_must_be_one_the_server_makes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SPEECH__FORMAT"):
+        settings_for(tmp_path, SPEECH__FORMAT="ogg")

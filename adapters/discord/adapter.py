@@ -36,6 +36,7 @@ from adapters.discord.options import DiscordOptions
 from adapters.discord.streaming import ENGINE_FAILED, deliver
 from adapters.discord.targets import InteractionSlots
 from adapters.discord.tasks import TaskTracker
+from adapters.discord.voice import InteractionVoice, follow_with_voice
 from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.messages import Identity, IncomingFile
@@ -186,7 +187,9 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)
             try:
-                await deliver(self._engine, incoming, slots, self._options)
+                done = await deliver(self._engine, incoming, slots, self._options)
+                voice = InteractionVoice(interaction, ephemeral=ephemeral)
+                await follow_with_voice(self._engine.speech, incoming, done, voice)
             except DiscordAPIError as exc:
                 log.warning("discord: could not show the reply to /%s (HTTP %s)", name, exc.status)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import discord
 from discord import app_commands
@@ -45,6 +45,7 @@ SLASH_COMMANDS = (
     "link",
     "unlink",
     "whoami",
+    "voice",
     "forget",
     "help",
 )
@@ -74,7 +75,7 @@ def command_text(name: str, options: Mapping[str, OptionValue]) -> str:
         return str(options.get("message", "")).strip()
     if name == "forget":
         return "/forget confirm" if options.get("confirm") else "/forget"
-    argument = options.get("id", options.get("code", ""))
+    argument = options.get("id", options.get("code", options.get("state", "")))
     return f"/{name} {argument}".strip()
 
 
@@ -168,6 +169,13 @@ def install_commands(
     @app_commands.describe(confirm="True to really delete everything (after asking first)")
     async def forget(interaction: discord.Interaction, confirm: bool = False) -> None:
         await run(interaction, "forget", command_text("forget", {"confirm": confirm}))
+
+    @tree.command(name="voice", description=description("voice"))
+    @app_commands.describe(state="on: replies also come as voice messages; off: text only")
+    async def voice(
+        interaction: discord.Interaction, state: Literal["on", "off"] | None = None
+    ) -> None:
+        await run(interaction, "voice", command_text("voice", {"state": state or ""}))
 
     for name in ("reset", "personas", "retry", "unlink", "whoami", "help"):
         tree.add_command(_plain_command(name, run))

@@ -41,6 +41,7 @@ from adapters.discord.options import DiscordOptions
 from adapters.discord.rest import EPHEMERAL_FLAG, NO_MENTIONS, InteractionWebhooks, WebhookSlots
 from adapters.discord.streaming import deliver
 from adapters.discord.tasks import TaskTracker
+from adapters.discord.voice import WebhookVoice, follow_with_voice
 from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
@@ -336,14 +337,20 @@ class InteractionEndpoint:
         await response.prepare(request)
         await response.write_eof()
         slots = WebhookSlots(webhooks, app_id, token, ephemeral=ephemeral)
+        voice = WebhookVoice(webhooks, app_id, token, ephemeral=ephemeral)
         self._tasks.spawn(
-            self._deliver(interaction_id, incoming, slots), name=f"discord-interaction-{name}"
+            self._deliver(interaction_id, incoming, slots, voice),
+            name=f"discord-interaction-{name}",
         )
         return response
 
-    async def _deliver(self, interaction_id: str, incoming: Incoming, slots: WebhookSlots) -> None:
+    async def _deliver(
+        self, interaction_id: str, incoming: Incoming, slots: WebhookSlots, voice: WebhookVoice
+    ) -> None:
         try:
-            await deliver(self._engine, incoming, slots, self._options)
+            done = await deliver(self._engine, incoming, slots, self._options)
+            # then, for someone who asked for voice replies, the reply read aloud
+            await follow_with_voice(self._engine.speech, incoming, done, voice)
         finally:
             await self.inbox.finish(interaction_id)
 
@@ -369,8 +376,10 @@ class InteractionEndpoint:
         incoming = replace(incoming, sent_at=entry.received_at)
         ephemeral = name in EPHEMERAL and not incoming.private
         slots = WebhookSlots(webhooks, app_id, token, ephemeral=ephemeral)
+        voice = WebhookVoice(webhooks, app_id, token, ephemeral=ephemeral)
         self._tasks.spawn(
-            self._deliver(entry.event_id, incoming, slots), name=f"discord-interaction-{name}"
+            self._deliver(entry.event_id, incoming, slots, voice),
+            name=f"discord-interaction-{name}",
         )
 
 

@@ -25,6 +25,7 @@ from adapters.discord.options import DiscordOptions
 from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
 from adapters.discord.tasks import TaskTracker
+from adapters.discord.voice import ChannelVoice, follow_with_voice
 from bot.engine import Engine
 from bot.messages import Incoming
 
@@ -133,7 +134,9 @@ class MessageHandler:
                     await slots.show(0, TOO_LONG_REPLY)
                 return
             async with self._tasks.track(), typing_in(message.channel):
-                await deliver(self._engine, incoming, slots, self._options)
+                done = await deliver(self._engine, incoming, slots, self._options)
+                voice = ChannelVoice(message.channel)
+                await follow_with_voice(self._engine.speech, incoming, done, voice)
         except Exception:
             # The one place a gateway message's failure ends: logged, never raised into
             # discord.py's event loop (which would only log it less helpfully).

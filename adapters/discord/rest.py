@@ -65,6 +65,37 @@ class InteractionWebhooks:
             raise DiscordAPIError(200, "a follow-up came back without an id")
         return str(data["id"])
 
+    async def send_file(
+        self,
+        app_id: str,
+        token: str,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        *,
+        ephemeral: bool = False,
+    ) -> None:
+        """Post a follow-up that is one file (a reply read aloud), tried once: it
+        follows a text that has arrived already."""
+        payload: dict[str, Any] = {
+            "allowed_mentions": NO_MENTIONS,
+            "attachments": [{"id": 0, "filename": filename}],
+        }
+        if ephemeral:
+            payload["flags"] = EPHEMERAL_FLAG
+        form = aiohttp.FormData()
+        form.add_field("payload_json", json.dumps(payload), content_type="application/json")
+        form.add_field("files[0]", data, filename=filename, content_type=content_type)
+        try:
+            async with self._session.post(
+                f"{self._base}/webhooks/{app_id}/{token}", data=form
+            ) as response:
+                body = await response.read()
+                if not 200 <= response.status < 300:
+                    raise DiscordAPIError(response.status, _message(body))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DiscordAPIError(0, type(exc).__name__) from exc
+
     async def edit_followup(self, app_id: str, token: str, message_id: str, content: str) -> None:
         await self._request("PATCH", f"/webhooks/{app_id}/{token}/messages/{message_id}", content)
 

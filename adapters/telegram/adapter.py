@@ -30,12 +30,14 @@ from telegram import BotCommand, Update
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from adapters.telegram.albums import AlbumCollector
 from adapters.telegram.delivery import Outbox, Target
 from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler, is_id
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.transport import AiohttpRequest
+from adapters.telegram.voice import VoiceSender
 from bot.commands import COMMANDS
 from bot.config import TelegramSettings, WebSettings, shown_url
 from bot.engine import Engine
@@ -124,6 +126,7 @@ class TelegramAdapter:
             connection_pool_size=options.connection_pool_size, pool_timeout=options.pool_timeout
         )
         polling_request: AiohttpRequest | None = None
+        albums = AlbumCollector()
         builder = (
             ApplicationBuilder()
             .token(self._token)
@@ -131,7 +134,9 @@ class TelegramAdapter:
             .base_file_url(f"{self._api}/file/bot")
             .concurrent_updates(
                 ChatOrderedProcessor(
-                    options.max_concurrent_updates, max_queued=options.max_queued_per_chat
+                    options.max_concurrent_updates,
+                    max_queued=options.max_queued_per_chat,
+                    albums=albums,
                 )
             )
             .request(main_request)
@@ -149,7 +154,10 @@ class TelegramAdapter:
         self._requests = [r for r in (main_request, polling_request) if r is not None]
         outbox = Outbox(app.bot, self._pacer, options)
         self._outbox = outbox
-        self._handler = UpdateHandler(self._engine, outbox, self._pacer, options)
+        voice = VoiceSender(app.bot, self._engine.speech, self._pacer, options)
+        self._handler = UpdateHandler(
+            self._engine, outbox, self._pacer, options, albums=albums, voice=voice
+        )
         self._handler.inbox = self.inbox
         app.add_handler(TypeHandler(Update, self._handler))
         app.add_error_handler(_on_error)

@@ -10,6 +10,8 @@ What is answered:
 * photos (the largest size within ``MEDIA__MAX_BYTES``), documents (images and text
   files; the engine sniffs what they are), voice notes and audio, each with its caption
   as the text: downloaded through PTB's file API only when the engine takes them;
+* an album (several photos or files sent together, one update each) is answered once,
+  with all its files and the caption of whichever part has one (:mod:`.albums`);
 * stickers, videos and other messages the persona cannot take get a short polite
   answer (in groups only when addressed), and so does a text longer than Telegram
   allows (which Telegram itself never delivers: it is not passed on to the persona).
@@ -18,6 +20,9 @@ A button under one of the bot's replies (a callback query whose data is a comman
 such as ``/link confirm``) is read as that command typed by the person who pressed it:
 the query is answered (ending the button's spinner), the buttons are taken off the
 message in a private chat, and the answer comes as a new message.
+
+A persona's reply to someone who turned ``/voice on`` is followed, once its text is
+delivered, by the same reply as a voice message (:mod:`.voice`).
 
 Ignored: edited messages, channel posts and every other update kind, messages from
 bots (other bots, and anonymous group admins, who speak through one), service
@@ -50,11 +55,13 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from adapters.telegram.albums import AlbumCollector
 from adapters.telegram.delivery import Outbox, Target
 from adapters.telegram.options import TELEGRAM_MAX_CHARS, TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import tg_len
 from adapters.telegram.streaming import ReplyStream
+from adapters.telegram.voice import VoiceSender
 from bot.engine import Engine
 from bot.errors import MediaRefused
 from bot.inbox import Inbox
@@ -66,6 +73,7 @@ from bot.messages import (
     ReplyKind,
     too_long_refusal,
 )
+from bot.speech import ReplyWatch
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +208,20 @@ def _file(
     return IncomingFile(name, fetch, declared or "", size or 0, voice)
 
 
+def merge_parts(parts: Sequence[Inbound]) -> Inbound:
+    """An album's parts as one message: every part's files, the caption (and where to
+    answer) of the part that has one, addressed when any part is."""
+    captioned = next((p for p in parts if p.incoming.text or p.too_long), parts[0])
+    files = tuple(file for part in parts for file in part.incoming.files)
+    incoming = replace(
+        captioned.incoming,
+        files=files,
+        addressed=any(part.incoming.addressed for part in parts),
+    )
+    non_text = not files and all(part.non_text for part in parts)
+    return Inbound(incoming, captioned.target, non_text, captioned.too_long)
+
+
 def read_callback(update: Update) -> Inbound | None:
     """A pressed button of one of the bot's messages, as the command it carries, or
     None when it is not one of ours (or too malformed to answer)."""
@@ -316,11 +338,22 @@ def strip_mention(text: str, username: str) -> str:
 class UpdateHandler:
     """The callback PTB calls for every update: normalise, ask the engine, render."""
 
-    def __init__(self, engine: Engine, outbox: Outbox, pacer: ChatPacer, options: TelegramOptions):
+    def __init__(
+        self,
+        engine: Engine,
+        outbox: Outbox,
+        pacer: ChatPacer,
+        options: TelegramOptions,
+        *,
+        albums: AlbumCollector | None = None,
+        voice: VoiceSender | None = None,
+    ):
         self._engine = engine
         self._outbox = outbox
         self._pacer = pacer
         self._options = options
+        self._albums = albums
+        self._voice = voice
         self.me: BotIdentity | None = None  # set once getMe has answered
         #: Webhook mode: where acknowledged updates wait until answered.
         self.inbox: Inbox | None = None
@@ -341,7 +374,7 @@ class UpdateHandler:
         if update.callback_query is not None:
             await self._pressed(update, update.callback_query)
             return
-        inbound = read_update(update, me, self._engine.media.settings.max_bytes)
+        inbound = await self._read(update, me)
         if inbound is None:
             return
         incoming = replace(inbound.incoming, sent_at=sent_at)
@@ -352,7 +385,7 @@ class UpdateHandler:
             return
         async with aclosing(self._engine.handle(incoming)) as events:
             if incoming.addressed:
-                await self._stream(inbound).deliver(events)
+                await self._deliver(inbound, incoming, events)
             else:
                 async for _ in events:  # the engine answers nothing; let it see the message
                     pass
@@ -370,7 +403,27 @@ class UpdateHandler:
             # pressed once is enough: the answer follows as a new message
             await self._outbox.drop_buttons(inbound.target, message.message_id)
         async with aclosing(self._engine.handle(inbound.incoming)) as events:
-            await self._stream(inbound).deliver(events)
+            await self._deliver(inbound, inbound.incoming, events)
+
+    async def _read(self, update: Update, me: BotIdentity) -> Inbound | None:
+        """The message of an update, or of the whole album it starts (None for a part
+        answered with its album, and for what the bot ignores)."""
+        max_bytes = self._engine.media.settings.max_bytes
+        parts = await self._albums.gather(update) if self._albums is not None else [update]
+        inbounds = [i for i in (read_update(part, me, max_bytes) for part in parts) if i]
+        if len(inbounds) > 1:
+            return merge_parts(inbounds)
+        return inbounds[0] if inbounds else None
+
+    async def _deliver(
+        self, inbound: Inbound, incoming: Incoming, events: AsyncIterator[ReplyEvent]
+    ) -> None:
+        """Render the reply; then, for someone who asked for voice replies, read it aloud."""
+        watch = ReplyWatch()
+        async with aclosing(watch.watch(events)) as watched:
+            await self._stream(inbound).deliver(watched)
+        if self._voice is not None:
+            await self._voice.follow(incoming, inbound.target, watch.done)
 
     def _stream(self, inbound: Inbound) -> ReplyStream:
         return ReplyStream(self._outbox, self._pacer, inbound.target, self._options)

@@ -26,6 +26,8 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from adapters.telegram.albums import AlbumCollector
+
 log = logging.getLogger(__name__)
 
 OrderKey = tuple[int, int]
@@ -78,8 +80,11 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
         *,
         max_queued: int,
         remember_updates: int = REMEMBERED_UPDATES,
+        albums: AlbumCollector | None = None,
     ):
         super().__init__(max_concurrent_updates)
+        #: Told of every update as it comes in, before it waits for its turn.
+        self._albums = albums
         self._max_queued = max_queued
         self._locks: dict[OrderKey, tuple[asyncio.Lock, int]] = {}
         self._recent = RecentUpdateIds(remember_updates)
@@ -89,6 +94,8 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
             log.info("telegram update %s was delivered again; ignored", _update_id(update))
             _discard(coroutine)
             return
+        if self._albums is not None:
+            self._albums.arrived(update)
         key = order_key(update)
         if key is None:
             await coroutine

@@ -10,12 +10,20 @@ POST needs a CSRF token.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
-from adapters.web import routes_account, routes_auth, routes_avatar, routes_chat, routes_ops
+from adapters.web import (
+    routes_account,
+    routes_auth,
+    routes_avatar,
+    routes_chat,
+    routes_ops,
+    routes_voice,
+)
 from adapters.web.background import ReplyTasks
 from adapters.web.csrf import csrf_middleware
 from adapters.web.deadlines import body_deadline_middleware
@@ -104,10 +112,12 @@ def create_app(
     app[ADAPTER_HEALTH] = health if health is not None else AdapterHealth()
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[routes_avatar.AVATARS] = {}
+    app[routes_voice.CLIPS] = OrderedDict()
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)
     )
-    for module in (routes_auth, routes_account, routes_chat, routes_avatar, routes_ops):
+    modules = (routes_auth, routes_account, routes_chat, routes_voice, routes_avatar, routes_ops)
+    for module in modules:
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, name="static")
     app.router.add_routes(extra_routes)

@@ -30,6 +30,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
+        "media-src 'self'",  # replies read aloud (/chat/voice/...)
         "connect-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
@@ -43,7 +44,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    # the microphone for the chat's voice notes (this site only)
+    "Permissions-Policy": "camera=(), microphone=(self), geolocation=(), payment=()",
 }
 HSTS = ("Strict-Transport-Security", "max-age=31536000")
 _KEPT_HEADERS = ("Retry-After", "Allow", "WWW-Authenticate")

@@ -3,8 +3,10 @@
 ``POST /chat/send`` answers our script (``Accept: text/event-stream``) with the
 reply as Server-Sent Events over the response of that POST (read with ``fetch``, since
 ``EventSource`` can only GET): ``delta`` events with text as it is written, then one
-``done`` event. A plain form post (no JavaScript) waits for the whole reply and goes
-back to ``/chat``, where the reply now is in the history.
+``done`` event, then, for an account that turned ``/voice on``, a ``voice`` event with
+the URL of the reply read aloud (:mod:`.routes_voice`). A plain form post (no
+JavaScript) waits for the whole reply and goes back to ``/chat``, where the reply now
+is in the history.
 
 ``POST /chat/attach`` (our script only: multipart with ``text`` and one ``file``, the
 CSRF token in its header) sends a file with the message, answered the same way. The
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import Any
 
@@ -35,12 +37,14 @@ from adapters.web.redirects import login_url
 from adapters.web.render import render
 from adapters.web.replies import json_error, wants_json
 from adapters.web.routes_avatar import avatar_url
+from adapters.web.routes_voice import voice_link
 from adapters.web.session import current_account, require_account
-from bot.errors import MediaRefused
+from bot.errors import MediaRefused, StoreError
 from bot.messages import (
     DIRECT_SCOPE,
     Incoming,
     IncomingFile,
+    ReplyDone,
     ReplyEvent,
     ReplyKind,
     TextDelta,
@@ -127,7 +131,8 @@ async def send(request: web.Request) -> web.StreamResponse:
             # Without the script too, a message held back is not lost: it is put back.
             return await _page(request, account, draft=text, notice=done.text, status=429)
         return see_other("/chat")
-    return await _stream(request, tasks.stream(engine, incoming_for(account, text)))
+    incoming = incoming_for(account, text)
+    return await _stream(request, tasks.stream(engine, incoming), incoming)
 
 
 async def _message_text(request: web.Request) -> tuple[str, str | None]:
@@ -159,7 +164,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         return json_error(400, upload)
     text, file = upload
     incoming = dataclasses.replace(incoming_for(account, text), files=(file,))
-    return await _stream(request, tasks.stream(engine, incoming))
+    return await _stream(request, tasks.stream(engine, incoming), incoming)
 
 
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, IncomingFile] | str:
@@ -202,13 +207,30 @@ async def _read_part(part: BodyPartReader, max_bytes: int) -> bytes | None:
     return bytes(data)
 
 
+async def _offer_voice(
+    request: web.Request,
+    incoming: Incoming,
+    done: ReplyDone,
+    emit: Callable[[str, dict[str, Any]], Awaitable[None]],
+) -> None:
+    """After the text, for an account that asked for it: the player's URL of the reply
+    read aloud (a failure here only costs the player, never the reply)."""
+    try:
+        link = await voice_link(request, incoming, done)
+    except StoreError as exc:
+        log.warning("could not offer a reply read aloud: %s", exc)
+        return
+    if link:
+        await emit("voice", {"url": link})
+
+
 def sse(event: str, data: dict[str, Any]) -> bytes:
     """One Server-Sent Event; JSON keeps the data on one line whatever the text holds."""
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 async def _stream(
-    request: web.Request, events: AsyncGenerator[ReplyEvent, None]
+    request: web.Request, events: AsyncGenerator[ReplyEvent, None], incoming: Incoming
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     response.content_type = "text/event-stream"
@@ -224,12 +246,14 @@ async def _stream(
         except ConnectionError:
             connected = False  # the browser went away; the reply completes regardless
 
+    finished: ReplyDone | None = None
     try:
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, TextDelta):
                     await emit("delta", {"text": event.text})
                 else:
+                    finished = event
                     done: dict[str, Any] = {"text": event.shown, "kind": str(event.kind)}
                     if event.retry_after is not None:  # rate limited: when to send again
                         done["retry_after"] = event.retry_after
@@ -240,6 +264,9 @@ async def _stream(
         # Headers are sent: the error middleware can no longer answer, so say it here.
         # (The reply task has logged the failure.)
         await emit("error", {"text": STREAM_FAILED})
+        finished = None
+    if finished is not None and connected:
+        await _offer_voice(request, incoming, finished, emit)
     with suppress(ConnectionError):
         await response.write_eof()
     return response

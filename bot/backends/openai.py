@@ -191,6 +191,10 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._client.close()
 
+    def sees_images(self, persona: Persona) -> bool:
+        """Whether the persona's model takes images (``backend_options.vision``)."""
+        return self._sees(persona)
+
     def _sees(self, persona: Persona) -> bool:
         """Whether the persona's model takes images (``backend_options.vision``)."""
         vision = persona.backend_options.get("vision", self._vision)

@@ -387,7 +387,7 @@ async def test_commands_are_synced_globally_or_to_guilds(
     assert all(re.search(path, call.path) for call in syncs)
     names = {command["name"] for command in syncs[0].body}
     expected = {"chat", "reset", "persona", "personas", "link", "unlink", "retry", "whoami"}
-    assert names == expected | {"forget", "help"}
+    assert names == expected | {"voice", "forget", "help"}
 
 
 async def test_stopping_lets_a_reply_in_flight_finish(

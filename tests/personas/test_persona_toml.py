@@ -92,7 +92,7 @@ def test_backend_options_are_read_only() -> None:
             'id = "x"\nnmae = "X"\nname = "X"', "nmae", "did you mean 'name'", id="typo-key"
         ),
         pytest.param(
-            'id = "x"\nname = "X"\nvoice = "deep"', "voice", "unknown key", id="unknown-key"
+            'id = "x"\nname = "X"\ncolour = "deep"', "colour", "unknown key", id="unknown-key"
         ),
         pytest.param('name = "X"', "id", "required", id="missing-id"),
         pytest.param('id = "x"', "name", "required", id="missing-name"),

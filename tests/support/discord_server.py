@@ -13,6 +13,10 @@ original first) and, like Discord, answers a channel message sent again with the
 share of the REST calls (asked by the key ``METHOD /path``) fail: 429 (with ``Via``,
 as Discord's come) or a 5xx, answered before the call took effect or, when the fault
 says ``applied``, after it did.
+
+A message posted with files (multipart: ``payload_json`` and ``files[n]``, as discord.py
+and our webhook client send them) is recorded in ``uploads`` (path, file name, content
+type, bytes), and its file names are in the posted message's ``attachments``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import SecretStr
 
 from bot.config import DiscordSettings
@@ -137,6 +141,8 @@ class FakeDiscord:
         self.attachments: dict[str, bytes] = {}
         self.stalled_attachments: set[str] = set()
         self.attachment_downloads: list[str] = []
+        #: Files posted with messages: path, filename, content_type, data.
+        self.uploads: list[dict[str, Any]] = []
         self._closing = asyncio.Event()
 
     # -- set-up ---------------------------------------------------------------------
@@ -283,8 +289,11 @@ class FakeDiscord:
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
-        raw = await request.read()
-        body = json.loads(raw) if raw and request.content_type == "application/json" else None
+        if request.content_type == "multipart/form-data":
+            body = await self._multipart(request, path)
+        else:
+            raw = await request.read()
+            body = json.loads(raw) if raw and request.content_type == "application/json" else None
         call = Call(
             request.method, path, dict(request.query), body, asyncio.get_running_loop().time()
         )
@@ -304,6 +313,28 @@ class FakeDiscord:
         if isinstance(response, web.Response) and response.body:
             call.response = json.loads(response.body)  # type: ignore[arg-type]
         return response
+
+    async def _multipart(self, request: web.Request, path: str) -> dict[str, Any]:
+        """The JSON payload of a message posted with files; the files go to ``uploads``."""
+        body: dict[str, Any] = {}
+        names: list[str] = []
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "payload_json":
+                body = json.loads(await part.text())
+            elif (part.name or "").startswith("files["):
+                data = bytes(await part.read())
+                upload = {
+                    "path": path,
+                    "filename": part.filename,
+                    "content_type": part.headers.get("Content-Type"),
+                    "data": data,
+                }
+                self.uploads.append(upload)
+                names.append(part.filename or "")
+        body["_files"] = names
+        return body
 
     def _message(
         self, channel_id: str, content: str, message_id: str | None = None
@@ -398,7 +429,9 @@ class FakeDiscord:
             return _json(answer)
         if method == "POST" and (match := re.fullmatch(r"/webhooks/\d+/([^/]+)", path)):
             posted = self._message("1", content) | {"webhook_id": APP_ID}
-            self.webhook_messages.setdefault(match.group(1), {})[posted["id"]] = content
+            posted["attachments"] = _attachments(body)
+            shown = content or " ".join(f"[{a['filename']}]" for a in posted["attachments"])
+            self.webhook_messages.setdefault(match.group(1), {})[posted["id"]] = shown
             return _json(posted)
         if method == "PATCH" and (
             match := re.fullmatch(r"/webhooks/\d+/([^/]+)/messages/(.+)", path)
@@ -445,6 +478,7 @@ class FakeDiscord:
             if earlier is not None:
                 return dict(earlier)
         posted = self._message(channel_id, str(body.get("content", "")))
+        posted["attachments"] = _attachments(body)
         if body.get("message_reference"):
             posted["message_reference"] = body["message_reference"]
         if nonce is not None:
@@ -452,3 +486,18 @@ class FakeDiscord:
             self._nonces[(channel_id, str(nonce))] = posted
         self.messages[posted["id"]] = posted
         return dict(posted)
+
+
+def _attachments(body: Any) -> list[dict[str, Any]]:
+    """The attachments of a message posted with files (names from the upload)."""
+    names = body.get("_files", []) if isinstance(body, dict) else []
+    return [
+        {
+            "id": str(9500 + index),
+            "filename": name,
+            "size": 0,
+            "url": f"https://cdn.example/{name}",
+            "proxy_url": f"https://cdn.example/{name}",
+        }
+        for index, name in enumerate(names)
+    ]

@@ -12,13 +12,21 @@ or, for a summary request, ``"Gist: <the new lines>"``.
 ``POST /v1/audio/transcriptions`` (multipart, as the SDK sends it) answers
 ``{"text": transcript}``, or ``transcription_status`` when that is set; each upload is
 kept in ``transcriptions`` (model, file name, content type, bytes).
+
+``POST /v1/audio/speech`` (JSON: model, voice, input, response_format) answers
+:data:`SPOKEN` followed by the input's bytes (a stand-in for Ogg Opus audio), or
+``speech_status`` when that is set; with ``speech_stall`` it never answers (until
+shutdown). Each request body is kept in ``speeches``. Asked for ``wav``, it answers a
+real (silent) WAV file instead, which a browser can play.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +60,9 @@ class Stall:
 
 Step = Reply | Status | Stall
 
+#: The first bytes of every "audio" the fake speech endpoint answers (an Ogg page).
+SPOKEN = b"OggS\x00\x02fake-opus:"
+
 
 class FakeOpenAI:
     def __init__(self) -> None:
@@ -62,6 +73,9 @@ class FakeOpenAI:
         self.transcriptions: list[dict[str, Any]] = []
         self.transcript = "see you at nine"
         self.transcription_status: int | None = None
+        self.speeches: list[dict[str, Any]] = []
+        self.speech_status: int | None = None
+        self.speech_stall = False
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -84,6 +98,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -122,6 +137,20 @@ class FakeOpenAI:
             return web.json_response(error, status=self.transcription_status)
         return web.json_response({"text": self.transcript})
 
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.speeches.append(body)
+        if self.speech_stall:
+            await self._release.wait()
+            return web.Response(status=503)
+        if self.speech_status is not None:
+            error = {"error": {"message": "scripted failure", "type": "scripted", "code": None}}
+            return web.json_response(error, status=self.speech_status)
+        if body.get("response_format") == "wav":  # real audio, for a browser to play
+            return web.Response(body=silent_wav(), content_type="audio/wav")
+        audio = SPOKEN + str(body.get("input", "")).encode()
+        return web.Response(body=audio, content_type="audio/ogg")
+
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
@@ -151,6 +180,16 @@ class FakeOpenAI:
             await _send(response, {**_chunk(body, {}), "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         return response
+
+
+def silent_wav(seconds: float = 0.3, rate: int = 8000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(rate)
+        audio.writeframes(b"\x00\x00" * int(seconds * rate))
+    return out.getvalue()
 
 
 async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:

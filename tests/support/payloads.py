@@ -704,6 +704,7 @@ SLASH_COMMAND_OPTIONS: dict[str, tuple[tuple[str, bool], ...]] = {
     "persona": (("id", False),),
     "link": (("code", True),),
     "forget": (("confirm", False),),
+    "voice": (("state", False),),
     "personas": (),
     "reset": (),
     "retry": (),

@@ -11,6 +11,10 @@ Files a test puts in ``files`` (by file id) are served as Telegram does: ``getFi
 gives their ``file_path`` and size, ``GET /file/bot<TOKEN>/<file_path>`` their bytes;
 a file id in ``stalled_files`` is announced, but its download never answers.
 
+``sendVoice`` and ``sendAudio`` take their file as a multipart upload, as PTB sends it;
+each upload is kept in ``voices`` (method, chat, file name, content type, bytes) and
+the chat shows it as a message whose text is ``[voice]``.
+
 ``faults`` (a :class:`FaultSource`, such as ``tests/reliability/platform_faults.FaultPlan``)
 makes a share of the calls (asked by the key ``method:chat_id``) fail: 429 with
 ``retry_after``, or a 5xx, answered before the call took effect or, when the fault says
@@ -30,6 +34,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 
 from tests.support.fakes import FaultSource, InjectedFault
 
@@ -173,6 +178,7 @@ class FakeBotApi:
     files: dict[str, bytes] = field(default_factory=dict)
     stalled_files: set[str] = field(default_factory=set)
     downloads: list[str] = field(default_factory=list)
+    voices: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -299,7 +305,14 @@ class FakeBotApi:
         form = await request.post()
         params: dict[str, Any] = {}
         for key, value in form.items():
-            assert isinstance(value, str), f"{method}: {key} is a file"
+            if isinstance(value, FileField):
+                assert method in ("sendVoice", "sendAudio"), f"{method}: {key} is a file"
+                params[key] = {
+                    "filename": value.filename,
+                    "content_type": value.content_type,
+                    "data": value.file.read(),
+                }
+                continue
             params[key] = json.loads(value) if key in _JSON_PARAMS else value
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
@@ -418,6 +431,30 @@ class FakeBotApi:
         )
         return self._message(chat_id, message_id, checked)
 
+    def _api_sendVoice(self, call: Call) -> Any:
+        chat_id = int(call.params["chat_id"])
+        kind = "voice" if call.method == "sendVoice" else "audio"
+        upload = call.params.get(kind)
+        assert isinstance(upload, dict), f"{call.method} without an uploaded file"
+        thread = call.params.get("message_thread_id")
+        self.voices.append({"method": call.method, "chat_id": chat_id, **upload})
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        reply = call.params.get("reply_parameters") or {}
+        self.chats.setdefault(chat_id, {})[message_id] = Shown(
+            message_id,
+            f"[{kind}]",
+            "",
+            None,
+            reply.get("message_id"),
+            int(thread) if thread else None,
+        )
+        body = {**self._message(chat_id, message_id, ""), kind: _voice_file(message_id)}
+        del body["text"]
+        return body
+
+    _api_sendAudio = _api_sendVoice
+
     def _api_editMessageReplyMarkup(self, call: Call) -> Any:
         shown = self.chats.get(int(call.params["chat_id"]), {}).get(int(call.params["message_id"]))
         if shown is None:
@@ -475,6 +512,10 @@ class FakeBotApi:
             "from": self.bot,
             "text": text,
         }
+
+
+def _voice_file(message_id: int) -> dict[str, Any]:
+    return {"file_id": f"voice{message_id}", "file_unique_id": f"vu{message_id}", "duration": 1}
 
 
 def _buttons(markup: Any) -> list[tuple[str, str]]:

@@ -172,6 +172,50 @@
     message.required = true;
   }
 
+  // A voice note: recorded with MediaRecorder (🎤 starts, ⏹ stops, two minutes at most)
+  // and attached like a chosen file, to go with the next Send.
+  const record = document.getElementById("record");
+  const MAX_RECORDING_MS = 120000;
+  let recorder = null;
+  if (record && attachment && navigator.mediaDevices && window.MediaRecorder) {
+    record.hidden = false;
+    record.addEventListener("click", async () => {
+      if (recorder) {
+        recorder.stop();
+        return;
+      }
+      let stream;
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      } catch (_) {
+        attached.hidden = false;
+        attached.textContent = "🎤 The microphone is not available.";
+        return;
+      }
+      const chunks = [];
+      recorder = new MediaRecorder(stream);
+      recorder.addEventListener("dataavailable", (event) => chunks.push(event.data));
+      recorder.addEventListener("stop", () => {
+        stream.getTracks().forEach((track) => track.stop());
+        const type = recorder.mimeType || "audio/webm";
+        const name = type.includes("ogg") ? "voice-note.ogg" : "voice-note.webm";
+        recorder = null;
+        record.textContent = "🎤";
+        record.classList.remove("recording");
+        const files = new DataTransfer();
+        files.items.add(new File(chunks, name, { type }));
+        attachment.files = files.files;
+        attachment.dispatchEvent(new Event("change"));
+      });
+      recorder.start();
+      record.textContent = "⏹";
+      record.classList.add("recording");
+      attached.hidden = false;
+      attached.textContent = "🎤 Recording… press ⏹ to stop.";
+      setTimeout(() => { if (recorder) recorder.stop(); }, MAX_RECORDING_MS);
+    });
+  }
+
   // A message held back (the rate limit, a failure) keeps its file too.
   function restoreAttachment(file) {
     if (!attachment || !file || attachment.files.length) return;
@@ -235,6 +279,8 @@
         if (event === "delta") {
           replyText.textContent += data.text;
           scrollToEnd();
+        } else if (event === "voice" && typeof data.url === "string") {
+          addPlayer(reply, data.url);
         } else if (event === "done" && data.kind === "rate_limited") {
           // Not the persona speaking, and nothing was kept: give the text back.
           finished = true;
@@ -284,6 +330,24 @@
       }
       setBusy(false, "Could not reach the server. Check your connection and try again.");
     }
+  }
+
+  // A reply read aloud (/voice on): a player under its text. The audio is made when the
+  // player asks for it; if that fails, a short line says so and the text stays.
+  function addPlayer(replyBubble, url) {
+    const audio = document.createElement("audio");
+    audio.className = "voice";
+    audio.controls = true;
+    audio.preload = "auto";
+    audio.addEventListener("error", () => {
+      const note = document.createElement("p");
+      note.className = "voice-note";
+      note.textContent = "🔇 This reply could not be read aloud just now.";
+      audio.replaceWith(note);
+    });
+    audio.src = url;
+    replyBubble.append(audio);
+    scrollToEnd();
   }
 
   // After a command (/persona may have switched): show the persona the account talks to
