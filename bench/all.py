@@ -41,7 +41,7 @@ from bench.report import Figure, FigureError, load, table  # noqa: E402
 #: In the order they run (and their rows appear).
 BENCHES = {
     name: HERE / f"{name}.py"
-    for name in ("engine", "web", "telegram", "store", "leases", "media", "login")
+    for name in ("engine", "web", "telegram", "store", "leases", "media", "login", "e2e", "memory")
 }
 #: Seconds one bench may take before it is killed: far above what a run needs (a full
 #: run of the slowest takes a few minutes on a loaded 2-core machine).

@@ -17,6 +17,11 @@ private chats and groups (each message mentions the bot). For each chat: its wri
 (sendMessage + editMessageText) per second, and the shortest gap between two, against
 the configured limits (1/s in private chats, one per 3 s in groups).
 
+Phase 3, workers: the same load as phase 1 against ``personabridge run`` itself in
+webhook mode with ``WEB__WORKERS=1`` and then ``2`` (processes on one port sharing one
+SQLite file, each update claimed in the store's inbox): the rate with two workers, and
+how much the second worker adds (goal: at least 1.7x).
+
 Run: ``.venv/bin/python bench/telegram.py`` (``--quick`` for a smoke run; ``--json PATH``
 also writes the headline figures for ``bench/all.py``). Not a test; every phase is
 bounded in count and time.
@@ -28,6 +33,10 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing
+import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +58,7 @@ from aiohttp import web  # noqa: E402
 from bench.report import Figure, add_json_option, emit  # noqa: E402
 
 GOAL_RATE = 1_000  # updates/s, end to end
+GOAL_SCALING = 1.7  # two workers over one
 TOKEN = "4242:BENCH-token"
 SECRET = "bench-secret"
 BOT_USERNAME = "bench_bot"
@@ -267,6 +277,83 @@ def start_bot(ctx: Any, api_url: str, word_delay: float) -> tuple[Any, Connectio
     return process, parent, webhook_url, options
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_workers(api_url: str, workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``personabridge run`` in webhook mode with ``workers`` web workers; its webhook URL."""
+    port = free_port()
+    (folder / "none.toml").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONABRIDGE_")}
+    env |= {
+        "PERSONABRIDGE_CONFIG": str(folder / "none.toml"),
+        "PERSONABRIDGE_ENV_FILE": str(folder / "none.env"),
+        "PERSONABRIDGE_STORE__SQLITE_PATH": str(folder / f"workers-{workers}.db"),
+        "PERSONABRIDGE_PERSONAS_DIR": str(ROOT / "personas"),
+        "PERSONABRIDGE_WEB__HOST": "127.0.0.1",
+        "PERSONABRIDGE_WEB__PORT": str(port),
+        "PERSONABRIDGE_WEB__WORKERS": str(workers),
+        "PERSONABRIDGE_WEB__PUBLIC_URL": "https://bench.example",
+        "PERSONABRIDGE_TELEGRAM__TOKEN": TOKEN,
+        "PERSONABRIDGE_TELEGRAM__MODE": "webhook",
+        "PERSONABRIDGE_TELEGRAM__API_BASE_URL": api_url,
+        "PERSONABRIDGE_TELEGRAM__WEBHOOK_SECRET": SECRET,
+        "PERSONABRIDGE_RATE_LIMIT__PER_MINUTE": "1000000000",
+        "PERSONABRIDGE_RATE_LIMIT__BURST": "1000000000",
+        "PERSONABRIDGE_LOG_LEVEL": "WARNING",
+    }
+    log = (folder / f"workers-{workers}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    log.close()
+    return process, f"http://127.0.0.1:{port}/telegram/webhook"
+
+
+async def workers_phase(
+    session: aiohttp.ClientSession, api_url: str, workers: int, chats: int, base: int
+) -> float:
+    """Updates/s end to end through ``workers`` workers (as phase 1)."""
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+        process, url = start_workers(api_url, workers, Path(tmp))
+        try:
+            deadline = time.time() + 60
+            while True:  # up once the webhook route answers (403 without the secret)
+                try:
+                    async with session.post(url, json={}) as response:
+                        if response.status == 403:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if time.time() > deadline or process.poll() is not None:
+                    log = (Path(tmp) / f"workers-{workers}.log").read_text(errors="replace")
+                    raise SystemExit(f"{workers} worker(s) did not start:\n{log[-3000:]}")
+                await asyncio.sleep(0.2)
+            warm = [(base - 1 - n, base - 1 - n) for n in range(200)]
+            await post_all(session, url, warm, 1)
+            await wait_for_finals(session, api_url, len(warm), limit=60)
+            async with session.post(f"{api_url}/reset") as response:
+                await response.read()
+            private = [(base + n, base + n) for n in range(chats)]
+            started = await post_all(session, url, private, 1)
+            stats = await wait_for_finals(session, api_url, chats, limit=120)
+            async with session.post(f"{api_url}/reset") as response:
+                await response.read()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if stats["finals"] < chats:
+        raise SystemExit(f"{workers} worker(s): {stats['finals']} of {chats} replies complete")
+    return float(stats["finals"] / (stats["last"] - started))
+
+
 async def main(quick: bool) -> list[Figure]:
     ctx = multiprocessing.get_context("spawn")
     api_parent, api_child = ctx.Pipe()
@@ -315,6 +402,14 @@ async def main(quick: bool) -> list[Figure]:
         conn.send("stop")
         conn.recv()
         process.join(30)
+
+        # Phase 3: personabridge run, one worker and then two on one port.
+        async with session.post(f"{api_url}/reset") as response:
+            await response.read()
+        scaled = {
+            workers: await workers_phase(session, api_url, workers, chats, 1_000_000 * workers)
+            for workers in (1, 2)
+        }
     api_parent.send("stop")
     api.join(10)
 
@@ -388,6 +483,28 @@ async def main(quick: bool) -> list[Figure]:
             digits=0,
         )
     )
+    scaling = scaled[2] / scaled[1]
+    print(
+        f"\npersonabridge run, webhook mode: 1 worker {scaled[1]:,.0f} upd/s, 2 workers"
+        f" {scaled[2]:,.0f} upd/s (goal >= {GOAL_RATE:,}): {scaling:.2f}x"
+        f" (goal >= {GOAL_SCALING:g}x)"
+    )
+    note = (
+        "personabridge run with WEB__WORKERS (SO_REUSEPORT, one SQLite file, the inbox),"
+        " fake Bot API and load generator in other processes, on this 2-core machine"
+    )
+    figures += [
+        Figure("telegram", "updates/s, personabridge run, 1 worker", scaled[1], "upd/s", note=note),
+        Figure(
+            "telegram",
+            "updates/s, personabridge run, 2 workers",
+            scaled[2],
+            "upd/s",
+            GOAL_RATE,
+            note=note,
+        ),
+        Figure("telegram", "2 workers ÷ 1 worker", scaling, "×", GOAL_SCALING, note=note),
+    ]
     return figures
 
 

@@ -48,6 +48,10 @@ from bench.report import Figure, add_json_option, emit  # noqa: E402
 PASSWORD = "bench passphrase for everyone"
 ACCOUNTS = 16
 GOAL_GET = 10_000
+#: Issue 19: GET /login at least this share of an empty aiohttp handler's rate, measured
+#: on the same machine in the same run (a ratio holds on a loaded machine, where an
+#: absolute rate does not).
+GOAL_SHARE = 0.60
 #: The README's word for page latency while logins run is "barely moves"; no number was
 #: set, so the table reads it as: the median at most this many times the idle median.
 GOAL_SLOWDOWN = 2.0
@@ -495,7 +499,8 @@ def main() -> None:
     verdict = "meets" if get.rate >= GOAL_GET else "misses"
     print(
         f"\n{get.scenario}: {get.rate:,.0f} req/s, {verdict} the goal of {GOAL_GET:,} in one"
-        f" process ({get.rate / ceiling.rate:.0%} of the empty handler's rate)"
+        f" process ({get.rate / ceiling.rate:.0%} of the empty handler's rate;"
+        f" goal >= {GOAL_SHARE:.0%})"
     )
     idle, busy = results[4], results[5]
     idle_p50, busy_p50 = (statistics.median(r.latencies) * 1000 for r in (idle, busy))
@@ -515,6 +520,14 @@ def main() -> None:
                 get.rate,
                 "req/s",
                 GOAL_GET,
+                note=f"load from {load}, 64 connections, {duration:g} s per phase",
+            ),
+            Figure(
+                "web",
+                "GET /login req/s ÷ empty aiohttp handler req/s, same run",
+                get.rate / ceiling.rate,
+                "×",
+                GOAL_SHARE,
                 note=f"load from {load}, 64 connections, {duration:g} s per phase",
             ),
             Figure(

@@ -258,7 +258,7 @@ def test_malformed_figures_are_a_clear_error(tmp_path: Path, text: str) -> None:
 def test_every_bench_offers_quick_and_json() -> None:
     """Each bench imports and takes the two options the runner passes (only the engine
     bench runs below: the others take 10-30 s each even in quick mode)."""
-    for name in ("engine", "web", "telegram", "store", "leases", "media", "login"):
+    for name in ("engine", "web", "telegram", "e2e", "memory", "store", "leases", "media", "login"):
         result = subprocess.run(
             [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--help"],
             capture_output=True,

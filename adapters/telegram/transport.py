@@ -7,6 +7,11 @@ flight and 210 with 32, where aiohttp keeps 2,000-3,500. A busy bot has hundreds
 replies in flight, so the adapter hands PTB this :class:`~telegram.request.BaseRequest`
 instead (PTB's documented extension point; aiohttp is already the web server's).
 
+The proxy the environment names (``HTTPS_PROXY`` and friends, as httpx honours them)
+is looked up once per host (:mod:`bot.outbound_proxy`) rather than by aiohttp's
+``trust_env``, which costs two thread hand-offs per request (the proxy variables and
+``~/.netrc``, read afresh each time): a tenth of the bot's CPU per message.
+
 Errors map as PTB's own implementation maps them: timeouts to ``TimedOut``, other
 transport failures to ``NetworkError``; Telegram's answers are PTB's to interpret.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from bot.outbound_proxy import OutboundProxy
 
 #: PTB's "not passed" marker for timeouts (its class lives in a private module).
 _DefaultValue = type(BaseRequest.DEFAULT_NONE)
@@ -40,6 +47,7 @@ class AiohttpRequest(BaseRequest):
         "_connect_timeout",
         "_pool_size",
         "_pool_timeout",
+        "_proxy",
         "_read_timeout",
         "_session",
     )
@@ -57,6 +65,7 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxy = OutboundProxy()
 
     @property
     def read_timeout(self) -> float | None:
@@ -67,7 +76,6 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 headers={"User-Agent": self.USER_AGENT},
-                trust_env=True,  # HTTPS_PROXY and friends, as httpx honours them
             )
 
     async def shutdown(self) -> None:
@@ -98,7 +106,12 @@ class AiohttpRequest(BaseRequest):
         body, headers = _body(request_data)
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, timeout=timeout
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                proxy=self._proxy.for_url(url),
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:
