@@ -160,13 +160,13 @@ async def _bot(api_url: str, word_delay: float, conn: Connection) -> None:
     from bot.backends.guard import GuardPolicy, ReplyGuard
     from bot.backends.offline import OfflineBackend
     from bot.config import RateLimitSettings, WebSettings
-    from bot.engine import Engine
+    from bot.engine_parts import build_engine
     from bot.personas import PersonaLibrary
     from bot.store.sqlite import SqliteStore
 
     with tempfile.TemporaryDirectory() as tmp:
         async with SqliteStore(Path(tmp) / "bench.db") as store:
-            engine = Engine(
+            engine = build_engine(
                 store,
                 PersonaLibrary.from_directory(ROOT / "personas"),
                 ReplyGuard(

@@ -71,12 +71,12 @@ async def _serve(db_path: str, conn: Connection) -> None:
     from bot.backends.guard import GuardPolicy, ReplyGuard
     from bot.backends.offline import OfflineBackend
     from bot.config import RateLimitSettings, WebSettings
-    from bot.engine import Engine
+    from bot.engine_parts import build_engine
     from bot.personas import PersonaLibrary
     from bot.store.sqlite import SqliteStore
 
     async with SqliteStore(db_path) as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(ROOT / "personas"),
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),

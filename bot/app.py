@@ -29,6 +29,7 @@ from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, Pro
 from bot.backoff import Backoff
 from bot.config import DEFAULT_OPENAI_BASE_URL
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.health import AdapterHealth
 from bot.media import MediaProcessor
@@ -219,7 +220,7 @@ class PersonaBridge:
         self._check_persona_backends()
         media, self._transcriber = build_media(settings)
         self._speech = build_speech(settings)
-        self.engine = Engine(
+        self.engine = build_engine(
             self.store,
             self.personas,
             self.guard,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import ReplyGuard
 from bot.commands import COMMANDS
 from bot.config import EngineSettings, RateLimitSettings
-from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.messages import Identity, guest_owner
 from bot.personas import PersonaLibrary
@@ -146,7 +146,7 @@ async def test_the_fallback_note_is_on_the_final_message(
     primary_fails = ScriptedBackend("primary", [BackendUnavailable("down")] * 4)
     spare = ScriptedBackend("spare", [], default="spare answer")
     persona = make_persona("ada", "Professor Ada", backend="primary", fallback=("spare",))
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         PersonaLibrary([persona]),
         ReplyGuard({"primary": primary_fails, "spare": spare}, POLICY),

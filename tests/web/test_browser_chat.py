@@ -16,7 +16,7 @@ from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import RateLimitSettings, WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
 from tests.support.browser import CHROMIUM, PERSONAS
@@ -33,7 +33,7 @@ DESKTOP = {"width": 1280, "height": 800}
 @pytest.fixture
 async def site_url(tmp_path: Path) -> AsyncIterator[str]:
     async with SqliteStore(tmp_path / "chat.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),

@@ -18,7 +18,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.card_export import card_png
 from bot.config import WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary, load_card
 from bot.store.sqlite import SqliteStore
 from tests.support.browser import CHROMIUM, Site, watch_console
@@ -44,7 +44,7 @@ def personas(tmp_path: Path) -> Path:
 @pytest.fixture
 async def site(tmp_path: Path, personas: Path) -> AsyncIterator[Site]:
     async with SqliteStore(tmp_path / "browser.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(personas, "ada"),
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),

@@ -18,7 +18,7 @@ from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import AttachmentKind, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
@@ -38,7 +38,7 @@ async def oai() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def site_url(tmp_path: Path, oai: FakeOpenAI) -> AsyncIterator[str]:
     async with SqliteStore(tmp_path / "chat.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),

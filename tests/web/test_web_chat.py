@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
@@ -153,7 +154,9 @@ async def test_a_reply_is_kept_when_the_browser_goes_away(
 ) -> None:
     slow = WindowEcho(chunk=2, pause=0.01)
     library = PersonaLibrary([make_persona("ada", "Professor Ada", backend="echo")])
-    client = await make_client(engine=Engine(store, library, ReplyGuard({"echo": slow}, FAST)))
+    client = await make_client(
+        engine=engine_parts.build_engine(store, library, ReplyGuard({"echo": slow}, FAST))
+    )
     await sign_up(client, "ada")
     token = await page_token(client, "/chat")
     response = await client.post(
@@ -181,7 +184,7 @@ async def test_without_the_script_a_rate_limited_message_comes_back_in_the_compo
 ) -> None:
     backend = WindowEcho()
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         personas,
         ReplyGuard({backend.name: backend}, FAST),
