@@ -27,6 +27,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, NewTurn, ReplyDone, guest_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
@@ -126,7 +127,7 @@ async def main(quick: bool) -> list[Figure]:
         async with SqliteStore(Path(tmp) / "bench.db") as store:
             personas = PersonaLibrary.from_directory(ROOT / "personas", "ada")
             guard = ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy())
-            engine = Engine(
+            engine = build_engine(
                 store, personas, guard, rate_limit=RateLimitSettings(per_minute=1e9, burst=10**9)
             )
             await throughput(engine, 16, 200, base_user=500_000)  # warm up: index, caches

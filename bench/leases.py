@@ -39,6 +39,7 @@ from bench.store import moto_server, store_on
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, NewTurn, ReplyDone, Turn, account_owner
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
@@ -85,7 +86,7 @@ def worker(store: Any) -> Engine:
     guard = ReplyGuard({backend.name: backend}, GuardPolicy(retries=0))
     settings = EngineSettings(summary=False, window_max_turns=20)
     unlimited = RateLimitSettings(per_minute=1e9, burst=10**9)
-    return Engine(store, personas, guard, settings=settings, rate_limit=unlimited)
+    return build_engine(store, personas, guard, settings=settings, rate_limit=unlimited)
 
 
 def web(account_id: str, text: str) -> Incoming:

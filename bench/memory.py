@@ -32,6 +32,7 @@ from bot.backends.guard import GuardPolicy, ReplyGuard  # noqa: E402
 from bot.backends.offline import OfflineBackend  # noqa: E402
 from bot.config import RateLimitSettings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
+from bot.engine_parts import build_engine  # noqa: E402
 from bot.messages import Incoming, ReplyDone  # noqa: E402
 from bot.personas import PersonaLibrary  # noqa: E402
 from bot.store.sqlite import SqliteStore  # noqa: E402
@@ -80,7 +81,7 @@ async def main(quick: bool) -> list[Figure]:
     warm, measured = (1_000, 2_000) if quick else (3_000, 10_000)
     with tempfile.TemporaryDirectory() as tmp:
         async with SqliteStore(Path(tmp) / "bench.db") as store:
-            engine = Engine(
+            engine = build_engine(
                 store,
                 PersonaLibrary.from_directory(ROOT / "personas", "ada"),
                 ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),

@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import Figure, add_json_option, emit
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import RateLimitSettings
@@ -104,7 +105,7 @@ def build_engine(store: DynamoStore) -> Engine:
     personas = PersonaLibrary.from_directory(ROOT / "personas", "ada")
     guard = ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy())
     unlimited = RateLimitSettings(per_minute=1e9, burst=10**9)
-    return Engine(store, personas, guard, rate_limit=unlimited)
+    return engine_parts.build_engine(store, personas, guard, rate_limit=unlimited)
 
 
 def incoming(platform: str, user: str, n: int) -> Incoming:

@@ -154,18 +154,19 @@ async def _bot(api_url: str, word_delay: float, conn: Connection) -> None:
     from pydantic import SecretStr
 
     from adapters.telegram import build_telegram_adapter
-    from adapters.web import WebAdapter
+    from adapters.telegram.settings import TelegramSettings
+    from adapters.web import WebAdapter, create_app
     from auth import AccountService
     from bot.backends.guard import GuardPolicy, ReplyGuard
     from bot.backends.offline import OfflineBackend
-    from bot.config import RateLimitSettings, TelegramSettings, WebSettings
-    from bot.engine import Engine
+    from bot.config import RateLimitSettings, WebSettings
+    from bot.engine_parts import build_engine
     from bot.personas import PersonaLibrary
     from bot.store.sqlite import SqliteStore
 
     with tempfile.TemporaryDirectory() as tmp:
         async with SqliteStore(Path(tmp) / "bench.db") as store:
-            engine = Engine(
+            engine = build_engine(
                 store,
                 PersonaLibrary.from_directory(ROOT / "personas"),
                 ReplyGuard(
@@ -185,15 +186,15 @@ async def _bot(api_url: str, word_delay: float, conn: Connection) -> None:
                 ),
                 web_settings,
             )
-            site = WebAdapter(
+            app = create_app(
                 engine,
                 AccountService(store),
-                web_settings.model_copy(update={"public_url": None}),
+                settings=web_settings.model_copy(update={"public_url": None}),
                 extra_routes=telegram.web_routes(),
-                access_log=False,
             )
+            site = WebAdapter(app, access_log=False)
             async with site, telegram:
-                conn.send((site.url + telegram.options.webhook_path, telegram.options))
+                conn.send((site.url + telegram.settings.webhook_path, telegram.settings))
                 # "mark" starts the CPU clock; "stop" reports the CPU time used since.
                 cpu = time.process_time()
                 while (command := await asyncio.to_thread(conn.recv)) == "mark":

@@ -66,17 +66,17 @@ def serve(db_path: str, conn: Connection) -> None:
 
 
 async def _serve(db_path: str, conn: Connection) -> None:
-    from adapters.web import WebAdapter
+    from adapters.web import WebAdapter, create_app
     from auth import AccountService
     from bot.backends.guard import GuardPolicy, ReplyGuard
     from bot.backends.offline import OfflineBackend
     from bot.config import RateLimitSettings, WebSettings
-    from bot.engine import Engine
+    from bot.engine_parts import build_engine
     from bot.personas import PersonaLibrary
     from bot.store.sqlite import SqliteStore
 
     async with SqliteStore(db_path) as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(ROOT / "personas"),
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),
@@ -87,9 +87,8 @@ async def _serve(db_path: str, conn: Connection) -> None:
         # Logins are throttled per address after failures only; the bench never fails.
         for n in range(ACCOUNTS):
             await accounts.sign_up(f"bench{n}", PASSWORD)
-        adapter = WebAdapter(
-            engine, accounts, WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        app = create_app(engine, accounts, settings=WebSettings(host="127.0.0.1", port=0))
+        adapter = WebAdapter(app, access_log=False)
         reference = await _reference_server()
         async with adapter:
             conn.send((adapter.port, reference.addresses[0][1]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import signal
@@ -19,17 +18,18 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Self
 
-from pydantic import BaseModel
-
+from bot.adapter import Adapter, PlatformAdapter
+from bot.app_settings import Settings
 from bot.backends.base import Backend, Startable
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.prompt import DEFAULT_REPLY_TOKENS, DEFAULT_SYSTEM_PROMPT, PromptOptions
 from bot.backoff import Backoff
-from bot.config import DEFAULT_OPENAI_BASE_URL, Settings
+from bot.config import DEFAULT_OPENAI_BASE_URL
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.health import AdapterHealth
 from bot.media import MediaProcessor
@@ -45,44 +45,18 @@ if TYPE_CHECKING:
     from bot.backends.transcription import OpenAITranscriber
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class Adapter(Protocol):
-    """A front end. Entering it starts it (connects, listens); leaving it stops it."""
-
-    name: str
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(self, *exc_info: object) -> None: ...
-
-
-class PlatformAdapter(Adapter, Protocol):
-    """An adapter that may contribute routes to the web server (webhooks)."""
-
-    def web_routes(self) -> Sequence[Any]: ...
-
-
-def options_from(options_type: Callable[..., T], settings: BaseModel) -> T:
-    """An adapter's options dataclass filled from the settings of the same names, so a
-    tuning setting reaches its adapter by being declared in both places, and only there."""
-    names = {f.name for f in dataclasses.fields(options_type)}  # type: ignore[arg-type]
-    return options_type(**{n: v for n, v in settings if n in names})
 
 
 def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
-    from adapters.discord import DiscordOptions, build_discord_adapter
+    from adapters.discord import build_discord_adapter
 
-    options = options_from(DiscordOptions, settings.discord)
-    return build_discord_adapter(engine, settings.discord, options)
+    return build_discord_adapter(engine, settings.discord)
 
 
 def build_telegram(engine: Engine, settings: Settings) -> PlatformAdapter:
-    from adapters.telegram import TelegramOptions, build_telegram_adapter
+    from adapters.telegram import build_telegram_adapter
 
-    options = options_from(TelegramOptions, settings.telegram)
-    return build_telegram_adapter(engine, settings.telegram, settings.web, options)
+    return build_telegram_adapter(engine, settings.telegram, settings.web)
 
 
 def build_store(settings: Settings) -> Store:
@@ -246,7 +220,7 @@ class PersonaBridge:
         self._check_persona_backends()
         media, self._transcriber = build_media(settings)
         self._speech = build_speech(settings)
-        self.engine = Engine(
+        self.engine = build_engine(
             self.store,
             self.personas,
             self.guard,
@@ -348,7 +322,7 @@ class PersonaBridge:
         adapters: list[Adapter] = list(platforms)
         routes = [route for platform in platforms for route in platform.web_routes()]
         if self.settings.web.enabled:
-            from adapters.web import PrometheusMetrics, WebAdapter
+            from adapters.web import PrometheusMetrics, WebAdapter, create_app
             from auth import AccountService
 
             metrics = self.metrics if isinstance(self.metrics, PrometheusMetrics) else None
@@ -358,18 +332,16 @@ class PersonaBridge:
                 max_live_codes=self.settings.linking.max_live_codes,
                 session_cache_seconds=self.settings.web.session_cache_seconds,
             )
-            adapters.append(
-                WebAdapter(
-                    self.engine,
-                    accounts,
-                    self.settings.web,
-                    metrics=metrics,
-                    extra_routes=routes,
-                    telegram_bot_username=self.settings.telegram.bot_username,
-                    health=self.health,
-                    reuse_port=reuse_port,
-                )
+            app = create_app(
+                self.engine,
+                accounts,
+                settings=self.settings.web,
+                metrics=metrics,
+                extra_routes=routes,
+                telegram_bot_username=self.settings.telegram.bot_username,
+                health=self.health,
             )
+            adapters.append(WebAdapter(app, reuse_port=reuse_port))
         elif routes:
             raise ConfigError(
                 "the Discord interactions endpoint and Telegram's webhook are served by the web "

@@ -13,7 +13,7 @@ from importlib import metadata
 
 from bot import persona_cli
 from bot.app import PersonaBridge, build_store, install_stop_signals
-from bot.config import Settings, load_settings
+from bot.app_settings import Settings, load_settings
 from bot.errors import PersonaBridgeError
 from bot.workers import GATEWAY_WORKER, check_workers, stop_when_orphaned, supervise
 

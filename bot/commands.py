@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot import userpersona
 from bot.greetings import (
@@ -21,7 +21,7 @@ from bot.greetings import (
 )
 from bot.link_consent import FORGET_PREFERENCE as FORGET_PREFERENCE  # re-exported
 from bot.link_consent import LinkConsent
-from bot.messages import CommandAnswer, ConversationKey, Incoming, OwnerId, UserPersona
+from bot.messages import CommandAnswer, ConversationKey, OwnerId, Speaker, UserPersona
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import CommandStore, PreferenceStore, Usage
 
@@ -60,32 +60,6 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("forget", "", "delete all your conversations and settings (asks first)"),
 )
 COMMAND_NAMES = frozenset(c.name for c in COMMANDS)
-
-
-@dataclass(frozen=True, slots=True)
-class Speaker:
-    """Who is speaking and whose conversations they speak for."""
-
-    incoming: Incoming
-    owner: OwnerId
-    #: The account this speaker speaks for; None for a guest.
-    account_id: str | None
-    persona: Persona
-    #: Who the speaker says they are (``/me``); empty when they said nothing.
-    user: UserPersona = field(default_factory=UserPersona)
-    #: The persona this speaker chose, when its card is gone (``persona`` is then the
-    #: default): replies say so until they choose another.
-    missing_persona: str | None = None
-
-    @property
-    def key(self) -> ConversationKey:
-        return ConversationKey(self.owner, self.persona.id, self.incoming.scope)
-
-    @property
-    def user_name(self) -> str:
-        """What ``{{user}}`` means for this speaker: the name they chose, else the
-        platform's display name."""
-        return self.user.name or self.incoming.display_name
 
 
 def parse_command(text: str) -> tuple[str, str] | None:

@@ -2,9 +2,16 @@
 and an optional TOML file (``PERSONABRIDGE_CONFIG``, default ``./personabridge.toml``).
 
 Precedence, highest first: environment, ``.env``, TOML file, defaults. Settings load once,
-into frozen objects, by :func:`load_settings`; nothing here reads the environment at
-import time. An invalid value raises :class:`~bot.errors.ConfigError` naming the setting
-as it is spelled in the environment.
+into frozen objects, by :func:`load_as`; nothing here reads the environment at import
+time.
+
+This module declares the core's settings and the types every section shares (URLs,
+paths, comma-separated lists). Each platform adapter declares its own section beside its
+code (``adapters/telegram/settings.py``, ``adapters/discord/settings.py``), on these
+types; :mod:`bot.app_settings` (wiring, since the core knows no adapter) composes the
+core's settings and the adapters' sections into the application's, and its
+``load_settings`` is what the application calls. An invalid value raises
+:class:`~bot.errors.ConfigError` naming the setting as it is spelled in the environment.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -43,15 +50,28 @@ from pydantic_settings.sources.utils import parse_env_vars
 from bot.config_names import check_environment_names, check_file_names, file_location
 from bot.errors import ConfigError
 
+S = TypeVar("S", bound="CoreSettings")
+
 ENV_PREFIX = "PERSONABRIDGE_"
 DEFAULT_CONFIG_FILE = "./personabridge.toml"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # No setting means infinity or NaN: "inf" as a timeout or a rate is a typo, not a wish.
-_Frozen = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+#: The model config of every settings section, the core's and the adapters' own.
+SECTION_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+_Frozen = SECTION_CONFIG
 PositiveFloat = Annotated[float, Field(gt=0)]
-IdList = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment
-IntList = Annotated[tuple[int, ...], NoDecode]
+
+
+def _split(value: Any) -> Any:
+    """``"a, b"`` -> ``("a", "b")``: lists are comma-separated in the environment."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+IdList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]
+IntList = Annotated[tuple[int, ...], NoDecode, BeforeValidator(_split)]
 
 
 def _url_check(*schemes: str) -> Callable[[str], str]:
@@ -115,6 +135,10 @@ class StoreSettings(BaseModel):
 
 
 class WebSettings(BaseModel):
+    """The HTTP server (``WEB__*``). Declared here rather than beside the web adapter:
+    the wiring reads it for the worker processes that share its port, and the platform
+    adapters for the public address their webhooks are reached at."""
+
     model_config = _Frozen
 
     enabled: bool = True
@@ -138,11 +162,6 @@ class WebSettings(BaseModel):
     header_timeout: PositiveFloat = 10.0
     body_timeout: PositiveFloat = 30.0
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
-        return _split(value)
-
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -160,67 +179,6 @@ class WebSettings(BaseModel):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
-
-
-class TelegramSettings(BaseModel):
-    model_config = _Frozen
-
-    token: SecretStr | None = None
-    mode: Literal["polling", "webhook"] = "polling"
-    api_base_url: HttpUrl = "https://api.telegram.org"
-    webhook_secret: SecretStr | None = None
-    #: The bot's @username without the @, for the web's deep links (t.me/<bot>?start=...).
-    bot_username: str | None = None
-    #: Least seconds between two writes to one chat while a reply streams.
-    private_edit_interval: float = Field(default=1.0, ge=0)
-    group_edit_interval: float = Field(default=3.0, ge=0)
-    #: A reply complete within this time goes out as one message, without a draft.
-    first_message_delay: float = Field(default=0.3, ge=0)
-    webhook_path: str = "/telegram/webhook"
-    max_concurrent_updates: int = Field(default=256, ge=1)
-    #: Webhook mode: an acknowledged update is held by its worker this long (seconds);
-    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
-    inbox_hold_seconds: PositiveFloat = 240.0
-    #: How often each worker looks for such updates (and once at start).
-    inbox_sweep_seconds: PositiveFloat = 30.0
-    #: Seconds a reply keeps being retried (backing off up to 30 s) through a Bot API
-    #: outage before it is given up; it is stored either way.
-    delivery_patience: float = Field(default=600.0, ge=0)
-
-
-class DiscordSettings(BaseModel):
-    model_config = _Frozen
-
-    token: SecretStr | None = None
-    public_key: str | None = None
-    api_base_url: HttpUrl = "https://discord.com/api/v10"
-    gateway_url: WsUrl = "wss://gateway.discord.gg"
-    #: Least seconds between two edits of a streamed reply.
-    edit_interval: float = Field(default=1.0, ge=0)
-    #: A reply complete within this time goes out as one message, without a draft.
-    first_message_delay: float = Field(default=0.3, ge=0)
-    #: Sync slash commands to these guilds only (instant; for development), not globally.
-    command_guild_ids: IntList = ()
-    sync_commands: bool = True
-    #: Any shard setting selects AutoShardedClient (Discord's count when none is given).
-    sharded: bool = False
-    shard_count: int | None = Field(default=None, ge=1)
-    shard_ids: IntList = ()
-    shard_identify_interval: float = Field(default=5.0, ge=0)
-    guild_ready_timeout: float = Field(default=2.0, ge=0)
-    #: HTTP interactions signed longer ago than this are refused.
-    signature_max_age: float = Field(default=300.0, gt=0)
-    shutdown_timeout: float = Field(default=10.0, ge=0)
-    #: HTTP interactions: a deferred command is held by its worker this long (seconds);
-    #: past it, unanswered (the worker died), another worker answers it (bot.inbox).
-    inbox_hold_seconds: PositiveFloat = 240.0
-    #: How often each worker looks for such commands (and once at start).
-    inbox_sweep_seconds: PositiveFloat = 30.0
-
-    @field_validator("command_guild_ids", "shard_ids", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        return _split(value)
 
 
 class OpenAISettings(BaseModel):
@@ -410,11 +368,6 @@ class RateLimitSettings(BaseModel):
     #: Platforms not limited: the console is the operator at their own terminal.
     exempt_platforms: IdList = ("console",)
 
-    @field_validator("exempt_platforms", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        return _split(value)
-
 
 class AccessSettings(BaseModel):
     """Optional allow and block lists. Users are ``platform:user_id``, chats are
@@ -428,21 +381,11 @@ class AccessSettings(BaseModel):
     block_chats: IdList = ()
     linked_only: bool = False
 
-    @field_validator("allow_users", "block_users", "allow_chats", "block_chats", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        return _split(value)
 
-
-def _split(value: Any) -> Any:
-    """``"a, b"`` -> ``("a", "b")``: lists are comma-separated in the environment."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
-
-
-class Settings(BaseSettings):
-    """Everything PersonaBridge can be told. Names are a contract: see the README."""
+class CoreSettings(BaseSettings):
+    """What the core can be told. The application's settings (:mod:`bot.app_settings`,
+    wiring) add each platform adapter's own section to these. Names are a contract: see
+    the README."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -461,8 +404,6 @@ class Settings(BaseSettings):
     default_backend: str = Field(default="offline", min_length=1, pattern=r"^[a-z0-9_-]+$")
     prompt: PromptSettings = PromptSettings()
     web: WebSettings = WebSettings()
-    telegram: TelegramSettings = TelegramSettings()
-    discord: DiscordSettings = DiscordSettings()
     openai: OpenAISettings = OpenAISettings()
     characterai: CharacterAISettings = CharacterAISettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
@@ -484,7 +425,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init_settings carries what load_settings passes: the environment it was given
+        # init_settings carries what load_as passes: the environment it was given
         # and the TOML file, already merged in the right order.
         return (init_settings,)
 
@@ -531,26 +472,29 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool = True) -> Settings:
-    """Load settings from ``environ`` (default: the process environment), ``.env`` and
-    the TOML file named by ``PERSONABRIDGE_CONFIG``. Raises ConfigError on bad values."""
+def load_as(
+    model: type[S], environ: Mapping[str, str] | None = None, *, use_dotenv: bool = True
+) -> S:
+    """Load ``model`` (the application's settings, or the core's alone) from ``environ``
+    (default: the process environment), ``.env`` and the TOML file named by
+    ``PERSONABRIDGE_CONFIG``. Raises ConfigError on bad values or unknown names."""
     environ = os.environ if environ is None else environ
     config_file = Path(environ.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG_FILE))
     explicit_file = ENV_PREFIX + "CONFIG" in environ
     if explicit_file and not config_file.is_file():
         raise ConfigError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
-    check_environment_names(environ, ENV_PREFIX, Settings)
+    check_environment_names(environ, ENV_PREFIX, model)
     try:
         layers: list[dict[str, Any]] = []
         if config_file.is_file():
-            layers.append(_toml_layer(config_file))
+            layers.append(_toml_layer(config_file, model))
         if use_dotenv:
-            layers.append(_dotenv_layer(environ))
-        layers.append(_MappingEnvSource(Settings, environ)())
+            layers.append(_dotenv_layer(environ, model))
+        layers.append(_MappingEnvSource(model, environ)())
         values: dict[str, Any] = {}
         for layer in layers:
             values = _deep_merge(values, layer)
-        return Settings(**values)
+        return model(**values)
     except ValidationError as exc:
         problems = "; ".join(f"{_env_name(error['loc'])}: {error['msg']}" for error in exc.errors())
         raise ConfigError(f"invalid setting: {problems}") from exc
@@ -563,18 +507,18 @@ def load_settings(environ: Mapping[str, str] | None = None, *, use_dotenv: bool 
         raise ConfigError(f"cannot read settings: {exc}") from exc
 
 
-def _toml_layer(config_file: Path) -> dict[str, Any]:
+def _toml_layer(config_file: Path, model: type[BaseSettings]) -> dict[str, Any]:
     """The file's settings, checked on their own, so that a mistake in the file is
     named as it is written there (``personabridge.toml: [web] port: ...``)."""
     try:
-        values = TomlConfigSettingsSource(Settings, toml_file=config_file)()
+        values = TomlConfigSettingsSource(model, toml_file=config_file)()
     except (ValueError, OSError) as exc:  # unreadable or invalid TOML (or not UTF-8)
         raise ConfigError(f"cannot read settings from {config_file}: {exc}") from exc
     except RecursionError as exc:  # arrays or tables nested thousands deep
         raise ConfigError(f"cannot read settings from {config_file}: nested too deeply") from exc
-    check_file_names(values, Settings, str(config_file))
+    check_file_names(values, model, str(config_file))
     try:
-        Settings(**values)
+        model(**values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{file_location(error['loc'])}: {error['msg']}" for error in exc.errors()
@@ -583,8 +527,8 @@ def _toml_layer(config_file: Path) -> dict[str, Any]:
     return values
 
 
-def _dotenv_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+def _dotenv_layer(environ: Mapping[str, str], model: type[BaseSettings]) -> dict[str, Any]:
     env_file = environ.get(ENV_PREFIX + "ENV_FILE", ".env")
-    source = _DotEnvSource(Settings, env_file=env_file)
-    check_environment_names(source.env_vars, ENV_PREFIX, Settings, where=f"{env_file}: ")
+    source = _DotEnvSource(model, env_file=env_file)
+    check_environment_names(source.env_vars, ENV_PREFIX, model, where=f"{env_file}: ")
     return source()

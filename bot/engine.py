@@ -23,9 +23,10 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot import userpersona
 from bot.backends.base import ReplyContext, Summariser, TokenUsage
@@ -33,8 +34,6 @@ from bot.backends.guard import ReplyGuard, ReplyOutcome
 from bot.backoff import FULL_JITTER, Backoff
 from bot.commands import (
     PERSONA_PREFERENCE,
-    CommandHandlers,
-    Speaker,
     is_read_only,
     parse_command,
     set_persona,
@@ -42,9 +41,6 @@ from bot.commands import (
 from bot.config import (
     AccessSettings,
     EngineSettings,
-    LinkingSettings,
-    MediaSettings,
-    RateLimitSettings,
 )
 from bot.errors import (
     BackendError,
@@ -56,9 +52,8 @@ from bot.errors import (
 )
 from bot.greetings import conversation_seed, store_greeting
 from bot.leases import LeasePolicy, still_answering
-from bot.limits import KeyedLocks, RateLimiter
-from bot.link_consent import LinkConsent
-from bot.media import MediaProcessor, Processed
+from bot.limits import KeyedLocks
+from bot.media import Processed
 from bot.messages import (
     Attachment,
     AttachmentKind,
@@ -70,6 +65,7 @@ from bot.messages import (
     ReplyDone,
     ReplyEvent,
     ReplyKind,
+    Speaker,
     TextDelta,
     Turn,
     UserPersona,
@@ -78,15 +74,16 @@ from bot.messages import (
     guest_owner,
     too_long_refusal,
 )
-from bot.metrics import Metrics, NullMetrics
-from bot.notices import AccountNotices
+from bot.metrics import Metrics
 from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
 from bot.recent_images import IMAGES_GONE_NOTE, RecentImages, sees_images
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
-from bot.speech import VoiceReplies
 from bot.store.base import ConversationWindow, Lease, Store
-from bot.summary import StoredSummary, Summaries, SummaryPolicy, dropped_turns
+from bot.summary import StoredSummary, dropped_turns
+
+if TYPE_CHECKING:
+    from bot.engine_parts import EngineParts
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +105,6 @@ CONFLICT_BACKOFF = 0.005
 _CONFLICT_PAUSE = Backoff(CONFLICT_BACKOFF, jitter=FULL_JITTER)
 #: Shown after a reply that a fallback backend wrote, when ENGINE__FALLBACK_NOTE is on.
 FALLBACK_NOTE = "\n\n({name}'s usual brain is unavailable right now: a backup answered.)"
-#: How many times the chat rate limit read-only commands (/help, /whoami, ...) get.
-READ_BUDGET = 4
 #: Shown after replies to someone whose chosen persona's card was removed.
 MISSING_PERSONA_NOTE = (
     "\n\n(The persona {missing!r} you chose is no longer here, so {name} answered. "
@@ -157,94 +152,52 @@ def media_preface(processed: Processed) -> str:
 
 
 class Engine:
-    """Turns messages into replies. One per process, shared by every adapter."""
+    """Turns messages into replies. One per process, shared by every adapter.
+
+    Built by :func:`bot.engine_parts.build_engine`, which makes its parts."""
 
     def __init__(
         self,
         store: Store,
         personas: PersonaLibrary,
         guard: ReplyGuard,
+        parts: EngineParts,
         *,
-        settings: EngineSettings | None = None,
-        rate_limit: RateLimitSettings | None = None,
-        access: AccessSettings | None = None,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        store_retry: StoreRetry | None = None,
-        media: MediaProcessor | None = None,
-        linking: LinkingSettings | None = None,
-        speech: VoiceReplies | None = None,
+        settings: EngineSettings,
+        access: AccessSettings,
+        metrics: Metrics,
+        store_retry: StoreRetry,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
     ):
         self.store = store
-        self.media = media or MediaProcessor(MediaSettings())
-        #: Replies read aloud (``/voice on``): front ends call it after the text is out.
-        self.speech = speech or VoiceReplies(store, personas, None)
-        #: The latest message's images per conversation, for /retry (never stored).
-        self.recent_images = RecentImages(max_bytes=self.media.settings.retry_images_bytes)
-        self.store_retry = store_retry or StoreRetry()
         self.personas = personas
         self.guard = guard
-        self.settings = settings or EngineSettings()
-        self.access = access or AccessSettings()
-        self.metrics = metrics or NullMetrics()
+        self.commands = parts.commands
+        self.summaries = parts.summaries
+        self.notices = parts.notices
+        self.media = parts.media
+        #: Replies read aloud (``/voice on``): front ends call it after the text is out.
+        self.speech = parts.speech
+        self.settings = settings
+        self.access = access
+        self.metrics = metrics
+        self.store_retry = store_retry
         self._clock = clock
         self._monotonic = monotonic
-        tuned = self.settings
-        self.leases = LeasePolicy(seconds=tuned.lease_seconds, wait=tuned.lease_wait_seconds)
-        rate = rate_limit or RateLimitSettings()
-        self._rate = RateLimiter(per_second=rate.per_minute / 60, burst=rate.burst, clock=monotonic)
-        # Commands that only read are cheap: a budget of their own, READ_BUDGET times
-        # as large, so asking never costs a chat message and a flood is still held back.
-        self._read_rate = RateLimiter(
-            per_second=READ_BUDGET * rate.per_minute / 60,
-            burst=READ_BUDGET * rate.burst,
-            clock=monotonic,
-        )
-        self._rate_exempt = frozenset(rate.exempt_platforms)
-        self._locks = KeyedLocks()
+        self._limits = parts.limits
+        self._locks = parts.locks
         self._speakers = KeyedLocks()
+        self.leases = LeasePolicy(seconds=settings.lease_seconds, wait=settings.lease_wait_seconds)
         #: Appends whose outcome is unknown: what the user sends again is matched to them.
         self._unsure = UnsureAppends()
-        self.linking = linking or LinkingSettings()
-        #: Tells account owners of links and unlinks; adapters register their senders.
-        self.notices = AccountNotices(
-            store, keep_seconds=self.linking.notice_days * 86400.0, clock=clock
-        )
-        consent = LinkConsent(
-            store,
-            self.notices,
-            clock=clock,
-            attempts=RateLimiter(per_second=5 / 900, burst=5, clock=monotonic),
-            confirm_seconds=self.linking.confirm_seconds,
-            persona_of=self.active_persona,
-        )
-        self.commands = CommandHandlers(
-            store,
-            personas,
-            clock=clock,
-            linking=consent,
-            forget_confirm_seconds=self.settings.forget_confirm_seconds,
-            voice_ready=lambda: self.speech.enabled,
-        )
-        tuning = self.settings
+        #: The latest message's images per conversation, for /retry (never stored).
+        self.recent_images = RecentImages(max_bytes=self.media.settings.retry_images_bytes)
         self._summarisers: dict[str, Summariser] = {
             name: backend
             for name, backend in guard.backends.items()
-            if tuning.summary and isinstance(backend, Summariser)
+            if settings.summary and isinstance(backend, Summariser)
         }
-        policy = SummaryPolicy(
-            batch=tuning.summary_batch_turns,
-            max_chars=tuning.summary_max_chars,
-            timeout=guard.policy.total_timeout,
-        )
-        self.summaries = Summaries(
-            store,
-            self._locks,
-            policy,
-            load_turns=tuning.window_max_turns + 2 * policy.batch,
-            ready=lambda name: guard.circuit(name) == "closed",
-        )
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Let the summaries still being made finish (cancelled after ``grace``
@@ -259,96 +212,120 @@ class Engine:
         :class:`TextDelta` values and exactly one :class:`ReplyDone` last.
 
         This is the only generator between the backend and the adapter: every word of a
-        reply passes here, so the steps around the stream are plain coroutines.
+        reply passes here, so the steps around the stream are plain coroutines: admit
+        (checks, files), begin (locks, who speaks, the command or the stored user turn),
+        then stream, and finish (the reply stored, or what went wrong).
         """
         if not incoming.addressed:
             return
         self.metrics.message_in(incoming.platform)
-        done = await self._precheck(incoming)
-        prepared: _Prepared | _KeptReply | ReplyDone | None = None
-        media, preface = Processed(), ""
-        if done is None and incoming.files and await self._takes_files(incoming):
-            media = await self.media.process(incoming.files)
-            preface = media_preface(media)
-            if not incoming.text.strip() and not media.attachments:
-                done, preface = ReplyDone(preface.strip(), ReplyKind.ERROR), ""
-            elif preface:
-                yield TextDelta(preface)
-        try:
-            if done is None:
-                # One message of an identity at a time, from resolving its owner to the
-                # stored reply: a message racing its own /link would otherwise be kept
-                # under the guest owner after the guest's data had moved to the account.
-                async with self._speakers.hold(incoming.identity):
-                    speaker = await self.resolve(incoming)
-                    route = await self._route(speaker)
-                    if isinstance(route, ReplyDone):
-                        done = route
-                    else:
-                        async with self._locks.hold(speaker.key):
-                            prepared = await self._prepare(speaker, route, media.attachments)
-                            if isinstance(prepared, _KeptReply):
-                                # a reply the user was told was lost had been stored
-                                yield TextDelta(prepared.done.text)
-                                done = prepared.done
-                            elif isinstance(prepared, ReplyDone):
-                                done = prepared
-                            else:
-                                parts: list[str] = []
-                                outcome = ReplyOutcome()
-                                try:
-                                    async for delta in self.guard.stream(
-                                        *prepared.backend_args,
-                                        summary=prepared.summary.text,
-                                        context=prepared.reply_context,
-                                        outcome=outcome,
-                                    ):
-                                        # a backend's JSON may carry a lone surrogate,
-                                        # which no store nor page could take
-                                        delta = clean_text(delta)
-                                        parts.append(delta)
-                                        yield TextDelta(delta)
-                                        if self._lease_due(prepared):
-                                            await self._renew_lease(prepared)
-                                except BackendError as exc:
-                                    done = self._backend_failed(prepared.persona, exc)
-                                else:
-                                    done = await self._complete(prepared, "".join(parts), outcome)
-                                    lost = prepared.images_lost
-                                    if note := self._note(speaker, outcome, done, lost):
-                                        # not stored: the note is about this moment only
-                                        done = dataclasses.replace(done, note=note)
-                                        yield TextDelta(note)
-        except OwnerForgotten:
-            # /forget or an account deletion won the race: nothing of this message stays
-            log.info("a %s message's owner was forgotten while it was answered", incoming.platform)
-            done = ReplyDone(OWNER_FORGOTTEN, ReplyKind.ERROR)
-        except StoreError as exc:
-            log.warning("store failed on a %s message: %s", incoming.platform, exc)
-            self.metrics.error("store")
-            turn_kept = isinstance(prepared, _Prepared)
-            done = ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
-        finally:
-            if isinstance(prepared, _Prepared) and prepared.lease is not None:
-                await self._release(prepared)
+        refusal, media, preface = await self._admit(incoming)
+        if preface:
+            yield TextDelta(preface)
+        async with AsyncExitStack() as held:  # the locks _begin takes, released last
+            begun = refusal or await self._begin(incoming, media.attachments, held)
+            if isinstance(begun, _KeptReply):  # a reply the user was told was lost was stored
+                yield TextDelta(begun.done.text)
+                done = begun.done
+            elif isinstance(begun, ReplyDone):
+                done = begun
+            else:
+                parts: list[str] = []
+                try:
+                    async for delta in self.guard.stream(
+                        *begun.backend_args,
+                        summary=begun.summary.text,
+                        context=begun.reply_context,
+                        outcome=begun.outcome,
+                    ):
+                        # a backend's JSON may carry a lone surrogate, which no store
+                        # nor page could take
+                        delta = clean_text(delta)
+                        parts.append(delta)
+                        yield TextDelta(delta)
+                        if self._lease_due(begun):
+                            await self._renew_lease(begun)
+                except BackendError as exc:
+                    done = self._backend_failed(begun.persona, exc)
+                else:
+                    done = await self._finish(incoming, begun, "".join(parts))
+                finally:
+                    if begun.lease is not None:
+                        await self._release(begun)
+                if done.note:  # not stored: the note is about this moment only
+                    yield TextDelta(done.note)
         if preface:
             done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
         yield done
 
-    def _note(
-        self, speaker: Speaker, outcome: ReplyOutcome, done: ReplyDone, images_lost: bool = False
-    ) -> str:
-        """What to add after a chat reply about this moment only (``images_lost``: a
-        /retry whose message's images are no longer here)."""
+    async def _admit(self, incoming: Incoming) -> tuple[ReplyDone | None, Processed, str]:
+        """What comes before anything is locked: the checks that refuse a message
+        (access, rate limit, size), then its files, fetched and converted. Returns the
+        refusal (None when admitted), the files, and what to show before the reply."""
+        refusal = await self._precheck(incoming)
+        if refusal is not None or not incoming.files or not await self._takes_files(incoming):
+            return refusal, Processed(), ""
+        media = await self.media.process(incoming.files)
+        preface = media_preface(media)
+        if not incoming.text.strip() and not media.attachments:
+            return ReplyDone(preface.strip(), ReplyKind.ERROR), media, ""
+        return None, media, preface
+
+    async def _begin(
+        self, incoming: Incoming, attachments: Sequence[Attachment], held: AsyncExitStack
+    ) -> _Prepared | _KeptReply | ReplyDone:
+        """Everything before the reply streams: who speaks, what they ask, and, for
+        chat, their turn stored and the backend's input gathered. Returns that prepared
+        reply, or the finished answer (a command's, a refusal, a store failure: nothing
+        of the message was kept then).
+
+        The locks go into ``held``, which the caller leaves after the reply is stored.
+        One message of an identity at a time, from resolving its owner to the stored
+        reply: a message racing its own /link would otherwise be kept under the guest
+        owner after the guest's data had moved to the account. Then, for chat, one
+        message of the conversation at a time."""
+        try:
+            await held.enter_async_context(self._speakers.lock(incoming.identity))
+            speaker = await self.resolve(incoming)
+            route = await self._route(speaker)
+            if isinstance(route, ReplyDone):
+                return route
+            await held.enter_async_context(self._locks.lock(speaker.key))
+            return await self._prepare(speaker, route, attachments)
+        except StoreError as exc:
+            return self._store_failed(incoming, exc, turn_kept=False)
+
+    async def _finish(self, incoming: Incoming, prepared: _Prepared, text: str) -> ReplyDone:
+        """The answer once the reply streamed: stored, with a note about this moment
+        when there is one, or what went wrong (the user's turn is kept)."""
+        try:
+            done = await self._complete(prepared, text, prepared.outcome)
+        except StoreError as exc:
+            return self._store_failed(incoming, exc, turn_kept=True)
+        note = self._note(prepared, done)
+        return dataclasses.replace(done, note=note) if note else done
+
+    def _store_failed(self, incoming: Incoming, exc: StoreError, *, turn_kept: bool) -> ReplyDone:
+        if isinstance(exc, OwnerForgotten):
+            # /forget or an account deletion won the race: nothing of this message stays
+            log.info("a %s message's owner was forgotten while it was answered", incoming.platform)
+            return ReplyDone(OWNER_FORGOTTEN, ReplyKind.ERROR)
+        log.warning("store failed on a %s message: %s", incoming.platform, exc)
+        self.metrics.error("store")
+        return ReplyDone(REPLY_NOT_KEPT if turn_kept else STORE_TROUBLE, ReplyKind.ERROR)
+
+    def _note(self, prepared: _Prepared, done: ReplyDone) -> str:
+        """What to add after a chat reply about this moment only (the images of a
+        /retry's message no longer here, a backup backend, a removed persona)."""
         if done.kind is not ReplyKind.CHAT:
             return ""
-        note = IMAGES_GONE_NOTE if images_lost else ""
-        if outcome.fallback and self.settings.fallback_note:
+        note = IMAGES_GONE_NOTE if prepared.images_lost else ""
+        if prepared.outcome.fallback and self.settings.fallback_note:
             note += FALLBACK_NOTE.format(name=done.persona_name)
-        if speaker.missing_persona:
+        if prepared.missing_persona:
             note += MISSING_PERSONA_NOTE.format(
-                missing=speaker.missing_persona, name=speaker.persona.name
+                missing=prepared.missing_persona, name=prepared.persona.name
             )
         return note
 
@@ -403,8 +380,9 @@ class Engine:
         denial = self._denial(incoming)
         if denial:
             return ReplyDone(denial, ReplyKind.DENIED)
-        exempt = incoming.platform in self._rate_exempt
-        bucket = self._read_rate if is_read_only(incoming.text) else self._rate
+        limits = self._limits
+        exempt = incoming.platform in limits.exempt
+        bucket = limits.read if is_read_only(incoming.text) else limits.chat
         if not exempt and not bucket.try_acquire(incoming.identity):
             self.metrics.rate_limited(incoming.platform)
             wait = max(1, math.ceil(bucket.retry_after(incoming.identity)))
@@ -452,7 +430,7 @@ class Engine:
             return ReplyDone(
                 f"I don't know /{name}. Send /help for the commands.", ReplyKind.COMMAND
             )
-        async with self._locks.hold(speaker.key):
+        async with self._locks.lock(speaker.key):
             answer = await handler(speaker, args)
         if isinstance(answer, CommandAnswer):
             return ReplyDone(
@@ -592,6 +570,7 @@ class Engine:
             lease_taken=self._monotonic(),
             images_lost=images_lost,
             reply_context=ReplyContext(speaker.user, earlier, seed=conversation_seed(key)),
+            missing_persona=speaker.missing_persona,
         )
 
     async def _take_lease(
@@ -836,6 +815,10 @@ class _Prepared:
     lease: str | None = None
     #: When the lease was taken or last renewed (the engine's monotonic clock).
     lease_taken: float = 0.0
+    #: Which backend answered and what it cost, filled in as the reply streams.
+    outcome: ReplyOutcome = field(default_factory=ReplyOutcome)
+    #: The persona the speaker chose, when its card is gone (replies say so).
+    missing_persona: str | None = None
     #: A /retry of a message whose images this process no longer holds.
     images_lost: bool = False
 

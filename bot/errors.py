@@ -16,7 +16,6 @@ so a front end needs one ``except`` to turn anything expected into a clear messa
     ├── BackendError           a persona brain failed
     │   ├── BackendTimeout     no (further) reply within the configured time
     │   └── BackendUnavailable the backend refused or is switched off (transient)
-    ├── AccessDenied           the speaker may not use the bot here
     ├── PlatformUnreachable    a platform (Telegram, Discord) cannot be reached at start
     └── MediaRefused           a file sent with a message cannot be used (says why)
 
@@ -100,10 +99,6 @@ class BackendUnavailable(BackendError):
     """The backend refused the request or is temporarily switched off."""
 
     transient = True
-
-
-class AccessDenied(PersonaBridgeError):
-    """The speaker may not use the bot in this place."""
 
 
 class PlatformUnreachable(PersonaBridgeError):

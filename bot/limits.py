@@ -90,7 +90,8 @@ class KeyedLocks:
         self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+    async def lock(self, key: Hashable) -> AsyncIterator[None]:
+        """Hold the key's lock for the ``async with`` block, after whoever holds it."""
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()

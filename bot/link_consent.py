@@ -31,7 +31,7 @@ from bot.personas import Persona
 from bot.store.base import LinkingStore, PendingLink
 
 if TYPE_CHECKING:
-    from bot.commands import Speaker
+    from bot.messages import Speaker
 
 log = logging.getLogger(__name__)
 

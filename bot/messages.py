@@ -1,6 +1,7 @@
 """The vocabulary every layer shares: what comes in, what is stored, what goes out.
 
-Adapters turn platform events into :class:`Incoming`; the engine answers with a stream
+Adapters turn platform events into :class:`Incoming`; the engine resolves who sends one
+(a :class:`Speaker`: the owner they speak for, their persona) and answers with a stream
 of :data:`ReplyEvent` values (zero or more :class:`TextDelta`, then exactly one
 :class:`ReplyDone`); the store keeps :class:`Turn` values per :class:`ConversationKey`.
 Nothing platform-specific passes this module.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
 from bot.errors import MediaRefused
+from bot.persona_model import Persona
 
 #: Who owns a conversation: ``account:<id>`` for a linked account,
 #: ``guest:<platform>:<user id>`` for an identity that is not linked.
@@ -267,6 +269,32 @@ class ConversationKey:
     owner: OwnerId
     persona_id: str
     scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who is speaking and whose conversations they speak for."""
+
+    incoming: Incoming
+    owner: OwnerId
+    #: The account this speaker speaks for; None for a guest.
+    account_id: str | None
+    persona: Persona
+    #: Who the speaker says they are (``/me``); empty when they said nothing.
+    user: UserPersona = field(default_factory=UserPersona)
+    #: The persona this speaker chose, when its card is gone (``persona`` is then the
+    #: default): replies say so until they choose another.
+    missing_persona: str | None = None
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.owner, self.persona.id, self.incoming.scope)
+
+    @property
+    def user_name(self) -> str:
+        """What ``{{user}}`` means for this speaker: the name they chose, else the
+        platform's display name."""
+        return self.user.name or self.incoming.display_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.avatar import card_image, default_avatar_png
 from bot.card_export import card_json, card_png
 from bot.card_model import CharacterCard
-from bot.config import Settings
+from bot.config import CoreSettings
 from bot.errors import PersonaError
 from bot.persona_describe import describe
 from bot.persona_loading import load_personas
@@ -72,7 +72,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     exp.add_argument("--force", action="store_true", help="overwrite an existing file")
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
+def run(settings: CoreSettings, args: argparse.Namespace) -> int:
     """Carry out one ``personas`` action; 0 when it worked."""
     if args.action == "import":
         return _import(settings, args.file, args.persona_id, args.backend, args.force)
@@ -91,12 +91,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return _export(persona, args.format, args.output, args.force)
 
 
-def _library(settings: Settings) -> PersonaLibrary:
+def _library(settings: CoreSettings) -> PersonaLibrary:
     return load_personas(settings)  # a DEFAULT_PERSONA naming no card is a setting error
 
 
 def _import(
-    settings: Settings, file: Path, persona_id: str | None, backend: str | None, force: bool
+    settings: CoreSettings, file: Path, persona_id: str | None, backend: str | None, force: bool
 ) -> int:
     suffix = file.suffix.lower()
     if suffix not in CARD_SUFFIXES:

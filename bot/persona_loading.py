@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.config import Settings
+from bot.config import CoreSettings
 from bot.errors import ConfigError, UnknownPersona
 from bot.personas import PersonaLibrary
 
 
-def load_personas(settings: Settings) -> PersonaLibrary:
+def load_personas(settings: CoreSettings) -> PersonaLibrary:
     """The persona cards of ``PERSONAS_DIR``; a ``DEFAULT_PERSONA`` that names none of
     them is a setting error, named as such."""
     directory, backend = settings.personas_dir, settings.default_backend

@@ -183,7 +183,7 @@ class Summaries:
         anchor = turns[-1]
         newer = StoredSummary(text, anchor.seq)
         try:
-            async with self._locks.hold(key):
+            async with self._locks.lock(key):
                 window = await self._current(key, anchor)
                 if window is None:
                     log.info("conversation moved on (reset, forgotten or linked): summary dropped")

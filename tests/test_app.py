@@ -75,26 +75,31 @@ async def test_telegram_webhook_route_is_hosted_by_the_web_server(tmp_path: Path
         assert "/telegram/webhook" in paths
 
 
-def test_tuning_settings_reach_the_adapters_options(tmp_path: Path) -> None:
-    from adapters.discord import DiscordOptions
-    from adapters.telegram import TelegramOptions
-    from bot.app import options_from
-
+async def test_tuning_settings_reach_the_adapters(tmp_path: Path) -> None:
+    """Each adapter is given its own section of the loaded settings, as loaded."""
+    key = nacl.signing.SigningKey.generate().verify_key.encode().hex()
     settings = settings_for(
         tmp_path,
+        DISCORD__PUBLIC_KEY=key,
         DISCORD__EDIT_INTERVAL="0.25",
         DISCORD__FIRST_MESSAGE_DELAY="0.5",
         DISCORD__SHARD_COUNT="4",
         DISCORD__SHARD_IDS="0,2",
+        TELEGRAM__TOKEN="123:abc",
+        TELEGRAM__MODE="webhook",
         TELEGRAM__GROUP_EDIT_INTERVAL="5",
         TELEGRAM__WEBHOOK_PATH="/tg/hook",
     )
-    discord = options_from(DiscordOptions, settings.discord)
-    assert (discord.edit_interval, discord.shard_count, discord.shard_ids) == (0.25, 4, (0, 2))
-    assert discord.first_message_delay == 0.5
-    telegram = options_from(TelegramOptions, settings.telegram)
-    assert (telegram.group_edit_interval, telegram.webhook_path) == (5.0, "/tg/hook")
-    assert telegram.private_edit_interval == 1.0
+    async with PersonaBridge(settings) as bridge:
+        discord, telegram, web = bridge.enabled_adapters()
+    assert discord.settings is settings.discord  # type: ignore[attr-defined]
+    assert (settings.discord.edit_interval, settings.discord.shard_ids) == (0.25, (0, 2))
+    assert settings.discord.first_message_delay == 0.5
+    assert telegram.settings is settings.telegram  # type: ignore[attr-defined]
+    assert telegram.settings.edit_interval(private=False) == 5.0  # type: ignore[attr-defined]
+    assert telegram.settings.edit_interval(private=True) == 1.0  # type: ignore[attr-defined]
+    paths = {r.resource.canonical for r in web.app.router.routes() if r.resource}  # type: ignore[attr-defined]
+    assert {"/tg/hook", "/discord/interactions"} <= paths
 
 
 # -- the purge of expired link codes and web sessions ------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings
+from bot.app_settings import load_settings
 from bot.errors import ConfigError
 
 
@@ -228,3 +230,35 @@ def test_urls_in_messages_never_carry_credentials() -> None:
     )
     assert shown_url("http://[::1]:80/x") == "http://[::1]:80/x"
     assert "s3cret" not in shown_url("http://me:s3cret@[::1")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("TELEGRAM__WEBHOOK_PATH", "telegram/hook", id="telegram-path"),
+        pytest.param("TELEGRAM__GROUP_EDIT_INTERVAL", "-1", id="telegram-interval"),
+        pytest.param("DISCORD__SHARD_IDS", "0,1", id="discord-ids-without-count"),
+        pytest.param("DISCORD__FIRST_TYPO", "1", id="discord-unknown"),
+    ],
+)
+def test_an_adapters_own_section_is_checked_like_the_core(name: str, value: str) -> None:
+    """Each adapter declares its section beside its code; loading checks it at start,
+    naming the setting, like every other."""
+    with pytest.raises(ConfigError, match=f"PERSONABRIDGE_{name}"):
+        load_settings({f"PERSONABRIDGE_{name}": value}, use_dotenv=False)
+
+
+def test_loading_the_settings_imports_no_platform_library() -> None:
+    """Every command loads the settings, adapters' sections included: that must not
+    cost the import of discord.py, python-telegram-bot or aiohttp."""
+    probe = (
+        "import sys; from bot.app_settings import load_settings; "
+        "load_settings({}, use_dotenv=False); "
+        "print(sorted({'discord', 'telegram', 'aiohttp'} & set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

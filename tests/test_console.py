@@ -8,7 +8,7 @@ from pathlib import Path
 from adapters.console import ConsoleChat
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary, load_card
 from bot.store.memory import MemoryStore
 
@@ -20,7 +20,7 @@ async def test_a_persona_switch_relabels_the_next_reply() -> None:
         [load_card(ROOT / "personas" / name) for name in ("ada.toml", "captain-morrow.toml")]
     )
     async with MemoryStore() as store:
-        engine = Engine(
+        engine = build_engine(
             store, personas, ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy())
         )
         out = io.StringIO()

@@ -9,6 +9,7 @@ import tests.support.media_samples as samples
 from adapters.console import ConsoleChat
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from tests.support.fakes import WindowEcho, make_persona
@@ -29,7 +30,7 @@ async def test_attach_then_resume_shows_the_files_by_name(tmp_path: Path) -> Non
     async with MemoryStore() as store:
         backend = WindowEcho()
         persona = make_persona("ada", "Ada", backend=backend.name)
-        engine = Engine(
+        engine = build_engine(
             store, PersonaLibrary([persona]), ReplyGuard({"echo": backend}, GuardPolicy())
         )
         await chat(

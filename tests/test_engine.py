@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import AccessSettings, EngineSettings, RateLimitSettings
-from bot.engine import Engine, bounded_window
+from bot.engine import bounded_window
 from bot.errors import BackendError, BackendTimeout, StoreUnavailable
 from bot.linking import create_link_code
 from bot.messages import (
@@ -468,7 +469,7 @@ async def test_fallback_backend_answers_when_the_first_is_down(store: MemoryStor
     spare = ScriptedBackend("spare", [], default="spare answer")
     personas = PersonaLibrary([make_persona(backend="primary", fallback=("spare",))])
     guard = ReplyGuard({"primary": down, "spare": spare}, FAST)
-    engine = Engine(store, personas, guard)
+    engine = engine_parts.build_engine(store, personas, guard)
     assert (await reply(engine, dm("alice", "hi"))).text == "spare answer"
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
@@ -305,7 +306,7 @@ class Held:
 
 async def test_opening_a_page_does_not_wait_for_a_reply_being_written(store: Store) -> None:
     held = Held()
-    engine = Engine(store, personas(), ReplyGuard({held.name: held}, FAST))
+    engine = engine_parts.build_engine(store, personas(), ReplyGuard({held.name: held}, FAST))
     account = await store.create_account("Zoe", "hash", 0.0)
     owner = account_owner(account.id)
     incoming = Incoming("web", account.id, "Zoe", account.id, True, "hi", account_id=account.id)

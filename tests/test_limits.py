@@ -54,7 +54,7 @@ async def test_keyed_locks_serialise_one_key_and_free_memory() -> None:
     order: list[str] = []
 
     async def work(key: str, tag: str) -> None:
-        async with locks.hold(key):
+        async with locks.lock(key):
             order.append(f"{tag}+")
             await asyncio.sleep(0.01)
             order.append(f"{tag}-")

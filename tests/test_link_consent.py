@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import LinkingSettings, RateLimitSettings
 from bot.engine import Engine
@@ -248,7 +249,7 @@ async def test_the_confirmation_may_reach_another_worker(tmp_path: Path) -> None
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
     async with SqliteStore(path) as first, SqliteStore(path) as second:
         workers = [
-            Engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
+            engine_parts.build_engine(store, personas, ReplyGuard({backend.name: backend}, FAST))
             for store in (first, second)
         ]
         account = await first.create_account("alice", "h", 0.0)

@@ -15,6 +15,7 @@ from auth.export import export_account
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import SpeechSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.errors import BackendUnavailable
 from bot.messages import Identity, Incoming, ReplyDone, ReplyKind, account_owner, guest_owner
 from bot.personas import PersonaLibrary
@@ -53,7 +54,7 @@ def engine_with(store: MemoryStore, synthesizer: Synthesizer | None, **settings:
     guard = ReplyGuard({"echo": WindowEcho()}, GuardPolicy(retries=0))
     tuned = SpeechSettings.model_validate({"base_url": "http://127.0.0.1:9/v1", **settings})
     speech = VoiceReplies(store, personas, synthesizer, tuned)
-    return Engine(store, personas, guard, speech=speech)
+    return build_engine(store, personas, guard, speech=speech)
 
 
 def said(platform: str, user: str, text: str, account: str | None = None) -> Incoming:

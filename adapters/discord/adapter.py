@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack
 from typing import Self
 
 import discord
-from aiohttp import web
 from discord import app_commands
 from pydantic import SecretStr
 
@@ -32,12 +31,12 @@ from adapters.discord.commands import (
 from adapters.discord.errors import DiscordAPIError
 from adapters.discord.interactions import InteractionEndpoint
 from adapters.discord.messages import MessageHandler
-from adapters.discord.options import DiscordOptions
+from adapters.discord.settings import DiscordSettings
 from adapters.discord.streaming import ENGINE_FAILED, deliver
 from adapters.discord.targets import InteractionSlots
 from adapters.discord.tasks import TaskTracker
 from adapters.discord.voice import InteractionVoice, follow_with_voice
-from bot.config import DiscordSettings
+from bot.adapter import WebRoute
 from bot.engine import Engine
 from bot.messages import Identity, IncomingFile
 
@@ -80,28 +79,29 @@ class DiscordAdapter:
 
     name = "discord"
 
-    def __init__(
-        self, engine: Engine, settings: DiscordSettings, options: DiscordOptions | None = None
-    ):
+    def __init__(self, engine: Engine, settings: DiscordSettings, *, reconnect: bool = True):
         self._engine = engine
         self._settings = settings
-        self._options = options or DiscordOptions()
+        #: Whether the gateway client reconnects after a dropped connection.
+        self._reconnect = reconnect
         self._tasks = TaskTracker()
         self._endpoint = (
-            InteractionEndpoint(engine, settings, self._options, self._tasks)
-            if settings.public_key
-            else None
+            InteractionEndpoint(engine, settings, self._tasks) if settings.public_key else None
         )
         self._stack: AsyncExitStack | None = None
         self.client: discord.Client | None = None
         self.tree: CommandTree | None = None
 
     @property
+    def settings(self) -> DiscordSettings:
+        return self._settings
+
+    @property
     def replies_in_flight(self) -> int:
         """How many replies are being written right now."""
         return len(self._tasks)
 
-    def web_routes(self) -> list[web.AbstractRouteDef]:
+    def web_routes(self) -> list[WebRoute]:
         """The HTTP interactions route (when a public key is set), for the web adapter."""
         return [self._endpoint.route()] if self._endpoint is not None else []
 
@@ -112,7 +112,7 @@ class DiscordAdapter:
             if self._settings.token is not None:
                 await stack.enter_async_context(self._gateway(self._settings.token))
             # Runs first on the way out: replies in flight still have their clients.
-            stack.push_async_callback(self._tasks.drain, self._options.shutdown_timeout)
+            stack.push_async_callback(self._tasks.drain, self._settings.shutdown_timeout)
             if self.client is not None:  # only the gateway client can write DMs
                 self._engine.notices.register(PLATFORM, self.send_notice)
                 stack.callback(self._engine.notices.unregister, PLATFORM)
@@ -128,21 +128,21 @@ class DiscordAdapter:
 
     def _gateway(self, token: SecretStr) -> Gateway:
         point_at(self._settings)
-        client = create_client(self._options)
+        client = create_client(self._settings)
         tree = CommandTree(client)
         install_commands(tree, self._engine, self._run_command)
-        client.event(MessageHandler(client, self._engine, self._options, self._tasks).on_message)
+        client.event(MessageHandler(client, self._engine, self._settings, self._tasks).on_message)
         client.event(self.on_interaction)
         self.client, self.tree = client, tree
 
         async def sync() -> None:
-            if self._options.sync_commands:
-                await sync_commands(tree, self._options.command_guild_ids)
+            if self._settings.sync_commands:
+                await sync_commands(tree, self._settings.command_guild_ids)
 
         return Gateway(
             client,
             token.get_secret_value(),
-            reconnect=self._options.reconnect,
+            reconnect=self._reconnect,
             on_login=sync,
         )
 
@@ -187,7 +187,7 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True, ephemeral=ephemeral)
             slots = InteractionSlots(interaction, ephemeral=ephemeral)
             try:
-                done = await deliver(self._engine, incoming, slots, self._options)
+                done = await deliver(self._engine, incoming, slots, self._settings)
                 voice = InteractionVoice(interaction, ephemeral=ephemeral)
                 await follow_with_voice(self._engine.speech, incoming, done, voice)
             except DiscordAPIError as exc:
@@ -195,9 +195,9 @@ class DiscordAdapter:
 
 
 def build_discord_adapter(
-    engine: Engine, settings: DiscordSettings, options: DiscordOptions | None = None
+    engine: Engine, settings: DiscordSettings, *, reconnect: bool = True
 ) -> DiscordAdapter:
     """The Discord adapter for ``bot.app``: enter it (before the web adapter, so the
     interactions route is ready when the server starts) and pass
     :meth:`DiscordAdapter.web_routes` to the web adapter's ``extra_routes``."""
-    return DiscordAdapter(engine, settings, options)
+    return DiscordAdapter(engine, settings, reconnect=reconnect)

@@ -22,8 +22,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.discord.options import DiscordOptions
-from bot.config import DiscordSettings, shown_url
+from adapters.discord.settings import DiscordSettings
+from bot.config import shown_url
 from bot.errors import ConfigError, PlatformUnreachable
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ class ShardedClient(discord.AutoShardedClient):
             await asyncio.sleep(self._identify_interval)
 
 
-def create_client(options: DiscordOptions) -> discord.Client:
-    """A client configured for PersonaBridge, sharded when the options say so."""
+def create_client(options: DiscordSettings) -> discord.Client:
+    """A client configured for PersonaBridge, sharded when the settings say so."""
     # PersonaBridge never joins voice: discord.py's warning that voice is unsupported
     # (its optional voice libraries are not installed) would only puzzle the operator.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False

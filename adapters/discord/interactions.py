@@ -37,12 +37,12 @@ from adapters.discord.commands import (
     persona_choices,
 )
 from adapters.discord.files import resolved_file
-from adapters.discord.options import DiscordOptions
 from adapters.discord.rest import EPHEMERAL_FLAG, NO_MENTIONS, InteractionWebhooks, WebhookSlots
+from adapters.discord.settings import DiscordSettings
 from adapters.discord.streaming import deliver
 from adapters.discord.tasks import TaskTracker
 from adapters.discord.voice import WebhookVoice, follow_with_voice
-from bot.config import DiscordSettings
+from bot.adapter import WebRoute
 from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
 from bot.inbox import Inbox
@@ -182,7 +182,6 @@ class InteractionEndpoint:
         self,
         engine: Engine,
         settings: DiscordSettings,
-        options: DiscordOptions,
         tasks: TaskTracker,
         *,
         clock: Callable[[], float] = time.time,
@@ -191,17 +190,16 @@ class InteractionEndpoint:
             raise ConfigError("PERSONABRIDGE_DISCORD__PUBLIC_KEY is needed for HTTP interactions")
         self._engine = engine
         self._settings = settings
-        self._options = options
         self._tasks = tasks
         self._verifier = SignatureVerifier(
-            settings.public_key, max_age=options.signature_max_age, clock=clock
+            settings.public_key, max_age=settings.signature_max_age, clock=clock
         )
-        self.replays = ReplayGuard(options.signature_max_age, clock=clock)
+        self.replays = ReplayGuard(settings.signature_max_age, clock=clock)
         self.inbox = Inbox(
             engine.store,
             PLATFORM,
-            hold=options.inbox_hold_seconds,
-            sweep=options.inbox_sweep_seconds,
+            hold=settings.inbox_hold_seconds,
+            sweep=settings.inbox_sweep_seconds,
             keep=KEEP_INTERACTION_IDS,
         )
         self._session: aiohttp.ClientSession | None = None
@@ -226,15 +224,10 @@ class InteractionEndpoint:
         if session is not None:
             await session.close()
 
-    def route(self) -> web.RouteDef:
+    def route(self) -> WebRoute:
         """``POST /discord/interactions``, exempt from the web's CSRF check: Discord
         authenticates its requests with the signature instead."""
-
-        async def discord_interactions(request: web.Request) -> web.StreamResponse:
-            return await self.handle(request)
-
-        discord_interactions.csrf_exempt = True  # type: ignore[attr-defined]
-        return web.post(INTERACTIONS_PATH, discord_interactions)
+        return WebRoute("POST", INTERACTIONS_PATH, self.handle, csrf_exempt=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -348,7 +341,7 @@ class InteractionEndpoint:
         self, interaction_id: str, incoming: Incoming, slots: WebhookSlots, voice: WebhookVoice
     ) -> None:
         try:
-            done = await deliver(self._engine, incoming, slots, self._options)
+            done = await deliver(self._engine, incoming, slots, self._settings)
             # then, for someone who asked for voice replies, the reply read aloud
             await follow_with_voice(self._engine.speech, incoming, done, voice)
         finally:

@@ -21,7 +21,7 @@ import discord
 
 from adapters.discord.commands import MAX_INPUT_CHARS, PLATFORM, TOO_LONG_REPLY, display_name
 from adapters.discord.files import attachment_files
-from adapters.discord.options import DiscordOptions
+from adapters.discord.settings import DiscordSettings
 from adapters.discord.streaming import deliver
 from adapters.discord.targets import ChannelSlots, typing_in
 from adapters.discord.tasks import TaskTracker
@@ -112,7 +112,7 @@ class MessageHandler:
     """Answers gateway messages through the engine, streaming the reply."""
 
     def __init__(
-        self, client: discord.Client, engine: Engine, options: DiscordOptions, tasks: TaskTracker
+        self, client: discord.Client, engine: Engine, options: DiscordSettings, tasks: TaskTracker
     ):
         self._client = client
         self._engine = engine

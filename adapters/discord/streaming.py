@@ -27,8 +27,8 @@ from typing import Protocol, runtime_checkable
 
 from adapters import streaming
 from adapters.discord.errors import DiscordAPIError
-from adapters.discord.options import DiscordOptions
 from adapters.discord.render import CURSOR, LIMIT, split_message
+from adapters.discord.settings import DiscordSettings
 from adapters.streaming import Piece, WriteSkipped
 from bot.backoff import Backoff
 from bot.engine import Engine
@@ -173,7 +173,7 @@ class StreamedReply(streaming.StreamedReply):
 
 
 async def deliver(
-    engine: Engine, incoming: Incoming, slots: ReplySlots, options: DiscordOptions
+    engine: Engine, incoming: Incoming, slots: ReplySlots, options: DiscordSettings
 ) -> ReplyDone | None:
     """Run one message through the engine and show its reply; None when the engine
     has nothing to say (the message was not addressed to the bot).

@@ -36,10 +36,12 @@ from adapters.telegram.handlers import PLATFORM, BotIdentity, UpdateHandler, is_
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.voice import VoiceSender
+from bot.adapter import WebRoute
 from bot.commands import COMMANDS
-from bot.config import TelegramSettings, WebSettings, shown_url
+from bot.config import WebSettings, shown_url
 from bot.engine import Engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.inbox import Inbox
@@ -98,7 +100,7 @@ class TelegramAdapter:
         self.settings = settings
         self.options = options or TelegramOptions()
         self.mode = settings.mode
-        self.webhook_url = web_settings.base_url + self.options.webhook_path
+        self.webhook_url = web_settings.base_url + settings.webhook_path
         self._api = settings.api_base_url.rstrip("/")
         self._engine = engine
         self._pacer = ChatPacer()
@@ -112,8 +114,8 @@ class TelegramAdapter:
             self.inbox = Inbox(
                 engine.store,
                 "telegram",
-                hold=self.options.inbox_hold_seconds,
-                sweep=self.options.inbox_sweep_seconds,
+                hold=settings.inbox_hold_seconds,
+                sweep=settings.inbox_sweep_seconds,
                 keep=KEEP_UPDATE_IDS,
             )
         self._sweeper: asyncio.Task[None] | None = None
@@ -134,7 +136,7 @@ class TelegramAdapter:
             .base_file_url(f"{self._api}/file/bot")
             .concurrent_updates(
                 ChatOrderedProcessor(
-                    options.max_concurrent_updates,
+                    self.settings.max_concurrent_updates,
                     max_queued=options.max_queued_per_chat,
                     albums=albums,
                 )
@@ -152,11 +154,11 @@ class TelegramAdapter:
             builder = builder.get_updates_request(polling_request)
         app: TgApplication = builder.build()
         self._requests = [r for r in (main_request, polling_request) if r is not None]
-        outbox = Outbox(app.bot, self._pacer, options)
+        outbox = Outbox(app.bot, self._pacer, self.settings, options)
         self._outbox = outbox
-        voice = VoiceSender(app.bot, self._engine.speech, self._pacer, options)
+        voice = VoiceSender(app.bot, self._engine.speech, self._pacer, self.settings)
         self._handler = UpdateHandler(
-            self._engine, outbox, self._pacer, options, albums=albums, voice=voice
+            self._engine, outbox, self._pacer, self.settings, options, albums=albums, voice=voice
         )
         self._handler.inbox = self.inbox
         app.add_handler(TypeHandler(Update, self._handler))
@@ -266,17 +268,12 @@ class TelegramAdapter:
 
     # -- webhook ----------------------------------------------------------------------
 
-    def web_routes(self) -> list[web.AbstractRouteDef]:
-        """The webhook route for the web adapter's server; none in polling mode."""
+    def web_routes(self) -> list[WebRoute]:
+        """The webhook route for the web adapter's server; none in polling mode.
+        Authenticated by the secret header, not by a CSRF token."""
         if self.mode != "webhook":
             return []
-
-        async def telegram_webhook(request: web.Request) -> web.StreamResponse:
-            return await self._receive(request)
-
-        # Authenticated by the secret header, not by a CSRF token.
-        setattr(telegram_webhook, "csrf_exempt", True)  # noqa: B010
-        return [web.post(self.options.webhook_path, telegram_webhook)]
+        return [WebRoute("POST", self.settings.webhook_path, self._receive, csrf_exempt=True)]
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
         # Constant time, on bytes: header bytes that are not UTF-8 arrive as surrogates

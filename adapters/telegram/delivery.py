@@ -48,6 +48,7 @@ from telegram.warnings import PTBDeprecationWarning
 from adapters.streaming import MarkupRefused, MessageGone, WriteSkipped
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.settings import TelegramSettings
 from bot.backoff import Backoff
 from bot.messages import Action
 
@@ -129,7 +130,10 @@ async def _no_turn() -> AsyncIterator[None]:
 class Outbox:
     """Sends, edits, deletes and typing actions for replies, through one pacer."""
 
-    def __init__(self, bot: Bot, pacer: ChatPacer, options: TelegramOptions):
+    def __init__(
+        self, bot: Bot, pacer: ChatPacer, settings: TelegramSettings, options: TelegramOptions
+    ):
+        self._settings = settings
         self._bot = bot
         self._pacer = pacer
         self._options = options
@@ -256,7 +260,7 @@ class Outbox:
         retries: int | None = None,
     ) -> T:
         network_retries = self._options.network_retries if retries is None else retries
-        interval = self._options.edit_interval(target.private)
+        interval = self._settings.edit_interval(target.private)
         floods = failures = 0
         # a write that must arrive outlasts an outage (until delivery_patience is spent)
         patient = must_arrive and retries is None
@@ -291,7 +295,7 @@ class Outbox:
                 failures += 1
                 delay = self._backoff.delay(failures)
                 if patient:
-                    if loop.time() + delay - started > self._options.delivery_patience:
+                    if loop.time() + delay - started > self._settings.delivery_patience:
                         log.warning(
                             "Telegram unreachable for %.0f s: a reply is given up",
                             loop.time() - started,

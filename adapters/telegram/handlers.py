@@ -60,6 +60,7 @@ from adapters.telegram.delivery import Outbox, Target
 from adapters.telegram.options import TELEGRAM_MAX_CHARS, TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import tg_len
+from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.streaming import ReplyStream
 from adapters.telegram.voice import VoiceSender
 from bot.engine import Engine
@@ -343,6 +344,7 @@ class UpdateHandler:
         engine: Engine,
         outbox: Outbox,
         pacer: ChatPacer,
+        settings: TelegramSettings,
         options: TelegramOptions,
         *,
         albums: AlbumCollector | None = None,
@@ -351,6 +353,7 @@ class UpdateHandler:
         self._engine = engine
         self._outbox = outbox
         self._pacer = pacer
+        self._settings = settings
         self._options = options
         self._albums = albums
         self._voice = voice
@@ -426,7 +429,7 @@ class UpdateHandler:
             await self._voice.follow(incoming, inbound.target, watch.done)
 
     def _stream(self, inbound: Inbound) -> ReplyStream:
-        return ReplyStream(self._outbox, self._pacer, inbound.target, self._options)
+        return ReplyStream(self._outbox, self._pacer, inbound.target, self._settings, self._options)
 
 
 async def _answer(text: str) -> AsyncIterator[ReplyEvent]:

@@ -29,6 +29,7 @@ from adapters.telegram.delivery import ChatUnavailable, Outbox, Target, keyboard
 from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
 from adapters.telegram.render import render
+from adapters.telegram.settings import TelegramSettings
 from bot.messages import Action, ReplyDone, ReplyEvent, TextDelta
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,17 @@ class ChatSurface:
 class ReplyStream:
     """Renders the reply events of one message into one chat. Use once."""
 
-    def __init__(self, outbox: Outbox, pacer: ChatPacer, target: Target, options: TelegramOptions):
+    def __init__(
+        self,
+        outbox: Outbox,
+        pacer: ChatPacer,
+        target: Target,
+        settings: TelegramSettings,
+        options: TelegramOptions,
+    ):
         self._outbox = outbox
         self._target = target
+        self._settings = settings
         self._options = options
         self._surface = ChatSurface(outbox, pacer, target, options)
 
@@ -112,7 +121,7 @@ class ReplyStream:
         done: ReplyDone | None = None
         reply = StreamedReply(
             self._surface,
-            first_delay=self._options.first_message_delay,
+            first_delay=self._settings.first_message_delay,
             typing=self._typing,
             typing_interval=self._options.typing_interval,
         )

@@ -16,8 +16,8 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from adapters.telegram.delivery import Target
-from adapters.telegram.options import TelegramOptions
 from adapters.telegram.pacing import ChatPacer
+from adapters.telegram.settings import TelegramSettings
 from bot.messages import Incoming, ReplyDone
 from bot.speech import SpeechFailure, VoiceReplies
 
@@ -31,12 +31,12 @@ class VoiceSender:
     """Sends a reply's voice message, after its text."""
 
     def __init__(
-        self, bot: Bot, speech: VoiceReplies, pacer: ChatPacer, options: TelegramOptions
+        self, bot: Bot, speech: VoiceReplies, pacer: ChatPacer, settings: TelegramSettings
     ) -> None:
         self._bot = bot
         self._speech = speech
         self._pacer = pacer
-        self._options = options
+        self._settings = settings
 
     async def follow(self, incoming: Incoming, target: Target, done: ReplyDone | None) -> None:
         """Read ``done`` aloud into the chat when its speaker asked for voice replies."""
@@ -50,7 +50,7 @@ class VoiceSender:
         spoken = await speech.read_aloud(done.text, persona, incoming.platform)
         if spoken is None:
             return
-        interval = self._options.edit_interval(target.private)
+        interval = self._settings.edit_interval(target.private)
         try:
             async with self._pacer.turn(target.chat_id, interval):
                 if isinstance(spoken, SpeechFailure):

@@ -1,8 +1,10 @@
 """``WebAdapter``: the web front end as an adapter that ``bot.app`` starts and stops.
 
-Entering it starts an aiohttp ``AppRunner`` and a ``TCPSite`` on the configured host
-and port, on the running event loop beside the other adapters (never
-``web.run_app``, which would want the loop to itself); leaving it stops them.
+It serves an application built by :func:`~adapters.web.app.create_app` (which takes
+everything the pages need). Entering it starts an aiohttp ``AppRunner`` and a
+``TCPSite`` on the host and port of the app's settings, on the running event loop beside
+the other adapters (never ``web.run_app``, which would want the loop to itself); leaving
+it stops them.
 """
 
 from __future__ import annotations
@@ -10,59 +12,37 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Sequence
 from typing import Any, Self
 
 from aiohttp import web
 
-from adapters.web.app import MAX_BODY, create_app
 from adapters.web.deadlines import DeadlineRunner
-from adapters.web.metrics import PrometheusMetrics
+from adapters.web.keys import SETTINGS
 from adapters.web.proxies import ClientAddressLogger
-from auth import AccountService
-from bot.config import WebSettings
-from bot.engine import Engine
 from bot.errors import ConfigError
-from bot.health import AdapterHealth
 
 log = logging.getLogger(__name__)
 
 
 class WebAdapter:
-    """Serves the web pages (and contributed routes) while entered.
+    """Serves ``app`` (from :func:`~adapters.web.app.create_app`) while entered.
 
-    ``port`` is the bound port once started, also when ``settings.port`` is 0 (an
-    ephemeral port, for tests).
+    ``port`` is the bound port once started, also when ``WEB__PORT`` is 0 (an
+    ephemeral port, for tests). ``reuse_port`` lets several workers bind the port.
     """
 
     name = "web"
 
     def __init__(
         self,
-        engine: Engine,
-        accounts: AccountService,
-        settings: WebSettings,
+        app: web.Application,
         *,
-        metrics: PrometheusMetrics | None = None,
-        telegram_bot_username: str | None = None,
-        extra_routes: Sequence[web.AbstractRouteDef] = (),
-        client_max_size: int = MAX_BODY,
         access_log: bool = True,
         reuse_port: bool = False,
         shutdown_timeout: float = 10.0,
-        health: AdapterHealth | None = None,
     ):
-        self.settings = settings
-        self.app = create_app(
-            engine,
-            accounts,
-            settings=settings,
-            metrics=metrics,
-            telegram_bot_username=telegram_bot_username,
-            extra_routes=extra_routes,
-            client_max_size=client_max_size,
-            health=health,
-        )
+        self.app = app
+        self.settings = app[SETTINGS]
         self._access_log = access_log
         self._reuse_port = reuse_port
         self._shutdown_timeout = shutdown_timeout

@@ -2,10 +2,10 @@
 
 Pages (sign up, log in, account, chat), operations (``/healthz``, ``/metrics``), static
 files, and routes that other adapters contribute (the Telegram webhook, Discord
-interactions): they arrive as ``extra_routes`` and pass the same error handling and
-security headers. A contributed route that authenticates its requests another way
-(a signature, a secret header) marks its handler ``csrf_exempt = True``; every other
-POST needs a CSRF token.
+interactions): they arrive as ``extra_routes`` (:class:`bot.adapter.WebRoute`) and pass
+the same error handling and security headers. A contributed route that authenticates
+its requests another way (a signature, a secret header) says ``csrf_exempt=True``;
+every other POST needs a CSRF token.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from adapters.web import (
     routes_account,
@@ -25,7 +26,7 @@ from adapters.web import (
     routes_voice,
 )
 from adapters.web.background import ReplyTasks
-from adapters.web.csrf import csrf_middleware
+from adapters.web.csrf import csrf_exempt, csrf_middleware
 from adapters.web.deadlines import body_deadline_middleware
 from adapters.web.health import HEALTH_TTL, StoreHealth
 from adapters.web.keys import (
@@ -37,6 +38,7 @@ from adapters.web.keys import (
     OPTIONS,
     PAGE_CACHE,
     REPLY_TASKS,
+    SETTINGS,
     SIGNUP_LIMITER,
     TEMPLATES,
     WebOptions,
@@ -51,6 +53,7 @@ from adapters.web.pagecache import PageCache
 from adapters.web.proxies import TrustedProxies, proxy_middleware
 from adapters.web.render import build_templates
 from auth import AccountService
+from bot.adapter import WebRoute
 from bot.config import WebSettings
 from bot.engine import Engine
 from bot.health import AdapterHealth
@@ -68,9 +71,8 @@ def create_app(
     settings: WebSettings | None = None,
     metrics: PrometheusMetrics | None = None,
     telegram_bot_username: str | None = None,
-    extra_routes: Sequence[web.AbstractRouteDef] = (),
+    extra_routes: Sequence[WebRoute] = (),
     client_max_size: int = MAX_BODY,
-    chat_max_chars: int = 4000,
     signups_per_hour: int = 20,
     health_ttl: float = HEALTH_TTL,
     health: AdapterHealth | None = None,
@@ -80,13 +82,15 @@ def create_app(
     ``metrics`` should be the instance the engine counts into (so ``/metrics`` shows
     the engine's figures too); a fresh one is made when it is None. ``settings`` is
     read for ``secure_cookies`` (Secure, ``__Host-`` cookies and HSTS, behind HTTPS)
-    and ``trusted_proxies`` (whose forwarded header gives the client's address).
+    and ``trusted_proxies`` (whose forwarded header gives the client's address), and kept
+    for :class:`~adapters.web.adapter.WebAdapter`, which serves the app. A chat message
+    may be as long as the engine takes (``ENGINE__MAX_MESSAGE_CHARS``).
     """
     settings = settings or WebSettings()
     options = WebOptions(
         secure_cookies=settings.secure_cookies,
         telegram_bot_username=(telegram_bot_username or "").lstrip("@") or None,
-        chat_max_chars=chat_max_chars,
+        chat_max_chars=engine.settings.max_message_chars,
         signups_per_hour=signups_per_hour,
     )
     proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
@@ -103,6 +107,7 @@ def create_app(
         client_max_size=client_max_size,
     )
     app[ENGINE] = engine
+    app[SETTINGS] = settings
     app[ACCOUNTS] = accounts
     app[OPTIONS] = options
     app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
@@ -120,10 +125,25 @@ def create_app(
     for module in modules:
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, name="static")
-    app.router.add_routes(extra_routes)
+    for route in extra_routes:
+        app.router.add_route(route.method, route.path, _handler(route))
 
     async def finish_replies(app: web.Application) -> None:
         await tasks.close()
 
     app.on_cleanup.append(finish_replies)
     return app
+
+
+def _handler(route: WebRoute) -> Handler:
+    """The contributed route's handler, marked for the CSRF check when it is exempt (on
+    a function of our own: the adapter's handler may be a bound method)."""
+    if not route.csrf_exempt:
+        return route.handler
+    contributed = route.handler
+
+    async def exempt(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await contributed(request)
+        return response
+
+    return csrf_exempt(exempt)

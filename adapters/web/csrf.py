@@ -16,8 +16,8 @@ and the session cookie is ``SameSite=Lax``. A form posted with a session that ha
 since the page was shown sends the browser to the login page rather than a bare 403.
 
 Routes contributed by other adapters (webhooks, signed with their own scheme) opt out
-by marking their handler: ``handler.csrf_exempt = True`` (see :func:`csrf_exempt`;
-other adapters set the attribute themselves, as they may not import this package).
+by saying so: ``WebRoute(..., csrf_exempt=True)`` (:mod:`bot.adapter`); ``create_app``
+marks their handlers with :func:`csrf_exempt`, which this check reads.
 """
 
 from __future__ import annotations

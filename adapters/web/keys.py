@@ -13,6 +13,7 @@ from adapters.web.health import StoreHealth
 from adapters.web.metrics import PrometheusMetrics
 from adapters.web.pagecache import PageCache
 from auth import AccountService
+from bot.config import WebSettings
 from bot.engine import Engine
 from bot.health import AdapterHealth
 from bot.limits import RateLimiter
@@ -28,8 +29,9 @@ class WebOptions:
     secure_cookies: bool = False
     #: The Telegram bot's username (without ``@``), for ``t.me`` deep links.
     telegram_bot_username: str | None = None
-    #: The longest chat message accepted, in characters.
-    chat_max_chars: int = 4000
+    #: The longest chat message accepted, in characters: the engine's
+    #: ``ENGINE__MAX_MESSAGE_CHARS``, so the page refuses what the engine would.
+    chat_max_chars: int = 4096
     #: New accounts one address may create per hour (a burst of as many is allowed).
     signups_per_hour: int = 20
 
@@ -55,6 +57,8 @@ class WebOptions:
 
 
 ENGINE = web.AppKey("engine", Engine)
+#: The ``WEB__*`` settings the app was built with (the server's host and port too).
+SETTINGS = web.AppKey("settings", WebSettings)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 OPTIONS = web.AppKey("options", WebOptions)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

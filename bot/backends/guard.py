@@ -206,8 +206,8 @@ class ReplyGuard:
                 if not breaker.allow():
                     failure = failure or BackendUnavailable(f"{backend.name}: circuit open")
                     break
-                produced = settled = False
-                watch = _Watchdog(self._policy.first_delta_timeout, self._policy.total_timeout)
+                fallback = backend.name != persona.backend
+                call = _Attempt(backend.name, breaker, self._policy, outcome, fallback=fallback)
                 try:
                     # Inlined rather than a nested generator: every word passes here.
                     kwargs = with_context if backend.name in self._takes_context else extra
@@ -215,38 +215,27 @@ class ReplyGuard:
                     async with aclosing(source):  # type: ignore[type-var]
                         while True:
                             try:
-                                watch.start_wait()
+                                call.watch.start_wait()
                                 delta = await anext(source)
                             except StopAsyncIteration:
-                                settled = True
-                                breaker.success()
-                                if outcome is not None and isinstance(source, MeteredStream):
-                                    outcome.usage = source.usage
+                                call.succeeded(source)
                                 return
                             except asyncio.CancelledError as exc:
-                                if watch.fired and watch.uncancel() == 0:
-                                    raise BackendTimeout(f"{backend.name}: too slow") from exc
+                                call.raise_if_timed_out(exc)
                                 raise
                             except BackendError:
                                 raise
                             except Exception as exc:  # a backend bug must not stop the engine
-                                log.exception("backend %s raised unexpectedly", backend.name)
-                                raise BackendError(f"{backend.name}: {type(exc).__name__}") from exc
+                                raise call.bug(exc) from exc
                             finally:
-                                watch.end_wait()
+                                call.watch.end_wait()
                             if delta:
-                                if not produced and outcome is not None:
-                                    outcome.backend = backend.name
-                                    outcome.fallback = backend.name != persona.backend
-                                produced = True
+                                if not call.produced:
+                                    call.first_text()
                                 yield delta
                 except BackendError as exc:
-                    settled = True
-                    if exc.transient:
-                        breaker.failure()
-                    else:
-                        breaker.release()  # the server answered: it is not down
-                    if produced:
+                    call.failed(exc)
+                    if call.produced:
                         raise
                     failure = exc
                     log.warning(
@@ -255,9 +244,7 @@ class ReplyGuard:
                     if not exc.transient:
                         break
                 finally:
-                    watch.close()
-                    if not settled:  # cancelled, or the consumer went away
-                        breaker.release()
+                    call.close()
         assert failure is not None
         raise failure
 
@@ -325,3 +312,65 @@ class _Watchdog:
 
     def close(self) -> None:
         self._handle.cancel()
+
+
+class _Attempt:
+    """One call of one backend: the watchdog on its waits, whether it produced text,
+    and the one verdict it leaves on the backend's circuit: success, failure, or none
+    (:meth:`close` releases a call that ended without a verdict)."""
+
+    __slots__ = ("_breaker", "_fallback", "_outcome", "_settled", "name", "produced", "watch")
+
+    def __init__(
+        self,
+        name: str,
+        breaker: CircuitBreaker,
+        policy: GuardPolicy,
+        outcome: ReplyOutcome | None,
+        *,
+        fallback: bool,
+    ):
+        self.name = name
+        self.watch = _Watchdog(policy.first_delta_timeout, policy.total_timeout)
+        #: Whether text was streamed: a failure after it is final (no other voice).
+        self.produced = False
+        self._breaker = breaker
+        self._outcome = outcome
+        self._fallback = fallback
+        self._settled = False
+
+    def first_text(self) -> None:
+        """The first delta with text is about to be streamed."""
+        self.produced = True
+        if self._outcome is not None:
+            self._outcome.backend = self.name
+            self._outcome.fallback = self._fallback
+
+    def succeeded(self, source: AsyncIterator[str]) -> None:
+        """The reply ended: the backend answers, and its cost is known when it says."""
+        self._settled = True
+        self._breaker.success()
+        if self._outcome is not None and isinstance(source, MeteredStream):
+            self._outcome.usage = source.usage
+
+    def failed(self, exc: BackendError) -> None:
+        self._settled = True
+        if exc.transient:
+            self._breaker.failure()
+        else:
+            self._breaker.release()  # the server answered: it is not down
+
+    def raise_if_timed_out(self, exc: asyncio.CancelledError) -> None:
+        """Turn the watchdog's own cancellation into a timeout (any other cancellation
+        goes on: the caller's)."""
+        if self.watch.fired and self.watch.uncancel() == 0:
+            raise BackendTimeout(f"{self.name}: too slow") from exc
+
+    def bug(self, exc: Exception) -> BackendError:
+        log.exception("backend %s raised unexpectedly", self.name)
+        return BackendError(f"{self.name}: {type(exc).__name__}")
+
+    def close(self) -> None:
+        self.watch.close()
+        if not self._settled:  # cancelled, or the consumer went away
+            self._breaker.release()

@@ -21,11 +21,12 @@ from PyCharacterAI.exceptions import (
 
 import tests.support.media_samples as samples
 from bot.app import PersonaBridge
+from bot.app_settings import Settings
 from bot.backends.characterai import CHARACTER_ID, CHAT_ID, CharacterAIBackend
 from bot.backends.characterai_client import SharedClient, connect
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
-from bot.config import MediaSettings, Settings
+from bot.config import MediaSettings
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.media import MediaProcessor
 from bot.messages import IncomingFile, ReplyKind, Turn
@@ -370,7 +371,7 @@ async def _text(deltas: AsyncIterator[str]) -> str:
 
 def test_characterai_is_registered_when_a_token_is_set() -> None:
     from bot.app import build_backends
-    from bot.config import load_settings
+    from bot.app_settings import load_settings
 
     environ = {"PERSONABRIDGE_CHARACTERAI__TOKEN": "token"}
     backends = build_backends(load_settings(environ, use_dotenv=False))

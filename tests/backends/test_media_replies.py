@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 import tests.support.media_samples as samples
+from bot import engine_parts
 from bot.app import build_backends
+from bot.app_settings import load_settings
 from bot.backends.guard import ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
 from bot.backends.transcription import OpenAITranscriber
-from bot.config import AccessSettings, MediaSettings, load_settings
+from bot.config import AccessSettings, MediaSettings
 from bot.engine import Engine
 from bot.media import MediaProcessor
 from bot.messages import AttachmentKind, Incoming, IncomingFile, ReplyKind
@@ -195,7 +197,9 @@ async def test_a_command_with_a_file_does_not_fetch_it(
 async def test_offline_says_it_cannot_see_but_reads_transcripts(store: MemoryStore) -> None:
     offline = OfflineBackend(seed=1)
     persona = card(backend="offline")
-    engine = Engine(store, PersonaLibrary([persona]), ReplyGuard({"offline": offline}, FAST))
+    engine = engine_parts.build_engine(
+        store, PersonaLibrary([persona]), ReplyGuard({"offline": offline}, FAST)
+    )
     _, seen = await send(engine, with_files(dm("alice", ""), photo()))
     assert seen.text == "I can't see pictures from here, I'm afraid. Tell me what it shows?"
     notes = IncomingFile.of_bytes("q.txt", b"What is Docker?")
@@ -257,7 +261,7 @@ async def test_a_guest_where_only_accounts_chat_has_no_file_fetched(store: Memor
 
     offline = OfflineBackend(seed=1)
     persona = card(backend="offline")
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         PersonaLibrary([persona]),
         ReplyGuard({"offline": offline}, FAST),

@@ -14,7 +14,7 @@ from bot.backends.base import ReplyContext
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.card_model import Lorebook, LoreEntry
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import Incoming, ReplyKind, Role, TextDelta, Turn, UserPersona
 from bot.personas import Exchange, Persona, PersonaLibrary
 from bot.store.memory import MemoryStore
@@ -175,7 +175,7 @@ def test_retry_prefers_another_answer_to_rewording() -> None:
 async def test_the_engines_retry_gives_a_new_reply() -> None:
     backend = OfflineBackend(seed=5)
     async with MemoryStore() as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary([LYRA]),
             ReplyGuard({"offline": backend}, GuardPolicy(retries=0)),

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import PersonaBridge, build_backends
+from bot.app_settings import Settings, load_settings
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.backends.openai import OpenAIBackend
-from bot.config import EngineSettings, Settings, load_settings
+from bot.config import EngineSettings
 from bot.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from bot.messages import ReplyKind, Turn
 from bot.store.base import Usage

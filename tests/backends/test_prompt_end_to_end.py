@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot import persona_cli
+from bot.app_settings import load_settings
 from bot.backends.openai import OpenAIBackend
 from bot.backends.prompt import DEFAULT_SYSTEM_PROMPT, PromptOptions
-from bot.config import load_settings
 from bot.messages import ReplyKind
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore

@@ -24,7 +24,6 @@ from tests.support.discord_harness import (
     assert_pieces_of,
     autocomplete,
     build_engine,
-    fast_options,
     guild_create,
     long_reply,
     message,
@@ -80,7 +79,7 @@ async def test_chat_in_a_guild_defers_streams_and_follows_up(
 ) -> None:
     text = " ".join(f"word{i}" for i in range(450))  # about 3,000 characters
     engine = build_engine(store, TextBackend(text, chunk=100, pause=0.02))
-    async with running(fake, engine, fast_options(edit_interval=0.2)) as adapter:
+    async with running(fake, engine, edit_interval=0.2) as adapter:
         assert type(adapter.client) is discord.Client
         payload = slash("chat", message="tell me a story")
         pieces = await reply_to_interaction(fake, adapter, payload)
@@ -360,7 +359,7 @@ async def test_shard_settings_select_the_auto_sharded_client(
     identified: list[list[int]],
     asks_discord: bool,
 ) -> None:
-    async with running(fake, build_engine(store), fast_options(**options)) as adapter:
+    async with running(fake, build_engine(store), **options) as adapter:
         assert isinstance(adapter.client, discord.AutoShardedClient)
         pieces = await reply_in_channel(fake, adapter, message("sharded hi", guild=False))
 
@@ -379,7 +378,7 @@ async def test_shard_settings_select_the_auto_sharded_client(
 async def test_commands_are_synced_globally_or_to_guilds(
     fake: FakeDiscord, store: MemoryStore, guild_ids: tuple[int, ...], path: str
 ) -> None:
-    async with running(fake, build_engine(store), fast_options(command_guild_ids=guild_ids)):
+    async with running(fake, build_engine(store), command_guild_ids=guild_ids):
         pass
 
     syncs = fake.find("PUT", r"/commands$")

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from nacl.signing import SigningKey
 
-from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH, DiscordAdapter
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.backends.base import Backend
@@ -28,7 +28,7 @@ from tests.support.discord_harness import (
     assert_pieces_of,
     autocomplete,
     build_engine,
-    fast_options,
+    fast_adapter,
     long_reply,
     slash,
 )
@@ -88,7 +88,7 @@ async def make_endpoint(
     async def make(backend: Backend | None = None) -> Endpoint:
         engine = build_engine(store, backend)
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = build_discord_adapter(engine, settings, fast_options())
+        adapter = fast_adapter(engine, settings)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
         app = create_app(engine, accounts, extra_routes=adapter.web_routes())
         await stack.enter_async_context(adapter)

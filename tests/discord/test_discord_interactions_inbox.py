@@ -14,13 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters.discord import build_discord_adapter
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.errors import StoreUnavailable
 from bot.store.memory import MemoryStore
 from tests.discord.test_discord_http_interactions import KEY, Endpoint
-from tests.support.discord_harness import build_engine, fast_options, slash
+from tests.support.discord_harness import build_engine, fast_adapter, slash
 from tests.support.discord_server import FakeDiscord
 from tests.support.fakes import TextBackend
 
@@ -50,7 +49,7 @@ async def make_worker(
     async def make(**option_changes: float) -> Endpoint:
         engine = build_engine(store, TextBackend("the answer", chunk=100))
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = build_discord_adapter(engine, settings, fast_options(**option_changes))
+        adapter = fast_adapter(engine, settings, **option_changes)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
         app = create_app(engine, accounts, extra_routes=adapter.web_routes())
         await stack.enter_async_context(adapter)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from adapters.discord import DiscordOptions, build_discord_adapter
-from bot.config import DiscordSettings
+from adapters.discord import build_discord_adapter
+from adapters.discord.settings import DiscordSettings
+from bot.app_settings import load_settings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
-from tests.support.discord_harness import CHANNEL_ID, build_engine, fast_options, message, running
+from tests.support.discord_harness import CHANNEL_ID, build_engine, fast_adapter, message, running
 from tests.support.discord_server import BOT, FakeDiscord
 
 
 async def test_a_refused_token_is_a_config_error(fake: FakeDiscord, store: MemoryStore) -> None:
     fake.fail_next("GET", "^/users/@me$", status=401)
-    adapter = build_discord_adapter(build_engine(store), fake.settings(), fast_options())
+    adapter = fast_adapter(build_engine(store), fake.settings())
     with pytest.raises(ConfigError, match="DISCORD__TOKEN"):
         async with adapter:
             pass
@@ -37,16 +36,17 @@ def test_a_public_key_that_is_not_one_is_a_config_error(store: MemoryStore) -> N
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("environ", "named"),
     [
-        pytest.param({"edit_interval": -1}, id="negative-interval"),
-        pytest.param({"shard_ids": (0,)}, id="ids-without-count"),
-        pytest.param({"shard_count": 2, "shard_ids": (2,)}, id="id-out-of-range"),
+        pytest.param({"EDIT_INTERVAL": "-1"}, "EDIT_INTERVAL", id="negative-interval"),
+        pytest.param({"SHARD_IDS": "0"}, "SHARD_IDS", id="ids-without-count"),
+        pytest.param({"SHARD_COUNT": "2", "SHARD_IDS": "2"}, "SHARD_IDS", id="id-out-of-range"),
     ],
 )
-def test_invalid_options(options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        DiscordOptions(**options)
+def test_invalid_settings_are_named(environ: dict[str, str], named: str) -> None:
+    prefixed = {f"PERSONABRIDGE_DISCORD__{key}": value for key, value in environ.items()}
+    with pytest.raises(ConfigError, match=f"PERSONABRIDGE_DISCORD__{named}"):
+        load_settings(prefixed, use_dotenv=False)
 
 
 async def test_a_guild_missing_from_the_cache_is_still_no_dm(

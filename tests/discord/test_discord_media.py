@@ -10,6 +10,7 @@ from adapters.discord import DiscordAdapter
 from bot.backends.guard import ReplyGuard
 from bot.config import MediaSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.media import MediaProcessor
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
@@ -22,7 +23,7 @@ from tests.support.media_samples import FakeTranscriber, FileEcho
 
 def engine(store: MemoryStore, **limits: Any) -> Engine:
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend="echo")])
-    made = Engine(store, personas, ReplyGuard({"echo": FileEcho()}, FAST))
+    made = build_engine(store, personas, ReplyGuard({"echo": FileEcho()}, FAST))
     made.media = MediaProcessor(MediaSettings.model_validate(limits), FakeTranscriber("hi there"))
     return made
 

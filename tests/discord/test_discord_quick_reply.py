@@ -8,7 +8,6 @@ from bot.store.memory import MemoryStore
 from tests.support.discord_harness import (
     DM_CHANNEL_ID,
     build_engine,
-    fast_options,
     message,
     running,
     slash,
@@ -24,7 +23,7 @@ QUICK_BACKEND = {"chunk": 10, "pause": 0.05}
 
 async def test_a_quick_dm_reply_is_one_message(fake: FakeDiscord, store: MemoryStore) -> None:
     engine = build_engine(store, TextBackend(QUICK, **QUICK_BACKEND))
-    async with running(fake, engine, fast_options(first_message_delay=2.0)) as adapter:
+    async with running(fake, engine, first_message_delay=2.0) as adapter:
         await fake.dispatch("MESSAGE_CREATE", message("hi", guild=False))
         await fake.wait_for(
             lambda: (
@@ -40,7 +39,7 @@ async def test_a_quick_slash_reply_fills_the_deferred_message_once(
     fake: FakeDiscord, store: MemoryStore
 ) -> None:
     engine = build_engine(store, TextBackend(QUICK, **QUICK_BACKEND))
-    async with running(fake, engine, fast_options(first_message_delay=2.0)) as adapter:
+    async with running(fake, engine, first_message_delay=2.0) as adapter:
         payload = slash("chat", message="hi")
         token = payload["token"]
         await fake.dispatch("INTERACTION_CREATE", payload)
@@ -59,8 +58,7 @@ async def test_a_slow_reply_still_shows_while_it_is_written(
     text = " ".join(f"word{i}" for i in range(30))
     # six deltas 0.3 s apart: far longer than first_message_delay
     engine = build_engine(store, TextBackend(text, chunk=len(text) // 5, pause=0.3))
-    options = fast_options(first_message_delay=0.1, edit_interval=0.2)
-    async with running(fake, engine, options) as adapter:
+    async with running(fake, engine, first_message_delay=0.1, edit_interval=0.2) as adapter:
         await fake.dispatch("MESSAGE_CREATE", message("hi", guild=False))
         await fake.wait_for(
             lambda: (

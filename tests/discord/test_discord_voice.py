@@ -11,14 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters.discord import build_discord_adapter
 from adapters.web import create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.speech import SPEECH_FAILED
 from bot.store.memory import MemoryStore
 from tests.discord.test_discord_gateway import reply_in_channel, reply_to_interaction
 from tests.discord.test_discord_http_interactions import KEY, Endpoint
-from tests.support.discord_harness import build_engine, fast_options, message, running, slash
+from tests.support.discord_harness import build_engine, fast_adapter, message, running, slash
 from tests.support.discord_server import APP_ID, FakeDiscord
 from tests.support.fakes import TextBackend
 from tests.support.speech_samples import FakeOpenAI, speaking, spoken
@@ -91,7 +90,7 @@ async def test_an_http_interaction_reply_is_followed_by_its_audio(
 ) -> None:
     engine = build_engine(store, TextBackend(REPLY))
     settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-    adapter = build_discord_adapter(engine, settings, fast_options())
+    adapter = fast_adapter(engine, settings)
     accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(speaking(engine, oai.url))

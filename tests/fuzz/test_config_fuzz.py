@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
-from bot.config import ENV_PREFIX, Settings, load_settings
+from bot.app_settings import Settings, load_settings
+from bot.config import ENV_PREFIX
 from bot.errors import ConfigError
 
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

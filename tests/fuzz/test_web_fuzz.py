@@ -39,7 +39,7 @@ from auth import TEST_PARAMS, AccountService, InvalidUsername, PasswordHasher
 from auth.rules import check_username
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.linking import create_link_code
 from bot.messages import (
     DIRECT_SCOPE,
@@ -129,7 +129,7 @@ class Site:
             make_persona("morrow", "Captain Morrow", backend=backend.name),
         ]
         policy = GuardPolicy(first_delta_timeout=30, total_timeout=60, retries=0)
-        self.engine = Engine(
+        self.engine = build_engine(
             self.store,
             PersonaLibrary(personas),
             ReplyGuard({backend.name: backend}, policy),

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import tests.support.media_samples as samples
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import MediaSettings, RateLimitSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.media import MediaProcessor
 from bot.messages import (
     ConversationKey,
@@ -87,7 +87,7 @@ def file_for(kind: str, token: str) -> IncomingFile:
 async def run(sends: list[tuple[int, bool, str]]) -> None:
     async with MemoryStore() as store:
         persona = make_persona("ada", "Ada", backend="echo")
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary([persona]),
             ReplyGuard({"echo": FileEcho()}, GuardPolicy(retries=0)),

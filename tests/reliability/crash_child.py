@@ -26,6 +26,7 @@ from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import Incoming, ReplyDone, ReplyKind, TextDelta, Turn
 from bot.personas import Persona, PersonaLibrary
 from bot.store.base import BackendState
@@ -66,7 +67,7 @@ def dm(user: str, text: str) -> Incoming:
 
 def engine_on(store: SqliteStore, backend: Backend) -> Engine:
     persona = make_persona("ada", "Professor Ada", backend=backend.name)
-    return Engine(
+    return build_engine(
         store,
         PersonaLibrary([persona]),
         ReplyGuard({backend.name: backend}, PATIENT),

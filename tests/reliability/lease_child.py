@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import Incoming, TextDelta
 from bot.personas import PersonaLibrary
 from bot.store.base import Store
@@ -41,7 +41,7 @@ async def main(argv: list[str]) -> None:
     opened, account_id = open_store(argv)
     async with opened as store:
         backend = EndlessStream()
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)]),
             ReplyGuard({backend.name: backend}, GuardPolicy(total_timeout=120.0, retries=0)),

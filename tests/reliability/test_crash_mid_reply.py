@@ -25,6 +25,7 @@ from pathlib import Path
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
 from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Identity, Incoming, ReplyDone, ReplyKind, guest_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import MIGRATIONS, SqliteStore
@@ -153,7 +154,7 @@ def key_of(tag: str) -> ConversationKey:
 def fresh_engine(store: SqliteStore) -> Engine:
     """The next start of the bot: a new engine (an echoing backend) on the same file."""
     backend = WindowEcho("echo")
-    return Engine(
+    return build_engine(
         store,
         PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)]),
         ReplyGuard({backend.name: backend}, GuardPolicy(first_delta_timeout=30.0, retries=0)),

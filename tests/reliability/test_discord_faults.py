@@ -48,7 +48,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from nacl.signing import SigningKey
 
-from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH, DiscordAdapter
 from adapters.discord.render import split_message
 from adapters.discord.streaming import FINAL_ATTEMPTS
 from adapters.web import create_app
@@ -60,7 +60,7 @@ from bot.store.memory import MemoryStore
 from tests.support.discord_harness import (
     CHANNEL_ID,
     build_engine,
-    fast_options,
+    fast_adapter,
     guild_create,
     message,
     running,
@@ -325,7 +325,7 @@ async def test_a_final_edit_answered_503_is_tried_again() -> None:
     payload = message("hello", guild=False, person=person)
     async with FakeDiscord() as fake, MemoryStore() as store:
         engine = build_engine(store, PausingBackend("the whole answer", pause=0.3))
-        async with running(fake, engine, fast_options(edit_interval=0.05)) as adapter:
+        async with running(fake, engine, edit_interval=0.05) as adapter:
             fake.faults = plan
             await fake.dispatch("MESSAGE_CREATE", payload)
             await fake.wait_for(lambda: adapter.replies_in_flight == 0 and plan.total, 10)
@@ -424,7 +424,7 @@ async def test_http_interactions_lose_and_leak_nothing_under_429s_and_5xx(
         fake.faults = plan
         engine = build_engine(store)
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = build_discord_adapter(engine, settings, fast_options())
+        adapter = fast_adapter(engine, settings)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
         async with adapter:
             client = await aiohttp_client(

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
@@ -420,7 +421,9 @@ async def test_a_backend_state_that_cannot_be_saved_does_not_disown_a_stored_rep
         backend = StatefulBackend()
         guard = ReplyGuard({backend.name: backend}, GUARD)
         persona = make_persona("ada", "Professor Ada", backend=backend.name)
-        engine = Engine(store, PersonaLibrary([persona]), guard, rate_limit=UNLIMITED)
+        engine = engine_parts.build_engine(
+            store, PersonaLibrary([persona]), guard, rate_limit=UNLIMITED
+        )
         done = await ask(engine, "ann", "hello")
         window = await inner.load_window(key_of("ann"), 10)
     assert done.kind is ReplyKind.CHAT

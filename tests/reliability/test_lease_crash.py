@@ -18,7 +18,7 @@ import pytest
 
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import EngineSettings, RateLimitSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import ConversationKey, Incoming, ReplyDone, ReplyKind, account_owner
 from bot.pairing import paired
 from bot.personas import PersonaLibrary
@@ -107,7 +107,7 @@ async def test_a_killed_workers_lease_expires_and_the_other_answers(
         account_id = (await store.create_account("alice", "h", 1.0)).id
         await kill_while_holding([*args, account_id])
         backend, errors = WindowEcho(chunk=100), Errors()
-        survivor = Engine(
+        survivor = build_engine(
             store,
             PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)]),
             ReplyGuard({backend.name: backend}, GuardPolicy(retries=0)),

@@ -247,10 +247,9 @@ async def test_a_message_sent_before_its_5xx_is_repeated_not_lost(tmp_path: Path
         max_in_a_row=1,  # every other send: the repeat goes through
     )
     # The whole reply is ready before the first message may go: one send, no drafts.
-    options = replace(OPTIONS, first_message_delay=2.0)
     async with FakeBotApi() as fake, SqliteStore(tmp_path / "bot.db") as store:
         fake.faults = plan
-        async with polling(build_engine(store), fake, options):
+        async with polling(build_engine(store), fake, OPTIONS, first_message_delay=2.0):
             await fake.push_update(update(message(alice, "hello")))
             await fake.wait_for(lambda: len(fake.transcript(alice.id)) == 2, timeout=10)
             await asyncio.sleep(0.3)  # nothing more follows
@@ -268,12 +267,11 @@ async def test_a_reply_failing_past_its_retries_is_given_up_quietly_and_kept(
     caplog.set_level(logging.INFO)
     alice = Person(72_004, "Alice")
     # The whole reply is ready before the first message may go: one send, no drafts.
-    options = replace(
-        OPTIONS, first_message_delay=1.0, delivery_patience=0.5, retry_backoff_max=0.05
-    )
+    options = replace(OPTIONS, retry_backoff_max=0.05)
+    patience = {"first_message_delay": 1.0, "delivery_patience": 0.5}
     async with FakeBotApi() as fake, SqliteStore(tmp_path / "bot.db") as store:
         fake.fail("sendMessage", code=503, description="Service Unavailable", times=1000)
-        async with polling(build_engine(store), fake, options):
+        async with polling(build_engine(store), fake, options, **patience):
             await fake.push_update(update(message(alice, "my secret diary", message_id=1)))
             await fake.wait_for(lambda: "could not deliver" in caplog.text, timeout=10)
             tries = len(fake.calls_to("sendMessage", alice.id))

@@ -17,7 +17,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from bot.store.base import Store
 from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.support.telegram_harness import (
-    FAST,
     SECRET,
     Person,
     build_engine,
@@ -45,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORT_WITHIN = 60.0
 UPDATES = 20
 #: The restarted worker sweeps its inbox often, so the test does not wait long.
-RESTARTED = replace(FAST, inbox_hold_seconds=2.0, inbox_sweep_seconds=0.2)
+RESTARTED = {"inbox_hold_seconds": 2.0, "inbox_sweep_seconds": 0.2}
 
 
 def person(n: int) -> Person:
@@ -141,7 +139,7 @@ async def test_updates_acknowledged_before_a_sigkill_are_all_answered(
         unanswered = sum(1 for count in before if count < 2)
         assert unanswered > 0, "the child answered everything: the kill proves nothing"
 
-        async with webhook(build_engine(store), fake, RESTARTED):
+        async with webhook(build_engine(store), fake, **RESTARTED):
 
             def all_answered() -> bool:
                 return all(

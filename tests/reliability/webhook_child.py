@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import replace
 
 from pydantic import SecretStr
 
 from adapters.telegram import TelegramAdapter
-from adapters.web import WebAdapter
-from bot.config import TelegramSettings, WebSettings
+from adapters.telegram.settings import TelegramSettings
+from adapters.web import WebAdapter, create_app
+from bot.config import WebSettings
 from bot.store.base import Store
 from bot.store.dynamo import DynamoStore
 from bot.store.sqlite import SqliteStore
 from tests.support.fakes import WindowEcho
-from tests.support.telegram_harness import FAST, SECRET, accounts, build_engine
+from tests.support.telegram_harness import FAST, FAST_SETTINGS, SECRET, accounts, build_engine
 from tests.support.telegram_server import TOKEN
 
 LIFETIME = 60.0
 #: The hold of an acknowledged update: short, so the next worker takes them soon.
 HOLD = 2.0
-OPTIONS = replace(FAST, inbox_hold_seconds=HOLD, inbox_sweep_seconds=30.0)
 
 
 def open_store(argv: list[str]) -> Store:
@@ -47,18 +46,21 @@ async def main(api_url: str, where: list[str]) -> None:
             mode="webhook",
             api_base_url=api_url,  # type: ignore[arg-type]
             webhook_secret=SecretStr(SECRET),
+            inbox_hold_seconds=HOLD,
+            inbox_sweep_seconds=30.0,
+            **FAST_SETTINGS,
         )
         web_settings = WebSettings(port=0, public_url="https://bot.example.org")  # type: ignore[arg-type]
-        adapter = TelegramAdapter(engine, telegram, web_settings, OPTIONS)
-        web = WebAdapter(
+        adapter = TelegramAdapter(engine, telegram, web_settings, FAST)
+        app = create_app(
             engine,
             accounts(store),
-            web_settings.model_copy(update={"public_url": None}),
+            settings=web_settings.model_copy(update={"public_url": None}),
             extra_routes=adapter.web_routes(),
-            access_log=False,
         )
+        web = WebAdapter(app, access_log=False)
         async with web, adapter:
-            print(f"READY {web.url}{OPTIONS.webhook_path}", flush=True)
+            print(f"READY {web.url}{telegram.webhook_path}", flush=True)
             await asyncio.sleep(LIFETIME)
     sys.exit(3)
 

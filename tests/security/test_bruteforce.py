@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
 from bot.engine import Engine
 from bot.linking import LINK_CODE_TTL, looks_like_link_code, new_link_code
 from bot.store.sqlite import SqliteStore
 from tests.support.clocks import Clock
-from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_harness import fast_adapter, slash, user
 from tests.support.discord_server import FakeDiscord
 from tests.support.telegram_harness import Chat, Person, polling
 from tests.support.telegram_server import FakeBotApi
@@ -252,7 +252,7 @@ async def discord_link(
 ) -> AsyncIterator[DiscordLink]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = build_discord_adapter(link_engine, settings, fast_options())
+        adapter = fast_adapter(link_engine, settings)
         async with (
             adapter,
             make_site(engine=link_engine, extra_routes=adapter.web_routes()) as site,

@@ -18,9 +18,12 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from adapters.discord import build_discord_adapter
+from adapters.discord.settings import DiscordSettings
 from adapters.telegram import TelegramAdapter
+from adapters.telegram.settings import TelegramSettings
 from adapters.web.csrf import CSRF_EXEMPT_ATTR, SAFE_METHODS
-from bot.config import DiscordSettings, TelegramSettings, WebSettings
+from bot.adapter import WebRoute
+from bot.config import WebSettings
 from bot.engine import Engine
 from bot.linking import create_link_code
 from bot.messages import Incoming
@@ -53,7 +56,7 @@ FORM = {
 SIGNED_ELSEWHERE = {"/telegram/webhook", "/discord/interactions"}
 
 
-def platform_routes(engine: Engine) -> list[web.AbstractRouteDef]:
+def platform_routes(engine: Engine) -> list[WebRoute]:
     """The routes the Telegram and Discord adapters contribute in production."""
     telegram = TelegramAdapter(
         engine,

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from nacl.signing import SigningKey
 
-from adapters.discord import INTERACTIONS_PATH, DiscordAdapter, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH, DiscordAdapter
 from adapters.discord.interactions import InteractionEndpoint, ReplayGuard
+from adapters.discord.settings import DiscordSettings
 from adapters.discord.tasks import TaskTracker
-from bot.config import DiscordSettings
 from bot.engine import Engine
 from tests.support.clocks import Clock
-from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_harness import fast_adapter, slash, user
 from tests.support.discord_server import FakeDiscord
 from tests.support.fakes import WindowEcho
 from tests.support.web_site import (
@@ -40,7 +40,7 @@ from tests.support.web_site import (
     discord_signed,
 )
 
-MAX_AGE = fast_options().signature_max_age
+MAX_AGE = DiscordSettings().signature_max_age
 MALLORY = user(66, "mallory")
 
 
@@ -72,7 +72,7 @@ class Endpoint:
 async def endpoint(make_site: MakeSite, engine: Engine) -> AsyncIterator[Endpoint]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = build_discord_adapter(engine, settings, fast_options())
+        adapter = fast_adapter(engine, settings)
         async with adapter, make_site(extra_routes=adapter.web_routes()) as site:
             yield Endpoint(site, adapter, fake)
 
@@ -239,7 +239,6 @@ async def test_a_replay_is_refused_until_the_age_check_takes_over(
     endpoint = InteractionEndpoint(
         engine,
         DiscordSettings(public_key=DISCORD_PUBLIC_KEY),
-        fast_options(),
         tasks,
         clock=clock,
     )

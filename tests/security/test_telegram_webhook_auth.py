@@ -20,9 +20,10 @@ from pydantic import SecretStr
 
 import adapters.telegram.adapter as telegram_adapter
 from adapters.telegram import SECRET_HEADER, TelegramAdapter
-from adapters.web import WebAdapter
+from adapters.telegram.settings import TelegramSettings
+from adapters.web import WebAdapter, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
-from bot.config import TelegramSettings, WebSettings
+from bot.config import WebSettings
 from bot.engine import Engine
 from tests.support.fakes import WindowEcho
 from tests.support.telegram_harness import ALICE, FAST, SECRET, Webhook, message, update, webhook
@@ -106,7 +107,7 @@ async def test_a_secret_header_of_invalid_utf8_is_403_not_500(
     body = b'{"update_id": 1, "message": {}}'
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
-        b"POST " + running.adapter.options.webhook_path.encode() + b" HTTP/1.1\r\n"
+        b"POST " + running.adapter.settings.webhook_path.encode() + b" HTTP/1.1\r\n"
         b"Host: "
         + host.encode()
         + b"\r\n"
@@ -159,18 +160,18 @@ async def test_neither_the_secret_nor_message_text_reaches_the_logs_at_info(
     async with FakeBotApi() as fake:
         settings = TelegramSettings(token=SecretStr(TOKEN), mode="webhook", api_base_url=fake.url)
         adapter = TelegramAdapter(engine, settings, web_settings, FAST)
-        server = WebAdapter(
+        app = create_app(
             engine,
             AccountService(engine.store, hasher=PasswordHasher(TEST_PARAMS)),
-            web_settings.model_copy(update={"public_url": None}),
+            settings=web_settings.model_copy(update={"public_url": None}),
             extra_routes=adapter.web_routes(),
-            access_log=False,
         )
+        server = WebAdapter(app, access_log=False)
         with caplog.at_level(logging.DEBUG):
             async with server, adapter, aiohttp.ClientSession() as session:
                 secret = fake.webhook["secret_token"]
                 assert len(secret) >= 32, "a generated secret is long and random"
-                url = server.url + adapter.options.webhook_path
+                url = server.url + adapter.settings.webhook_path
                 text = "my private words"
                 for sent in ("wrong", secret):
                     payload = {"update_id": 5, **update(message(ALICE, text))}

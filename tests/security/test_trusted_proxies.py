@@ -15,11 +15,12 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from adapters.web.proxies import TrustedProxies
 from auth import TEST_PARAMS, AccountService, LoginThrottle, PasswordHasher
 from auth.throttle import LOGIN_LIMITS, LOGIN_WINDOW
-from bot.config import WebSettings, load_settings
+from bot.app_settings import load_settings
+from bot.config import WebSettings
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.store.sqlite import SqliteStore
@@ -170,13 +171,8 @@ async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
 async def test_the_access_log_names_the_client(
     engine: Engine, accounts: AccountService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    adapter = WebAdapter(
-        engine,
-        accounts,
-        BEHIND_LOOPBACK.model_copy(update={"port": 0}),
-        access_log=True,
-        shutdown_timeout=1.0,
-    )
+    app = create_app(engine, accounts, settings=BEHIND_LOOPBACK.model_copy(update={"port": 0}))
+    adapter = WebAdapter(app, access_log=True, shutdown_timeout=1.0)
     with caplog.at_level(logging.INFO, logger="aiohttp.access"):
         async with adapter, aiohttp.ClientSession() as session:
             browser = Browser(adapter.url, session)

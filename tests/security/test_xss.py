@@ -29,7 +29,7 @@ from urllib.parse import quote
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from adapters.discord import INTERACTIONS_PATH, build_discord_adapter
+from adapters.discord import INTERACTIONS_PATH
 from adapters.web import create_app
 from adapters.web.render import build_templates
 from auth import AccountService
@@ -38,7 +38,7 @@ from bot.engine import Engine
 from bot.messages import Identity
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
-from tests.support.discord_harness import fast_options, slash, user
+from tests.support.discord_harness import fast_adapter, slash, user
 from tests.support.discord_server import FakeDiscord
 from tests.support.fakes import WindowEcho
 from tests.support.web_site import (
@@ -272,7 +272,7 @@ async def discord_site(
 ) -> AsyncIterator[DiscordSite]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = build_discord_adapter(engine, settings, fast_options())
+        adapter = fast_adapter(engine, settings)
         async with adapter, make_site(extra_routes=adapter.web_routes()) as site:
             yield DiscordSite(site, store)
 

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from adapters.discord import DiscordAdapter, DiscordOptions, build_discord_adapter
+from adapters.discord import DiscordAdapter, DiscordSettings, build_discord_adapter
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy
-from bot.config import DiscordSettings
 from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.messages import Turn
@@ -46,27 +45,36 @@ def build_engine(store: Store, backend: Backend | None = None) -> Engine:
     return engine_support.build_engine(store, backend or WindowEcho(pause=0.005), policy=FAST)
 
 
-def fast_options(**overrides: Any) -> DiscordOptions:
-    values: dict[str, Any] = {
-        "edit_interval": 0.05,
-        "first_message_delay": 0.0,  # every reply streams: the tests see its drafts
-        "guild_ready_timeout": 0.05,
-        "reconnect": False,
-        "shutdown_timeout": 2.0,
-        "shard_identify_interval": 0.0,
-    }
-    return DiscordOptions(**(values | overrides))
+#: Short waits keep the tests fast.
+FAST_SETTINGS: dict[str, Any] = {
+    "edit_interval": 0.05,
+    "first_message_delay": 0.0,  # every reply streams: the tests see its drafts
+    "guild_ready_timeout": 0.05,
+    "shutdown_timeout": 2.0,
+    "shard_identify_interval": 0.0,
+}
+
+
+def fast(settings: DiscordSettings, **overrides: Any) -> DiscordSettings:
+    """``settings`` with short waits, and ``overrides``, validated as the loader would."""
+    return DiscordSettings(**(dict(settings) | FAST_SETTINGS | overrides))
+
+
+def fast_adapter(engine: Engine, settings: DiscordSettings, **overrides: Any) -> DiscordAdapter:
+    """The adapter on ``fast(settings, **overrides)``, not reconnecting (a test's fake
+    gateway that closes means the end)."""
+    return build_discord_adapter(engine, fast(settings, **overrides), reconnect=False)
 
 
 @asynccontextmanager
 async def running(
     fake: FakeDiscord,
     engine: Engine,
-    options: DiscordOptions | None = None,
     settings: DiscordSettings | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[DiscordAdapter]:
-    """The adapter, entered and ready on the fake gateway."""
-    adapter = build_discord_adapter(engine, settings or fake.settings(), options or fast_options())
+    """The adapter, entered and ready on the fake gateway (``overrides``: settings)."""
+    adapter = fast_adapter(engine, settings or fake.settings(), **overrides)
     async with adapter:
         assert adapter.client is not None
         await asyncio.wait_for(adapter.client.wait_until_ready(), 5)

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import SecretStr
 
-from bot.config import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 from tests.support.fakes import FaultSource, InjectedFault
 
 APP_ID = "1000"

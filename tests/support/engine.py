@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot import engine_parts
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.config import RateLimitSettings
@@ -47,14 +48,15 @@ def build_engine(
 ) -> Engine:
     """The engine on ``store``, answering with ``backend`` (a :class:`WindowEcho` unless
     given) and ``extra`` backends; ``personas`` default to :func:`two_personas` on
-    ``backend``; ``options`` go to :class:`Engine` (settings, clocks, rate limit...)."""
+    ``backend``; ``options`` go to :func:`bot.engine_parts.build_engine` (settings,
+    clocks, rate limit...), which ``bot.app.PersonaBridge`` builds its engine with too."""
     backend = backend or WindowEcho()
     backends = {b.name: b for b in (backend, *extra)}
     guard_options = {} if guard_clock is None else {"clock": guard_clock}
     guard = ReplyGuard(backends, policy, **guard_options)
     if not isinstance(personas, PersonaLibrary):
         personas = PersonaLibrary(personas or two_personas(backend.name))
-    return Engine(store, personas, guard, **options)
+    return engine_parts.build_engine(store, personas, guard, **options)
 
 
 def dm(user: str, text: str, platform: str = "telegram") -> Incoming:

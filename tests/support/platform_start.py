@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 
 from bot.app import PersonaBridge
+from bot.app_settings import Settings, load_settings
 from bot.backoff import Backoff
-from bot.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,11 +14,12 @@ import aiohttp
 from pydantic import SecretStr
 
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, TelegramOptions
-from adapters.web import WebAdapter
+from adapters.telegram.settings import TelegramSettings
+from adapters.web import WebAdapter, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy
-from bot.config import RateLimitSettings, TelegramSettings, WebSettings
+from bot.config import RateLimitSettings, WebSettings
 from bot.engine import Engine
 from bot.store.base import Store
 from tests.support import engine as engine_support
@@ -28,10 +29,12 @@ from tests.support.telegram_server import BOT, TOKEN, FakeBotApi
 
 SECRET = "test-secret_123"
 #: Short intervals keep the tests fast; the pacing itself is what the limits test checks.
+FAST_SETTINGS: dict[str, Any] = {
+    "private_edit_interval": 0.05,
+    "group_edit_interval": 0.1,
+    "first_message_delay": 0.0,
+}
 FAST = TelegramOptions(
-    private_edit_interval=0.05,
-    group_edit_interval=0.1,
-    first_message_delay=0.0,
     typing_interval=0.5,
     poll_timeout=1,
     retry_backoff=0.01,
@@ -166,21 +169,25 @@ VOICE: dict[str, Any] = {"voice": {"file_id": "v1", "file_unique_id": "vu1", "du
 
 
 def settings(
-    fake: FakeBotApi, mode: str = "polling", secret: str | None = SECRET
+    fake: FakeBotApi, mode: str = "polling", secret: str | None = SECRET, **overrides: Any
 ) -> TelegramSettings:
+    """Settings for the adapter on ``fake``: ``FAST_SETTINGS``, then ``overrides``."""
     return TelegramSettings(
         token=SecretStr(TOKEN),
         mode=mode,  # type: ignore[arg-type]
         api_base_url=fake.url,
         webhook_secret=SecretStr(secret) if secret else None,
+        **(FAST_SETTINGS | overrides),
     )
 
 
 @asynccontextmanager
 async def polling(
-    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST
+    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST, **overrides: Any
 ) -> AsyncIterator[TelegramAdapter]:
-    async with TelegramAdapter(engine, settings(fake), WebSettings(), options) as adapter:
+    """The adapter polling ``fake`` (``overrides``: settings)."""
+    telegram = settings(fake, **overrides)
+    async with TelegramAdapter(engine, telegram, WebSettings(), options) as adapter:
         yield adapter
 
 
@@ -194,7 +201,7 @@ class Webhook:
 
     @property
     def url(self) -> str:
-        return self.web.url + self.adapter.options.webhook_path
+        return self.web.url + self.adapter.settings.webhook_path
 
     async def post(self, payload: Any, secret: str | None = SECRET) -> int:
         headers = {SECRET_HEADER: secret} if secret is not None else {}
@@ -205,17 +212,18 @@ class Webhook:
 
 @asynccontextmanager
 async def webhook(
-    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST
+    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST, **overrides: Any
 ) -> AsyncIterator[Webhook]:
+    """The adapter in webhook mode behind the web adapter (``overrides``: settings)."""
     web_settings = WebSettings(port=0, public_url="https://bot.example.org")
-    adapter = TelegramAdapter(engine, settings(fake, "webhook"), web_settings, options)
-    web = WebAdapter(
+    adapter = TelegramAdapter(engine, settings(fake, "webhook", **overrides), web_settings, options)
+    app = create_app(
         engine,
         accounts(engine.store),
-        web_settings.model_copy(update={"public_url": None}),
+        settings=web_settings.model_copy(update={"public_url": None}),
         extra_routes=adapter.web_routes(),
-        access_log=False,
     )
+    web = WebAdapter(app, access_log=False)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(web)  # the web adapter is entered first
         await stack.enter_async_context(adapter)

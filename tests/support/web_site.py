@@ -24,8 +24,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from nacl.signing import SigningKey
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
+from bot.adapter import WebRoute
 from bot.backends.base import Backend
 from bot.backends.guard import GuardPolicy
 from bot.config import RateLimitSettings, WebSettings
@@ -278,19 +279,18 @@ async def serve(
     accounts: AccountService,
     *,
     settings: WebSettings | None = None,
-    extra_routes: Sequence[web.AbstractRouteDef] = (),
+    extra_routes: Sequence[WebRoute] = (),
     telegram_bot_username: str | None = None,
 ) -> AsyncIterator[Site]:
     settings = (settings or WebSettings()).model_copy(update={"port": 0})
-    adapter = WebAdapter(
+    app = create_app(
         engine,
         accounts,
-        settings,
+        settings=settings,
         extra_routes=extra_routes,
         telegram_bot_username=telegram_bot_username,
-        access_log=False,
-        shutdown_timeout=2.0,
     )
+    adapter = WebAdapter(app, access_log=False, shutdown_timeout=2.0)
     # Cookies are ours to keep (see Browser); aiohttp must not keep them as well.
     async with (
         adapter,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from dataclasses import replace
 
 import pytest
 
 from bot.messages import ConversationKey, Identity, guest_owner
 from bot.store.memory import MemoryStore
 from tests.support.fakes import TextBackend
-from tests.support.telegram_harness import ALICE, FAST, GROUP_ID, Chat, build_engine, polling
+from tests.support.telegram_harness import ALICE, GROUP_ID, Chat, build_engine, polling
 from tests.support.telegram_server import LIMIT, TOKEN, Call, FakeBotApi, tg_len
 
 
@@ -44,9 +43,8 @@ async def test_429_is_waited_out_and_the_text_delivered(
 ) -> None:
     text = "a reply worth the wait."
     backend = TextBackend(text, chunk=chunk, pause=0.08)
-    options = replace(FAST, first_message_delay=first_delay)
     fake.fail(method, retry_after=1, chat_id=ALICE.id, when=when)  # type: ignore[arg-type]
-    async with polling(build_engine(store, backend), fake, options):
+    async with polling(build_engine(store, backend), fake, first_message_delay=first_delay):
         assert await Chat(fake, ALICE).say("hi", timeout=10) == text
     refused = [c for c in fake.calls_to(method, ALICE.id) if c.status == 429]
     assert len(refused) == 1, "the scripted 429 happened"
@@ -65,9 +63,9 @@ async def test_writes_to_a_chat_keep_the_configured_pace(
 ) -> None:
     text = "word " * 60
     backend = TextBackend(text, chunk=5, pause=0.02)  # about 1.2 s of streaming
-    options = replace(FAST, private_edit_interval=0.25, group_edit_interval=0.5)
     chat_id = GROUP_ID if group else ALICE.id
-    async with polling(build_engine(store, backend), fake, options):
+    pace = {"private_edit_interval": 0.25, "group_edit_interval": 0.5}
+    async with polling(build_engine(store, backend), fake, **pace):
         chat = Chat(fake, ALICE, chat_id=chat_id)
         prefix = "@persona_bot " if group else ""
         assert await chat.say(prefix + "talk", timeout=10) == text.strip()

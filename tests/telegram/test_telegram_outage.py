@@ -41,8 +41,8 @@ class Outage:
 async def test_a_reply_outlasts_an_outage(store: MemoryStore, fake: FakeBotApi) -> None:
     outage = Outage()
     fake.faults = outage
-    options = replace(FAST, retry_backoff=0.01, retry_backoff_max=0.05, delivery_patience=60.0)
-    async with polling(build_engine(store), fake, options):
+    options = replace(FAST, retry_backoff=0.01, retry_backoff_max=0.05)
+    async with polling(build_engine(store), fake, options, delivery_patience=60.0):
         chat = Chat(fake, ALICE)
         outage.down = True
         await chat.send("are you there?")
@@ -63,8 +63,8 @@ async def test_the_patience_is_bounded(store: MemoryStore, fake: FakeBotApi) -> 
     """With no patience left the reply is given up (and the next message still works)."""
     outage = Outage()
     fake.faults = outage
-    options = replace(FAST, retry_backoff=0.01, retry_backoff_max=0.02, delivery_patience=0.2)
-    async with polling(build_engine(store), fake, options):
+    options = replace(FAST, retry_backoff=0.01, retry_backoff_max=0.02)
+    async with polling(build_engine(store), fake, options, delivery_patience=0.2):
         chat = Chat(fake, ALICE)
         outage.down = True
         await chat.send("first")

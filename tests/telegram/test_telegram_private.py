@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import ReplyGuard
 from bot.commands import COMMANDS
 from bot.config import EngineSettings, RateLimitSettings
-from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.messages import Identity, guest_owner
 from bot.personas import PersonaLibrary
@@ -20,7 +20,7 @@ from bot.store.memory import MemoryStore
 from tests.support.fakes import ScriptedBackend, WindowEcho, make_persona
 from tests.support.telegram_harness import (
     ALICE,
-    FAST,
+    FAST_SETTINGS,
     POLICY,
     Chat,
     accounts,
@@ -58,7 +58,7 @@ async def test_chat_streams_by_editing_one_message(store: MemoryStore, fake: Fak
     assert all(d.endswith(" …") for d in drafts), "a draft never looks complete"
     assert writes[-1].text == "re:hello saw:[]"
     gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
-    assert min(gaps) >= FAST.private_edit_interval - 0.02
+    assert min(gaps) >= FAST_SETTINGS["private_edit_interval"] - 0.02
     assert fake.calls_to("sendChatAction", ALICE.id)[0].params["action"] == "typing"
 
 
@@ -146,7 +146,7 @@ async def test_the_fallback_note_is_on_the_final_message(
     primary_fails = ScriptedBackend("primary", [BackendUnavailable("down")] * 4)
     spare = ScriptedBackend("spare", [], default="spare answer")
     persona = make_persona("ada", "Professor Ada", backend="primary", fallback=("spare",))
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         PersonaLibrary([persona]),
         ReplyGuard({"primary": primary_fails, "spare": spare}, POLICY),

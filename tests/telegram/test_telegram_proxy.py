@@ -7,7 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.telegram import TelegramAdapter
-from bot.config import TelegramSettings, WebSettings
+from adapters.telegram.settings import TelegramSettings
+from bot.config import WebSettings
 from bot.store.base import Store
 from tests.support.telegram_harness import ALICE, FAST, Chat, build_engine
 from tests.support.telegram_server import TOKEN, FakeBotApi

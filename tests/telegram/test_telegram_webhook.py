@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 
 import pytest
 from pydantic import SecretStr
 
 from adapters.telegram import SECRET_HEADER, TelegramAdapter, build_telegram_adapter
 from adapters.telegram.adapter import MAX_UPDATE_BYTES
-from bot.config import RateLimitSettings, TelegramSettings, WebSettings
+from adapters.telegram.settings import TelegramSettings
+from bot.config import RateLimitSettings, WebSettings
 from bot.errors import ConfigError
 from bot.store.memory import MemoryStore
 from tests.support.fakes import WindowEcho
@@ -103,9 +103,8 @@ async def test_200_users_5_messages_each_concurrently(store: MemoryStore, fake: 
     engine = build_engine(
         store, WindowEcho(pause=0), rate_limit=RateLimitSettings(per_minute=1e6, burst=1000)
     )
-    options = replace(FAST, private_edit_interval=0.01)
     people = [Person(10_000 + n, f"user{n}") for n in range(users)]
-    async with webhook(engine, fake, options) as hook:
+    async with webhook(engine, fake, private_edit_interval=0.01) as hook:
 
         async def talk(person: Person) -> None:
             for k in range(per_user):  # Telegram delivers one chat's updates in order

@@ -82,13 +82,13 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         engine = build_engine_on(
             store, backend, personas=PersonaLibrary.from_directory(PERSONAS), policy=GuardPolicy()
         )
-        adapter = WebAdapter(
+        app = create_app(
             engine,
             AccountService(store),  # the real OWASP argon2 parameters
-            WebSettings(host="127.0.0.1", port=0),
+            settings=WebSettings(host="127.0.0.1", port=0),
             telegram_bot_username="personabridge_bot",
-            access_log=False,
         )
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield Site(adapter.url, engine, store)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import RateLimitSettings, WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
 from tests.support.browser import CHROMIUM, PERSONAS
@@ -33,15 +33,15 @@ DESKTOP = {"width": 1280, "height": 800}
 @pytest.fixture
 async def site_url(tmp_path: Path) -> AsyncIterator[str]:
     async with SqliteStore(tmp_path / "chat.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),
             rate_limit=RateLimitSettings(per_minute=3, burst=BURST),
         )
-        adapter = WebAdapter(
-            engine, AccountService(store), WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        settings = WebSettings(host="127.0.0.1", port=0)
+        app = create_app(engine, AccountService(store), settings=settings)
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield adapter.url
 

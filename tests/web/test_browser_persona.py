@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.avatar import default_avatar_png
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.card_export import card_png
 from bot.config import WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.personas import PersonaLibrary, load_card
 from bot.store.sqlite import SqliteStore
 from tests.support.browser import CHROMIUM, Site, watch_console
@@ -44,14 +44,14 @@ def personas(tmp_path: Path) -> Path:
 @pytest.fixture
 async def site(tmp_path: Path, personas: Path) -> AsyncIterator[Site]:
     async with SqliteStore(tmp_path / "browser.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(personas, "ada"),
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),
         )
-        adapter = WebAdapter(
-            engine, AccountService(store), WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        settings = WebSettings(host="127.0.0.1", port=0)
+        app = create_app(engine, AccountService(store), settings=settings)
+        adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield Site(adapter.url, engine, store)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.backends.guard import GuardPolicy, ReplyGuard
 from bot.backends.offline import OfflineBackend
 from bot.config import WebSettings
-from bot.engine import Engine
+from bot.engine_parts import build_engine
 from bot.messages import AttachmentKind, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.sqlite import SqliteStore
@@ -38,14 +38,14 @@ async def oai() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def site_url(tmp_path: Path, oai: FakeOpenAI) -> AsyncIterator[str]:
     async with SqliteStore(tmp_path / "chat.db") as store:
-        engine = Engine(
+        engine = build_engine(
             store,
             PersonaLibrary.from_directory(PERSONAS),
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),
         )
-        adapter = WebAdapter(
-            engine, AccountService(store), WebSettings(host="127.0.0.1", port=0), access_log=False
-        )
+        settings = WebSettings(host="127.0.0.1", port=0)
+        app = create_app(engine, AccountService(store), settings=settings)
+        adapter = WebAdapter(app, access_log=False)
         async with speaking(engine, oai.url, format="wav", timeout=2), adapter:
             yield adapter.url
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.web import WebAdapter
+from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.config import WebSettings
 from bot.engine import Engine
@@ -23,9 +23,8 @@ TRICKLE = 200  # 10 s of trickling at most; the deadlines below are 0.5 s
 @pytest.fixture
 async def server(engine: Engine, accounts: AccountService) -> AsyncIterator[WebAdapter]:
     settings = WebSettings(port=0, header_timeout=0.5, body_timeout=0.5)
-    async with WebAdapter(
-        engine, accounts, settings, access_log=False, shutdown_timeout=1.0
-    ) as adapter:
+    app = create_app(engine, accounts, settings=settings)
+    async with WebAdapter(app, access_log=False, shutdown_timeout=1.0) as adapter:
         yield adapter
 
 

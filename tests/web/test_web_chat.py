@@ -6,13 +6,15 @@ import asyncio
 
 import pytest
 
+from bot import engine_parts
 from bot.backends.guard import ReplyGuard
-from bot.config import RateLimitSettings
+from bot.config import EngineSettings, RateLimitSettings
 from bot.engine import Engine
 from bot.messages import ConversationKey, Incoming, account_owner
 from bot.personas import PersonaLibrary
 from bot.store.memory import MemoryStore
 from tests.support.clocks import Clock
+from tests.support.engine import build_engine
 from tests.support.fakes import WindowEcho, make_persona
 from tests.support.web_client import (
     FAST,
@@ -90,7 +92,9 @@ async def test_without_javascript_the_form_posts_and_comes_back(client: Client) 
     ("body", "problem"),
     [
         pytest.param({"text": "   "}, "Write a message first", id="empty"),
-        pytest.param({"text": "x" * 4001}, "too long", id="too-long"),
+        pytest.param(
+            {"text": "x" * (EngineSettings().max_message_chars + 1)}, "too long", id="too-long"
+        ),
         pytest.param({"words": "hi"}, "Write a message first", id="no-text"),
     ],
 )
@@ -100,6 +104,24 @@ async def test_bad_messages_are_refused(client: Client, body: dict[str, str], pr
     response = await client.post("/chat/send", json=body, headers={**STREAM, "X-CSRF-Token": token})
     assert response.status == 400
     assert problem in (await response.json())["error"]
+
+
+async def test_the_page_takes_messages_as_long_as_the_engine_does(
+    make_client: MakeClient, store: MemoryStore
+) -> None:
+    """ENGINE__MAX_MESSAGE_CHARS is the web chat's limit too: the text box says it, and
+    a longer message is refused before it reaches the engine."""
+    engine = build_engine(store, settings=EngineSettings(max_message_chars=50))
+    client = await make_client(engine=engine)
+    await sign_up(client, "ada")
+    assert 'maxlength="50"' in await (await client.get("/chat")).text()
+    token = await page_token(client, "/chat")
+    headers = {**STREAM, "X-CSRF-Token": token}
+    refused = await client.post("/chat/send", json={"text": "x" * 51}, headers=headers)
+    assert refused.status == 400 and "too long" in (await refused.json())["error"]
+    taken = await client.post("/chat/send", json={"text": "y" * 50}, headers=headers)
+    assert taken.status == 200
+    assert "re:" + "y" * 50 in await taken.text()
 
 
 async def test_an_expired_session_tells_the_script_to_log_in(client: Client, clock: Clock) -> None:
@@ -132,7 +154,9 @@ async def test_a_reply_is_kept_when_the_browser_goes_away(
 ) -> None:
     slow = WindowEcho(chunk=2, pause=0.01)
     library = PersonaLibrary([make_persona("ada", "Professor Ada", backend="echo")])
-    client = await make_client(engine=Engine(store, library, ReplyGuard({"echo": slow}, FAST)))
+    client = await make_client(
+        engine=engine_parts.build_engine(store, library, ReplyGuard({"echo": slow}, FAST))
+    )
     await sign_up(client, "ada")
     token = await page_token(client, "/chat")
     response = await client.post(
@@ -160,7 +184,7 @@ async def test_without_the_script_a_rate_limited_message_comes_back_in_the_compo
 ) -> None:
     backend = WindowEcho()
     personas = PersonaLibrary([make_persona("ada", "Professor Ada", backend=backend.name)])
-    engine = Engine(
+    engine = engine_parts.build_engine(
         store,
         personas,
         ReplyGuard({backend.name: backend}, FAST),

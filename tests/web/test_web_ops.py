@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.web import PrometheusMetrics, WebAdapter
+from adapters.web import PrometheusMetrics, WebAdapter, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.config import WebSettings
 from bot.engine import Engine
@@ -128,7 +128,8 @@ def test_the_engine_side_of_the_metrics() -> None:
 async def test_the_adapter_serves_on_a_port_and_stops(
     engine: Engine, accounts: AccountService
 ) -> None:
-    adapter = WebAdapter(engine, accounts, WebSettings(host="127.0.0.1", port=0), access_log=False)
+    app = create_app(engine, accounts, settings=WebSettings(host="127.0.0.1", port=0))
+    adapter = WebAdapter(app, access_log=False)
     assert adapter.name == "web"
     async with adapter, aiohttp.ClientSession() as session:
         assert adapter.port

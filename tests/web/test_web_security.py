@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from adapters.web import csrf_exempt
+from bot.adapter import WebRoute
 from bot.config import WebSettings
 from bot.engine import Engine
 from bot.linking import create_link_code
@@ -122,7 +122,6 @@ async def test_a_foreign_origin_is_refused_even_with_a_token(client: Client) -> 
 async def test_contributed_routes_are_exempt_only_when_they_say_so(
     make_client: MakeClient,
 ) -> None:
-    @csrf_exempt
     async def webhook(request: web.Request) -> web.Response:
         return web.Response(text="hook ok")
 
@@ -130,7 +129,10 @@ async def test_contributed_routes_are_exempt_only_when_they_say_so(
         return web.Response(text="plain ok")
 
     client = await make_client(
-        extra_routes=[web.post("/hooks/telegram", webhook), web.post("/hooks/plain", plain)]
+        extra_routes=[
+            WebRoute("POST", "/hooks/telegram", webhook, csrf_exempt=True),
+            WebRoute("POST", "/hooks/plain", plain),
+        ]
     )
     hooked = await client.post("/hooks/telegram", json={"update_id": 1})
     assert hooked.status == 200 and await hooked.text() == "hook ok"
@@ -224,7 +226,7 @@ async def test_unexpected_errors_show_no_details_and_are_logged(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals")
 
-    client = await make_client(extra_routes=[web.get("/broken", broken)])
+    client = await make_client(extra_routes=[WebRoute("GET", "/broken", broken)])
     with caplog.at_level(logging.ERROR, logger="adapters.web.middleware"):
         response = await client.get("/broken")
     body = await response.text()
