@@ -3,6 +3,8 @@ and never hides what another process (another connection to the file) committed.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,45 @@ async def test_the_cache_is_bounded(tmp_path: Path) -> None:
         for n in range(50):
             await store.resolve_identity(Identity("web", str(n)))
         assert len(store._owners.links) == 8 and len(store._owners.preferences) == 8
+
+
+_OTHER_PROCESS = """
+import asyncio, sys
+from bot.messages import Identity, OwnerId
+from bot.store.sqlite import SqliteStore
+
+async def main(path, action, *args):
+    async with SqliteStore(path) as store:
+        if action == "link":
+            await store.link_identity(Identity("telegram", "1"), "Alice", args[0], 2.0)
+        elif action == "unlink":
+            await store.unlink_identity(Identity("telegram", "1"))
+        else:
+            await store.forget_owner(OwnerId(args[0]))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def in_another_process(path: Path, *args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _OTHER_PROCESS, str(path), *args, cwd=Path(__file__).parents[2]
+    )
+    assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+
+
+async def test_links_and_forgets_of_another_os_process_are_seen(tmp_path: Path) -> None:
+    path = tmp_path / "pb.db"
+    async with SqliteStore(path) as store:
+        account = await store.create_account("alice", "hash", 1.0)
+        await store.set_preference(guest_owner(ALICE), "persona", "ada")
+        assert await store.resolve_identity(ALICE) == (None, {"persona": "ada"})  # cached
+        assert await store.owner_epoch(guest_owner(ALICE)) == 0  # cached
+        await in_another_process(path, "link", account.id)
+        link, _ = await store.resolve_identity(ALICE)
+        assert link is not None and link.account_id == account.id
+        await in_another_process(path, "unlink")
+        assert await store.resolve_identity(ALICE) == (None, {"persona": "ada"})
+        await in_another_process(path, "forget", guest_owner(ALICE))
+        assert await store.resolve_identity(ALICE) == (None, {})
+        assert await store.owner_epoch(guest_owner(ALICE)) == 1
