@@ -4,12 +4,13 @@ and never hides what another process (another connection to the file) committed.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
-from bot.errors import OwnerForgotten
+from bot.errors import OwnerForgotten, StoreUnavailable
 from bot.messages import ConversationKey, Identity, NewTurn, account_owner, guest_owner
 from bot.store.sqlite import SqliteStore
 
@@ -144,3 +145,25 @@ async def test_links_and_forgets_of_another_os_process_are_seen(tmp_path: Path) 
         await in_another_process(path, "forget", guest_owner(ALICE))
         assert await store.resolve_identity(ALICE) == (None, {})
         assert await store.owner_epoch(guest_owner(ALICE)) == 1
+
+
+async def test_what_a_rolled_back_batch_read_is_forgotten(tmp_path: Path) -> None:
+    """A link, read back in the same batch, then undone with the batch: not kept."""
+
+    def breaks_after_writing(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE conversation_ids SET last = last + 1")
+        raise RuntimeError("a broken invariant")
+
+    async def break_the_batch() -> None:  # queued when its turn comes, after the others
+        await store._db.write(breaks_after_writing)
+
+    async with SqliteStore(tmp_path / "pb.db") as store:
+        account = await store.create_account("alice", "hash", 1.0)
+        outcomes = await asyncio.gather(
+            store.link_identity(ALICE, "Alice", account.id, 1.0),
+            store.resolve_identity(ALICE),
+            break_the_batch(),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+        assert await store.resolve_identity(ALICE) == (None, {})
