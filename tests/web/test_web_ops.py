@@ -126,9 +126,9 @@ def test_the_engine_side_of_the_metrics() -> None:
 
 
 async def test_the_adapter_serves_on_a_port_and_stops(
-    engine: Engine, accounts: AccountService
+    store: MemoryStore, engine: Engine, accounts: AccountService
 ) -> None:
-    app = create_app(engine, accounts, settings=WebSettings(host="127.0.0.1", port=0))
+    app = create_app(engine, accounts, upkeep=store, settings=WebSettings(host="127.0.0.1", port=0))
     adapter = WebAdapter(app, access_log=False)
     assert adapter.name == "web"
     async with adapter, aiohttp.ClientSession() as session:
