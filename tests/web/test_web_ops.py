@@ -52,6 +52,7 @@ async def flaky_client(make_client: MakeClient, store: MemoryStore) -> Client:
     return await make_client(
         engine=build_engine(store),
         accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+        upkeep=store,
         health_ttl=0,  # every /healthz probes: the switch flips between two requests
     )
 
@@ -147,6 +148,7 @@ async def test_the_whole_flow_on_sqlite(make_client: MakeClient, tmp_path: Path)
         client = await make_client(
             engine=build_engine(store),
             accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+            upkeep=store,
         )
         await sign_up(client, "Ada")
         token = await page_token(client, "/chat")
