@@ -185,10 +185,12 @@ async def _bot(api_url: str, word_delay: float, conn: Connection) -> None:
                     webhook_secret=SecretStr(SECRET),
                 ),
                 web_settings,
+                events=store,
             )
             app = create_app(
                 engine,
                 AccountService(store),
+                upkeep=store,
                 settings=web_settings.model_copy(update={"public_url": None}),
                 extra_routes=telegram.web_routes(),
             )

@@ -87,7 +87,9 @@ async def _serve(db_path: str, conn: Connection) -> None:
         # Logins are throttled per address after failures only; the bench never fails.
         for n in range(ACCOUNTS):
             await accounts.sign_up(f"bench{n}", PASSWORD)
-        app = create_app(engine, accounts, settings=WebSettings(host="127.0.0.1", port=0))
+        app = create_app(
+            engine, accounts, upkeep=store, settings=WebSettings(host="127.0.0.1", port=0)
+        )
         adapter = WebAdapter(app, access_log=False)
         reference = await _reference_server()
         async with adapter:

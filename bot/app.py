@@ -38,7 +38,7 @@ from bot.persona_loading import load_personas
 from bot.persona_watch import PersonaWatcher
 from bot.personas import PersonaLibrary
 from bot.speech import VoiceReplies
-from bot.store.base import Store
+from bot.store.base import EventStore, Store
 
 if TYPE_CHECKING:
     from bot.backends.speech import OpenAISpeech
@@ -47,16 +47,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_discord(engine: Engine, settings: Settings) -> PlatformAdapter:
+def build_discord(engine: Engine, settings: Settings, events: EventStore) -> PlatformAdapter:
     from adapters.discord import build_discord_adapter
 
-    return build_discord_adapter(engine, settings.discord)
+    return build_discord_adapter(engine, settings.discord, events=events)
 
 
-def build_telegram(engine: Engine, settings: Settings) -> PlatformAdapter:
+def build_telegram(engine: Engine, settings: Settings, events: EventStore) -> PlatformAdapter:
     from adapters.telegram import build_telegram_adapter
 
-    return build_telegram_adapter(engine, settings.telegram, settings.web)
+    return build_telegram_adapter(engine, settings.telegram, settings.web, events=events)
 
 
 def build_store(settings: Settings) -> Store:
@@ -315,10 +315,10 @@ class PersonaBridge:
             )
         discord = settings.discord
         if discord.token or discord.public_key:
-            platforms.append(build_discord(self.engine, settings))
+            platforms.append(build_discord(self.engine, settings, self.store))
         telegram = settings.telegram
         if telegram.token and (gateways or telegram.mode == "webhook"):
-            platforms.append(build_telegram(self.engine, settings))
+            platforms.append(build_telegram(self.engine, settings, self.store))
         adapters: list[Adapter] = list(platforms)
         routes = [route for platform in platforms for route in platform.web_routes()]
         if self.settings.web.enabled:
@@ -335,6 +335,7 @@ class PersonaBridge:
             app = create_app(
                 self.engine,
                 accounts,
+                upkeep=self.store,
                 settings=self.settings.web,
                 metrics=metrics,
                 extra_routes=routes,

@@ -79,7 +79,7 @@ from bot.pairing import paired
 from bot.personas import Persona, PersonaLibrary
 from bot.recent_images import IMAGES_GONE_NOTE, RecentImages, sees_images
 from bot.retrying import StoreRetry, UnsureAppends, find_stored, retry_transient
-from bot.store.base import ConversationWindow, Lease, Store
+from bot.store.base import ConversationStore, ConversationWindow, Lease
 from bot.summary import StoredSummary, dropped_turns
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class Engine:
 
     def __init__(
         self,
-        store: Store,
+        store: ConversationStore,
         personas: PersonaLibrary,
         guard: ReplyGuard,
         parts: EngineParts,

@@ -39,6 +39,7 @@ from adapters.discord.voice import InteractionVoice, follow_with_voice
 from bot.adapter import WebRoute
 from bot.engine import Engine
 from bot.messages import Identity, IncomingFile
+from bot.store.base import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,27 @@ class DiscordAdapter:
 
     name = "discord"
 
-    def __init__(self, engine: Engine, settings: DiscordSettings, *, reconnect: bool = True):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: DiscordSettings,
+        *,
+        events: EventStore | None = None,
+        reconnect: bool = True,
+    ):
+        """``events`` keeps the interactions endpoint's inbox and interaction ids: needed
+        with a public key (HTTP interactions), unused by the gateway alone."""
+        if settings.public_key and events is None:
+            raise ValueError("the Discord interactions endpoint needs an event store (events=)")
         self._engine = engine
         self._settings = settings
         #: Whether the gateway client reconnects after a dropped connection.
         self._reconnect = reconnect
         self._tasks = TaskTracker()
         self._endpoint = (
-            InteractionEndpoint(engine, settings, self._tasks) if settings.public_key else None
+            InteractionEndpoint(engine, settings, self._tasks, events=events)
+            if settings.public_key and events is not None
+            else None
         )
         self._stack: AsyncExitStack | None = None
         self.client: discord.Client | None = None
@@ -195,9 +209,13 @@ class DiscordAdapter:
 
 
 def build_discord_adapter(
-    engine: Engine, settings: DiscordSettings, *, reconnect: bool = True
+    engine: Engine,
+    settings: DiscordSettings,
+    *,
+    events: EventStore | None = None,
+    reconnect: bool = True,
 ) -> DiscordAdapter:
     """The Discord adapter for ``bot.app``: enter it (before the web adapter, so the
     interactions route is ready when the server starts) and pass
     :meth:`DiscordAdapter.web_routes` to the web adapter's ``extra_routes``."""
-    return DiscordAdapter(engine, settings, reconnect=reconnect)
+    return DiscordAdapter(engine, settings, events=events, reconnect=reconnect)

@@ -47,7 +47,7 @@ from bot.engine import Engine
 from bot.errors import ConfigError, StoreError
 from bot.inbox import Inbox
 from bot.messages import Incoming, IncomingFile
-from bot.store.base import InboxEntry
+from bot.store.base import EventStore, InboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ class InteractionEndpoint:
         settings: DiscordSettings,
         tasks: TaskTracker,
         *,
+        events: EventStore,
         clock: Callable[[], float] = time.time,
     ):
         if not settings.public_key:
@@ -196,7 +197,7 @@ class InteractionEndpoint:
         )
         self.replays = ReplayGuard(settings.signature_max_age, clock=clock)
         self.inbox = Inbox(
-            engine.store,
+            events,
             PLATFORM,
             hold=settings.inbox_hold_seconds,
             sweep=settings.inbox_sweep_seconds,

@@ -46,7 +46,7 @@ from bot.engine import Engine
 from bot.errors import ConfigError, PlatformUnreachable, StoreError
 from bot.inbox import Inbox
 from bot.messages import Identity
-from bot.store.base import InboxEntry
+from bot.store.base import EventStore, InboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,11 @@ class TelegramAdapter:
         settings: TelegramSettings,
         web_settings: WebSettings,
         options: TelegramOptions | None = None,
+        *,
+        events: EventStore | None = None,
     ):
+        """``events`` keeps the webhook's updates (its inbox) and their ids: needed in
+        webhook mode, unused when polling."""
         # PTB 22.2 began moving time periods (RetryAfter.retry_after, …) from int
         # seconds to timedelta and warns on every use until a process opts in; this
         # adapter reads them either way (delivery.retry_after_seconds), so it opts in,
@@ -111,8 +115,10 @@ class TelegramAdapter:
         self.username: str | None = None
         self.inbox: Inbox | None = None
         if self.mode == "webhook":
+            if events is None:
+                raise ValueError("the Telegram webhook needs an event store (events=)")
             self.inbox = Inbox(
-                engine.store,
+                events,
                 "telegram",
                 hold=settings.inbox_hold_seconds,
                 sweep=settings.inbox_sweep_seconds,
@@ -324,6 +330,9 @@ def build_telegram_adapter(
     settings: TelegramSettings,
     web: WebSettings,
     options: TelegramOptions | None = None,
+    *,
+    events: EventStore | None = None,
 ) -> TelegramAdapter:
-    """The Telegram adapter for ``bot.app``; ConfigError when it cannot work as set."""
-    return TelegramAdapter(engine, settings, web, options)
+    """The Telegram adapter for ``bot.app``; ConfigError when it cannot work as set.
+    ``events``: see :class:`TelegramAdapter`."""
+    return TelegramAdapter(engine, settings, web, options, events=events)

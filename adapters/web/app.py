@@ -58,6 +58,7 @@ from bot.config import WebSettings
 from bot.engine import Engine
 from bot.health import AdapterHealth
 from bot.limits import RateLimiter
+from bot.store.base import StoreUpkeep
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Bodies above this are refused with 413: forms and chat messages are small.
@@ -68,6 +69,7 @@ def create_app(
     engine: Engine,
     accounts: AccountService,
     *,
+    upkeep: StoreUpkeep,
     settings: WebSettings | None = None,
     metrics: PrometheusMetrics | None = None,
     telegram_bot_username: str | None = None,
@@ -113,7 +115,7 @@ def create_app(
     app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
     app[TEMPLATES] = build_templates()
     app[PAGE_CACHE] = PageCache()
-    app[HEALTH] = StoreHealth(engine.store, ttl=health_ttl)
+    app[HEALTH] = StoreHealth(upkeep, ttl=health_ttl)
     app[ADAPTER_HEALTH] = health if health is not None else AdapterHealth()
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[routes_avatar.AVATARS] = {}

@@ -88,9 +88,9 @@ async def make_endpoint(
     async def make(backend: Backend | None = None) -> Endpoint:
         engine = build_engine(store, backend)
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = fast_adapter(engine, settings)
+        adapter = fast_adapter(engine, settings, events=store)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
-        app = create_app(engine, accounts, extra_routes=adapter.web_routes())
+        app = create_app(engine, accounts, upkeep=store, extra_routes=adapter.web_routes())
         await stack.enter_async_context(adapter)
         return Endpoint(await aiohttp_client(app), adapter, fake)
 

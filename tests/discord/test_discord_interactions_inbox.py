@@ -49,9 +49,9 @@ async def make_worker(
     async def make(**option_changes: float) -> Endpoint:
         engine = build_engine(store, TextBackend("the answer", chunk=100))
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = fast_adapter(engine, settings, **option_changes)
+        adapter = fast_adapter(engine, settings, events=store, **option_changes)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
-        app = create_app(engine, accounts, extra_routes=adapter.web_routes())
+        app = create_app(engine, accounts, upkeep=store, extra_routes=adapter.web_routes())
         await stack.enter_async_context(adapter)
         return Endpoint(await aiohttp_client(app), adapter, fake)
 

@@ -32,7 +32,7 @@ async def test_without_token_or_key_the_adapter_does_nothing(store: MemoryStore)
 
 def test_a_public_key_that_is_not_one_is_a_config_error(store: MemoryStore) -> None:
     with pytest.raises(ConfigError, match="PUBLIC_KEY"):
-        build_discord_adapter(build_engine(store), DiscordSettings(public_key="xyz"))
+        build_discord_adapter(build_engine(store), DiscordSettings(public_key="xyz"), events=store)
 
 
 @pytest.mark.parametrize(

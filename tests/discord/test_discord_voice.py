@@ -90,12 +90,12 @@ async def test_an_http_interaction_reply_is_followed_by_its_audio(
 ) -> None:
     engine = build_engine(store, TextBackend(REPLY))
     settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-    adapter = fast_adapter(engine, settings)
+    adapter = fast_adapter(engine, settings, events=store)
     accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(speaking(engine, oai.url))
         await stack.enter_async_context(adapter)
-        app = create_app(engine, accounts, extra_routes=adapter.web_routes())
+        app = create_app(engine, accounts, upkeep=store, extra_routes=adapter.web_routes())
         endpoint = Endpoint(await aiohttp_client(app), adapter, fake)
         assert (await endpoint.reply(slash("voice", state="on")))[0].startswith("Voice replies")
         payload = slash("chat", message="hello")

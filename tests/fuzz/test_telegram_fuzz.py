@@ -211,7 +211,7 @@ async def test_webhook_takes_hostile_updates_without_a_crash(
 ) -> None:
     caplog.set_level(logging.INFO)
     observer = Observer(fake, caplog)
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         app = hook.adapter.application
         run = in_loop(asyncio.get_running_loop())
         unreadable = 0
@@ -251,7 +251,7 @@ async def test_webhook_refuses_json_that_is_no_update_with_a_4xx(
     store: SqliteStore, fake: FakeBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     observer = Observer(fake, caplog)
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         app = hook.adapter.application
         run = in_loop(asyncio.get_running_loop())
 
@@ -273,7 +273,7 @@ async def test_webhook_refuses_bodies_that_are_not_json_objects(
     store: SqliteStore, fake: FakeBotApi
 ) -> None:
     bodies = [b"", b"{", b"null", b"[]", b'"update"', b"42", b"\xff\xfe", b"{}" * 10_000]
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         for body in bodies:
             async with hook.session.post(
                 hook.url, data=body, headers={SECRET_HEADER: SECRET}
@@ -401,7 +401,7 @@ async def test_odd_updates_are_answered_or_ignored_quietly(
     answered: bool,
 ) -> None:
     observer = Observer(fake, caplog)
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         mark = observer.mark()
         assert await hook.post({"update_id": fake.new_update_id(), **payload}) == 200
         await drained(hook.adapter.application)
@@ -424,7 +424,7 @@ async def test_odd_updates_are_answered_or_ignored_quietly(
 async def test_a_text_longer_than_telegram_allows_gets_a_clear_answer(
     store: SqliteStore, fake: FakeBotApi, text: str
 ) -> None:
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         payload = {"update_id": fake.new_update_id(), **update(message(ALICE, text))}
         assert await hook.post(payload) == 200
         await drained(hook.adapter.application)
@@ -445,7 +445,7 @@ async def test_a_text_longer_than_telegram_allows_gets_a_clear_answer(
 async def test_a_redelivered_update_is_stored_and_answered_once(
     store: SqliteStore, fake: FakeBotApi
 ) -> None:
-    async with webhook(engine(store), fake) as hook:
+    async with webhook(engine(store), fake, store=store) as hook:
         app = hook.adapter.application
         first = {"update_id": fake.new_update_id(), **update(message(ALICE, "only once"))}
         # Telegram retries when it did not see our 200: at once, and later again.

@@ -136,7 +136,7 @@ class Site:
             rate_limit=RateLimitSettings(exempt_platforms=("web",)),
         )
         self.accounts = AccountService(self.store, hasher=PasswordHasher(TEST_PARAMS))
-        app = create_app(self.engine, self.accounts, signups_per_hour=1_000_000)
+        app = create_app(self.engine, self.accounts, upkeep=self.store, signups_per_hour=1_000_000)
         self.client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
         await self.client.start_server()
 

@@ -424,11 +424,11 @@ async def test_http_interactions_lose_and_leak_nothing_under_429s_and_5xx(
         fake.faults = plan
         engine = build_engine(store)
         settings = fake.settings(token=None, public_key=KEY.verify_key.encode().hex())
-        adapter = fast_adapter(engine, settings)
+        adapter = fast_adapter(engine, settings, events=store)
         accounts = AccountService(store, hasher=PasswordHasher(TEST_PARAMS))
         async with adapter:
             client = await aiohttp_client(
-                create_app(engine, accounts, extra_routes=adapter.web_routes())
+                create_app(engine, accounts, upkeep=store, extra_routes=adapter.web_routes())
             )
             sent: list[Sent] = []
             for index, speaker in itertools.product(range(MESSAGES_EACH), people):

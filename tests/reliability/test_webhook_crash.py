@@ -139,7 +139,7 @@ async def test_updates_acknowledged_before_a_sigkill_are_all_answered(
         unanswered = sum(1 for count in before if count < 2)
         assert unanswered > 0, "the child answered everything: the kill proves nothing"
 
-        async with webhook(build_engine(store), fake, **RESTARTED):
+        async with webhook(build_engine(store), fake, store=store, **RESTARTED):
 
             def all_answered() -> bool:
                 return all(
@@ -165,8 +165,8 @@ async def test_one_update_posted_to_two_workers_is_answered_once(
         FakeBotApi() as fake,
         shared() as (first_store, where),
         reopen(where) as second_store,
-        webhook(build_engine(first_store), fake) as first,
-        webhook(build_engine(second_store), fake) as second,
+        webhook(build_engine(first_store), fake, store=first_store) as first,
+        webhook(build_engine(second_store), fake, store=second_store) as second,
     ):
         for n in range(10):
             body = payload(n)

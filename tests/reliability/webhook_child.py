@@ -51,10 +51,11 @@ async def main(api_url: str, where: list[str]) -> None:
             **FAST_SETTINGS,
         )
         web_settings = WebSettings(port=0, public_url="https://bot.example.org")  # type: ignore[arg-type]
-        adapter = TelegramAdapter(engine, telegram, web_settings, FAST)
+        adapter = TelegramAdapter(engine, telegram, web_settings, FAST, events=store)
         app = create_app(
             engine,
             accounts(store),
+            upkeep=store,
             settings=web_settings.model_copy(update={"public_url": None}),
             extra_routes=adapter.web_routes(),
         )

@@ -53,16 +53,17 @@ def accounts(store: SqliteStore, clock: Clock) -> AccountService:
 
 
 @pytest.fixture
-async def site(engine: Engine, accounts: AccountService) -> AsyncIterator[Site]:
-    async with serve(engine, accounts) as running:
+async def site(store: SqliteStore, engine: Engine, accounts: AccountService) -> AsyncIterator[Site]:
+    async with serve(engine, accounts, upkeep=store) as running:
         yield running
 
 
 @pytest.fixture
-def make_site(engine: Engine, accounts: AccountService) -> MakeSite:
+def make_site(store: SqliteStore, engine: Engine, accounts: AccountService) -> MakeSite:
     """``async with make_site(**serve_options) as site``: the app with other options."""
 
     def make(**options: Any) -> AbstractAsyncContextManager[Site]:
+        options.setdefault("upkeep", store)
         return serve(options.pop("engine", engine), options.pop("accounts", accounts), **options)
 
     return make

@@ -248,11 +248,11 @@ def link_engine(store: SqliteStore, clock: Clock, monotonic: Clock) -> Engine:
 
 @pytest.fixture
 async def discord_link(
-    make_site: MakeSite, link_engine: Engine, accounts: AccountService
+    make_site: MakeSite, store: SqliteStore, link_engine: Engine, accounts: AccountService
 ) -> AsyncIterator[DiscordLink]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = fast_adapter(link_engine, settings)
+        adapter = fast_adapter(link_engine, settings, events=store)
         async with (
             adapter,
             make_site(engine=link_engine, extra_routes=adapter.web_routes()) as site,

@@ -56,7 +56,7 @@ FORM = {
 SIGNED_ELSEWHERE = {"/telegram/webhook", "/discord/interactions"}
 
 
-def platform_routes(engine: Engine) -> list[WebRoute]:
+def platform_routes(engine: Engine, store: SqliteStore) -> list[WebRoute]:
     """The routes the Telegram and Discord adapters contribute in production."""
     telegram = TelegramAdapter(
         engine,
@@ -64,14 +64,17 @@ def platform_routes(engine: Engine) -> list[WebRoute]:
             token=SecretStr("123:abc"), mode="webhook", webhook_secret=SecretStr(TELEGRAM_SECRET)
         ),
         WebSettings(public_url="https://bot.example.org"),
+        events=store,
     )
-    discord = build_discord_adapter(engine, DiscordSettings(public_key=DISCORD_PUBLIC_KEY))
+    discord = build_discord_adapter(
+        engine, DiscordSettings(public_key=DISCORD_PUBLIC_KEY), events=store
+    )
     return [*telegram.web_routes(), *discord.web_routes()]
 
 
 @pytest.fixture
-async def full_site(make_site: MakeSite, engine: Engine) -> AsyncIterator[Site]:
-    async with make_site(extra_routes=platform_routes(engine)) as site:
+async def full_site(make_site: MakeSite, store: SqliteStore, engine: Engine) -> AsyncIterator[Site]:
+    async with make_site(extra_routes=platform_routes(engine, store)) as site:
         yield site
 
 

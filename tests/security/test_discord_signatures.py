@@ -25,6 +25,7 @@ from adapters.discord.interactions import InteractionEndpoint, ReplayGuard
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.tasks import TaskTracker
 from bot.engine import Engine
+from bot.store.sqlite import SqliteStore
 from tests.support.clocks import Clock
 from tests.support.discord_harness import fast_adapter, slash, user
 from tests.support.discord_server import FakeDiscord
@@ -69,10 +70,12 @@ class Endpoint:
 
 
 @pytest.fixture
-async def endpoint(make_site: MakeSite, engine: Engine) -> AsyncIterator[Endpoint]:
+async def endpoint(
+    make_site: MakeSite, store: SqliteStore, engine: Engine
+) -> AsyncIterator[Endpoint]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = fast_adapter(engine, settings)
+        adapter = fast_adapter(engine, settings, events=store)
         async with adapter, make_site(extra_routes=adapter.web_routes()) as site:
             yield Endpoint(site, adapter, fake)
 
@@ -230,7 +233,7 @@ async def test_a_replay_with_a_re_encoded_signature_is_still_a_replay(
 
 
 async def test_a_replay_is_refused_until_the_age_check_takes_over(
-    make_site: MakeSite, engine: Engine
+    make_site: MakeSite, store: SqliteStore, engine: Engine
 ) -> None:
     """No gap between the replay memory forgetting a request and the age check
     refusing it, and the memory empties as requests age out."""
@@ -240,6 +243,7 @@ async def test_a_replay_is_refused_until_the_age_check_takes_over(
         engine,
         DiscordSettings(public_key=DISCORD_PUBLIC_KEY),
         tasks,
+        events=store,
         clock=clock,
     )
     async with endpoint, make_site(extra_routes=[endpoint.route()]) as site:

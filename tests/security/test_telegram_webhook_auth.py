@@ -25,6 +25,7 @@ from adapters.web import WebAdapter, create_app
 from auth import TEST_PARAMS, AccountService, PasswordHasher
 from bot.config import WebSettings
 from bot.engine import Engine
+from bot.store.sqlite import SqliteStore
 from tests.support.fakes import WindowEcho
 from tests.support.telegram_harness import ALICE, FAST, SECRET, Webhook, message, update, webhook
 from tests.support.telegram_server import TOKEN, FakeBotApi
@@ -58,8 +59,8 @@ FORGED_HEADERS = {
 
 
 @pytest.fixture
-async def hook(engine: Engine) -> AsyncIterator[tuple[Webhook, FakeBotApi]]:
-    async with FakeBotApi() as fake, webhook(engine, fake) as running:
+async def hook(store: SqliteStore, engine: Engine) -> AsyncIterator[tuple[Webhook, FakeBotApi]]:
+    async with FakeBotApi() as fake, webhook(engine, fake, store=store) as running:
         yield running, fake
 
 
@@ -153,16 +154,17 @@ def test_the_secret_is_compared_in_constant_time() -> None:
 
 
 async def test_neither_the_secret_nor_message_text_reaches_the_logs_at_info(
-    engine: Engine, caplog: pytest.LogCaptureFixture
+    store: SqliteStore, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Also when the secret is generated (no WEBHOOK_SECRET set)."""
     web_settings = WebSettings(port=0, public_url="https://bot.example.org")
     async with FakeBotApi() as fake:
         settings = TelegramSettings(token=SecretStr(TOKEN), mode="webhook", api_base_url=fake.url)
-        adapter = TelegramAdapter(engine, settings, web_settings, FAST)
+        adapter = TelegramAdapter(engine, settings, web_settings, FAST, events=store)
         app = create_app(
             engine,
-            AccountService(engine.store, hasher=PasswordHasher(TEST_PARAMS)),
+            AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+            upkeep=store,
             settings=web_settings.model_copy(update={"public_url": None}),
             extra_routes=adapter.web_routes(),
         )

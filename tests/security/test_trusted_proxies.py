@@ -169,9 +169,13 @@ async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
 
 
 async def test_the_access_log_names_the_client(
-    engine: Engine, accounts: AccountService, caplog: pytest.LogCaptureFixture
+    store: SqliteStore,
+    engine: Engine,
+    accounts: AccountService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(engine, accounts, settings=BEHIND_LOOPBACK.model_copy(update={"port": 0}))
+    settings = BEHIND_LOOPBACK.model_copy(update={"port": 0})
+    app = create_app(engine, accounts, upkeep=store, settings=settings)
     adapter = WebAdapter(app, access_log=True, shutdown_timeout=1.0)
     with caplog.at_level(logging.INFO, logger="aiohttp.access"):
         async with adapter, aiohttp.ClientSession() as session:

@@ -272,7 +272,7 @@ async def discord_site(
 ) -> AsyncIterator[DiscordSite]:
     async with FakeDiscord() as fake:
         settings = fake.settings(token=None, public_key=DISCORD_PUBLIC_KEY)
-        adapter = fast_adapter(engine, settings)
+        adapter = fast_adapter(engine, settings, events=store)
         async with adapter, make_site(extra_routes=adapter.web_routes()) as site:
             yield DiscordSite(site, store)
 
@@ -383,10 +383,12 @@ async def test_streamed_replies_are_not_html(site: Site) -> None:
 
 
 async def test_link_codes_and_the_telegram_deep_link_are_ours_only(
-    make_site: MakeSite, engine: Engine, accounts: AccountService
+    make_site: MakeSite, store: SqliteStore, engine: Engine, accounts: AccountService
 ) -> None:
     with pytest.raises(ValueError, match="bot username"):
-        create_app(engine, accounts, telegram_bot_username='x"><script>alert(1)</script>')
+        create_app(
+            engine, accounts, upkeep=store, telegram_bot_username='x"><script>alert(1)</script>'
+        )
     async with make_site(telegram_bot_username="persona_bot") as site:
         alice = site.browser()
         await alice.sign_up("alice")

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, cast, get_args
 
 import pytest
 
+from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.interactions import InteractionEndpoint
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.web.app import create_app
+from bot.engine import Engine
 from bot.messages import ReplyKind
 from bot.store.base import (
     AccountStore,
@@ -134,3 +140,28 @@ async def test_a_chat_message_and_retry_need_only_the_conversation_store() -> No
         ("assistant", 1),
         ("assistant", 1),
     ]
+
+
+def annotation(function: Callable[..., object], parameter: str) -> Any:
+    """The type ``parameter`` of ``function`` is annotated with, evaluated where the
+    function is defined (``get_type_hints`` would need the names imported only for
+    type checking as well)."""
+    hint = inspect.signature(function).parameters[parameter].annotation
+    # the string is an annotation in our own source, not input
+    return eval(hint, function.__globals__) if isinstance(hint, str) else hint  # noqa: S307
+
+
+def test_the_engine_takes_only_the_conversation_store() -> None:
+    """The engine is typed on :class:`ConversationStore`: what else a front end needs
+    of the store (the inbox's events, health checks) is handed to it by the wiring,
+    not read from ``engine.store``."""
+    assert annotation(Engine.__init__, "store") is ConversationStore
+    adapters: list[tuple[Callable[..., object], str, type]] = [
+        (TelegramAdapter.__init__, "events", EventStore),
+        (DiscordAdapter.__init__, "events", EventStore),
+        (InteractionEndpoint.__init__, "events", EventStore),
+        (create_app, "upkeep", StoreUpkeep),
+    ]
+    for function, name, protocol in adapters:
+        hint = annotation(function, name)
+        assert protocol in (hint, *get_args(hint)), (function.__qualname__, hint)

@@ -16,7 +16,7 @@ from bot.engine import Engine
 from bot.errors import BackendUnavailable
 from bot.messages import Turn
 from bot.personas import Persona
-from bot.store.base import BackendState, Store
+from bot.store.base import BackendState, EventStore, Store
 from tests.support import engine as engine_support
 from tests.support.discord_server import BOT, TIMESTAMP, FakeDiscord, user
 from tests.support.fakes import TextBackend, WindowEcho
@@ -60,10 +60,18 @@ def fast(settings: DiscordSettings, **overrides: Any) -> DiscordSettings:
     return DiscordSettings(**(dict(settings) | FAST_SETTINGS | overrides))
 
 
-def fast_adapter(engine: Engine, settings: DiscordSettings, **overrides: Any) -> DiscordAdapter:
+def fast_adapter(
+    engine: Engine,
+    settings: DiscordSettings,
+    *,
+    events: EventStore | None = None,
+    **overrides: Any,
+) -> DiscordAdapter:
     """The adapter on ``fast(settings, **overrides)``, not reconnecting (a test's fake
-    gateway that closes means the end)."""
-    return build_discord_adapter(engine, fast(settings, **overrides), reconnect=False)
+    gateway that closes means the end). ``events``: the interactions endpoint's store."""
+    return build_discord_adapter(
+        engine, fast(settings, **overrides), events=events, reconnect=False
+    )
 
 
 @asynccontextmanager

@@ -212,14 +212,23 @@ class Webhook:
 
 @asynccontextmanager
 async def webhook(
-    engine: Engine, fake: FakeBotApi, options: TelegramOptions = FAST, **overrides: Any
+    engine: Engine,
+    fake: FakeBotApi,
+    options: TelegramOptions = FAST,
+    *,
+    store: Store,
+    **overrides: Any,
 ) -> AsyncIterator[Webhook]:
-    """The adapter in webhook mode behind the web adapter (``overrides``: settings)."""
+    """The adapter in webhook mode behind the web adapter (``overrides``: settings), on
+    ``store``, the store ``engine`` was built on."""
     web_settings = WebSettings(port=0, public_url="https://bot.example.org")
-    adapter = TelegramAdapter(engine, settings(fake, "webhook", **overrides), web_settings, options)
+    adapter = TelegramAdapter(
+        engine, settings(fake, "webhook", **overrides), web_settings, options, events=store
+    )
     app = create_app(
         engine,
-        accounts(engine.store),
+        accounts(store),
+        upkeep=store,
         settings=web_settings.model_copy(update={"public_url": None}),
         extra_routes=adapter.web_routes(),
     )

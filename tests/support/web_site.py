@@ -32,7 +32,7 @@ from bot.backends.guard import GuardPolicy
 from bot.config import RateLimitSettings, WebSettings
 from bot.engine import Engine
 from bot.personas import Persona
-from bot.store.base import Store
+from bot.store.base import Store, StoreUpkeep
 from tests.support import engine as engine_support
 from tests.support.clocks import Clock
 
@@ -278,6 +278,7 @@ async def serve(
     engine: Engine,
     accounts: AccountService,
     *,
+    upkeep: StoreUpkeep,
     settings: WebSettings | None = None,
     extra_routes: Sequence[WebRoute] = (),
     telegram_bot_username: str | None = None,
@@ -286,6 +287,7 @@ async def serve(
     app = create_app(
         engine,
         accounts,
+        upkeep=upkeep,
         settings=settings,
         extra_routes=extra_routes,
         telegram_bot_username=telegram_bot_username,

@@ -103,7 +103,7 @@ async def test_the_button_works_over_the_webhook_too(store: MemoryStore, fake: F
     service = accounts(store)
     alice = await service.sign_up("alice", PASSWORD)
     code = await service.create_link_code(alice.id)
-    async with webhook(build_engine(store), fake) as hook:
+    async with webhook(build_engine(store), fake, store=store) as hook:
         deep_link = message(ALICE, f"/start link-{code}")
         assert await hook.post({"update_id": 1, **update(deep_link)}) == 200
         await fake.wait_for_text(ALICE.id, "Nothing is linked yet")

@@ -31,7 +31,7 @@ from tests.support.telegram_server import FakeBotApi
 
 
 async def test_set_webhook_with_public_url_and_secret(store: MemoryStore, fake: FakeBotApi) -> None:
-    async with webhook(build_engine(store), fake) as hook:
+    async with webhook(build_engine(store), fake, store=store) as hook:
         assert hook.adapter.username == "persona_bot"
         assert fake.webhook["url"] == "https://bot.example.org/telegram/webhook"
         assert fake.webhook["secret_token"] == SECRET
@@ -51,7 +51,7 @@ async def test_set_webhook_with_public_url_and_secret(store: MemoryStore, fake: 
 async def test_webhook_checks_the_secret_header(
     store: MemoryStore, fake: FakeBotApi, secret: str | None, status: int
 ) -> None:
-    async with webhook(build_engine(store), fake) as hook:
+    async with webhook(build_engine(store), fake, store=store) as hook:
         payload = {"update_id": 1, **update(message(ALICE, "hello"))}
         assert await hook.post(payload, secret=secret) == status
         if status == 200:
@@ -68,14 +68,18 @@ async def test_webhook_checks_the_secret_header(
 async def test_webhook_refuses_what_is_not_an_update(
     store: MemoryStore, fake: FakeBotApi, payload: object
 ) -> None:
-    async with webhook(build_engine(store), fake) as hook:
+    async with webhook(build_engine(store), fake, store=store) as hook:
         assert await hook.post(payload) == 400
 
 
 async def test_a_secret_is_generated_when_none_is_set(store: MemoryStore, fake: FakeBotApi) -> None:
     engine = build_engine(store)
-    one = TelegramAdapter(engine, settings(fake, "webhook", secret=None), WebSettings(), FAST)
-    two = TelegramAdapter(engine, settings(fake, "webhook", secret=None), WebSettings(), FAST)
+    one = TelegramAdapter(
+        engine, settings(fake, "webhook", secret=None), WebSettings(), FAST, events=store
+    )
+    two = TelegramAdapter(
+        engine, settings(fake, "webhook", secret=None), WebSettings(), FAST, events=store
+    )
     async with one:
         generated = fake.webhook["secret_token"]
     assert len(generated) >= 32
@@ -95,7 +99,7 @@ async def test_a_secret_is_generated_when_none_is_set(store: MemoryStore, fake: 
 )
 def test_factory_refuses_unusable_settings(store: MemoryStore, telegram: TelegramSettings) -> None:
     with pytest.raises(ConfigError):
-        build_telegram_adapter(build_engine(store), telegram, WebSettings())
+        build_telegram_adapter(build_engine(store), telegram, WebSettings(), events=store)
 
 
 async def test_200_users_5_messages_each_concurrently(store: MemoryStore, fake: FakeBotApi) -> None:
@@ -104,7 +108,7 @@ async def test_200_users_5_messages_each_concurrently(store: MemoryStore, fake: 
         store, WindowEcho(pause=0), rate_limit=RateLimitSettings(per_minute=1e6, burst=1000)
     )
     people = [Person(10_000 + n, f"user{n}") for n in range(users)]
-    async with webhook(engine, fake, private_edit_interval=0.01) as hook:
+    async with webhook(engine, fake, store=store, private_edit_interval=0.01) as hook:
 
         async def talk(person: Person) -> None:
             for k in range(per_user):  # Telegram delivers one chat's updates in order
@@ -140,7 +144,7 @@ async def test_an_update_over_64_kib_is_taken_once_the_secret_is_right(
     big = message(ALICE, text, message_id=2, entities=entities, reply_to=quoted)
     body = json.dumps({"update_id": 1, **update(big)}).encode()
     assert 64 * 1024 < len(body) < MAX_UPDATE_BYTES
-    async with webhook(build_engine(store), fake) as hook:
+    async with webhook(build_engine(store), fake, store=store) as hook:
         headers = {"Content-Type": "application/json"}
         async with hook.session.post(
             hook.url, data=body, headers={**headers, SECRET_HEADER: "not-the-secret"}

@@ -50,6 +50,7 @@ def metrics() -> PrometheusMetrics:
 @pytest.fixture
 def make_client(
     aiohttp_client: Callable[..., Awaitable[Client]],
+    store: MemoryStore,
     engine: Engine,
     accounts: AccountService,
     metrics: PrometheusMetrics,
@@ -58,6 +59,7 @@ def make_client(
 
     async def make(**options: Any) -> Client:
         options.setdefault("metrics", metrics)
+        options.setdefault("upkeep", store)
         app = create_app(
             options.pop("engine", engine), options.pop("accounts", accounts), **options
         )
@@ -85,6 +87,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         app = create_app(
             engine,
             AccountService(store),  # the real OWASP argon2 parameters
+            upkeep=store,
             settings=WebSettings(host="127.0.0.1", port=0),
             telegram_bot_username="personabridge_bot",
         )

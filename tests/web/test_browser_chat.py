@@ -40,7 +40,7 @@ async def site_url(tmp_path: Path) -> AsyncIterator[str]:
             rate_limit=RateLimitSettings(per_minute=3, burst=BURST),
         )
         settings = WebSettings(host="127.0.0.1", port=0)
-        app = create_app(engine, AccountService(store), settings=settings)
+        app = create_app(engine, AccountService(store), upkeep=store, settings=settings)
         adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield adapter.url

@@ -50,7 +50,7 @@ async def site(tmp_path: Path, personas: Path) -> AsyncIterator[Site]:
             ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy()),
         )
         settings = WebSettings(host="127.0.0.1", port=0)
-        app = create_app(engine, AccountService(store), settings=settings)
+        app = create_app(engine, AccountService(store), upkeep=store, settings=settings)
         adapter = WebAdapter(app, access_log=False)
         async with adapter:
             yield Site(adapter.url, engine, store)

@@ -44,7 +44,7 @@ async def site_url(tmp_path: Path, oai: FakeOpenAI) -> AsyncIterator[str]:
             ReplyGuard({"offline": OfflineBackend(seed=3)}, GuardPolicy()),
         )
         settings = WebSettings(host="127.0.0.1", port=0)
-        app = create_app(engine, AccountService(store), settings=settings)
+        app = create_app(engine, AccountService(store), upkeep=store, settings=settings)
         adapter = WebAdapter(app, access_log=False)
         async with speaking(engine, oai.url, format="wav", timeout=2), adapter:
             yield adapter.url

@@ -15,15 +15,18 @@ from adapters.web import WebAdapter, create_app
 from auth import AccountService
 from bot.config import WebSettings
 from bot.engine import Engine
+from bot.store.memory import MemoryStore
 
 PAUSE = 0.05
 TRICKLE = 200  # 10 s of trickling at most; the deadlines below are 0.5 s
 
 
 @pytest.fixture
-async def server(engine: Engine, accounts: AccountService) -> AsyncIterator[WebAdapter]:
+async def server(
+    store: MemoryStore, engine: Engine, accounts: AccountService
+) -> AsyncIterator[WebAdapter]:
     settings = WebSettings(port=0, header_timeout=0.5, body_timeout=0.5)
-    app = create_app(engine, accounts, settings=settings)
+    app = create_app(engine, accounts, upkeep=store, settings=settings)
     async with WebAdapter(app, access_log=False, shutdown_timeout=1.0) as adapter:
         yield adapter
 

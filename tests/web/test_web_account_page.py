@@ -67,7 +67,7 @@ async def test_link_code_page_says_what_to_send(
 
 
 async def test_a_code_redeemed_on_telegram_shows_on_the_account_page(
-    client: Client, engine: Engine
+    client: Client, store: MemoryStore, engine: Engine
 ) -> None:
     await sign_up(client, "ada")
     code, _ = await new_code(client)
@@ -76,7 +76,7 @@ async def test_a_code_redeemed_on_telegram_shows_on_the_account_page(
     page = await (await client.get("/account")).text()
     assert "telegram" in page and "Ada on Telegram" in page and "<code>42</code>" in page
     assert "was linked to the Telegram account Ada on Telegram (id 42)" in page, "a notice"
-    linked = await engine.store.get_identity(Identity("telegram", "42"))
+    linked = await store.get_identity(Identity("telegram", "42"))
     assert linked is not None
     stamp = datetime.fromtimestamp(linked.linked_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     assert stamp in page, "when it was linked"

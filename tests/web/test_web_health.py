@@ -53,6 +53,7 @@ async def test_healthz_is_503_on_a_read_only_sqlite_file(
             client = await make_client(
                 engine=build_engine(store),
                 accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+                upkeep=store,
             )
             response = await client.get("/healthz")
             assert response.status == 503
@@ -66,6 +67,7 @@ async def test_healthz_is_200_on_a_writable_sqlite_file(
         client = await make_client(
             engine=build_engine(store),
             accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+            upkeep=store,
         )
         response = await client.get("/healthz")
         assert response.status == 200

@@ -52,6 +52,7 @@ async def flaky_client(make_client: MakeClient, store: MemoryStore) -> Client:
     return await make_client(
         engine=build_engine(store),
         accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+        upkeep=store,
         health_ttl=0,  # every /healthz probes: the switch flips between two requests
     )
 
@@ -126,9 +127,9 @@ def test_the_engine_side_of_the_metrics() -> None:
 
 
 async def test_the_adapter_serves_on_a_port_and_stops(
-    engine: Engine, accounts: AccountService
+    store: MemoryStore, engine: Engine, accounts: AccountService
 ) -> None:
-    app = create_app(engine, accounts, settings=WebSettings(host="127.0.0.1", port=0))
+    app = create_app(engine, accounts, upkeep=store, settings=WebSettings(host="127.0.0.1", port=0))
     adapter = WebAdapter(app, access_log=False)
     assert adapter.name == "web"
     async with adapter, aiohttp.ClientSession() as session:
@@ -147,6 +148,7 @@ async def test_the_whole_flow_on_sqlite(make_client: MakeClient, tmp_path: Path)
         client = await make_client(
             engine=build_engine(store),
             accounts=AccountService(store, hasher=PasswordHasher(TEST_PARAMS)),
+            upkeep=store,
         )
         await sign_up(client, "Ada")
         token = await page_token(client, "/chat")
