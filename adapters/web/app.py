@@ -120,6 +120,7 @@ def create_app(
     app[REPLY_TASKS] = tasks = ReplyTasks()
     app[routes_avatar.AVATARS] = {}
     app[routes_voice.CLIPS] = OrderedDict()
+    app[routes_voice.SYNTHESES] = routes_voice.synthesis_limiter()
     app[SIGNUP_LIMITER] = RateLimiter(
         per_second=signups_per_hour / 3600, burst=max(1, signups_per_hour)
     )

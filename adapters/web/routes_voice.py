@@ -7,7 +7,10 @@ player. Nothing is stored: the route reads the turn from the logged-in account's
 conversation (so no one can hear another account's replies, whatever URL they try) and
 has it spoken when the browser asks; any web worker can answer it. A few recent clips
 are kept in this process's memory (:data:`CLIPS_KEPT`), so the player's repeated
-requests do not ask the speech server again.
+requests do not ask the speech server again. Each account may have at most
+:data:`SYNTHESES_PER_MINUTE` clips made a minute (a clip played again from memory is
+free): the speech server is paid per character, and a player's URLs are easy to ask
+for in a loop.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiohttp import web
 from adapters.web.keys import ENGINE
 from adapters.web.replies import json_error
 from adapters.web.session import current_account
+from bot.limits import RateLimiter
 from bot.messages import DIRECT_SCOPE, Incoming, ReplyDone, account_owner
 from bot.speech import SpeechFailure, SpokenReply
 
@@ -33,6 +37,14 @@ ClipKey = tuple[str, str, int, str]
 CLIPS = web.AppKey("voice_clips", OrderedDict[ClipKey, SpokenReply])
 #: How many of the latest turns a player may ask for.
 RECENT_TURNS = 40
+#: Clips made for one account a minute (and at once).
+SYNTHESES_PER_MINUTE = 20
+SYNTHESES = web.AppKey("voice_syntheses", RateLimiter)
+
+
+def synthesis_limiter() -> RateLimiter:
+    """Each account's budget of clips made (see the module doc)."""
+    return RateLimiter(per_second=SYNTHESES_PER_MINUTE / 60, burst=SYNTHESES_PER_MINUTE)
 
 
 async def voice_link(request: web.Request, incoming: Incoming, done: ReplyDone) -> str | None:
@@ -74,6 +86,12 @@ async def voice(request: web.Request) -> web.Response:
     clips = request.app[CLIPS]
     spoken = clips.get(key)
     if spoken is None:
+        budget = request.app[SYNTHESES]
+        if not budget.try_acquire(account.id):
+            wait = max(1, int(budget.retry_after(account.id)) + 1)
+            refused = json_error(429, f"Too many replies read aloud: try again in {wait} s.")
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         made = await engine.speech.read_aloud(turn.text, persona, "web")
         if isinstance(made, SpeechFailure):
             return json_error(503, made.note)

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from adapters.web.routes_voice import SYNTHESES, SYNTHESES_PER_MINUTE
 from bot.engine import Engine
+from bot.store.memory import MemoryStore
 from tests.support.speech_samples import FakeOpenAI, speaking, spoken
 from tests.support.web_client import Client, MakeClient, sign_up
 from tests.web.test_web_chat import say
@@ -96,3 +98,27 @@ async def test_a_speech_server_that_is_down_costs_only_the_player(
         response = await client.get(voice_url(events))
         assert response.status == 503
         assert "couldn't read this reply aloud" in (await response.json())["error"]
+
+
+async def test_clips_made_for_an_account_are_limited_and_replays_are_free(
+    client: Client, engine: Engine, store: MemoryStore, oai: FakeOpenAI
+) -> None:
+    """The speech server is paid per character: one account cannot have clips made in a
+    loop. A clip played again from memory costs nothing; a refusal says when to retry."""
+    async with speaking(engine, oai.url):
+        await sign_up(client, "ada")
+        await say(client, "/voice on")
+        first = voice_url(await say(client, "one"))
+        second = voice_url(await say(client, "two"))
+        account = await store.find_account("ada")
+        assert account is not None
+        budget = client.app[SYNTHESES]
+        for _ in range(SYNTHESES_PER_MINUTE - 1):  # the minute's clips, all but one
+            assert budget.try_acquire(account.id)
+        assert (await client.get(first)).status == 200
+        assert (await client.get(first)).status == 200  # played again: kept, free
+        refused = await client.get(second)
+        assert refused.status == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "try again" in (await refused.json())["error"]
+    assert [s["input"] for s in oai.speeches] == ["re:one saw:[]"]
