@@ -504,10 +504,9 @@ class Engine:
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
         # the epoch first: a /forget after this point refuses every write of this message
-        epoch = await self._retrying(lambda: self.store.owner_epoch(key.owner))
+        epoch, window = await self._retrying(lambda: self.store.epoch_and_window(key, loaded))
         if epoch is None:
             raise OwnerForgotten(f"owner {key.owner} is deleted")
-        window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
