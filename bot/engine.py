@@ -187,6 +187,10 @@ class Engine:
         self.speech = parts.speech
         self.settings = settings
         self.access = access
+        #: Whether any allow or block list is set (most deployments: none).
+        self._screened = bool(
+            access.block_users or access.allow_users or access.block_chats or access.allow_chats
+        )
         self.metrics = metrics
         self.store_retry = store_retry
         self._clock = clock
@@ -410,6 +414,8 @@ class Engine:
 
     def _denial(self, incoming: Incoming) -> str | None:
         access = self.access
+        if not self._screened:  # no list to check: nothing to format per message
+            return None
         user = str(incoming.identity)
         chat = f"{incoming.platform}:{incoming.chat_id}"
         if user in access.block_users or (access.allow_users and user not in access.allow_users):
