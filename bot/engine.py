@@ -129,7 +129,7 @@ def bounded_window(
             break
         if kept and turn.role == "assistant" and kept[-1].role == "assistant":
             continue
-        size = turn_size(turn)
+        size = turn_size(turn) if turn.attachments else len(turn.text)  # (no call: most)
         if size > budget:
             break
         budget -= size
