@@ -375,7 +375,9 @@ class _Reply:
 
     card: _Card
     user: str
-    rng: random.Random
+    #: What the dice are seeded with: the ``random.Random`` is made only when a reply
+    #: rolls them (seeding costs more than most replies that never roll)
+    seed: int
     recent: tuple[str, ...]
     asked: list[str]  # the user's previous messages, newest first
     said: str = ""  # the message being answered, never said back
@@ -385,10 +387,18 @@ class _Reply:
     #: ``said`` as plain words, worked out once (each candidate answer is compared to it)
     said_words: str = field(init=False, default="")
     _said_split: list[str] = field(init=False, default_factory=list)
+    _rng: random.Random | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.said_words = _plain(self.said)
         self._said_split = self.said_words.split(" ")
+
+    @property
+    def rng(self) -> random.Random:
+        """The reply's dice, seeded on first use (the same rolls as seeding up front)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     @property
     def last(self) -> str:
@@ -479,10 +489,11 @@ class _Reply:
         index, docs = self.card.index, self.card.docs
         related: list[int] = []
         floor = MIN_SCORE
+        weights = index.weights(query)  # (the query's side of coverage, worked out once)
         for doc, score in index.search(query):
             if score < floor:
                 break  # ranked: the rest score lower still
-            if index.coverage(query, doc) >= MIN_COVERAGE:
+            if index.covered(weights, doc) >= MIN_COVERAGE:
                 floor = floor if related else max(MIN_SCORE, RELATED * score)
                 related.append(doc)
         related = [d for d in related if not self.echoes(self.answer_of(docs[d]))]
@@ -614,7 +625,7 @@ class OfflineBackend:
         is possible (else it is reworded)."""
         context = context or ReplyContext()
         card = self._card(persona)
-        unseen = cannot_perceive(message)
+        unseen = cannot_perceive(message) if message.attachments else ""
         if message.attachments:
             message = dataclasses.replace(message, text=readable_text(message))
             if unseen and not message.text.strip():
@@ -662,9 +673,9 @@ class OfflineBackend:
         salt = zlib.crc32(
             f"{self._seed}\x1f{card.persona.id}\x1f{len(window)}\x1f{attempt}".encode()
         )
-        rng = random.Random(zlib.crc32(message.text.encode("utf-8", "surrogatepass"), salt))
+        seed = zlib.crc32(message.text.encode("utf-8", "surrogatepass"), salt)
         subject = _subject(message.text[:MAX_CHARS])
-        return _Reply(card, user, rng, recent, asked, message.text, avoid, subject)
+        return _Reply(card, user, seed, recent, asked, message.text, avoid, subject)
 
     def _count_answer(self, turn: tuple[str, int, float]) -> int:
         """0 the first time a turn is answered, 1 on its first /retry, and so on."""

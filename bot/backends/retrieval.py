@@ -150,11 +150,24 @@ class Bm25Index:
     def coverage(self, query: Mapping[str, float], doc: int) -> float:
         """The share (0..1) of the query's idf-weighted terms that ``doc`` contains: a
         scale-free sense of "is this document about what was asked"."""
-        terms, idf, unknown = self._terms[doc], self._idf, self.unknown_idf
-        total = found = 0.0
-        for term, weight in query.items():
-            part = weight * idf.get(term, unknown)
+        return self.covered(self.weights(query), doc)
+
+    def weights(self, query: Mapping[str, float]) -> tuple[list[tuple[str, float]], float]:
+        """The query's idf-weighted terms and their sum: what :meth:`covered` compares
+        each document with (worked out once for a query checked against several)."""
+        idf, unknown = self._idf, self.unknown_idf
+        parts = [(term, weight * idf.get(term, unknown)) for term, weight in query.items()]
+        total = 0.0
+        for _term, part in parts:
             total += part
+        return parts, total
+
+    def covered(self, weights: tuple[list[tuple[str, float]], float], doc: int) -> float:
+        """:meth:`coverage` of ``doc`` from the query's :meth:`weights`."""
+        parts, total = weights
+        terms = self._terms[doc]
+        found = 0.0
+        for term, part in parts:
             if term in terms:
                 found += part
         return found / total if total else 0.0
