@@ -22,6 +22,13 @@ def paired(turns: Sequence[Turn]) -> list[Turn]:
     the replies to it, in the order they were stored (``/retry`` adds a newer one).
 
     A reply whose user turn is not in ``turns`` (it left the window) keeps its place."""
+    if _in_order(turns):  # most windows: every reply right after its own message
+        return list(turns)
+    return regrouped(turns)
+
+
+def regrouped(turns: Sequence[Turn]) -> list[Turn]:
+    """:func:`paired`, worked out group by group (whatever the order)."""
     groups: list[list[Turn]] = []
     by_seq: dict[int, list[Turn]] = {}
     last: list[Turn] | None = None
@@ -37,6 +44,19 @@ def paired(turns: Sequence[Turn]) -> list[Turn]:
         else:
             target.append(turn)
     return [turn for group in groups for turn in group]
+
+
+def _in_order(turns: Sequence[Turn]) -> bool:
+    """Whether :func:`paired` would leave ``turns`` as they are: each reply follows the
+    user turn it answers (or, naming none, the nearest one before it) with no other user
+    turn between, and replies before the first user turn answer none in ``turns``."""
+    last: int | None = None  # the seq of the newest user turn so far
+    for turn in turns:
+        if turn.role == "user":
+            last = turn.seq
+        elif last is not None and turn.reply_to is not None and turn.reply_to != last:
+            return False
+    return True
 
 
 def answered(turns: Sequence[Turn]) -> set[int]:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.engine import bounded_window
 from bot.messages import ConversationKey, NewTurn, OwnerId, Turn
-from bot.pairing import answered, paired
+from bot.pairing import answered, paired, regrouped
 from bot.store.sqlite import MIGRATIONS, SqliteStore
 
 
@@ -36,6 +38,23 @@ def a(seq: int, to: int | None) -> Turn:
 )
 def test_paired(stored: list[Turn], expected: list[int]) -> None:
     assert [t.seq for t in paired(stored)] == expected
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(min_value=0, max_value=12)), min_size=0, max_size=12
+    )
+)
+def test_paired_takes_the_same_order_with_or_without_the_in_order_shortcut(
+    shape: list[int | None],
+) -> None:
+    """Windows in conversation order skip the regrouping: for any mix of user turns
+    (None), replies to a seq in or out of the window, and legacy replies (0: no
+    reply_to), the result is the regrouped order."""
+    stored = [
+        u(seq) if to is None else a(seq, to or None) for seq, to in enumerate(shape, start=1)
+    ]
+    assert paired(stored) == regrouped(stored)
 
 
 def test_a_retried_reply_shows_only_its_newest() -> None:
