@@ -41,9 +41,7 @@ def test_paired(stored: list[Turn], expected: list[int]) -> None:
 
 
 @given(
-    st.lists(
-        st.one_of(st.none(), st.integers(min_value=0, max_value=12)), min_size=0, max_size=12
-    )
+    st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=12)), min_size=0, max_size=12)
 )
 def test_paired_takes_the_same_order_with_or_without_the_in_order_shortcut(
     shape: list[int | None],
@@ -51,9 +49,7 @@ def test_paired_takes_the_same_order_with_or_without_the_in_order_shortcut(
     """Windows in conversation order skip the regrouping: for any mix of user turns
     (None), replies to a seq in or out of the window, and legacy replies (0: no
     reply_to), the result is the regrouped order."""
-    stored = [
-        u(seq) if to is None else a(seq, to or None) for seq, to in enumerate(shape, start=1)
-    ]
+    stored = [u(seq) if to is None else a(seq, to or None) for seq, to in enumerate(shape, start=1)]
     assert paired(stored) == regrouped(stored)
 
 

@@ -14,6 +14,7 @@ from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, account_ow
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import MIGRATIONS, SqliteStore
 from bot.store.sqlite.conversations import _CURRENT, _WINDOW
+from bot.store.sqlite.writer import CHECKPOINT_EVERY, WRITER_CHECKPOINT_PAGES
 
 KEY = ConversationKey(guest_owner(Identity("telegram", "1")), "ada", "direct")
 
@@ -165,6 +166,27 @@ async def test_many_concurrent_operations_share_batches(tmp_path: Path) -> None:
         await asyncio.gather(*(converse(key) for key in keys))
         for key in keys[::50]:
             assert [t.seq for t in (await store.load_window(key, 40)).turns] == list(range(1, 7))
+
+
+async def test_the_wal_is_checkpointed_beside_the_writer(tmp_path: Path) -> None:
+    """The writer's connection checkpoints only as a backstop; every CHECKPOINT_EVERY
+    writes a checkpoint runs on a connection of its own, and closing waits for it."""
+    async with SqliteStore(tmp_path / "pb.db") as store:
+        writer = store._db
+        assert await writer.select("PRAGMA wal_autocheckpoint") == [(WRITER_CHECKPOINT_PAGES,)]
+        keys = [ConversationKey(OwnerId(f"guest:web:{n}"), "ada", "direct") for n in range(50)]
+        rounds = 2 * CHECKPOINT_EVERY // len(keys) + 1
+
+        async def converse(key: ConversationKey) -> None:
+            version = 0
+            for n in range(rounds):
+                version, _ = await store.append_turns(key, said(f"u{n}"), version, 1.0)
+
+        await asyncio.gather(*(converse(key) for key in keys))
+    assert writer.checkpoints >= 1
+    async with SqliteStore(tmp_path / "pb.db") as store:
+        for key in keys[::10]:
+            assert len((await store.load_window(key, 1000)).turns) == rounds
 
 
 async def test_a_failed_write_undoes_only_itself(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ of their own when a batch has no write: one snapshot for each operation.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3  # used only inside functions run on aiosqlite's worker thread (_on_worker)
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +25,21 @@ import aiosqlite
 
 from bot.errors import StoreError, StoreUnavailable, UsernameTaken
 
+log = logging.getLogger(__name__)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
 #: Most operations sent to the worker thread in one trip (and one transaction).
 MAX_BATCH = 256
+#: Writes committed between two checkpoints of the WAL into the file (a write dirties
+#: two or three pages: about SQLite's own 1,000 pages), made on a connection (and a
+#: thread) of their own so that the writer never waits for one.
+CHECKPOINT_EVERY = 400
+#: WAL pages past which the writer's own commit checkpoints after all (SQLite's
+#: automatic checkpoint): the WAL stays bounded even when the background checkpoints
+#: cannot keep up.
+WRITER_CHECKPOINT_PAGES = 4_000
 
 
 class BatchWriter:
@@ -39,6 +50,11 @@ class BatchWriter:
     on the worker thread whenever a batch's transaction fails as a whole: what the store
     remembers of the file may then be wrong (the recent-turns cache). ``on_begin`` runs
     there when a batch's transaction begins.
+
+    The WAL is copied into the file (checkpointed) every :data:`CHECKPOINT_EVERY`
+    writes on a second connection with a thread of its own: a checkpoint writes and
+    syncs the file, and on the writer's thread (SQLite's default, inside a commit) it
+    stalled every operation queued behind it.
     """
 
     def __init__(
@@ -58,6 +74,11 @@ class BatchWriter:
         self._db: aiosqlite.Connection | None = None
         self._pending: list[_Job] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._writes_since_checkpoint = 0
+        #: Checkpoints made in the background (for tests and the curious).
+        self.checkpoints = 0
 
     @property
     def is_open(self) -> bool:
@@ -71,6 +92,12 @@ class BatchWriter:
                 self._path, isolation_level=None, timeout=self._busy_timeout
             )
             await self._prepare_patiently()
+            await _on_worker(
+                self._connection(),
+                _fetch,
+                f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}",
+                (),
+            )
         except BaseException as exc:
             db, self._db = self._db, None
             if db is not None:
@@ -103,6 +130,11 @@ class BatchWriter:
         """Finish what is queued, then close the connection."""
         while self._drainer is not None:
             await asyncio.shield(self._drainer)
+        while self._checkpointing is not None:
+            await asyncio.shield(self._checkpointing)
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await checkpointer.close()
         db, self._db = self._db, None
         if db is None:
             return
@@ -185,6 +217,8 @@ class BatchWriter:
                     )
                 except Exception as exc:  # the transaction as a whole failed
                     outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
+                else:
+                    self._committed(batch)
                 for job, (ok, value) in zip(batch, outcomes, strict=True):
                     if job.future.done():
                         continue
@@ -199,6 +233,29 @@ class BatchWriter:
             raise
         finally:
             self._drainer = None
+
+    def _committed(self, batch: Sequence[_Job]) -> None:
+        """Count a committed batch's writes; start a background checkpoint when due."""
+        for job in batch:
+            self._writes_since_checkpoint += job.writes
+        if self._writes_since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+            self._writes_since_checkpoint = 0
+            self._checkpointing = asyncio.create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        """Copy what the WAL holds into the file (PASSIVE: it waits for no reader nor
+        writer, of this process or another; what it cannot copy yet waits for the next)."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = await aiosqlite.connect(
+                    self._path, isolation_level=None, timeout=self._busy_timeout
+                )
+            await _on_worker(self._checkpointer, _fetch, "PRAGMA wal_checkpoint(PASSIVE)", ())
+            self.checkpoints += 1
+        except (OSError, sqlite3.Error) as exc:  # the writer's own backstop still holds
+            log.debug("background checkpoint failed: %s", exc)
+        finally:
+            self._checkpointing = None
 
 
 async def _on_worker(
