@@ -32,8 +32,9 @@ import re
 import secrets
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from bot.backends.base import ReplyContext
 from bot.backends.offline_recall import answer_recall, recall_question
@@ -582,7 +583,7 @@ class OfflineBackend:
         # How often each stored user turn was answered, so /retry phrases it anew.
         self._answered: OrderedDict[tuple[str, int, float], int] = OrderedDict()
 
-    async def reply(
+    def reply(
         self,
         persona: Persona,
         window: Sequence[Turn],
@@ -595,13 +596,30 @@ class OfflineBackend:
         """Stream :meth:`compose`'s reply word by word (each word with its trailing space)
         when ``word_delay`` paces it; without a delay every word would arrive in the same
         instant, so the reply is one delta (each delta costs every layer above a trip).
-        ``summary`` is ignored: the card is all this backend reads."""
-        attempt = self._count_answer((persona.id, message.seq, message.created_at))
-        text = self.compose(persona, window, message, attempt=attempt, context=context)
+        ``summary`` is ignored: the card is all this backend reads. The reply is written
+        when the first delta is asked for."""
         if self._word_delay <= 0:
-            yield text
-            return
-        deltas = _DELTA.findall(text)
+            return _WholeReply(partial(self._whole, persona, window, message, context))
+        return self._paced(persona, window, message, context)
+
+    def _whole(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        context: ReplyContext | None,
+    ) -> str:
+        attempt = self._count_answer((persona.id, message.seq, message.created_at))
+        return self.compose(persona, window, message, attempt=attempt, context=context)
+
+    async def _paced(
+        self,
+        persona: Persona,
+        window: Sequence[Turn],
+        message: Turn,
+        context: ReplyContext | None,
+    ) -> AsyncIterator[str]:
+        deltas = _DELTA.findall(self._whole(persona, window, message, context))
         yield deltas[0]
         for delta in deltas[1:]:
             await asyncio.sleep(self._word_delay)
@@ -723,6 +741,29 @@ class OfflineBackend:
             self._cards[persona.id] = card
         card.persona = persona  # the same card again: next time the identity check suffices
         return card
+
+
+class _WholeReply:
+    """A reply written in one go, as a stream of one delta (an async generator would
+    cost a hook and a finaliser of the event loop per reply). ``write`` runs when the
+    delta is asked for, as a generator's body would."""
+
+    __slots__ = ("_write",)
+
+    def __init__(self, write: Callable[[], str]) -> None:
+        self._write: Callable[[], str] | None = write
+
+    def __aiter__(self) -> _WholeReply:
+        return self
+
+    async def __anext__(self) -> str:
+        write, self._write = self._write, None
+        if write is None:
+            raise StopAsyncIteration
+        return write()
+
+    async def aclose(self) -> None:
+        self._write = None
 
 
 def _subject(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -390,3 +391,27 @@ async def test_retry_of_the_same_turn_is_phrased_anew() -> None:
     for _ in range(4):
         replies.add("".join([d async for d in backend.reply(persona, [], message, {})]))
     assert len(replies) > 1
+
+
+async def test_a_reply_is_written_when_read_and_streams_without_an_async_generator() -> None:
+    """The reply is composed when its delta is asked for (a stream closed unread counts
+    no answer: the next is still the first), and an unpaced reply makes no async
+    generator (no event-loop hook nor finaliser per reply)."""
+    message = turn(1, "user", "hello")
+    first = [d async for d in OfflineBackend(seed=3).reply(ADA, [], message, {})]
+    backend = OfflineBackend(seed=3)
+    abandoned = backend.reply(ADA, [], message, {})
+    await abandoned.aclose()  # type: ignore[attr-defined]
+    assert [d async for d in abandoned] == []
+    made: list[object] = []
+    loop = asyncio.get_running_loop()
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=made.append, finalizer=hooks.finalizer)
+    try:
+        again = [d async for d in backend.reply(ADA, [], message, {})]
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert again == first and len(first) == 1
+    assert made == [] and loop.is_running()
+    paced = OfflineBackend(seed=3, word_delay=0.001)
+    assert "".join([d async for d in paced.reply(ADA, [], message, {})]) == first[0]
