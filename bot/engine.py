@@ -229,12 +229,16 @@ class Engine:
         if not incoming.addressed:
             return
         self.metrics.message_in(incoming.platform)
-        refusal, media, preface = await self._admit(incoming)
+        if incoming.files:
+            refusal, media, preface = await self._admit(incoming)
+            attachments: Sequence[Attachment] = media.attachments
+        else:  # most messages: the checks alone, no coroutine of their own
+            refusal, attachments, preface = self._precheck(incoming), (), ""
         if preface:
             yield TextDelta(preface)
         held = HeldLocks()  # the locks _begin takes, released last
         try:
-            begun = refusal or await self._begin(incoming, media.attachments, held)
+            begun = refusal or await self._begin(incoming, attachments, held)
             if isinstance(begun, _KeptReply):  # a reply the user was told was lost was stored
                 yield TextDelta(begun.done.text)
                 done = begun.done
@@ -276,7 +280,7 @@ class Engine:
         """What comes before anything is locked: the checks that refuse a message
         (access, rate limit, size), then its files, fetched and converted. Returns the
         refusal (None when admitted), the files, and what to show before the reply."""
-        refusal = await self._precheck(incoming)
+        refusal = self._precheck(incoming)
         if refusal is not None or not incoming.files or not await self._takes_files(incoming):
             return refusal, Processed(), ""
         media = await self.media.process(incoming.files)
@@ -389,7 +393,7 @@ class Engine:
         link, _ = await self._retrying(lambda: self.store.resolve_identity(incoming.identity))
         return link is not None
 
-    async def _precheck(self, incoming: Incoming) -> ReplyDone | None:
+    def _precheck(self, incoming: Incoming) -> ReplyDone | None:
         denial = self._denial(incoming)
         if denial:
             return ReplyDone(denial, ReplyKind.DENIED)
