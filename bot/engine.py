@@ -525,7 +525,7 @@ class Engine:
         kept = None
         if new_text is not None:
             author = speaker.user_name
-            files = tuple(item.stored() for item in attachments)
+            files = tuple(item.stored() for item in attachments) if attachments else ()
             turn = NewTurn("user", new_text, author, sent_at or self._clock(), attachments=files)
             kept = find_stored(window.turns, [turn]) if sent_at is not None else None
             # the same message again, after its append ended unknown: it may be stored
