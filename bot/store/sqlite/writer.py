@@ -77,6 +77,7 @@ class BatchWriter:
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._writes_since_checkpoint = 0
+        self._closing = False  # no checkpoint starts once closing began
         #: Checkpoints made in the background (for tests and the curious).
         self.checkpoints = 0
 
@@ -86,6 +87,7 @@ class BatchWriter:
 
     async def open(self) -> None:
         """Open the file (creating it, and its directory, when missing) and prepare it."""
+        self._closing = False
         try:
             await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(
@@ -128,6 +130,7 @@ class BatchWriter:
 
     async def close(self) -> None:
         """Finish what is queued, then close the connection."""
+        self._closing = True
         while self._drainer is not None:
             await asyncio.shield(self._drainer)
         while self._checkpointing is not None:
@@ -238,7 +241,11 @@ class BatchWriter:
         """Count a committed batch's writes; start a background checkpoint when due."""
         for job in batch:
             self._writes_since_checkpoint += job.writes
-        if self._writes_since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+        if (
+            self._writes_since_checkpoint >= CHECKPOINT_EVERY
+            and self._checkpointing is None
+            and not self._closing
+        ):
             self._writes_since_checkpoint = 0
             self._checkpointing = asyncio.create_task(self._checkpoint())
 
@@ -252,7 +259,7 @@ class BatchWriter:
                 )
             await _on_worker(self._checkpointer, _fetch, "PRAGMA wal_checkpoint(PASSIVE)", ())
             self.checkpoints += 1
-        except (OSError, sqlite3.Error) as exc:  # the writer's own backstop still holds
+        except (OSError, ValueError, sqlite3.Error) as exc:  # the writer's backstop holds
             log.debug("background checkpoint failed: %s", exc)
         finally:
             self._checkpointing = None
