@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+import threading
 from pathlib import Path
 
 import aiosqlite
@@ -14,7 +16,7 @@ from bot.messages import ConversationKey, Identity, NewTurn, OwnerId, account_ow
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import MIGRATIONS, SqliteStore
 from bot.store.sqlite.conversations import _CURRENT, _WINDOW
-from bot.store.sqlite.writer import CHECKPOINT_EVERY, WRITER_CHECKPOINT_PAGES
+from bot.store.sqlite.writer import CHECKPOINT_EVERY, MAX_BATCH, WRITER_CHECKPOINT_PAGES
 
 KEY = ConversationKey(guest_owner(Identity("telegram", "1")), "ada", "direct")
 
@@ -187,6 +189,32 @@ async def test_the_wal_is_checkpointed_beside_the_writer(tmp_path: Path) -> None
     async with SqliteStore(tmp_path / "pb.db") as store:
         for key in keys[::10]:
             assert len((await store.load_window(key, 1000)).turns) == rounds
+
+
+async def test_the_next_batch_is_sent_while_the_last_still_runs(tmp_path: Path) -> None:
+    """With more operations queued than one batch takes, the next batch waits in the
+    thread's queue: the thread runs it as soon as the first commits, even while the
+    loop is busy (here: blocked) and has not handed the first one's results out."""
+    first_may_end, second_ran = threading.Event(), threading.Event()
+
+    def blocks(conn: sqlite3.Connection) -> None:
+        first_may_end.wait(10)
+
+    def signals(conn: sqlite3.Connection) -> None:
+        second_ran.set()
+
+    def nothing(conn: sqlite3.Connection) -> None:
+        pass
+
+    async with SqliteStore(tmp_path / "pb.db") as store:
+        writer = store._db
+        ops = [blocks] + [nothing] * (MAX_BATCH - 1) + [signals] + [nothing] * (MAX_BATCH - 1)
+        futures = [writer.write(op) for op in ops]
+        for _ in range(20):  # the drainer sends both batches
+            await asyncio.sleep(0)
+        first_may_end.set()
+        assert second_ran.wait(10)  # the loop blocked: the thread went on by itself
+        await asyncio.gather(*futures)
 
 
 async def test_a_failed_write_undoes_only_itself(tmp_path: Path) -> None:

@@ -30,8 +30,12 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Most operations sent to the worker thread in one trip (and one transaction).
-MAX_BATCH = 256
+#: Most operations sent to the worker thread in one trip (and one transaction): with
+#: hundreds of conversations in flight their operations go in several batches, so that
+#: the thread runs one while the loop hands out the last one's results.
+MAX_BATCH = 64
+#: Batches sent to the worker thread at once (see :meth:`BatchWriter._drain`).
+IN_FLIGHT = 2
 #: Writes committed between two checkpoints of the WAL into the file (a write dirties
 #: two or three pages: about SQLite's own 1,000 pages), made on a connection (and a
 #: thread) of their own so that the writer never waits for one.
@@ -203,39 +207,64 @@ class BatchWriter:
 
     async def _drain(self) -> None:
         """Send the queued operations to the worker thread, a batch per trip, until no
-        more are queued."""
-        batch: list[_Job] = []
+        more are queued and every batch sent has answered.
+
+        Up to :data:`IN_FLIGHT` batches are sent at once: the next waits in the thread's
+        queue while the last runs, so the thread starts it as soon as the last commits
+        instead of waiting for the loop to hand that one's results out (and the loop
+        hands them out while the thread works). The thread runs them in the order sent,
+        each in its own transaction; an operation is queued only once the one before it
+        (of its caller) has answered, so none depends on a batch still running."""
+        sent: list[asyncio.Task[None]] = []
         try:
-            while self._pending:
-                await asyncio.sleep(0)  # callers woken by the last batch queue their next
-                taken = self._pending[:MAX_BATCH]
-                del self._pending[: len(taken)]
-                batch = [job for job in taken if not job.future.done()]  # skip the cancelled
-                if not batch:
+            while True:
+                if sent and sent[0].done():
+                    sent.pop(0)
                     continue
-                try:
-                    db = self._connection()
-                    outcomes = await _on_worker(
-                        db, _run_batch, batch, self._on_begin, self._on_rollback
-                    )
-                except Exception as exc:  # the transaction as a whole failed
-                    outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
-                else:
-                    self._committed(batch)
-                for job, (ok, value) in zip(batch, outcomes, strict=True):
-                    if job.future.done():
-                        continue
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(_job_error(value))
+                if self._pending and len(sent) < IN_FLIGHT:
+                    await asyncio.sleep(0)  # callers woken by the last batch queue their next
+                    taken = self._pending[:MAX_BATCH]
+                    del self._pending[: len(taken)]
+                    batch = [job for job in taken if not job.future.done()]  # skip cancelled
+                    if batch and not sent and not self._pending:
+                        await self._trip(batch)  # alone (one conversation): no task needed
+                    elif batch:
+                        sent.append(asyncio.create_task(self._trip(batch)))
+                    continue
+                if not sent:
+                    return
+                await sent[0]  # the thread runs them in order: the oldest answers first
         except BaseException:  # cancelled (the loop is closing): nobody waits forever
-            for job in [*batch, *self._pending]:
+            for task in sent:
+                task.cancel()
+            for job in self._pending:
                 job.future.cancel()
             self._pending.clear()
             raise
         finally:
             self._drainer = None
+
+    async def _trip(self, batch: list[_Job]) -> None:
+        """Run one batch on the worker thread and hand out its outcomes."""
+        try:
+            outcomes = await _on_worker(
+                self._connection(), _run_batch, batch, self._on_begin, self._on_rollback
+            )
+        except Exception as exc:  # the transaction as a whole failed
+            outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
+        except BaseException:  # cancelled: nobody waits forever
+            for job in batch:
+                job.future.cancel()
+            raise
+        else:
+            self._committed(batch)
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(_job_error(value))
 
     def _committed(self, batch: Sequence[_Job]) -> None:
         """Count a committed batch's writes; start a background checkpoint when due."""
