@@ -33,7 +33,7 @@ T = TypeVar("T")
 #: Most operations sent to the worker thread in one trip (and one transaction): with
 #: hundreds of conversations in flight their operations go in several batches, so that
 #: the thread runs one while the loop hands out the last one's results.
-MAX_BATCH = 64
+MAX_BATCH = 128
 #: Batches sent to the worker thread at once (see :meth:`BatchWriter._drain`).
 IN_FLIGHT = 2
 #: Writes committed between two checkpoints of the WAL into the file (a write dirties
