@@ -32,9 +32,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from adapters.web.cookies import set_cookie
+from adapters.web.cookies import cookie_value, set_cookie
 from adapters.web.keys import NEW_CSRF_COOKIE, OPTIONS
 from adapters.web.redirects import login_url
 from adapters.web.replies import same_site_referer_path, wants_json
@@ -84,7 +83,7 @@ async def _seed(request: web.Request, *, mint: bool, anonymous: bool = False) ->
         return session_token(request)
     if NEW_CSRF_COOKIE in request:
         return request[NEW_CSRF_COOKIE]
-    cookie = request.cookies.get(request.app[OPTIONS].csrf_cookie)
+    cookie = cookie_value(request, request.app[OPTIONS].csrf_cookie)
     if cookie and _COOKIE_SHAPE.fullmatch(cookie):
         return cookie
     if not mint:
@@ -138,12 +137,15 @@ async def _sent_token(request: web.Request) -> str | None:
     return sent
 
 
-@web.middleware
-async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def check_csrf(request: web.Request) -> None:
+    """Refuse a state-changing request without the right token (403, or a redirect to
+    the login page when the session it was meant for has ended). Called for every
+    request by :func:`~adapters.web.middleware.front_middleware`; safe methods, requests
+    that matched no route, and exempt routes pass."""
     if request.method in SAFE_METHODS or request.match_info.http_exception is not None:
-        return await handler(request)
+        return
     if getattr(request.match_info.handler, CSRF_EXEMPT_ATTR, False):
-        return await handler(request)
+        return
     if _foreign_origin(request):
         raise web.HTTPForbidden(reason="cross-site request refused")
     sent = await _sent_token(request)
@@ -152,7 +154,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if getattr(request.match_info.handler, CSRF_ANONYMOUS_ATTR, False):
             seeds.append(await _seed(request, mint=False, anonymous=True))
         if any(seed and _same(sent, _derive(seed)) for seed in seeds):
-            return await handler(request)
+            return
     if session_token(request) is not None and await current_account(request) is None:
         # The page was shown to a session that has since expired or was logged out.
         back = login_url(same_site_referer_path(request) or "/account")

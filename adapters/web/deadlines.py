@@ -7,9 +7,10 @@ reading a body waits as long as the body trickles in. So:
 - :class:`DeadlineRunner` wraps each connection's protocol in :class:`_HeadDeadline`:
   once the first byte of a request's headers arrives, the headers must be complete
   within ``header_timeout`` seconds or the connection is closed;
-- :func:`body_deadline_middleware` gives a request's body ``body_timeout`` seconds from
-  the end of its headers; a body still incomplete then closes the connection (the
-  handler sees the connection reset, which the error middleware answers quietly).
+- :func:`request_started` (called first for every request) gives a request's body
+  ``body_timeout`` seconds from the end of its headers; a body still incomplete then
+  closes the connection (the handler sees the connection reset, which the error
+  handler answers quietly).
 
 Idle keep-alive connections are left to aiohttp's ``keepalive_timeout`` (behind a load
 balancer it must exceed the balancer's idle timeout, so it is not shortened here).
@@ -22,7 +23,6 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class _HeadDeadline(asyncio.Protocol):
     """aiohttp's protocol for one connection, with a deadline on each request's head.
 
-    A proxy rather than a subclass: aiohttp builds its protocol itself. The first
+    A proxy rather than a subclass: aiohttp builds its protocol itself. The front
     middleware calls :meth:`head_received` (it finds this object through
     ``request.transport.get_protocol()``) and :meth:`request_finished`."""
 
@@ -116,32 +116,37 @@ class DeadlineRunner(web.AppRunner):
         return _DeadlineFactory(server, self._header_timeout)  # type: ignore[return-value]
 
 
-def body_deadline_middleware(timeout: float) -> Middleware:
-    """The first middleware: marks the head received, and cuts a body slower than
-    ``timeout`` seconds."""
-
-    @web.middleware
-    async def deadlines(request: web.Request, handler: Handler) -> web.StreamResponse:
-        transport = request.transport
-        connection = transport.get_protocol() if transport is not None else None
-        watch = connection if isinstance(connection, _HeadDeadline) else None
-        if watch is not None:
-            watch.head_received()
-        timer = None
-        if request.body_exists and not request.content.is_eof():
-            timer = asyncio.get_running_loop().call_later(timeout, _cut_if_unread, request)
-        try:
-            return await handler(request)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if watch is not None:
-                watch.request_finished()
-
-    return deadlines
+#: What :func:`request_started` hands to :func:`request_ended`: the connection's head
+#: deadline (None when the connection is not watched) and the body's timer (None when
+#: the body had already arrived with the head).
+Started = tuple[_HeadDeadline | None, asyncio.TimerHandle | None]
 
 
-def _cut_if_unread(request: web.Request) -> None:
+def request_started(request: web.BaseRequest, body_timeout: float) -> Started:
+    """Called first for every request (by
+    :func:`~adapters.web.middleware.front_middleware`): marks its head received, and
+    cuts its body if it is still incomplete ``body_timeout`` seconds from now."""
+    transport = request.transport
+    connection = transport.get_protocol() if transport is not None else None
+    watch = connection if isinstance(connection, _HeadDeadline) else None
+    if watch is not None:
+        watch.head_received()
+    timer = None
+    if request.body_exists and not request.content.is_eof():
+        timer = asyncio.get_running_loop().call_later(body_timeout, _cut_if_unread, request)
+    return watch, timer
+
+
+def request_ended(started: Started) -> None:
+    """Called last for every request, whatever happened to it."""
+    watch, timer = started
+    if timer is not None:
+        timer.cancel()
+    if watch is not None:
+        watch.request_finished()
+
+
+def _cut_if_unread(request: web.BaseRequest) -> None:
     if request.content.is_eof() or request.transport is None:
         return
     log.info("closed a connection whose request body took over the time allowed")

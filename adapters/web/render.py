@@ -15,11 +15,14 @@ import jinja2
 from aiohttp import web
 
 from adapters.web.csrf import csrf_token, set_csrf_cookie
-from adapters.web.keys import ENGINE, PAGE_CACHE, TEMPLATES
+from adapters.web.headers import page_headers
+from adapters.web.keys import ENGINE, OPTIONS, PAGE_CACHE, TEMPLATES
 from adapters.web.pagecache import CSRF_PLACEHOLDER
 from adapters.web.session import current_account
 
-HTML_HEADERS = {"Cache-Control": "no-store"}
+#: A page's headers (its type, no-store, the security headers), by ``secure_cookies``.
+PAGE_HEADERS = {secure: page_headers(secure=secure) for secure in (False, True)}
+_PLACEHOLDER = CSRF_PLACEHOLDER.encode()
 
 
 def build_templates() -> jinja2.Environment:
@@ -69,20 +72,20 @@ async def render_anonymous(
     reloaded while running: their version is part of the key."""
     key = (template, status, cache_key, request.app[ENGINE].personas.version)
     cache = request.app[PAGE_CACHE]
-    html = cache.get(key)
-    if html is None:
+    parts = cache.get(key)
+    if parts is None:
         html = (
             request.app[TEMPLATES]
             .get_template(template)
             .render(account=None, csrf_token=CSRF_PLACEHOLDER, **context)
         )
-        cache.put(key, html)
+        parts = tuple(html.encode().split(_PLACEHOLDER))
+        cache.put(key, parts)
     token = await csrf_token(request)
     response = web.Response(
-        text=html.replace(CSRF_PLACEHOLDER, token),
+        body=token.encode().join(parts),
         status=status,
-        content_type="text/html",
-        headers=HTML_HEADERS,
+        headers=PAGE_HEADERS[request.app[OPTIONS].secure_cookies],
     )
     set_csrf_cookie(request, response)
     return response
@@ -104,4 +107,6 @@ def render_page(
         .get_template(template)
         .render(account=account, csrf_token=csrf_token, **context)
     )
-    return web.Response(text=html, status=status, content_type="text/html", headers=HTML_HEADERS)
+    return web.Response(
+        body=html.encode(), status=status, headers=PAGE_HEADERS[request.app[OPTIONS].secure_cookies]
+    )
