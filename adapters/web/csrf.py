@@ -107,6 +107,21 @@ def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
         set_cookie(response, options.csrf_cookie, value, secure=options.secure_cookies)
 
 
+def anonymous_form_token(request: web.Request) -> tuple[str, str | None]:
+    """For a page shown to a visitor known not to be logged in (the anonymous pages
+    check that first): the token for its forms, and the anonymous cookie to set with
+    it when the browser sent none of ours (None when it did).
+
+    The same token :func:`csrf_token` gives such a visitor, without its steps for
+    logged-in visitors: the login page is what every visitor meets first."""
+    options = request.app[OPTIONS]
+    cookie = cookie_value(request, options.csrf_cookie)
+    if cookie and _COOKIE_SHAPE.fullmatch(cookie):
+        return _derive(cookie), None
+    minted = secrets.token_urlsafe(32)
+    return _derive(minted), minted
+
+
 def _foreign_origin(request: web.Request) -> bool:
     """Whether the browser says the request comes from a page of another site."""
     origin = request.headers.get("Origin")

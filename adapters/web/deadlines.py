@@ -32,12 +32,20 @@ class _HeadDeadline(asyncio.Protocol):
 
     A proxy rather than a subclass: aiohttp builds its protocol itself. The front
     middleware calls :meth:`head_received` (it finds this object through
-    ``request.transport.get_protocol()``) and :meth:`request_finished`."""
+    ``request.transport.get_protocol()``) and :meth:`request_finished`.
+
+    The first byte of a request's head notes the time; one timer per connection checks
+    it, and is re-armed only when it fires while a head is still arriving. (A timer per
+    request, made and cancelled for every request, cost more than the rest of this
+    class put together.)"""
 
     def __init__(self, inner: Any, timeout: float):
         self._inner = inner
         self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        #: When the head of the request now arriving began to arrive (None: no head is).
+        self._since: float | None = None
         self._busy = False
         self._transport: asyncio.BaseTransport | None = None
 
@@ -49,9 +57,10 @@ class _HeadDeadline(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if data and not self._busy and self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._timeout, self._expired)
+        if data and not self._busy and self._since is None:
+            self._since = now = self._loop.time()
+            if self._timer is None:
+                self._timer = self._loop.call_at(now + self._timeout, self._check)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -65,24 +74,27 @@ class _HeadDeadline(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._inner.connection_lost(exc)
 
     def head_received(self) -> None:
-        self._cancel()
+        self._since = None
         self._busy = True
 
     def request_finished(self) -> None:
         self._busy = False
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expired(self) -> None:
+    def _check(self) -> None:
         self._timer = None
-        if not self._busy and self._transport is not None:
+        since = self._since
+        if since is None or self._busy:
+            return  # no head arriving: the next one's first byte arms the timer again
+        deadline = since + self._timeout
+        if self._loop.time() < deadline:  # a later request's head: wait for its deadline
+            self._timer = self._loop.call_at(deadline, self._check)
+        elif self._transport is not None:
             log.info("closed a connection whose request headers took over %gs", self._timeout)
             self._transport.close()
 

@@ -28,7 +28,7 @@ from adapters.web.forms import check_body
 from adapters.web.headers import add_security_headers, security_headers
 from adapters.web.metrics import PrometheusMetrics
 from adapters.web.proxies import TrustedProxies, resolve_client
-from adapters.web.render import render_page
+from adapters.web.render import Page, render_page
 from adapters.web.replies import json_error, wants_json
 from bot.errors import StoreUnavailable
 
@@ -124,7 +124,7 @@ def front_middleware(
                 resource = request.match_info.route.resource
                 route = resource.canonical if resource is not None else "unmatched"
                 observe(request.method, route, status, time.perf_counter() - began)
-            if not response.prepared:
+            if not response.prepared and type(response) is not Page:  # (pages have them)
                 headers = response.headers
                 for name, value in headers_to_add:
                     headers.setdefault(name, value)
