@@ -28,12 +28,12 @@ def set_cookie(
     """An HttpOnly, SameSite=Lax cookie for the whole site (``Secure`` when asked)."""
     if not _SAFE_VALUE.fullmatch(value):
         raise ValueError("cookie values are URL-safe tokens")
-    parts = [f"{name}={value}", "HttpOnly", "Path=/", "SameSite=Lax"]
+    header = f"{name}={value}; HttpOnly; Path=/; SameSite=Lax"
     if max_age is not None:
-        parts.append(f"Max-Age={max_age}")
+        header += f"; Max-Age={max_age}"
     if secure:
-        parts.append("Secure")
-    response.headers.add("Set-Cookie", "; ".join(parts))
+        header += "; Secure"
+    response.headers.add(hdrs.SET_COOKIE, header)
 
 
 def delete_cookie(response: web.StreamResponse, name: str, *, secure: bool) -> None:

@@ -22,10 +22,12 @@ def session_token(request: web.Request) -> str | None:
 
 async def current_account(request: web.Request) -> Account | None:
     """The logged-in account, or None (no cookie, or an expired or revoked session)."""
+    token = session_token(request)
+    if token is None:
+        return None  # no session cookie: nobody, and nothing to look up
     if ACCOUNT in request:
         return request[ACCOUNT]
-    token = session_token(request)
-    account = await request.app[ACCOUNTS].session_account(token) if token else None
+    account = await request.app[ACCOUNTS].session_account(token)
     request[ACCOUNT] = account
     return account
 

@@ -1,10 +1,12 @@
 """What the front of every request does, now that it is one middleware and pages are
 served from cached bytes (issue 19): our cookies read straight from the header, the
-anonymous page's CSRF token and cookie, the security headers on answers that are not
-pages, and the HTTP histogram counted without prometheus-client's locks."""
+anonymous page's CSRF token and cookie (new values drawn in batches), the security
+headers on answers that are not pages, and the HTTP histogram counted without
+prometheus-client's locks."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -12,6 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from adapters.web import PrometheusMetrics
 from adapters.web.cookies import cookie_value
+from adapters.web.csrf import _CookiePool
 from bot.config import WebSettings
 from tests.support.web_client import Client, MakeClient
 
@@ -201,3 +204,33 @@ async def test_requests_are_counted_by_route_and_final_status(
         'method="POST",route="/login",status="403"',
     ):
         assert f"{name}{{{labels}}} 1.0" in text, labels
+
+
+# -- new anonymous cookie values ------------------------------------------------------------
+
+
+def test_new_cookie_values_are_fresh_url_safe_tokens() -> None:
+    pool = _CookiePool(batch=8)
+    values = [pool.take() for _ in range(50)]  # several batches
+    assert len(set(values)) == len(values)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", value) for value in values)
+
+
+def test_a_forked_worker_never_hands_out_the_parents_next_values() -> None:
+    pool = _CookiePool(batch=8)
+    pool.take()  # the pool now holds the next seven values
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child process)
+        try:
+            os.write(write, pool.take().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        from_child = os.read(read, 100).decode()
+    finally:
+        os.close(read)
+        os.waitpid(child, 0)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", from_child)
+    assert from_child not in [pool.take() for _ in range(8)]
