@@ -93,6 +93,9 @@ def front_middleware(
     trusted) give the client's address; ``secure`` adds HSTS to the security headers."""
     headers_to_add = security_headers(secure=secure)
     observe = metrics.http_request
+    clock = time.perf_counter
+    #: each route's label (its pattern), looked up once per route
+    labels: dict[object, str] = {}
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -100,7 +103,7 @@ def front_middleware(
         try:
             if proxies:
                 request = resolve_client(request, proxies)
-            began = time.perf_counter()
+            began = clock()
             status = 500
             try:
                 try:
@@ -121,9 +124,14 @@ def front_middleware(
                     exc.headers.setdefault(name, value)
                 raise
             finally:
-                resource = request.match_info.route.resource
-                route = resource.canonical if resource is not None else "unmatched"
-                observe(request.method, route, status, time.perf_counter() - began)
+                matched = request.match_info.route
+                route = labels.get(matched)
+                if route is None:
+                    resource = matched.resource
+                    route = resource.canonical if resource is not None else "unmatched"
+                    if resource is not None:  # (an unmatched request's route is new each time)
+                        labels[matched] = route
+                observe(request.method, route, status, clock() - began)
             if not response.prepared and type(response) is not Page:  # (pages have them)
                 headers = response.headers
                 for name, value in headers_to_add:

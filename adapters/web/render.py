@@ -63,7 +63,7 @@ async def render(
     return response
 
 
-async def render_anonymous(
+def render_anonymous(
     request: web.Request,
     template: str,
     *,
@@ -72,7 +72,7 @@ async def render_anonymous(
     **context: Any,
 ) -> web.Response:
     """A page for a visitor who is not logged in (the caller has checked), from the
-    page cache when it can be.
+    page cache when it can be (a plain function: nothing in it waits).
 
     ``cache_key`` must hold everything of ``context`` that varies between requests;
     the CSRF token is put in per request. Pages show persona cards, which can be
