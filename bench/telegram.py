@@ -8,6 +8,11 @@ Three processes on loopback, as in production the bot, Telegram and the users ar
   * a lean fake Bot API server, which answers the adapter and notes every write;
   * this process, which POSTs updates to the webhook (with the secret header).
 
+The fake server and the load generator speak HTTP/1.1 straight on asyncio's transports
+(not aiohttp's server and client): the bot gets the same requests and answers, and the
+two spend about a third of the CPU they did, which they share with the bot on this
+machine (with two workers, their CPU is what keeps the bot's from both cores).
+
 Phase 1, throughput: many private chats, a few messages each, replies as fast as the
 offline backend writes them. The rate counts an update as handled when its complete
 reply has reached the fake server (from the first POST to the last reply).
@@ -20,7 +25,9 @@ the configured limits (1/s in private chats, one per 3 s in groups).
 Phase 3, workers: the same load as phase 1 against ``personabridge run`` itself in
 webhook mode with ``WEB__WORKERS=1`` and then ``2`` (processes on one port sharing one
 SQLite file, each update claimed in the store's inbox): the rate with two workers, and
-how much the second worker adds (goal: at least 1.7x).
+how much the second worker adds (goal: at least 1.7x); and where the CPU went in
+each (ms per update of the bot's processes, of the fake Bot API and of the load
+generator, from ``/proc``, and the cores they kept busy).
 
 Run: ``.venv/bin/python bench/telegram.py`` (``--quick`` for a smoke run; ``--json PATH``
 also writes the headline figures for ``bench/all.py``). Not a test; every phase is
@@ -388,10 +395,40 @@ def start_workers(api_url: str, workers: int, folder: Path) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{port}/telegram/webhook"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone); Linux only."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (``personabridge run`` and its workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
+
+
 async def workers_phase(
-    session: aiohttp.ClientSession, api_url: str, workers: int, chats: int, base: int
-) -> float:
-    """Updates/s end to end through ``workers`` workers (as phase 1)."""
+    session: aiohttp.ClientSession,
+    api_url: str,
+    api_pid: int,
+    workers: int,
+    chats: int,
+    base: int,
+) -> tuple[float, dict[str, float]]:
+    """Updates/s end to end through ``workers`` workers (as phase 1), and where the
+    machine's CPU went meanwhile: ms per update of the bot's processes, of the fake
+    Bot API and of this load generator, and the cores they kept busy."""
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         process, url = start_workers(api_url, workers, Path(tmp))
         try:
@@ -413,8 +450,11 @@ async def workers_phase(
             async with session.post(f"{api_url}/reset") as response:
                 await response.read()
             private = [(base + n, base + n) for n in range(chats)]
+            bots = family(process.pid)
+            before = [sum(cpu_seconds(p) for p in bots), cpu_seconds(api_pid), time.process_time()]
             started = await post_all(session, url, private, 1)
             stats = await wait_for_finals(session, api_url, chats, limit=120)
+            after = [sum(cpu_seconds(p) for p in bots), cpu_seconds(api_pid), time.process_time()]
             async with session.post(f"{api_url}/reset") as response:
                 await response.read()
         finally:
@@ -426,7 +466,14 @@ async def workers_phase(
                 process.wait()
     if stats["finals"] < chats:
         raise SystemExit(f"{workers} worker(s): {stats['finals']} of {chats} replies complete")
-    return float(stats["finals"] / (stats["last"] - started))
+    elapsed = stats["last"] - started
+    used = [b - a for a, b in zip(before, after, strict=True)]
+    split = {
+        name: 1000 * seconds / chats
+        for name, seconds in zip(("bot", "fake Bot API", "load"), used, strict=True)
+    }
+    split["cores"] = sum(used) / elapsed
+    return float(stats["finals"] / elapsed), split
 
 
 async def main(quick: bool) -> list[Figure]:
@@ -481,12 +528,17 @@ async def main(quick: bool) -> list[Figure]:
         # Phase 3: personabridge run, one worker and then two on one port.
         async with session.post(f"{api_url}/reset") as response:
             await response.read()
-        scaled = {
-            workers: await workers_phase(session, api_url, workers, chats, 1_000_000 * workers)
+        assert api.pid is not None
+        phases = {
+            workers: await workers_phase(
+                session, api_url, api.pid, workers, chats, 1_000_000 * workers
+            )
             for workers in (1, 2)
         }
+        scaled = {workers: rate for workers, (rate, _) in phases.items()}
     api_parent.send("stop")
     api.join(10)
+    load = os.getloadavg()[0]
 
     print("Telegram adapter, webhook mode, end to end (bot, fake Bot API, load: 3 processes)")
     print(
@@ -559,6 +611,13 @@ async def main(quick: bool) -> list[Figure]:
         )
     )
     scaling = scaled[2] / scaled[1]
+    print(f"\npersonabridge run: CPU per update (ms) and cores busy, load average {load:.2f}")
+    print(f"{'workers':<8} {'bot':>8} {'fake API':>9} {'load gen':>9} {'cores':>6}")
+    for workers, (_, split) in phases.items():
+        print(
+            f"{workers:<8} {split['bot']:>8.3f} {split['fake Bot API']:>9.3f}"
+            f" {split['load']:>9.3f} {split['cores']:>6.2f}"
+        )
     print(
         f"\npersonabridge run, webhook mode: 1 worker {scaled[1]:,.0f} upd/s, 2 workers"
         f" {scaled[2]:,.0f} upd/s (goal >= {GOAL_RATE:,}): {scaling:.2f}x"
