@@ -116,6 +116,16 @@ async def _reference_server() -> web.AppRunner:
 # -- measuring ----------------------------------------------------------------------------
 
 
+def server_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) the server process has used so far; None where
+    ``/proc`` is not there to read it from."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     scenario: str
@@ -123,6 +133,8 @@ class Result:
     concurrency: int
     requests: int = 0
     seconds: float = 0.0
+    #: the server process's CPU seconds per request in this phase (None: not measured)
+    cpu_per_request: float | None = None
     latencies: list[float] = field(default_factory=list)  # seconds
     errors: int = 0
     p50: float | None = None  # seconds, when the generator reports them itself
@@ -364,9 +376,20 @@ async def probe(base: str, label: str, duration: float, interval: float = 0.01) 
 
 
 async def run(
-    base: str, reference: str, duration: float, use_wrk: bool
+    base: str, reference: str, duration: float, use_wrk: bool, server_pid: int | None = None
 ) -> tuple[Result, list[Result]]:
-    """The reference figure, then the scenarios' results in the order printed."""
+    """The reference figure, then the scenarios' results in the order printed. With
+    ``server_pid``, each throughput phase also reads the server's CPU per request
+    (the reference runs in the same process)."""
+
+    def cpu() -> float | None:
+        return server_cpu(server_pid) if server_pid is not None else None
+
+    def cpu_per_request(before: float | None, result: Result) -> None:
+        after = cpu()
+        if before is not None and after is not None and result.requests:
+            result.cpu_per_request = (after - before) / result.requests
+
     results: list[Result] = []
     cap = int(duration * 100_000)  # a bound on requests, far above what a run can do
     logins = await log_in_all(base)
@@ -380,6 +403,7 @@ async def run(
         script: str | None = None,
         headers: tuple[str, ...] = (),
     ) -> None:
+        before = cpu()
         if use_wrk:
             result = await wrk_load(
                 scenario,
@@ -393,6 +417,7 @@ async def run(
             result = await aiohttp_load(
                 scenario, send, concurrency=concurrency, duration=duration, max_requests=cap
             )
+        cpu_per_request(before, result)
         results.append(result)
         print(result.row(), flush=True)
 
@@ -403,6 +428,7 @@ async def run(
             await response.read()
             return response.status == 200
 
+    before = cpu()
     if use_wrk:
         ceiling = await wrk_load(
             "(reference: empty aiohttp handler)",
@@ -418,6 +444,7 @@ async def run(
             duration=duration,
             max_requests=cap,
         )
+    cpu_per_request(before, ceiling)
     print(ceiling.row(), flush=True)
     # A first visit gets a new anonymous CSRF cookie; a returning one sends it back.
     await measure("GET /login (first visit)", 64, lambda s, n: get_login(s, base), "/login")
@@ -489,7 +516,13 @@ def main() -> None:
                 raise SystemExit("the server did not start within 60 s")
             port, reference = parent.recv()
             ceiling, results = asyncio.run(
-                run(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{reference}", duration, use_wrk)
+                run(
+                    f"http://127.0.0.1:{port}",
+                    f"http://127.0.0.1:{reference}",
+                    duration,
+                    use_wrk,
+                    server.pid,
+                )
             )
         finally:
             parent.send("stop")
@@ -503,6 +536,19 @@ def main() -> None:
         f" process ({get.rate / ceiling.rate:.0%} of the empty handler's rate;"
         f" goal >= {GOAL_SHARE:.0%})"
     )
+    pages = (ceiling, results[0], results[1])
+    if all(r.cpu_per_request for r in pages):
+        reference_cpu, first_cpu, returning_cpu = (
+            r.cpu_per_request * 1e6  # type: ignore[operator]
+            for r in pages
+        )
+        print(
+            f"server CPU per request: empty handler {reference_cpu:.1f} µs, GET /login"
+            f" {first_cpu:.1f} µs (first visit), {returning_cpu:.1f} µs (returning); the"
+            f" empty handler's CPU ÷ the page's: {reference_cpu / first_cpu:.0%} and"
+            f" {reference_cpu / returning_cpu:.0%} (the same goal read in CPU, which holds"
+            " on a loaded machine where req/s does not)"
+        )
     idle, busy = results[4], results[5]
     idle_p50, busy_p50 = (statistics.median(r.latencies) * 1000 for r in (idle, busy))
     print(

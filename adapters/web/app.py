@@ -26,8 +26,7 @@ from adapters.web import (
     routes_voice,
 )
 from adapters.web.background import ReplyTasks
-from adapters.web.csrf import csrf_exempt, csrf_middleware
-from adapters.web.deadlines import body_deadline_middleware
+from adapters.web.csrf import csrf_exempt
 from adapters.web.health import HEALTH_TTL, StoreHealth
 from adapters.web.keys import (
     ACCOUNTS,
@@ -44,13 +43,9 @@ from adapters.web.keys import (
     WebOptions,
 )
 from adapters.web.metrics import PrometheusMetrics
-from adapters.web.middleware import (
-    error_middleware,
-    metrics_middleware,
-    security_headers_middleware,
-)
+from adapters.web.middleware import front_middleware
 from adapters.web.pagecache import PageCache
-from adapters.web.proxies import TrustedProxies, proxy_middleware
+from adapters.web.proxies import TrustedProxies
 from adapters.web.render import build_templates
 from auth import AccountService
 from bot.adapter import WebRoute
@@ -96,15 +91,15 @@ def create_app(
         signups_per_hour=signups_per_hour,
     )
     proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
+    metrics = metrics if metrics is not None else PrometheusMetrics()
     app = web.Application(
         middlewares=[
-            body_deadline_middleware(settings.body_timeout),
-            # next: every later step (throttles, logs, metrics) sees the client's address
-            *([proxy_middleware(proxies)] if proxies else []),
-            security_headers_middleware,
-            metrics_middleware,
-            error_middleware,
-            csrf_middleware,
+            front_middleware(
+                metrics=metrics,
+                body_timeout=settings.body_timeout,
+                proxies=proxies or None,
+                secure=settings.secure_cookies,
+            )
         ],
         client_max_size=client_max_size,
     )
@@ -112,7 +107,7 @@ def create_app(
     app[SETTINGS] = settings
     app[ACCOUNTS] = accounts
     app[OPTIONS] = options
-    app[METRICS] = metrics if metrics is not None else PrometheusMetrics()
+    app[METRICS] = metrics
     app[TEMPLATES] = build_templates()
     app[PAGE_CACHE] = PageCache()
     app[HEALTH] = StoreHealth(upkeep, ttl=health_ttl)

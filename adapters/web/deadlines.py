@@ -7,9 +7,10 @@ reading a body waits as long as the body trickles in. So:
 - :class:`DeadlineRunner` wraps each connection's protocol in :class:`_HeadDeadline`:
   once the first byte of a request's headers arrives, the headers must be complete
   within ``header_timeout`` seconds or the connection is closed;
-- :func:`body_deadline_middleware` gives a request's body ``body_timeout`` seconds from
-  the end of its headers; a body still incomplete then closes the connection (the
-  handler sees the connection reset, which the error middleware answers quietly).
+- :func:`request_started` (called first for every request) gives a request's body
+  ``body_timeout`` seconds from the end of its headers; a body still incomplete then
+  closes the connection (the handler sees the connection reset, which the error
+  handler answers quietly).
 
 Idle keep-alive connections are left to aiohttp's ``keepalive_timeout`` (behind a load
 balancer it must exceed the balancer's idle timeout, so it is not shortened here).
@@ -22,7 +23,6 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,22 @@ log = logging.getLogger(__name__)
 class _HeadDeadline(asyncio.Protocol):
     """aiohttp's protocol for one connection, with a deadline on each request's head.
 
-    A proxy rather than a subclass: aiohttp builds its protocol itself. The first
+    A proxy rather than a subclass: aiohttp builds its protocol itself. The front
     middleware calls :meth:`head_received` (it finds this object through
-    ``request.transport.get_protocol()``) and :meth:`request_finished`."""
+    ``request.transport.get_protocol()``) and :meth:`request_finished`.
+
+    The first byte of a request's head notes the time; one timer per connection checks
+    it, and is re-armed only when it fires while a head is still arriving. (A timer per
+    request, made and cancelled for every request, cost more than the rest of this
+    class put together.)"""
 
     def __init__(self, inner: Any, timeout: float):
         self._inner = inner
         self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        #: When the head of the request now arriving began to arrive (None: no head is).
+        self._since: float | None = None
         self._busy = False
         self._transport: asyncio.BaseTransport | None = None
 
@@ -49,9 +57,10 @@ class _HeadDeadline(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if data and not self._busy and self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._timeout, self._expired)
+        if data and not self._busy and self._since is None:
+            self._since = now = self._loop.time()
+            if self._timer is None:
+                self._timer = self._loop.call_at(now + self._timeout, self._check)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -65,24 +74,27 @@ class _HeadDeadline(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._inner.connection_lost(exc)
 
     def head_received(self) -> None:
-        self._cancel()
+        self._since = None
         self._busy = True
 
     def request_finished(self) -> None:
         self._busy = False
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expired(self) -> None:
+    def _check(self) -> None:
         self._timer = None
-        if not self._busy and self._transport is not None:
+        since = self._since
+        if since is None or self._busy:
+            return  # no head arriving: the next one's first byte arms the timer again
+        deadline = since + self._timeout
+        if self._loop.time() < deadline:  # a later request's head: wait for its deadline
+            self._timer = self._loop.call_at(deadline, self._check)
+        elif self._transport is not None:
             log.info("closed a connection whose request headers took over %gs", self._timeout)
             self._transport.close()
 
@@ -116,32 +128,37 @@ class DeadlineRunner(web.AppRunner):
         return _DeadlineFactory(server, self._header_timeout)  # type: ignore[return-value]
 
 
-def body_deadline_middleware(timeout: float) -> Middleware:
-    """The first middleware: marks the head received, and cuts a body slower than
-    ``timeout`` seconds."""
-
-    @web.middleware
-    async def deadlines(request: web.Request, handler: Handler) -> web.StreamResponse:
-        transport = request.transport
-        connection = transport.get_protocol() if transport is not None else None
-        watch = connection if isinstance(connection, _HeadDeadline) else None
-        if watch is not None:
-            watch.head_received()
-        timer = None
-        if request.body_exists and not request.content.is_eof():
-            timer = asyncio.get_running_loop().call_later(timeout, _cut_if_unread, request)
-        try:
-            return await handler(request)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if watch is not None:
-                watch.request_finished()
-
-    return deadlines
+#: What :func:`request_started` hands to :func:`request_ended`: the connection's head
+#: deadline (None when the connection is not watched) and the body's timer (None when
+#: the body had already arrived with the head).
+Started = tuple[_HeadDeadline | None, asyncio.TimerHandle | None]
 
 
-def _cut_if_unread(request: web.Request) -> None:
+def request_started(request: web.BaseRequest, body_timeout: float) -> Started:
+    """Called first for every request (by
+    :func:`~adapters.web.middleware.front_middleware`): marks its head received, and
+    cuts its body if it is still incomplete ``body_timeout`` seconds from now."""
+    transport = request.transport
+    connection = transport.get_protocol() if transport is not None else None
+    watch = connection if isinstance(connection, _HeadDeadline) else None
+    if watch is not None:
+        watch.head_received()
+    timer = None
+    if request.body_exists and not request.content.is_eof():
+        timer = asyncio.get_running_loop().call_later(body_timeout, _cut_if_unread, request)
+    return watch, timer
+
+
+def request_ended(started: Started) -> None:
+    """Called last for every request, whatever happened to it."""
+    watch, timer = started
+    if timer is not None:
+        timer.cancel()
+    if watch is not None:
+        watch.request_finished()
+
+
+def _cut_if_unread(request: web.BaseRequest) -> None:
     if request.content.is_eof() or request.transport is None:
         return
     log.info("closed a connection whose request body took over the time allowed")

@@ -1,53 +1,41 @@
-"""What wraps every request: the central error handler, security headers, metrics.
+"""What wraps every request: one middleware, :func:`front_middleware`.
 
-The error middleware is the one place an exception becomes a response. Users get a
-short page (or JSON for our scripts) in plain words, never a traceback; unexpected
-exceptions are logged with their traceback for the operator. It also refuses a body
-that cannot be read as what it says it is (an unknown charset, a broken form) before
-anything reads it: see :func:`~adapters.web.forms.check_body`.
+In order, outermost first: the slow-client deadlines (:mod:`adapters.web.deadlines`),
+the client's address behind trusted proxies (:mod:`adapters.web.proxies`), the security
+headers (:mod:`adapters.web.headers`), metrics, the central error handler, the body
+check (:func:`~adapters.web.forms.check_body`) and the CSRF check
+(:mod:`adapters.web.csrf`). They are steps of one middleware rather than a middleware
+each: aiohttp runs every middleware as a coroutine of its own, and six of them cost as
+much as the whole login page (issue 19).
+
+The error handler is the one place an exception becomes a response. Users get a short
+page (or JSON for our scripts) in plain words, never a traceback; unexpected exceptions
+are logged with their traceback for the operator. A body that cannot be read as what it
+says it is (an unknown charset, a broken form) is refused before anything reads it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
+from adapters.web.csrf import check_csrf
+from adapters.web.deadlines import request_ended, request_started
 from adapters.web.forms import check_body
-from adapters.web.keys import METRICS, OPTIONS
-from adapters.web.render import render_page
+from adapters.web.headers import add_security_headers, security_headers
+from adapters.web.metrics import PrometheusMetrics
+from adapters.web.proxies import TrustedProxies, resolve_client
+from adapters.web.render import Page, render_page
 from adapters.web.replies import json_error, wants_json
 from bot.errors import StoreUnavailable
 
+__all__ = ["add_security_headers", "error_response", "front_middleware"]
+
 log = logging.getLogger(__name__)
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "media-src 'self'",  # replies read aloud (/chat/voice/...)
-        "connect-src 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-    )
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    # the microphone for the chat's voice notes (this site only)
-    "Permissions-Policy": "camera=(), microphone=(self), geolocation=(), payment=()",
-}
-HSTS = ("Strict-Transport-Security", "max-age=31536000")
 _KEPT_HEADERS = ("Retry-After", "Allow", "WWW-Authenticate")
 
 ERROR_TEXT = {
@@ -92,76 +80,90 @@ def error_response(
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        if request.match_info.http_exception is None:
-            await check_body(request)
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise  # redirects, and errors that already speak JSON to our scripts
-        kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
-        return error_response(request, exc.status, headers=kept)
-    except web.RequestPayloadError:
+def front_middleware(
+    *,
+    metrics: PrometheusMetrics,
+    body_timeout: float,
+    proxies: TrustedProxies | None = None,
+    secure: bool = False,
+) -> Middleware:
+    """The app's only middleware (see the module's docstring for its steps).
+
+    ``metrics`` counts every request by route pattern; ``proxies`` (when any are
+    trusted) give the client's address; ``secure`` adds HSTS to the security headers."""
+    headers_to_add = security_headers(secure=secure)
+    observe = metrics.http_request
+    clock = time.perf_counter
+    #: each route's label (its pattern), looked up once per route
+    labels: dict[object, str] = {}
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = request_started(request, body_timeout)
+        try:
+            if proxies:
+                request = resolve_client(request, proxies)
+            began = clock()
+            status = 500
+            try:
+                try:
+                    if request.method != "GET" and request.match_info.http_exception is None:
+                        await check_body(request)
+                        await check_csrf(request)
+                    response = await handler(request)
+                except web.HTTPException as exc:
+                    if exc.status < 400 or exc.content_type == "application/json":
+                        raise  # redirects, and errors that already speak JSON to our scripts
+                    response = _answer_http_error(request, exc)
+                except Exception as exc:
+                    response = _answer_error(request, exc)
+                status = response.status
+            except web.HTTPException as exc:  # redirects raised as exceptions
+                status = exc.status
+                for name, value in headers_to_add:
+                    exc.headers.setdefault(name, value)
+                raise
+            finally:
+                matched = request.match_info.route
+                route = labels.get(matched)
+                if route is None:
+                    resource = matched.resource
+                    route = resource.canonical if resource is not None else "unmatched"
+                    if resource is not None:  # (an unmatched request's route is new each time)
+                        labels[matched] = route
+                observe(request.method, route, status, clock() - began)
+            if not response.prepared and type(response) is not Page:  # (pages have them)
+                headers = response.headers
+                for name, value in headers_to_add:
+                    headers.setdefault(name, value)
+            return response
+        finally:
+            request_ended(started)
+
+    return front
+
+
+def _answer_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """Our page for an HTTP error a handler or a check raised."""
+    kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    return error_response(request, exc.status, headers=kept)
+
+
+def _answer_error(request: web.Request, exc: Exception) -> web.Response:
+    """The response to an exception a handler (or a check) raised, other than an
+    ``HTTPException``; called while the exception is being handled."""
+    if isinstance(exc, web.RequestPayloadError):
         # The body could not be received as sent (a broken gzip stream, for one).
         log.info("unreadable request body on %s %s", request.method, request.path)
         response = error_response(request, 400)
         response.force_close()  # the rest of the body cannot be read past either
         return response
-    except ConnectionResetError:
+    if isinstance(exc, ConnectionResetError):
         # The client went away while we read its request: nobody to answer, no error.
         log.debug("client disconnected during %s %s", request.method, request.path)
         return web.Response(status=400)
-    except StoreUnavailable as exc:
+    if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
         return error_response(request, 503, headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(request, 500)
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts requests by route pattern (not by raw path: bounded label values)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].http_request(
-            request.method, route, status, time.perf_counter() - started
-        )
-
-
-def add_security_headers(request: web.Request, headers: MutableMapping[str, str]) -> None:
-    """Put the security headers on a response (a handler that streams, and so prepares
-    its response itself, calls this before ``prepare``)."""
-    for name, value in SECURITY_HEADERS.items():
-        if name not in headers:
-            headers[name] = value
-    if request.app[OPTIONS].secure_cookies and HSTS[0] not in headers:
-        headers[HSTS[0]] = HSTS[1]
-
-
-@web.middleware
-async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The outermost middleware: every response leaving the app gets the headers.
-
-    (A middleware rather than ``on_response_prepare``: the signal costs about as much
-    as rendering a small page.)"""
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # redirects raised as exceptions
-        add_security_headers(request, exc.headers)
-        raise
-    if not response.prepared:
-        add_security_headers(request, response.headers)
-    return response
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(request, 500)

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_log import AccessLogger
 from multidict import CIMultiDictProxy
 
@@ -114,19 +113,16 @@ class TrustedProxies:
         return str(nearest)
 
 
-def proxy_middleware(proxies: TrustedProxies) -> Middleware:
-    """The outermost middleware: handlers (and every middleware inside this one) see the
-    client's address as ``request.remote``."""
-
-    @web.middleware
-    async def resolve_client(request: web.Request, handler: Handler) -> web.StreamResponse:
-        address = proxies.client_address(request.remote, request.headers)
-        request[CLIENT_ADDRESS] = address
-        if address != request.remote:
-            request = request.clone(remote=address)
-        return await handler(request)
-
-    return resolve_client
+def resolve_client(request: web.Request, proxies: TrustedProxies) -> web.Request:
+    """The request as handlers see it: with the client's address as ``request.remote``
+    (called first for every request by
+    :func:`~adapters.web.middleware.front_middleware`, so every later step, throttles,
+    logs and metrics, sees the client's address)."""
+    address = proxies.client_address(request.remote, request.headers)
+    request[CLIENT_ADDRESS] = address
+    if address != request.remote:
+        request = request.clone(remote=address)
+    return request
 
 
 class _AsLogged:

@@ -14,12 +14,21 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from adapters.web.csrf import csrf_token, set_csrf_cookie
-from adapters.web.keys import ENGINE, PAGE_CACHE, TEMPLATES
+from adapters.web.cookies import set_cookie
+from adapters.web.csrf import anonymous_form_token, csrf_token, set_csrf_cookie
+from adapters.web.headers import page_headers
+from adapters.web.keys import ENGINE, OPTIONS, PAGE_CACHE, TEMPLATES
 from adapters.web.pagecache import CSRF_PLACEHOLDER
 from adapters.web.session import current_account
 
-HTML_HEADERS = {"Cache-Control": "no-store"}
+#: A page's headers (its type, no-store, the security headers), by ``secure_cookies``.
+PAGE_HEADERS = {secure: page_headers(secure=secure) for secure in (False, True)}
+_PLACEHOLDER = CSRF_PLACEHOLDER.encode()
+
+
+class Page(web.Response):
+    """An HTML page, built with every header of :data:`PAGE_HEADERS` (the security
+    headers among them): the front middleware has none to add."""
 
 
 def build_templates() -> jinja2.Environment:
@@ -54,7 +63,7 @@ async def render(
     return response
 
 
-async def render_anonymous(
+def render_anonymous(
     request: web.Request,
     template: str,
     *,
@@ -62,29 +71,31 @@ async def render_anonymous(
     status: int = 200,
     **context: Any,
 ) -> web.Response:
-    """A page for a visitor who is not logged in, from the page cache when it can be.
+    """A page for a visitor who is not logged in (the caller has checked), from the
+    page cache when it can be (a plain function: nothing in it waits).
 
     ``cache_key`` must hold everything of ``context`` that varies between requests;
     the CSRF token is put in per request. Pages show persona cards, which can be
     reloaded while running: their version is part of the key."""
-    key = (template, status, cache_key, request.app[ENGINE].personas.version)
-    cache = request.app[PAGE_CACHE]
-    html = cache.get(key)
-    if html is None:
+    app = request.app
+    key = (template, status, cache_key, app[ENGINE].personas.version)
+    cache = app[PAGE_CACHE]
+    parts = cache.get(key)
+    if parts is None:
         html = (
-            request.app[TEMPLATES]
+            app[TEMPLATES]
             .get_template(template)
             .render(account=None, csrf_token=CSRF_PLACEHOLDER, **context)
         )
-        cache.put(key, html)
-    token = await csrf_token(request)
-    response = web.Response(
-        text=html.replace(CSRF_PLACEHOLDER, token),
-        status=status,
-        content_type="text/html",
-        headers=HTML_HEADERS,
+        parts = tuple(html.encode().split(_PLACEHOLDER))
+        cache.put(key, parts)
+    token, new_cookie = anonymous_form_token(request)
+    options = app[OPTIONS]
+    response = Page(
+        body=token.encode().join(parts), status=status, headers=PAGE_HEADERS[options.secure_cookies]
     )
-    set_csrf_cookie(request, response)
+    if new_cookie is not None:
+        set_cookie(response, options.csrf_cookie, new_cookie, secure=options.secure_cookies)
     return response
 
 
@@ -104,4 +115,6 @@ def render_page(
         .get_template(template)
         .render(account=account, csrf_token=csrf_token, **context)
     )
-    return web.Response(text=html, status=status, content_type="text/html", headers=HTML_HEADERS)
+    return Page(
+        body=html.encode(), status=status, headers=PAGE_HEADERS[request.app[OPTIONS].secure_cookies]
+    )

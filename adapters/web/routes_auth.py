@@ -43,7 +43,7 @@ async def home(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     if await current_account(request) is None:
         text = notice(request)
-        return await render_anonymous(
+        return render_anonymous(
             request, "home.html", cache_key=text, personas=list(engine.personas), notice=text
         )
     return await render(
@@ -59,7 +59,7 @@ async def signup_form(request: web.Request) -> web.Response:
     next_path = safe_next(request.query.get("next"))
     if await current_account(request) is not None:
         raise web.HTTPSeeOther(next_path)
-    return await render_anonymous(
+    return render_anonymous(
         request,
         "signup.html",
         cache_key=next_path,
@@ -119,7 +119,7 @@ async def login_form(request: web.Request) -> web.Response:
     next_path = safe_next(request.query.get("next"))
     if await current_account(request) is not None:
         raise web.HTTPSeeOther(next_path)
-    return await render_anonymous(
+    return render_anonymous(
         request, "login.html", cache_key=next_path, next=next_path, username="", error=None
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.web.cookies import delete_cookie, set_cookie
+from adapters.web.cookies import cookie_value, delete_cookie, set_cookie
 from adapters.web.keys import ACCOUNT, ACCOUNTS, OPTIONS
 from adapters.web.redirects import login_url
 from auth import NewSession
@@ -17,15 +17,17 @@ from bot.store.base import Account
 
 
 def session_token(request: web.Request) -> str | None:
-    return request.cookies.get(request.app[OPTIONS].session_cookie) or None
+    return cookie_value(request, request.app[OPTIONS].session_cookie) or None
 
 
 async def current_account(request: web.Request) -> Account | None:
     """The logged-in account, or None (no cookie, or an expired or revoked session)."""
+    token = session_token(request)
+    if token is None:
+        return None  # no session cookie: nobody, and nothing to look up
     if ACCOUNT in request:
         return request[ACCOUNT]
-    token = session_token(request)
-    account = await request.app[ACCOUNTS].session_account(token) if token else None
+    account = await request.app[ACCOUNTS].session_account(token)
     request[ACCOUNT] = account
     return account
 
@@ -60,7 +62,7 @@ def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> 
 
 def device_token(request: web.Request) -> str | None:
     """The browser's device token (see :mod:`auth.devices`), if it has one."""
-    return request.cookies.get(request.app[OPTIONS].device_cookie) or None
+    return cookie_value(request, request.app[OPTIONS].device_cookie) or None
 
 
 def set_device_cookie(request: web.Request, response: web.StreamResponse, account: Account) -> None:
