@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +41,8 @@ from openai._httpx2 import request_exceptions, timeout_exceptions
 from openai._streaming_cleanup import drain_response_async
 
 from bot.backends.sse import Event, EventSplitter
+
+log = logging.getLogger(__name__)
 
 _decode = json.JSONDecoder().raw_decode
 
@@ -76,11 +79,14 @@ class BurstStream(AsyncStream[list[Any]]):
         if protocol is None:
             await asyncio.sleep(seconds)
             return
-        protocol.pause_reading()
+        try:
+            protocol.pause_reading()
+        except Exception as exc:  # a state aiohttp's flow control refuses: just sleep
+            log.debug("openai: could not pause a stream's connection: %r", exc)
         try:
             await asyncio.sleep(seconds)
         finally:
-            protocol.resume_reading()
+            protocol.resume_reading()  # safe in any state: what pause_reading held, resumed
 
 
 def _values(events: list[Event], response: httpx2.Response) -> tuple[list[Any], bool]:
