@@ -23,7 +23,6 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,7 +51,7 @@ from bot.errors import (
 )
 from bot.greetings import conversation_seed, store_greeting
 from bot.leases import LeasePolicy, still_answering
-from bot.limits import KeyedLocks
+from bot.limits import HeldLocks, KeyedLocks
 from bot.media import Processed
 from bot.messages import (
     Attachment,
@@ -114,8 +113,11 @@ MISSING_PERSONA_NOTE = (
 GUEST_COMMANDS = frozenset({"start", "help", "link", "unlink", "whoami"})
 
 
-def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
-    """The newest turns that fit in ``max_chars``, oldest first.
+def bounded_window(
+    turns: Sequence[Turn], max_chars: int, max_turns: int | None = None
+) -> list[Turn]:
+    """The newest turns that fit in ``max_chars`` (and, given, at most ``max_turns`` of
+    them), oldest first.
 
     A reply that ``/retry`` replaced is followed directly by its replacement (two
     assistant turns in a row): only the newer one is shown to the backend.
@@ -123,9 +125,11 @@ def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
     kept: list[Turn] = []
     budget = max_chars
     for turn in reversed(turns):
+        if len(kept) == max_turns:
+            break
         if kept and turn.role == "assistant" and kept[-1].role == "assistant":
             continue
-        size = turn_size(turn)
+        size = turn_size(turn) if turn.attachments else len(turn.text)  # (no call: most)
         if size > budget:
             break
         budget -= size
@@ -136,6 +140,8 @@ def bounded_window(turns: Sequence[Turn], max_chars: int) -> list[Turn]:
 
 def turn_size(turn: Turn) -> int:
     """What a turn costs of the window: its text and its files' text."""
+    if not turn.attachments:  # most turns: no generator to sum
+        return len(turn.text)
     return len(turn.text) + sum(len(item.text) for item in turn.attachments)
 
 
@@ -181,6 +187,10 @@ class Engine:
         self.speech = parts.speech
         self.settings = settings
         self.access = access
+        #: Whether any allow or block list is set (most deployments: none).
+        self._screened = bool(
+            access.block_users or access.allow_users or access.block_chats or access.allow_chats
+        )
         self.metrics = metrics
         self.store_retry = store_retry
         self._clock = clock
@@ -222,7 +232,8 @@ class Engine:
         refusal, media, preface = await self._admit(incoming)
         if preface:
             yield TextDelta(preface)
-        async with AsyncExitStack() as held:  # the locks _begin takes, released last
+        held = HeldLocks()  # the locks _begin takes, released last
+        try:
             begun = refusal or await self._begin(incoming, media.attachments, held)
             if isinstance(begun, _KeptReply):  # a reply the user was told was lost was stored
                 yield TextDelta(begun.done.text)
@@ -254,6 +265,8 @@ class Engine:
                         await self._release(begun)
                 if done.note:  # not stored: the note is about this moment only
                     yield TextDelta(done.note)
+        finally:
+            held.release()
         if preface:
             done = dataclasses.replace(done, preface=preface)
         self.metrics.message_out(incoming.platform, done.kind)
@@ -273,25 +286,25 @@ class Engine:
         return None, media, preface
 
     async def _begin(
-        self, incoming: Incoming, attachments: Sequence[Attachment], held: AsyncExitStack
+        self, incoming: Incoming, attachments: Sequence[Attachment], held: HeldLocks
     ) -> _Prepared | _KeptReply | ReplyDone:
         """Everything before the reply streams: who speaks, what they ask, and, for
         chat, their turn stored and the backend's input gathered. Returns that prepared
         reply, or the finished answer (a command's, a refusal, a store failure: nothing
         of the message was kept then).
 
-        The locks go into ``held``, which the caller leaves after the reply is stored.
+        The locks go into ``held``, which the caller releases after the reply is stored.
         One message of an identity at a time, from resolving its owner to the stored
         reply: a message racing its own /link would otherwise be kept under the guest
         owner after the guest's data had moved to the account. Then, for chat, one
         message of the conversation at a time."""
         try:
-            await held.enter_async_context(self._speakers.lock(incoming.identity))
+            await held.take(self._speakers, incoming.identity)
             speaker = await self.resolve(incoming)
             route = await self._route(speaker)
             if isinstance(route, ReplyDone):
                 return route
-            await held.enter_async_context(self._locks.lock(speaker.key))
+            await held.take(self._locks, speaker.key)
             return await self._prepare(speaker, route, attachments)
         except StoreError as exc:
             return self._store_failed(incoming, exc, turn_kept=False)
@@ -401,6 +414,8 @@ class Engine:
 
     def _denial(self, incoming: Incoming) -> str | None:
         access = self.access
+        if not self._screened:  # no list to check: nothing to format per message
+            return None
         user = str(incoming.identity)
         chat = f"{incoming.platform}:{incoming.chat_id}"
         if user in access.block_users or (access.allow_users and user not in access.allow_users):
@@ -495,10 +510,9 @@ class Engine:
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
         # the epoch first: a /forget after this point refuses every write of this message
-        epoch = await self._retrying(lambda: self.store.owner_epoch(key.owner))
+        epoch, window = await self._retrying(lambda: self.store.epoch_and_window(key, loaded))
         if epoch is None:
             raise OwnerForgotten(f"owner {key.owner} is deleted")
-        window = await self._retrying(lambda: self.store.load_window(key, loaded))
         version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
@@ -552,7 +566,7 @@ class Engine:
             earlier = tuple(t.text for t in paired(window.turns)[len(history) + 1 :])
         summary = StoredSummary.decode(window.summary) if self._summarisers else StoredSummary()
         budget = self.settings.window_max_chars - turn_size(message) - len(summary.text)
-        context = bounded_window(history, budget)[-max_turns:]
+        context = bounded_window(history, budget, max_turns)
         return _Prepared(
             key=key,
             persona=speaker.persona,
@@ -658,7 +672,13 @@ class Engine:
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """A store call that may safely run twice (a read, or a write that sets rather
         than adds), tried again when it fails transiently."""
-        return await retry_transient(call, self.store_retry, on_retry=self._store_retried)
+        try:
+            return await call()  # the first try inline: one coroutine less per store call
+        except StoreUnavailable as exc:
+            failed = exc
+        return await retry_transient(
+            call, self.store_retry, on_retry=self._store_retried, failed=failed
+        )
 
     def _store_retried(self, exc: StoreUnavailable) -> None:
         log.debug("store failed transiently, trying again: %s", exc)

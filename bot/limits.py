@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import asynccontextmanager
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -83,28 +82,88 @@ class RateLimiter:
 
 
 class KeyedLocks:
-    """One asyncio lock per key, created on demand and dropped when nobody holds or
-    waits for it, so idle conversations cost no memory."""
+    """One lock per key, created on demand and dropped when nobody holds or waits for
+    it, so idle conversations cost no memory.
+
+    Every message takes two of these, so they are cheaper than a dict of
+    :class:`asyncio.Lock`: a free key is taken with no future and no suspension, and a
+    released key is handed straight to its oldest waiter (first come, first served: the
+    messages of one conversation keep their order), which then owns it even before it
+    runs. Use ``async with locks.lock(key):``, or :meth:`acquire` and :meth:`release`.
+    """
 
     def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        # a key held: its waiters, oldest first (empty when nobody waits)
+        self._held: dict[Hashable, deque[asyncio.Future[None]]] = {}
 
-    @asynccontextmanager
-    async def lock(self, key: Hashable) -> AsyncIterator[None]:
+    def lock(self, key: Hashable) -> _KeyLock:
         """Hold the key's lock for the ``async with`` block, after whoever holds it."""
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
+        return _KeyLock(self, key)
+
+    async def acquire(self, key: Hashable) -> None:
+        """Wait until the key is ours. A caller cancelled while waiting does not get it
+        (and, if it was just handed the key, passes it on)."""
+        waiters = self._held.get(key)
+        if waiters is None:
+            self._held[key] = deque()
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(handed)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            await handed
+        except BaseException:
+            if handed.done() and not handed.cancelled():
+                self.release(key)  # handed over, then cancelled before it ran
             else:
-                self._locks[key] = (lock, users - 1)
+                waiters.remove(handed)
+            raise
+
+    def release(self, key: Hashable) -> None:
+        """Hand the key to its oldest waiter still waiting, or free it."""
+        waiters = self._held[key]
+        while waiters:
+            handed = waiters.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        del self._held[key]
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._held)
+
+
+class HeldLocks:
+    """Keys of :class:`KeyedLocks` taken one after another and released together, the
+    last taken first (what an ``AsyncExitStack`` of ``lock()`` would do, for less)."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[tuple[KeyedLocks, Hashable]] = []
+
+    async def take(self, locks: KeyedLocks, key: Hashable) -> None:
+        """Wait for ``key`` of ``locks`` and hold it until :meth:`release`."""
+        await locks.acquire(key)
+        self._held.append((locks, key))
+
+    def release(self) -> None:
+        """Release every key held, the last taken first."""
+        while self._held:
+            locks, key = self._held.pop()
+            locks.release(key)
+
+
+class _KeyLock:
+    """``async with`` for one key of :class:`KeyedLocks`."""
+
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: KeyedLocks, key: Hashable) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        await self._locks.acquire(self._key)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._locks.release(self._key)

@@ -46,11 +46,21 @@ async def retry_transient(
     policy: StoreRetry,
     *,
     on_retry: Callable[[StoreUnavailable], None] | None = None,
+    failed: StoreUnavailable | None = None,
 ) -> T:
     """``await call()``, tried again on :class:`StoreUnavailable` up to the policy's
     attempts; the last failure is raised. Only for calls that may safely run twice
-    (reads, and writes that set rather than add)."""
-    for failures in range(1, policy.attempts):
+    (reads, and writes that set rather than add). ``failed``: the first try was already
+    made by the caller, and failed so (a caller's own first try costs no coroutine)."""
+    first = 1
+    if failed is not None:
+        if policy.attempts <= 1:
+            raise failed
+        if on_retry is not None:
+            on_retry(failed)
+        await asyncio.sleep(policy.pause(1))
+        first = 2
+    for failures in range(first, policy.attempts):
         try:
             return await call()
         except StoreUnavailable as exc:

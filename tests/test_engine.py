@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from pathlib import Path
 
@@ -196,6 +197,32 @@ def test_bounded_window_keeps_the_newest_turns_within_budget() -> None:
 def test_bounded_window_shows_only_the_newest_of_retried_replies() -> None:
     turns = _turns(("user", "q"), ("assistant", "old"), ("assistant", "new"), ("user", "q2"))
     assert [t.text for t in bounded_window(turns, 1000)] == ["q", "new", "q2"]
+
+
+def test_bounded_window_with_a_turn_limit_is_the_newest_of_the_unlimited_one() -> None:
+    turns = _turns(
+        ("user", "q"), ("assistant", "old"), ("assistant", "new"), ("user", "q2"), ("user", "q3")
+    )
+    for max_turns in range(1, 6):
+        for budget in (4, 7, 1000):
+            expected = bounded_window(turns, budget)[-max_turns:]
+            assert bounded_window(turns, budget, max_turns) == expected
+
+
+def test_building_an_engine_makes_young_garbage_collections_rarer_never_more_frequent(
+    store: MemoryStore,
+) -> None:
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        build_engine(store, WindowEcho())
+        assert gc.get_threshold() == (engine_parts.GC_YOUNG_THRESHOLD, 10, 10)
+        assert gc.isenabled()
+        gc.set_threshold(50_000, 5, 5)  # a process tuned already keeps its setting
+        build_engine(store, WindowEcho())
+        assert gc.get_threshold() == (50_000, 5, 5)
+    finally:
+        gc.set_threshold(*saved)
 
 
 async def test_window_is_bounded_by_characters(store: MemoryStore) -> None:

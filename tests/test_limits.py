@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.limits import KeyedLocks, RateLimiter
+from bot.limits import HeldLocks, KeyedLocks, RateLimiter
 from bot.linking import hash_link_code, looks_like_link_code, new_link_code
 from tests.support.clocks import Clock
 
@@ -72,3 +72,61 @@ def test_link_codes_are_typable_and_hash_the_same_however_typed() -> None:
     assert hash_link_code(code) == hash_link_code(code.lower().replace("-", " "))
     assert not looks_like_link_code("0000-OOOO")  # look-alikes are not in the alphabet
     assert len({new_link_code() for _ in range(200)}) == 200
+
+
+async def test_keyed_locks_hand_a_key_to_its_waiters_in_arrival_order() -> None:
+    """The messages of one conversation are answered in the order they came."""
+    locks = KeyedLocks()
+    order: list[int] = []
+
+    async def work(n: int) -> None:
+        async with locks.lock("k"):
+            order.append(n)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(work(n) for n in range(6)))
+    assert order == list(range(6))
+    assert len(locks) == 0
+
+
+async def test_keyed_locks_survive_a_waiter_cancelled_while_waiting() -> None:
+    locks = KeyedLocks()
+    await locks.acquire("k")
+    waiter = asyncio.create_task(locks.acquire("k"))
+    second = asyncio.create_task(locks.acquire("k"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.sleep(0)
+    locks.release("k")  # handed to the second waiter: the cancelled one is skipped
+    await asyncio.wait_for(second, 1)
+    assert waiter.cancelled()
+    locks.release("k")
+    assert len(locks) == 0
+
+
+async def test_keyed_locks_pass_on_a_key_handed_to_a_waiter_cancelled_before_it_ran() -> None:
+    locks = KeyedLocks()
+    await locks.acquire("k")
+    waiter = asyncio.create_task(locks.acquire("k"))
+    after = asyncio.create_task(locks.acquire("k"))
+    await asyncio.sleep(0)
+    locks.release("k")  # handed to ``waiter``, which has not run yet...
+    waiter.cancel()  # ...and is cancelled: the key must go on to ``after``
+    await asyncio.wait_for(after, 1)
+    assert waiter.cancelled()
+    locks.release("k")
+    assert len(locks) == 0
+
+
+async def test_held_locks_release_every_key_the_last_taken_first() -> None:
+    speakers, conversations = KeyedLocks(), KeyedLocks()
+    held = HeldLocks()
+    await held.take(speakers, "ann")
+    await held.take(conversations, "ann/ada")
+    waiting = asyncio.create_task(conversations.acquire("ann/ada"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    held.release()
+    await asyncio.wait_for(waiting, 1)
+    conversations.release("ann/ada")
+    assert len(speakers) == len(conversations) == 0

@@ -175,6 +175,8 @@ class _Doc:
     answer: str  # as written in the card, macros kept
     knowledge: bool
     macros: bool  # whether ``answer`` needs expanding at all (most don't: skip the regex)
+    #: ``answer`` as any user is told it (None: it names the user, or its macros expand)
+    said: str | None = None
 
 
 @dataclass(slots=True)
@@ -218,6 +220,14 @@ def _fingerprint(persona: Persona, sources: tuple[Source, ...]) -> int:
     return hash((persona.name, persona.char_name, persona.personality, persona.tags, sources))
 
 
+def _said(persona: Persona, answer: str) -> str | None:
+    """``answer`` as every user is told it, when no macro of it expands (so each reply
+    need not expand it again); None when one does."""
+    # a user macro always changes the text (the user's name put in is one character);
+    # if nothing changed, nothing depends on who is told
+    return answer.strip() if persona.expand(answer, user="\x00") == answer else None
+
+
 def _build(persona: Persona, fingerprint: int, sources: tuple[Source, ...]) -> _Card:
     name_words = frozenset(WORD.findall(f"{persona.name} {persona.char_name}".lower()))
     intents: dict[str, list[str]] = {}
@@ -228,7 +238,7 @@ def _build(persona: Persona, fingerprint: int, sources: tuple[Source, ...]) -> _
         keys = (tokenize(" ".join(source.keys)), KEY_WEIGHT)
         macros = bool(_MACRO.search(answer))
         if source.knowledge:
-            docs.append(_Doc(answer, knowledge=True, macros=macros))
+            docs.append(_Doc(answer, knowledge=True, macros=macros, said=_said(persona, answer)))
             fields.append(((tokenize(_MACRO.sub(" ", answer)), 1.0), ([], 0.0), keys))
             continue
         user = _MACRO.sub(" ", source.question)
@@ -236,7 +246,7 @@ def _build(persona: Persona, fingerprint: int, sources: tuple[Source, ...]) -> _
         if found and not rest:
             intents.setdefault(min(found, key=_PRIORITY.index), []).append(answer)
             continue
-        docs.append(_Doc(answer, knowledge=False, macros=macros))
+        docs.append(_Doc(answer, knowledge=False, macros=macros, said=_said(persona, answer)))
         fields.append(
             ((tokenize(user), 1.0), (tokenize(_MACRO.sub(" ", answer)), CHAR_WEIGHT), keys)
         )
@@ -374,9 +384,11 @@ class _Reply:
     subject: str = ""  # what an unknown question asks about, as the user wrote it
     #: ``said`` as plain words, worked out once (each candidate answer is compared to it)
     said_words: str = field(init=False, default="")
+    _said_split: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.said_words = _plain(self.said)
+        self._said_split = self.said_words.split(" ")
 
     @property
     def last(self) -> str:
@@ -384,6 +396,10 @@ class _Reply:
 
     def expand(self, raw: str) -> str:
         return self.card.persona.expand(raw, user=self.user).strip()
+
+    def answer_of(self, doc: _Doc) -> str:
+        """A document's answer, expanded (worked out once per card when it can be)."""
+        return self.expand(doc.answer) if doc.said is None else doc.said
 
     def pick(self, raws: Iterable[str]) -> str:
         """One of ``raws``, expanded, and not the last reply (nor one a /retry
@@ -454,7 +470,7 @@ class _Reply:
             return False
         low = answer.lower()
         # every word said is in an answer that says it back: a cheap test first
-        if not all(word in low for word in said.split(" ")):
+        if not all(map(low.__contains__, self._said_split)):
             return False
         words = " ".join(WORD.findall(low))
         return words == said or (said in words and len(words) < 2 * len(said))
@@ -469,7 +485,7 @@ class _Reply:
             if index.coverage(query, doc) >= MIN_COVERAGE:
                 floor = floor if related else max(MIN_SCORE, RELATED * score)
                 related.append(doc)
-        related = [d for d in related if not self.echoes(self.expand(docs[d].answer))]
+        related = [d for d in related if not self.echoes(self.answer_of(docs[d]))]
         if not related:
             return None
         fresh = related
@@ -496,7 +512,7 @@ class _Reply:
         extra = [docs[d] for d in fresh[1:] if docs[d].knowledge]
         if extra and self.rng.random() < COMBINE_CHANCE:
             return self.expand(f"{best.answer} {extra[0].answer}")
-        return self.expand(best.answer)
+        return self.answer_of(best)
 
     def frame(self, line: str) -> str:
         """A knowledge line as the persona would say it."""

@@ -280,6 +280,14 @@ class ConversationStore(PreferenceStore, Protocol):
     async def owner_epoch(self, owner: OwnerId) -> int | None:
         """The owner's epoch (see module doc), or None when its account was deleted."""
 
+    async def epoch_and_window(
+        self, key: ConversationKey, max_turns: int
+    ) -> tuple[int | None, ConversationWindow]:
+        """:meth:`owner_epoch` of the key's owner and :meth:`load_window`, in one call:
+        what every message reads before it appends (a store may read both in one trip).
+        The epoch is read no later than the window, so a ``/forget`` that lands after
+        the epoch was read refuses every write made with it."""
+
     async def append_turns(
         self,
         key: ConversationKey,

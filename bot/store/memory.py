@@ -392,6 +392,9 @@ class MemoryStore:
 
     async def load_window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         await self._enter("load_window")
+        return self._window(key, max_turns)
+
+    def _window(self, key: ConversationKey, max_turns: int) -> ConversationWindow:
         conversations = self._slot(key)
         current = _current(conversations)
         if current is None:
@@ -404,6 +407,12 @@ class MemoryStore:
     async def owner_epoch(self, owner: OwnerId) -> int | None:
         await self._enter("owner_epoch")
         return self._epochs.get(owner, 0)
+
+    async def epoch_and_window(
+        self, key: ConversationKey, max_turns: int
+    ) -> tuple[int | None, ConversationWindow]:
+        await self._enter("epoch_and_window")
+        return self._epochs.get(key.owner, 0), self._window(key, max_turns)
 
     def _check_epoch(self, owner: OwnerId, epoch: int | None) -> None:
         """Refuse a write for a deleted owner, or from an epoch that has passed."""

@@ -224,6 +224,18 @@ def test_macros_are_expanded() -> None:
     assert "Ada learned the trade on cargo ships before Bob was born." in reply
 
 
+def test_answers_that_name_the_user_name_each_user_from_one_backend() -> None:
+    """A card's answers without macros are worked out once per card; the ones that
+    name the user (or the persona in any spelling) are still expanded for each user."""
+    backend = OfflineBackend(seed=1)
+    for user in ("Bob", "Zoë", "Bob"):
+        message = turn(0, "user", "what is a container?", user)
+        assert f"for your program, {user}:" in backend.compose(ADA, [], message)
+    shouting = Persona(id="cap", name="Cap", knowledge=("<CHAR> sails the <BOT>-built ships.",))
+    assert "Cap sails the Cap-built ships." in say("who sails the ships?", shouting)
+    assert REGISTRY in say("what does a registry store?", backend=backend)
+
+
 def test_a_changed_card_is_reindexed() -> None:
     backend = OfflineBackend(seed=1)
     assert REGISTRY in say("what does a registry store?", backend=backend)

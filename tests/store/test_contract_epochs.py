@@ -107,3 +107,46 @@ async def test_writes_without_an_epoch_still_work_for_live_owners(store: Store) 
     await store.forget_owner(GUEST)
     await chat(store, key(GUEST), "two")
     assert await texts_in(store, key(GUEST)) == ["two"]
+
+
+async def test_epoch_and_window_read_what_the_two_reads_would(store: Store) -> None:
+    conversation = key(GUEST)
+    assert await store.epoch_and_window(conversation, 10) == (
+        0,
+        await store.load_window(conversation, 10),
+    )
+    await chat(store, conversation, "one", "two", "three")
+    epoch, window = await store.epoch_and_window(conversation, 2)
+    assert epoch == await store.owner_epoch(GUEST) == 0
+    assert window == await store.load_window(conversation, 2)
+    assert [turn.text for turn in window.turns] == ["two", "three"]
+
+
+async def test_epoch_and_window_after_a_forget_give_the_new_epoch_and_no_old_turn(
+    store: Store,
+) -> None:
+    """What a message reads first: after a /forget, the old epoch's turns are gone, and
+    writes made with the epoch it read before the forget are refused."""
+    conversation = key(GUEST)
+    await chat(store, conversation, "before")
+    old_epoch, old_window = await store.epoch_and_window(conversation, 10)
+    await store.forget_owner(GUEST)
+    epoch, window = await store.epoch_and_window(conversation, 10)
+    assert old_epoch is not None and epoch == old_epoch + 1
+    assert window.turns == ()
+    with pytest.raises(OwnerForgotten):
+        await store.append_turns(
+            conversation, said("late"), old_window.version, 2.0, epoch=old_epoch
+        )
+    await store.append_turns(conversation, said("again"), window.version, 3.0, epoch=epoch)
+    assert await texts_in(store, conversation) == ["again"]
+
+
+async def test_epoch_and_window_of_a_deleted_accounts_owner_have_no_epoch(store: Store) -> None:
+    account = await new_account(store)
+    owner = account_owner(account.id)
+    await chat(store, key(owner), "hello")
+    await store.delete_account(account.id)
+    epoch, window = await store.epoch_and_window(key(owner), 10)
+    assert epoch is None
+    assert window.turns == ()

@@ -255,6 +255,13 @@ class FlakyStore:
     async def owner_epoch(self, owner: OwnerId) -> int | None:
         return await self._call("owner_epoch", self.inner.owner_epoch, owner)
 
+    async def epoch_and_window(
+        self, key: ConversationKey, max_turns: int
+    ) -> tuple[int | None, ConversationWindow]:
+        # as the two reads it stands for, so faults land where the tests aim them
+        epoch = await self.owner_epoch(key.owner)
+        return epoch, await self.load_window(key, max_turns)
+
     async def append_turns(
         self,
         key: ConversationKey,

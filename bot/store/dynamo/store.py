@@ -378,6 +378,14 @@ class DynamoStore:
             return read[0]
         return _epoch_of(await self._table.get(keys.epoch(owner)))
 
+    async def epoch_and_window(
+        self, key: ConversationKey, max_turns: int
+    ) -> tuple[int | None, ConversationWindow]:
+        # the epoch first (usually read already along with the preferences: no call),
+        # then the window (usually prefetched the same way)
+        epoch = await self.owner_epoch(key.owner)
+        return epoch, await self.load_window(key, max_turns)
+
     async def append_turns(
         self,
         key: ConversationKey,

@@ -32,6 +32,7 @@ from bot.messages import (
 from bot.store.base import ConversationRecord, ConversationWindow, Lease, lease_blocks
 from bot.store.sqlite.owner_cache import OwnerCache
 from bot.store.sqlite.owners import check_epoch
+from bot.store.sqlite.owners import epoch as owner_epoch
 from bot.store.sqlite.recent import RecentTurns
 
 # Takes the lease (:take set), or frees it when :release holds it; refuses (no row) when
@@ -132,6 +133,17 @@ def load_window(
     return ConversationWindow(version, turns, backend_state, summary)
 
 
+def epoch_and_window(
+    conn: sqlite3.Connection,
+    recent: RecentTurns,
+    owners: OwnerCache,
+    key: ConversationKey,
+    max_turns: int,
+) -> tuple[int | None, ConversationWindow]:
+    """The owner's epoch, then the window, in one snapshot (one operation)."""
+    return owner_epoch(conn, owners, key.owner), load_window(conn, recent, key, max_turns)
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseChange:
     take: Lease | None = None
@@ -175,7 +187,7 @@ def append(
             turn.author,
             turn.created_at,
             turn.reply_to,
-            tuple(item.stored() for item in turn.attachments),
+            tuple(item.stored() for item in turn.attachments) if turn.attachments else (),
         )
         for seq, turn in enumerate(turns, start=first)
     )

@@ -202,6 +202,13 @@ class SqliteStore:
     async def owner_epoch(self, owner: OwnerId) -> int | None:
         return await self._db.read(owners.epoch, self._owners, owner)
 
+    async def epoch_and_window(
+        self, key: ConversationKey, max_turns: int
+    ) -> tuple[int | None, ConversationWindow]:
+        return await self._db.read(
+            conversations.epoch_and_window, self._recent, self._owners, key, max_turns
+        )
+
     async def append_turns(
         self,
         key: ConversationKey,

@@ -123,7 +123,7 @@ class BatchWriter:
         **kwargs: P.kwargs,
     ) -> asyncio.Future[T]:
         """Run ``fn(connection, ...)``, which only reads, in the next trip."""
-        return self._submit(False, lambda conn: fn(conn, *args, **kwargs))
+        return self._submit(False, fn, args, kwargs)
 
     def write(
         self,
@@ -132,15 +132,15 @@ class BatchWriter:
         **kwargs: P.kwargs,
     ) -> asyncio.Future[T]:
         """Run ``fn(connection, ...)`` as one all-or-nothing write in the next trip."""
-        return self._submit(True, lambda conn: fn(conn, *args, **kwargs))
+        return self._submit(True, fn, args, kwargs)
 
     def select(self, sql: str, parameters: Sequence[Any] = ()) -> asyncio.Future[list[Any]]:
         """Run one reading statement and return its rows."""
-        return self._submit(False, lambda conn: _fetch(conn, sql, parameters))
+        return self._submit(False, _fetch, (sql, parameters), {})
 
     def change(self, sql: str, parameters: Sequence[Any] = ()) -> asyncio.Future[list[Any]]:
         """Run one writing statement and return its rows."""
-        return self._submit(True, lambda conn: _fetch(conn, sql, parameters))
+        return self._submit(True, _fetch, (sql, parameters), {})
 
     # -- the way to the worker thread -----------------------------------------------------
 
@@ -149,11 +149,19 @@ class BatchWriter:
             raise StoreUnavailable("the SQLite store is not open (use `async with store:`)")
         return self._db
 
-    def _submit(self, writes: bool, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue one operation for the next trip; its outcome comes in the future."""
-        self._connection()
+    def _submit(
+        self,
+        writes: bool,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[T]:
+        """Queue ``fn(connection, *args, **kwargs)`` for the next trip; its outcome
+        comes in the future."""
+        if self._db is None:
+            self._connection()  # raises
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(run, writes, future))
+        self._pending.append(_Job(fn, args, kwargs, writes, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
         return future
@@ -211,7 +219,9 @@ async def _on_worker(
 
 @dataclass(slots=True)
 class _Job:
-    run: Callable[[sqlite3.Connection], Any]
+    fn: Callable[..., Any]  # called as fn(connection, *args, **kwargs)
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     writes: bool
     future: asyncio.Future[Any]
 
@@ -239,7 +249,7 @@ def _run_batch(
         for job in batch:
             changes = conn.total_changes
             try:
-                outcomes.append((True, job.run(conn)))
+                outcomes.append((True, job.fn(conn, *job.args, **job.kwargs)))
             except Exception as exc:
                 if conn.total_changes != changes:
                     raise
