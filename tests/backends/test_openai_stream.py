@@ -5,6 +5,7 @@ connection kept for the next reply) stays."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -163,3 +164,27 @@ async def test_over_the_sdks_httpx_the_stream_is_paced_all_the_same(server: Fake
 
 def sse(data: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(data)}\n\n".encode()
+
+
+async def test_a_reply_cancelled_while_its_connection_rests_leaves_the_next_one_whole(
+    server: FakeOpenAI, backend: OpenAIBackend
+) -> None:
+    server.script = [Reply(WORDS, pace=0.02)]
+    first = asyncio.Event()
+    got: list[str] = []
+
+    async def consume() -> None:
+        message = Turn(1, "user", "one", "Alice", 0.0)
+        async for piece in backend.reply(PERSONA, [], message, {}):
+            got.append(piece)
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    await asyncio.sleep(0.05)  # within the pause after the first piece
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert got and "".join(got) != "".join(WORDS)
+    assert "".join(await pieces(backend, "two")) == "You said: two"
