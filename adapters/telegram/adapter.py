@@ -293,7 +293,9 @@ class TelegramAdapter:
             return web.Response(status=503, text="not ready")
         request = request.clone(client_max_size=MAX_UPDATE_BYTES)
         try:
-            data = await request.json()
+            # kept as it came for the inbox (Telegram sends UTF-8): not written out again
+            body = (await request.read()).decode("utf-8")
+            data = json.loads(body)
             if not isinstance(data, dict):
                 raise ValueError("an update is a JSON object")
             update = Update.de_json(data, app.bot)
@@ -308,7 +310,7 @@ class TelegramAdapter:
         if self.inbox is not None and is_id(data.get("update_id")):
             # acknowledged only once stored: Telegram never resends an answered update
             try:
-                fresh = await self.inbox.accept(str(data["update_id"]), json.dumps(data))
+                fresh = await self.inbox.accept(str(data["update_id"]), body)
             except StoreError as exc:
                 log.warning("telegram: an update could not be stored, not taken (%s)", exc)
                 return web.Response(status=503, text="try again")

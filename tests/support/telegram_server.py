@@ -28,7 +28,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -167,6 +167,8 @@ class FakeBotApi:
     #: Longest a getUpdates call is held when there is nothing to return.
     poll_cap: float = 0.5
     calls: list[Call] = field(default_factory=list)
+    #: The Content-Type of each call's body, in order.
+    encodings: list[str] = field(default_factory=list)
     chats: dict[int, dict[int, Shown]] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
     refuse_html: bool = False
@@ -302,7 +304,13 @@ class FakeBotApi:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
-        form = await request.post()
+        # Telegram takes a method's parameters as a form, multipart or a JSON object
+        form: Mapping[str, Any]
+        if request.content_type == "application/json":
+            form = await request.json()
+        else:
+            form = await request.post()
+        self.encodings.append(request.content_type)
         params: dict[str, Any] = {}
         for key, value in form.items():
             if isinstance(value, FileField):

@@ -52,6 +52,7 @@ class BatchWriter:
     ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
+        self._busy_ms = int(busy_timeout * 1000)
         self._prepare = prepare
         self._on_rollback = on_rollback
         self._on_begin = on_begin
@@ -181,7 +182,7 @@ class BatchWriter:
                 try:
                     db = self._connection()
                     outcomes = await _on_worker(
-                        db, _run_batch, batch, self._on_begin, self._on_rollback
+                        db, _run_batch, batch, self._on_begin, self._on_rollback, self._busy_ms
                     )
                 except Exception as exc:  # the transaction as a whole failed
                     outcomes = [(False, _job_error(exc, whole_batch=True)) for _ in batch]
@@ -231,6 +232,7 @@ def _run_batch(
     batch: Sequence[_Job],
     on_begin: Callable[[], None],
     on_rollback: Callable[[], None],
+    busy_ms: int,
 ) -> list[tuple[bool, Any]]:
     """Run the operations in order, in one transaction; returns ``(True, result)`` or
     ``(False, exception)`` for each.
@@ -243,7 +245,10 @@ def _run_batch(
     what should never happen.)"""
     outcomes: list[tuple[bool, Any]] = []
     # a batch of reads gets a transaction too: one snapshot for each operation
-    conn.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
+    if any(job.writes for job in batch):
+        begin_immediate(conn, busy_ms)
+    else:
+        conn.execute("BEGIN")
     on_begin()
     try:
         for job in batch:
@@ -261,6 +266,36 @@ def _run_batch(
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+#: Seconds between tries for the write lock another process holds, before SQLite's own
+#: busy handler takes over (about 20 ms in all).
+LOCK_POLL = (0.0001, 0.0002, 0.0004, 0.0008) + (0.001,) * 18
+
+
+def begin_immediate(conn: sqlite3.Connection, busy_ms: int) -> None:
+    """``BEGIN IMMEDIATE``, waiting in steps of at most a millisecond while another
+    process (another web worker on the same file) holds the write lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms ... between tries: a
+    worker that finds the lock taken for the 10 ms of another's batch waits about 18 ms
+    (measured here: 11 ms with these tries), and everything it has queued (webhooks
+    waiting to be acknowledged) waits with it. So the
+    first tries are made here, the busy timeout off (``PRAGMA busy_timeout`` is a call
+    into SQLite, no I/O); past :data:`LOCK_POLL`, SQLite's handler waits out the rest."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        for pause in LOCK_POLL:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            time.sleep(pause)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    conn.execute("BEGIN IMMEDIATE")
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
