@@ -23,7 +23,7 @@ from adapters.discord.commands import MAX_INPUT_CHARS, PLATFORM, TOO_LONG_REPLY,
 from adapters.discord.files import attachment_files
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.streaming import deliver
-from adapters.discord.targets import ChannelSlots, typing_in
+from adapters.discord.targets import ChannelSlots, typing_once
 from adapters.discord.tasks import TaskTracker
 from adapters.discord.voice import ChannelVoice, follow_with_voice
 from bot.engine import Engine
@@ -133,8 +133,11 @@ class MessageHandler:
                 async with self._tasks.track():
                     await slots.show(0, TOO_LONG_REPLY)
                 return
-            async with self._tasks.track(), typing_in(message.channel):
-                done = await deliver(self._engine, incoming, slots, self._options)
+            async with self._tasks.track():
+                # "typing…" only while the first words keep the user waiting: a reply
+                # shown within the first-message delay needs none (nor its request)
+                typing = typing_once(message.channel)
+                done = await deliver(self._engine, incoming, slots, self._options, typing=typing)
                 voice = ChannelVoice(message.channel)
                 await follow_with_voice(self._engine.speech, incoming, done, voice)
         except Exception:

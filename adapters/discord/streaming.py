@@ -29,7 +29,7 @@ from adapters import streaming
 from adapters.discord.errors import DiscordAPIError
 from adapters.discord.render import CURSOR, LIMIT, split_message
 from adapters.discord.settings import DiscordSettings
-from adapters.streaming import Piece, WriteSkipped
+from adapters.streaming import Piece, Typing, WriteSkipped
 from bot.backoff import Backoff
 from bot.engine import Engine
 from bot.messages import Action, Incoming, ReplyDone, ReplyKind, TextDelta
@@ -42,6 +42,8 @@ RETRIED_STATUSES = frozenset({503})
 #: Tries of a final show, and the wait before the second (doubling after).
 FINAL_ATTEMPTS = 4
 RETRY_BACKOFF = 0.5
+#: Seconds between two "typing…" triggers (Discord shows one for about 10 s).
+TYPING_INTERVAL = 8.0
 
 
 class ReplySlots(Protocol):
@@ -153,7 +155,9 @@ class SlotsSurface:
 
 class StreamedReply(streaming.StreamedReply):
     """One reply being shown in ``slots``. Use as ``async with``: entering starts the
-    writer. A reply complete within ``first_delay`` of its first text is shown once."""
+    writer. A reply complete within ``first_delay`` of its first text is shown once;
+    ``typing`` shows "typing…" from ``first_delay`` on until the first text (a reply
+    whose first words come sooner needs none)."""
 
     def __init__(
         self,
@@ -165,25 +169,37 @@ class StreamedReply(streaming.StreamedReply):
         clock: Callable[[], float] = time.monotonic,
         attempts: int = FINAL_ATTEMPTS,
         backoff: float = RETRY_BACKOFF,
+        typing: Typing | None = None,
     ):
         surface = SlotsSurface(
             slots, interval=interval, limit=limit, clock=clock, attempts=attempts, backoff=backoff
         )
-        super().__init__(surface, first_delay=first_delay)
+        super().__init__(
+            surface, first_delay=first_delay, typing=typing, typing_interval=TYPING_INTERVAL
+        )
 
 
 async def deliver(
-    engine: Engine, incoming: Incoming, slots: ReplySlots, options: DiscordSettings
+    engine: Engine,
+    incoming: Incoming,
+    slots: ReplySlots,
+    options: DiscordSettings,
+    *,
+    typing: Typing | None = None,
 ) -> ReplyDone | None:
     """Run one message through the engine and show its reply; None when the engine
-    has nothing to say (the message was not addressed to the bot).
+    has nothing to say (the message was not addressed to the bot). ``typing`` shows
+    "typing…" while the first words keep the user waiting (see :class:`StreamedReply`).
 
     The engine answers every expected failure itself; should it raise anyway, the user
     is told instead of being left with a half-written message, and the error is logged.
     """
     done: ReplyDone | None = None
     reply = StreamedReply(
-        slots, interval=options.edit_interval, first_delay=options.first_message_delay
+        slots,
+        interval=options.edit_interval,
+        first_delay=options.first_message_delay,
+        typing=typing,
     )
     async with reply:
         try:

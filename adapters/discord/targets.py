@@ -1,5 +1,6 @@
 """Where a gateway reply is shown: a channel (messages) or an interaction (slash
-commands), as :class:`~adapters.discord.streaming.ReplySlots`; and the typing indicator.
+commands), as :class:`~adapters.discord.streaming.ReplySlots`; and the typing indicator
+(for the shared policy, while the first words are awaited).
 
 Both translate discord.py's ``HTTPException`` into our
 :class:`~adapters.discord.errors.DiscordAPIError`. Rate limits (429) never get here:
@@ -8,18 +9,16 @@ discord.py waits them out and retries, per route bucket.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import discord
 
 from adapters.discord.buttons import ActionsView
 from adapters.discord.errors import DiscordAPIError
+from adapters.streaming import Typing
 from bot.messages import Action
 
 log = logging.getLogger(__name__)
@@ -104,23 +103,17 @@ class InteractionSlots:
             self._followups[index - 1] = await _translated(message.edit(view=view))
 
 
-@asynccontextmanager
-async def typing_in(channel: discord.abc.Messageable, every: float = 8.0) -> AsyncIterator[None]:
-    """Show "typing…" in ``channel`` until the block ends (Discord shows it for about
-    10 s per trigger, or until the bot posts). A failed trigger is only logged."""
+def typing_once(channel: discord.abc.Messageable) -> Typing:
+    """Show "typing…" once in ``channel`` when still ``wanted()`` (the shared policy's
+    hook: it calls this from the first-message delay on, until the first words show).
+    A failed trigger is only logged."""
 
-    async def keep_typing() -> None:
-        while True:
-            try:
-                await channel.typing()
-            except discord.HTTPException as exc:
-                log.debug("discord: typing failed (HTTP %s)", exc.status)
-            await asyncio.sleep(every)
+    async def typing(wanted: Callable[[], bool]) -> None:
+        if not wanted():
+            return
+        try:
+            await channel.typing()
+        except discord.HTTPException as exc:
+            log.debug("discord: typing failed (HTTP %s)", exc.status)
 
-    task = asyncio.create_task(keep_typing(), name="discord-typing")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return typing

@@ -5,8 +5,10 @@ One ``AsyncOpenAI`` client per backend (over aiohttp), made at startup and close
 shutdown, never one per message. Replies stream (``stream=True``) and, unless switched
 off, ask for the token usage in the last chunk (``stream_options.include_usage``);
 :class:`~bot.backends.base.MeteredStream` hands it to the guard. The words that arrive
-while the stream is left unread for a moment are read and passed on as one piece
-(:func:`bot.coalesce.coalesced`). The prompt is :func:`bot.backends.prompt.chat_messages`.
+while the stream is left unread for a moment (its connection paused) are read and
+passed on as one piece (:func:`bot.coalesce.coalesced`); the events one read brought
+are decoded in one step (:mod:`bot.backends.openai_stream`). The prompt is
+:func:`bot.backends.prompt.chat_messages`.
 
 Who retries: the guard, not the SDK. The client is built with ``max_retries=0``, so a
 failure reaches the guard at once, which retries once with backoff, counts it for the
@@ -36,10 +38,11 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import openai
-from openai import AsyncOpenAI, AsyncStream
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from bot.backends.base import MeteredStream, ReplyContext, Summarised, TokenUsage
+from bot.backends.openai_stream import BurstStream
 from bot.backends.prompt import ChatMessage, PromptOptions, chat_messages, summary_messages
 from bot.backends.vision import with_images
 from bot.coalesce import coalesced
@@ -169,16 +172,17 @@ class OpenAIBackend:
             # The SDK's own request method, without ``chat.completions.create``'s typed
             # layers: its transform walks every message of the prompt against the
             # params' TypedDicts (over half the CPU of a message, for a body that is
-            # plain JSON already), and each chunk becomes a model. Auth, errors, SSE,
-            # error events and timeouts are still the SDK's.
+            # plain JSON already), and each chunk becomes a model. Auth, status errors
+            # and timeouts are still the SDK's; the events are read a burst at a time.
             stream = await self._client.post(
                 "/chat/completions",
                 body=body,
                 cast_to=object,
                 stream=True,
-                stream_cls=AsyncStream[object],
+                stream_cls=BurstStream,
             )
-            texts = coalesced(_texts(stream, meter))  # a piece per burst: see bot.coalesce
+            # a piece per burst (see bot.coalesce), the socket left unread between two
+            texts = coalesced(_texts(stream, meter), sleep=stream.rest)
             async with stream, aclosing(texts):
                 # leaving early closes the response, and its connection
                 async for text in texts:
@@ -256,14 +260,19 @@ class OpenAIBackend:
         return model, sampling, dict(extra) if extra else None
 
 
-async def _texts(stream: AsyncStream[object], meter: MeteredStream) -> AsyncGenerator[str, None]:
-    """The text of each streamed chunk; the usage, when a chunk carries it, to ``meter``."""
-    async for chunk in stream:
-        text, usage = read_chunk(chunk)
-        if usage is not None:
-            meter.usage = usage
-        if text:
-            yield text
+async def _texts(stream: BurstStream, meter: MeteredStream) -> AsyncGenerator[str, None]:
+    """The text of the chunks each read brought, as one piece; the usage, when a chunk
+    carries it, to ``meter``."""
+    async for chunks in stream:
+        texts: list[str] = []
+        for chunk in chunks:
+            text, usage = read_chunk(chunk)
+            if usage is not None:
+                meter.usage = usage
+            if text:
+                texts.append(text)
+        if texts:
+            yield "".join(texts)
 
 
 def read_chunk(chunk: object) -> tuple[str, TokenUsage | None]:

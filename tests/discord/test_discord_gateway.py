@@ -31,7 +31,7 @@ from tests.support.discord_harness import (
     slash,
 )
 from tests.support.discord_server import BOT, FakeDiscord
-from tests.support.fakes import TextBackend, WindowEcho
+from tests.support.fakes import ScriptedBackend, TextBackend, WindowEcho
 
 CURSOR = "▌"
 MESSAGE_CONTENT_INTENT = 1 << 15
@@ -118,6 +118,31 @@ async def test_a_dm_message_is_chat_with_typing_and_streamed_edits(
     posts = fake.find("POST", rf"^/channels/{DM_CHANNEL_ID}/messages$")
     assert "message_reference" not in posts[0].body, "a DM needs no reply reference"
     assert len(fake.find("PATCH", rf"^/channels/{DM_CHANNEL_ID}/messages/\d+$")) >= 2
+
+
+async def test_a_reply_whose_first_words_come_at_once_needs_no_typing(
+    fake: FakeDiscord, store: MemoryStore
+) -> None:
+    engine = build_engine(store, WindowEcho(chunk=3, pause=0.005))
+    async with running(fake, engine, first_message_delay=0.5) as adapter:
+        got = await reply_in_channel(fake, adapter, message("hello there", guild=False))
+
+    assert got == ["re:hello there saw:[]"]
+    assert not fake.find("POST", rf"^/channels/{DM_CHANNEL_ID}/typing$"), "one request: the reply"
+    assert len(fake.find("POST", rf"^/channels/{DM_CHANNEL_ID}/messages$")) == 1
+
+
+async def test_while_the_first_words_keep_the_user_waiting_typing_shows(
+    fake: FakeDiscord, store: MemoryStore
+) -> None:
+    engine = build_engine(store, ScriptedBackend("slow", [("stall", 0.6)]))
+    async with running(fake, engine, first_message_delay=0.2) as adapter:
+        got = await reply_in_channel(fake, adapter, message("hello there", guild=False))
+
+    assert got == ["late"]
+    typing = fake.find("POST", rf"^/channels/{DM_CHANNEL_ID}/typing$")
+    posts = fake.find("POST", rf"^/channels/{DM_CHANNEL_ID}/messages$")
+    assert len(typing) == 1 and typing[0].at < posts[0].at, "typing, then the words"
 
 
 BOT_MESSAGE = message("an earlier answer", person=BOT)

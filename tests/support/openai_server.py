@@ -35,11 +35,22 @@ from aiohttp import BodyPartReader, web
 
 @dataclass(frozen=True)
 class Reply:
-    """Stream these chunks (then the usage, when asked for)."""
+    """Stream these chunks (then the usage, when asked for), ``pace`` seconds before
+    each (as a model that writes a word at a time)."""
 
     chunks: tuple[str, ...]
     prompt_tokens: int = 11
     completion_tokens: int = 3
+    pace: float = 0.0
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Stream these bytes as they are, each in a write of its own, ``pace`` seconds
+    before each (the server's own SSE: errors, odd line ends)."""
+
+    writes: tuple[bytes, ...]
+    pace: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class Stall:
     before: tuple[str, ...] = ()
 
 
-Step = Reply | Status | Stall
+Step = Reply | Status | Stall | Raw
 
 #: The first bytes of every "audio" the fake speech endpoint answers (an Ogg page).
 SPOKEN = b"OggS\x00\x02fake-opus:"
@@ -67,6 +78,8 @@ SPOKEN = b"OggS\x00\x02fake-opus:"
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        #: The client's address of each completion request: one per connection.
+        self.peers: list[Any] = []
         self.script: list[Step] = []
         #: The status ``GET /v1/models`` answers (401: a refused key).
         self.models_status = 200
@@ -154,6 +167,8 @@ class FakeOpenAI:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        transport = request.transport
+        self.peers.append(transport.get_extra_info("peername") if transport else None)
         step = self.script.pop(0) if self.script else None
         if isinstance(step, Status):
             error = {"error": {"message": step.message, "type": "scripted", "code": None}}
@@ -170,9 +185,16 @@ class FakeOpenAI:
                 await _send(response, _chunk(body, {"content": text}))
             await self._release.wait()
             return response
+        if isinstance(step, Raw):
+            for data in step.writes:
+                await asyncio.sleep(step.pace)
+                await response.write(data)
+            return response
         reply = step or Reply(tuple(re.findall(r"\S+\s*", f"You said: {_last_user(body)}")))
         await _send(response, _chunk(body, {"role": "assistant", "content": ""}))
         for text in reply.chunks:
+            if reply.pace:
+                await asyncio.sleep(reply.pace)
             await _send(response, _chunk(body, {"content": text}))
         await _send(response, _chunk(body, {}, finish="stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
