@@ -43,10 +43,11 @@ from adapters.web.keys import (
     WebOptions,
 )
 from adapters.web.metrics import PrometheusMetrics
-from adapters.web.middleware import front_middleware
+from adapters.web.middleware import Front
 from adapters.web.pagecache import PageCache
 from adapters.web.proxies import TrustedProxies
 from adapters.web.render import build_templates
+from adapters.web.routing import add_routes, add_static, add_unmatched
 from auth import AccountService
 from bot.adapter import WebRoute
 from bot.config import WebSettings
@@ -92,17 +93,15 @@ def create_app(
     )
     proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
     metrics = metrics if metrics is not None else PrometheusMetrics()
-    app = web.Application(
-        middlewares=[
-            front_middleware(
-                metrics=metrics,
-                body_timeout=settings.body_timeout,
-                proxies=proxies or None,
-                secure=settings.secure_cookies,
-            )
-        ],
-        client_max_size=client_max_size,
+    front = Front(
+        metrics=metrics,
+        body_timeout=settings.body_timeout,
+        proxies=proxies or None,
+        secure=settings.secure_cookies,
     )
+    # No middleware: every route's handler is wrapped in the front instead (see
+    # adapters.web.routing for why, and for static files and unmatched requests).
+    app = web.Application(client_max_size=client_max_size)
     app[ENGINE] = engine
     app[SETTINGS] = settings
     app[ACCOUNTS] = accounts
@@ -121,10 +120,11 @@ def create_app(
     )
     modules = (routes_auth, routes_account, routes_chat, routes_voice, routes_avatar, routes_ops)
     for module in modules:
-        app.router.add_routes(module.routes)
-    app.router.add_static("/static", STATIC_DIR, name="static")
+        add_routes(app.router, front, module.routes)
+    add_static(app.router, front, "/static", STATIC_DIR, name="static")
     for route in extra_routes:
-        app.router.add_route(route.method, route.path, _handler(route))
+        app.router.add_route(route.method, route.path, front.wrap(_handler(route)))
+    add_unmatched(app.router, front)  # last
 
     async def finish_replies(app: web.Application) -> None:
         await tasks.close()

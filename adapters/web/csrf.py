@@ -184,7 +184,7 @@ async def _sent_token(request: web.Request) -> str | None:
 async def check_csrf(request: web.Request) -> None:
     """Refuse a state-changing request without the right token (403, or a redirect to
     the login page when the session it was meant for has ended). Called for every
-    request by :func:`~adapters.web.middleware.front_middleware`; safe methods, requests
+    request by :class:`~adapters.web.middleware.Front`; safe methods, requests
     that matched no route, and exempt routes pass."""
     if request.method in SAFE_METHODS or request.match_info.http_exception is not None:
         return

@@ -4,11 +4,12 @@ aiohttp closes a connection that sends nothing for ``keepalive_timeout``, but a 
 sending a byte every few seconds keeps one open for ever (slowloris), and a handler
 reading a body waits as long as the body trickles in. So:
 
-- :class:`DeadlineRunner` wraps each connection's protocol in :class:`_HeadDeadline`:
+- :class:`DeadlineRunner` wraps each connection's protocol in :class:`HeadDeadline`:
   once the first byte of a request's headers arrives, the headers must be complete
   within ``header_timeout`` seconds or the connection is closed;
-- :func:`request_started` (called first for every request) gives a request's body
-  ``body_timeout`` seconds from the end of its headers; a body still incomplete then
+- the front (:class:`~adapters.web.middleware.Front`, first thing for every request)
+  marks the head received and gives a request's body ``body_timeout`` seconds from the
+  end of its headers, with :func:`cut_if_unread`; a body still incomplete then
   closes the connection (the handler sees the connection reset, which the error
   handler answers quietly).
 
@@ -27,7 +28,7 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 
-class _HeadDeadline(asyncio.Protocol):
+class HeadDeadline(asyncio.Protocol):
     """aiohttp's protocol for one connection, with a deadline on each request's head.
 
     A proxy rather than a subclass: aiohttp builds its protocol itself. The front
@@ -106,8 +107,8 @@ class _DeadlineFactory:
         self._server = server
         self._timeout = header_timeout
 
-    def __call__(self) -> _HeadDeadline:
-        return _HeadDeadline(self._server(), self._timeout)
+    def __call__(self) -> HeadDeadline:
+        return HeadDeadline(self._server(), self._timeout)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
@@ -128,37 +129,8 @@ class DeadlineRunner(web.AppRunner):
         return _DeadlineFactory(server, self._header_timeout)  # type: ignore[return-value]
 
 
-#: What :func:`request_started` hands to :func:`request_ended`: the connection's head
-#: deadline (None when the connection is not watched) and the body's timer (None when
-#: the body had already arrived with the head).
-Started = tuple[_HeadDeadline | None, asyncio.TimerHandle | None]
-
-
-def request_started(request: web.BaseRequest, body_timeout: float) -> Started:
-    """Called first for every request (by
-    :func:`~adapters.web.middleware.front_middleware`): marks its head received, and
-    cuts its body if it is still incomplete ``body_timeout`` seconds from now."""
-    transport = request.transport
-    connection = transport.get_protocol() if transport is not None else None
-    watch = connection if isinstance(connection, _HeadDeadline) else None
-    if watch is not None:
-        watch.head_received()
-    timer = None
-    if request.body_exists and not request.content.is_eof():
-        timer = asyncio.get_running_loop().call_later(body_timeout, _cut_if_unread, request)
-    return watch, timer
-
-
-def request_ended(started: Started) -> None:
-    """Called last for every request, whatever happened to it."""
-    watch, timer = started
-    if timer is not None:
-        timer.cancel()
-    if watch is not None:
-        watch.request_finished()
-
-
-def _cut_if_unread(request: web.BaseRequest) -> None:
+def cut_if_unread(request: web.BaseRequest) -> None:
+    """Close the connection of a request whose body has still not all arrived."""
     if request.content.is_eof() or request.transport is None:
         return
     log.info("closed a connection whose request body took over the time allowed")

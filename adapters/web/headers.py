@@ -1,6 +1,6 @@
 """The security headers every response carries, built once.
 
-:func:`~adapters.web.middleware.front_middleware` puts them on every response that
+:class:`~adapters.web.middleware.Front` puts them on every response that
 leaves the app without them; pages (:mod:`adapters.web.render`) are built with them
 already, from :func:`page_headers`, which costs one copy instead of a lookup and an
 insert per header per request.

@@ -1,12 +1,15 @@
-"""What wraps every request: one middleware, :func:`front_middleware`.
+"""What wraps every request: the front, :class:`Front`, around each route's handler.
 
 In order, outermost first: the slow-client deadlines (:mod:`adapters.web.deadlines`),
 the client's address behind trusted proxies (:mod:`adapters.web.proxies`), the security
 headers (:mod:`adapters.web.headers`), metrics, the central error handler, the body
 check (:func:`~adapters.web.forms.check_body`) and the CSRF check
-(:mod:`adapters.web.csrf`). They are steps of one middleware rather than a middleware
-each: aiohttp runs every middleware as a coroutine of its own, and six of them cost as
-much as the whole login page (issue 19).
+(:mod:`adapters.web.csrf`). They are steps of one wrapper rather than six middlewares,
+and the wrapper is put around each route's handler once, when ``create_app`` registers
+the route, rather than being an aiohttp middleware: aiohttp runs every middleware as a
+coroutine of its own and, with any middleware at all, builds a handler chain per
+request; without one it calls the handler directly (issue 19: the front as six
+middlewares cost as much as the whole login page, and even one costs a few percent).
 
 The error handler is the one place an exception becomes a response. Users get a short
 page (or JSON for our scripts) in plain words, never a traceback; unexpected exceptions
@@ -16,14 +19,16 @@ says it is (an unknown charset, a broken form) is refused before anything reads 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from adapters.web.csrf import check_csrf
-from adapters.web.deadlines import request_ended, request_started
+from adapters.web.deadlines import HeadDeadline, cut_if_unread
 from adapters.web.forms import check_body
 from adapters.web.headers import add_security_headers, security_headers
 from adapters.web.metrics import PrometheusMetrics
@@ -32,7 +37,7 @@ from adapters.web.render import Page, render_page
 from adapters.web.replies import json_error, wants_json
 from bot.errors import StoreUnavailable
 
-__all__ = ["add_security_headers", "error_response", "front_middleware"]
+__all__ = ["Front", "add_security_headers", "error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -80,67 +85,97 @@ def error_response(
     return response
 
 
-def front_middleware(
-    *,
-    metrics: PrometheusMetrics,
-    body_timeout: float,
-    proxies: TrustedProxies | None = None,
-    secure: bool = False,
-) -> Middleware:
-    """The app's only middleware (see the module's docstring for its steps).
+class Front:
+    """Wraps route handlers in the front (see the module's docstring for its steps).
 
     ``metrics`` counts every request by route pattern; ``proxies`` (when any are
-    trusted) give the client's address; ``secure`` adds HSTS to the security headers."""
-    headers_to_add = security_headers(secure=secure)
-    observe = metrics.http_request
-    clock = time.perf_counter
-    #: each route's label (its pattern), looked up once per route
-    labels: dict[object, str] = {}
+    trusted) give the client's address; ``secure`` adds HSTS to the security headers.
+    ``create_app`` wraps every route's handler once, as it registers the route."""
 
-    @web.middleware
-    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = request_started(request, body_timeout)
-        try:
-            if proxies:
-                request = resolve_client(request, proxies)
-            began = clock()
-            status = 500
+    def __init__(
+        self,
+        *,
+        metrics: PrometheusMetrics,
+        body_timeout: float,
+        proxies: TrustedProxies | None = None,
+        secure: bool = False,
+    ):
+        self._metrics = metrics
+        self._body_timeout = body_timeout
+        self._proxies = proxies or None
+        self._headers = security_headers(secure=secure)
+
+    def wrap(
+        self, handler: Handler, *, label: str | None = None, unmatched: bool = False
+    ) -> Handler:
+        """``handler`` behind the front. Its metrics label is the route's pattern
+        (looked up on its first request) unless ``label`` is given. ``unmatched`` is for
+        the catch-all route that answers 404 and 405: no body or CSRF check there, as
+        before any route is chosen. The wrapper keeps the handler's attributes (its
+        CSRF marks)."""
+        headers_to_add = self._headers
+        observe = self._metrics.http_request
+        clock = time.perf_counter
+        proxies = self._proxies
+        body_timeout = self._body_timeout
+        checks = not unmatched
+        route_label = label
+        call_later = None
+
+        @functools.wraps(handler)
+        async def front(request: web.Request) -> web.StreamResponse:
+            nonlocal route_label, call_later
+            # The slow-client deadlines (request_started, inlined: it runs for every
+            # request).
+            transport = request.transport
+            connection = transport.get_protocol() if transport is not None else None
+            watch = connection if type(connection) is HeadDeadline else None
+            if watch is not None:
+                watch.head_received()
+            timer = None
+            if request.body_exists and not request.content.is_eof():
+                if call_later is None:
+                    call_later = asyncio.get_running_loop().call_later
+                timer = call_later(body_timeout, cut_if_unread, request)
             try:
+                if proxies:
+                    request = resolve_client(request, proxies)
+                began = clock()
+                status = 500
                 try:
-                    if request.method != "GET" and request.match_info.http_exception is None:
-                        await check_body(request)
-                        await check_csrf(request)
-                    response = await handler(request)
-                except web.HTTPException as exc:
-                    if exc.status < 400 or exc.content_type == "application/json":
-                        raise  # redirects, and errors that already speak JSON to our scripts
-                    response = _answer_http_error(request, exc)
-                except Exception as exc:
-                    response = _answer_error(request, exc)
-                status = response.status
-            except web.HTTPException as exc:  # redirects raised as exceptions
-                status = exc.status
-                for name, value in headers_to_add:
-                    exc.headers.setdefault(name, value)
-                raise
+                    try:
+                        if checks and request.method != "GET":
+                            await check_body(request)
+                            await check_csrf(request)
+                        response = await handler(request)
+                    except web.HTTPException as exc:
+                        if exc.status < 400 or exc.content_type == "application/json":
+                            raise  # redirects, and errors that already speak JSON
+                        response = _answer_http_error(request, exc)
+                    except Exception as exc:
+                        response = _answer_error(request, exc)
+                    status = response.status
+                except web.HTTPException as exc:  # redirects raised as exceptions
+                    status = exc.status
+                    for name, value in headers_to_add:
+                        exc.headers.setdefault(name, value)
+                    raise
+                finally:
+                    if route_label is None:
+                        route_label = request.match_info.route.resource.canonical  # type: ignore[union-attr]
+                    observe(request.method, route_label, status, clock() - began)
+                if not response.prepared and type(response) is not Page:  # (pages have them)
+                    headers = response.headers
+                    for name, value in headers_to_add:
+                        headers.setdefault(name, value)
+                return response
             finally:
-                matched = request.match_info.route
-                route = labels.get(matched)
-                if route is None:
-                    resource = matched.resource
-                    route = resource.canonical if resource is not None else "unmatched"
-                    if resource is not None:  # (an unmatched request's route is new each time)
-                        labels[matched] = route
-                observe(request.method, route, status, clock() - began)
-            if not response.prepared and type(response) is not Page:  # (pages have them)
-                headers = response.headers
-                for name, value in headers_to_add:
-                    headers.setdefault(name, value)
-            return response
-        finally:
-            request_ended(started)
+                if timer is not None:
+                    timer.cancel()
+                if watch is not None:
+                    watch.request_finished()
 
-    return front
+        return front
 
 
 def _answer_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

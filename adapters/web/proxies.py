@@ -116,7 +116,7 @@ class TrustedProxies:
 def resolve_client(request: web.Request, proxies: TrustedProxies) -> web.Request:
     """The request as handlers see it: with the client's address as ``request.remote``
     (called first for every request by
-    :func:`~adapters.web.middleware.front_middleware`, so every later step, throttles,
+    :class:`~adapters.web.middleware.Front`, so every later step, throttles,
     logs and metrics, sees the client's address)."""
     address = proxies.client_address(request.remote, request.headers)
     request[CLIENT_ADDRESS] = address

@@ -22,6 +22,7 @@ from adapters.discord.settings import DiscordSettings
 from adapters.telegram import TelegramAdapter
 from adapters.telegram.settings import TelegramSettings
 from adapters.web.csrf import CSRF_EXEMPT_ATTR, SAFE_METHODS
+from adapters.web.routing import UNMATCHED
 from bot.adapter import WebRoute
 from bot.config import WebSettings
 from bot.engine import Engine
@@ -86,6 +87,8 @@ def state_changing_routes(app: web.Application) -> list[tuple[str, str, bool]]:
             continue
         resource = route.resource
         assert resource is not None
+        if resource.name == UNMATCHED:
+            continue  # the catch-all that only answers 404 and 405 (adapters.web.routing)
         info = resource.get_info()
         assert "path" in info, f"dynamic route {resource.canonical}: give it sample values here"
         exempt = bool(getattr(route.handler, CSRF_EXEMPT_ATTR, False))

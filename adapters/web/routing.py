@@ -1,0 +1,78 @@
+"""Registering routes behind the front (:class:`~adapters.web.middleware.Front`).
+
+The app has no aiohttp middleware, so aiohttp calls a route's handler directly (its fast
+path); instead every route's handler is wrapped in the front once, here, as it is
+registered. Three kinds of request would otherwise miss the front:
+
+- static files: :func:`add_static` serves them with aiohttp's own
+  :class:`~aiohttp.web.StaticResource` handler (its path checks: nothing outside the
+  directory, no absolute paths), under a route of ours whose handler is wrapped;
+- requests that match no route, or a route but not its method: aiohttp answers those
+  itself, bare, when no middleware runs. :func:`add_unmatched` adds, last, a catch-all
+  route for every path and method, which works out 404 or 405 (with its ``Allow``
+  header) from the router's other resources exactly as aiohttp does, and raises it
+  inside the front, so it gets our error page, the security headers and the metrics
+  label ``unmatched``. The catch-all's path is indexed under ``/``, which aiohttp tries
+  last, after every more specific resource, and among those at ``/`` it was added last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiohttp import hdrs, web
+
+from adapters.web.middleware import Front
+
+#: The metrics label of requests that match no route (or not its method), and the name
+#: of the catch-all resource that answers them.
+UNMATCHED = "unmatched"
+
+
+def add_routes(
+    router: web.UrlDispatcher, front: Front, routes: Iterable[web.AbstractRouteDef]
+) -> None:
+    """Register a module's ``RouteTableDef`` with each handler behind the front."""
+    for route in routes:
+        if not isinstance(route, web.RouteDef):
+            raise TypeError(f"only plain routes are supported here, not {route!r}")
+        # (RouteDef.register, as add_routes does: a GET route answers HEAD too)
+        web.RouteDef(route.method, route.path, front.wrap(route.handler), route.kwargs).register(
+            router
+        )
+
+
+def add_static(
+    router: web.UrlDispatcher, front: Front, prefix: str, directory: Path, *, name: str
+) -> None:
+    """Serve the files under ``directory`` at ``prefix`` (GET and HEAD), behind the front."""
+    files = web.StaticResource(prefix, str(directory))
+    serve = next(route.handler for route in files if route.method == hdrs.METH_GET)
+
+    async def folder(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPForbidden()  # (as StaticResource answers its bare prefix)
+
+    # ``filename`` is the name StaticResource's handler reads from the match; ``.*``
+    # like StaticResource's own match (an empty name is the folder: refused). The
+    # metrics label stays the prefix, StaticResource's own.
+    router.add_get(f"{prefix}/{{filename:.*}}", front.wrap(serve, label=prefix), name=name)
+    router.add_get(prefix, front.wrap(folder, label=prefix))
+
+
+def add_unmatched(router: web.UrlDispatcher, front: Front) -> None:
+    """The catch-all route answering 404 and 405 (add it after every other route)."""
+
+    async def unmatched(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in router.resources():
+            if resource is catch_all:
+                continue
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+    catch_all = router.add_resource("/{path:.*}", name=UNMATCHED)
+    catch_all.add_route(hdrs.METH_ANY, front.wrap(unmatched, label=UNMATCHED, unmatched=True))
