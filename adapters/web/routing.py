@@ -12,16 +12,25 @@ registered. Three kinds of request would otherwise miss the front:
   route for every path and method, which works out 404 or 405 (with its ``Allow``
   header) from the router's other resources exactly as aiohttp does, and raises it
   inside the front, so it gets our error page, the security headers and the metrics
-  label ``unmatched``. The catch-all's path is indexed under ``/``, which aiohttp tries
-  last, after every more specific resource, and among those at ``/`` it was added last.
+  label ``unmatched``. The catch-all (:class:`CatchAll`) is indexed under ``/``, which
+  aiohttp tries last, after every more specific resource, and among those at ``/`` it
+  was added last. It is a resource of its own (aiohttp's public ``AbstractResource``)
+  rather than a ``/{path:.*}`` pattern, which a request target such as ``*`` (``OPTIONS
+  *``) would not match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+from yarl import URL
+
+if TYPE_CHECKING:
+    from aiohttp.web_urldispatcher import _InfoDict  # (get_info's declared type)
 
 from adapters.web.middleware import Front
 
@@ -66,13 +75,47 @@ def add_unmatched(router: web.UrlDispatcher, front: Front) -> None:
     async def unmatched(request: web.Request) -> web.StreamResponse:
         allowed: set[str] = set()
         for resource in router.resources():
-            if resource is catch_all:
-                continue
-            _, methods = await resource.resolve(request)
-            allowed |= methods
+            if resource is not catch_all:
+                _, methods = await resource.resolve(request)
+                allowed |= methods
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound()
 
-    catch_all = router.add_resource("/{path:.*}", name=UNMATCHED)
-    catch_all.add_route(hdrs.METH_ANY, front.wrap(unmatched, label=UNMATCHED, unmatched=True))
+    catch_all = CatchAll(front.wrap(unmatched, label=UNMATCHED, unmatched=True))
+    router.register_resource(catch_all)
+
+
+class CatchAll(web.AbstractResource):
+    """A resource every request matches, whatever its path and method (even ``*``, which
+    no path pattern matches). Indexed under ``/``, and added last, so aiohttp tries it
+    after every other resource."""
+
+    def __init__(self, handler: Handler):
+        super().__init__(name=UNMATCHED)
+        self._route = web.ResourceRoute(hdrs.METH_ANY, handler, self)
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise RuntimeError("the catch-all resource has no URL of its own")
+
+    def add_prefix(self, prefix: str) -> None:
+        raise RuntimeError("the catch-all resource cannot be moved under a prefix")
+
+    def get_info(self) -> _InfoDict:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return False  # (raw_match looks for a resource of a given path: none is this)
+
+    async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo, set[str]]:
+        return web.UrlMappingMatchInfo({}, self._route), set()
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        return iter((self._route,))

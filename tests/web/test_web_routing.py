@@ -4,6 +4,7 @@ method, static files) still goes through the front, and contributed routes do to
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -161,3 +162,30 @@ async def test_an_oversized_body_to_a_contributed_route_is_refused(
     response = await client.post("/hooks/exempt", data=b"x" * 4096, headers={"Accept": "text/html"})
     assert response.status == 413
     assert_security_headers(response)
+
+
+@pytest.mark.parametrize("target", ["*", "http://elsewhere.example/nope", "//nope"])
+async def test_an_odd_request_target_gets_our_404(
+    client: Client, metrics: PrometheusMetrics, target: str
+) -> None:
+    """``*`` (as in ``OPTIONS *``) matches no path pattern: the catch-all still takes it."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(f"OPTIONS {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 404")
+    assert "Content-Security-Policy:" in head
+    assert count(metrics, "OPTIONS", "unmatched", 404) == 1
+
+
+async def test_head_works_where_get_does(client: Client) -> None:
+    for path in ("/", "/login", "/signup", "/healthz"):
+        got = await client.get(path)
+        head = await client.head(path)
+        assert (head.status, got.status) == (200, 200), path
+        assert head.headers["Content-Type"] == got.headers["Content-Type"]
+        assert_security_headers(head)
