@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 
 from prometheus_client import (
@@ -94,6 +94,12 @@ class PrometheusMetrics:
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._http.observe(method, route, status, seconds)
+
+    @property
+    def http_observer(self) -> Callable[[str, str, int, float], None]:
+        """:meth:`http_request` itself, one call shorter: the front calls it for every
+        request."""
+        return self._http.observe
 
     def login(self, result: str) -> None:
         """``result``: ok, failed or throttled."""

@@ -114,7 +114,7 @@ class Front:
         before any route is chosen. The wrapper keeps the handler's attributes (its
         CSRF marks)."""
         headers_to_add = self._headers
-        observe = self._metrics.http_request
+        observe = self._metrics.http_observer
         clock = time.perf_counter
         proxies = self._proxies
         body_timeout = self._body_timeout

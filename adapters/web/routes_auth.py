@@ -117,7 +117,8 @@ async def signup_submit(request: web.Request) -> web.Response:
 @routes.get("/login", name="login")
 async def login_form(request: web.Request) -> web.Response:
     next_path = safe_next(request.query.get("next"))
-    if await current_account(request) is not None:
+    # (no session cookie, as for most visitors here: nobody, without a coroutine)
+    if session_token(request) is not None and await current_account(request) is not None:
         raise web.HTTPSeeOther(next_path)
     return render_anonymous(
         request, "login.html", cache_key=next_path, next=next_path, username="", error=None
