@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from bot import userpersona
 from bot.backends.base import ReplyContext, Summariser, TokenUsage
@@ -513,26 +513,49 @@ class Engine:
         summariser = self._summarisers.get(speaker.persona.backend)
         # a summariser sees the turns that just dropped out of the window, too
         loaded = self.summaries.policy.batch * 2 + max_turns if summariser else max_turns
-        # the epoch first: a /forget after this point refuses every write of this message
-        epoch, window = await self._retrying(lambda: self.store.epoch_and_window(key, loaded))
-        if epoch is None:
-            raise OwnerForgotten(f"owner {key.owner} is deleted")
-        version = window.version
         lease: str | None = None
         earlier: tuple[str, ...] = ()
         images_lost = False
         sent_at = speaker.incoming.sent_at
         kept = None
+        first: _FirstTry | StoreUnavailable | None = None
+        holder: str | None = None  # the lease's, when the first try was made
         if new_text is not None:
             author = speaker.user_name
             files = tuple(item.stored() for item in attachments) if attachments else ()
             turn = NewTurn("user", new_text, author, sent_at or self._clock(), attachments=files)
-            kept = find_stored(window.turns, [turn]) if sent_at is not None else None
             # the same message again, after its append ended unknown: it may be stored
             sent_before = self._unsure.take(key, partial(_resends, turn))
-            if kept is None and sent_before is not None:
-                kept = find_stored(window.turns, sent_before)
-        if kept is not None:
+            if sent_at is None and sent_before is None:  # nothing to look for first
+                holder = self.leases.holder()
+                first = await self._read_and_append(key, turn, loaded, holder)
+        if isinstance(first, _FirstTry):  # most messages: read and stored in one trip
+            epoch, window, version, stored, lease = first
+            if epoch is None:
+                raise OwnerForgotten(f"owner {key.owner} is deleted")
+        else:
+            # the epoch first: a /forget after this point refuses every write of this message
+            try:
+                epoch, window = await self._retrying(
+                    lambda: self.store.epoch_and_window(key, loaded)
+                )
+            except StoreUnavailable:
+                if first is not None:  # the first try may have stored the turn
+                    self._unsure.note(key, [turn])
+                raise
+            if epoch is None:
+                raise OwnerForgotten(f"owner {key.owner} is deleted")
+            version = window.version
+            if new_text is not None:
+                kept = find_stored(window.turns, [turn]) if sent_at is not None else None
+                if kept is None and sent_before is not None:
+                    kept = find_stored(window.turns, sent_before)
+        if isinstance(first, _FirstTry):
+            history, message = paired(window.turns), stored[0]
+            if attachments:  # this message's images are shown to the backend, once
+                message = dataclasses.replace(message, attachments=tuple(attachments))
+            self.recent_images.keep(key, message)  # and again to a /retry of it
+        elif kept is not None:
             # an event from the inbox, answered again after a crash: its turn is stored
             answer = _stored_reply(window.turns, kept[0])
             if answer is not None:
@@ -542,7 +565,7 @@ class Engine:
             history = conversation[: conversation.index(message)]
         elif new_text is not None:
             window, version, stored, lease = await self._take_lease(
-                key, [turn], window, loaded, epoch
+                key, [turn], window, loaded, epoch, holder=holder, failed=first
             )
             if lease is None:
                 return still_answering()
@@ -591,6 +614,26 @@ class Engine:
             missing_persona=speaker.missing_persona,
         )
 
+    async def _read_and_append(
+        self, key: ConversationKey, turn: NewTurn, loaded: int, holder: str
+    ) -> _FirstTry | StoreUnavailable | None:
+        """The first try of a new message: read the epoch and window and store the
+        user's turn, taking the lease for ``holder``, in one store call. None when the
+        conversation is busy (another worker's lease, another process's append): the
+        usual way waits. A transient failure is handed back: the turn (and the lease)
+        may be stored, and the usual way, with the same holder, counts it as its
+        append's first failed try (then reads whether it was)."""
+        take = Lease(holder, self._clock() + self.leases.seconds)
+        try:
+            epoch, window, version, stored = await self.store.read_and_append(
+                key, loaded, [turn], self._clock(), take_lease=take
+            )
+        except (ConversationBusy, VersionConflict):
+            return None
+        except StoreUnavailable as exc:
+            return exc
+        return _FirstTry(epoch, window, version, stored, holder)
+
     async def _take_lease(
         self,
         key: ConversationKey,
@@ -598,20 +641,27 @@ class Engine:
         window: ConversationWindow,
         loaded: int,
         epoch: int,
+        *,
+        holder: str | None = None,
+        failed: StoreUnavailable | None = None,
     ) -> tuple[ConversationWindow, int, tuple[Turn, ...], str | None]:
         """Append ``turns`` (the user's turn; none for ``/retry``) taking the
         conversation's lease, waiting while another worker holds it (:mod:`bot.leases`).
         Returns the window appended to, the new version, the stored turns and the
         lease's holder; the holder is None when the wait ran out: the turns are then
-        stored without the lease."""
+        stored without the lease. ``failed``: the first try of the append (made by
+        :meth:`_read_and_append` for ``holder``) failed so."""
         policy = self.leases
-        holder = policy.holder()
+        holder = holder or policy.holder()
         deadline = self._monotonic() + policy.wait
         tries = 0
         while True:
             take = Lease(holder, self._clock() + policy.seconds)
+            first_failure, failed = failed, None
             try:
-                version, stored = await self._append(key, turns, window.version, epoch, take=take)
+                version, stored = await self._append(
+                    key, turns, window.version, epoch, take=take, failed=first_failure
+                )
                 return window, version, stored, holder
             except ConversationBusy:
                 tries += 1
@@ -697,8 +747,10 @@ class Engine:
         *,
         take: Lease | None = None,
         release: str | None = None,
+        failed: StoreUnavailable | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
-        """Append under the version check, exactly once.
+        """Append under the version check, exactly once (``failed``: the first try was
+        made already, and failed so).
 
         Another process may have appended to this conversation meanwhile: then take its
         version and append after it, after a short random pause so that two processes
@@ -709,6 +761,9 @@ class Engine:
         conflicts = failures = 0
         while True:
             try:
+                if failed is not None:
+                    first_failure, failed = failed, None
+                    raise first_failure
                 return await self.store.append_turns(
                     key,
                     turns,
@@ -865,6 +920,16 @@ def _last_user_turn(turns: Sequence[Turn]) -> tuple[list[Turn], Turn] | None:
         if turns[index].role == "user":
             return list(turns[:index]), turns[index]
     return None
+
+
+class _FirstTry(NamedTuple):
+    """What :meth:`Engine._read_and_append` read and stored, in one store call."""
+
+    epoch: int | None
+    window: ConversationWindow
+    version: int
+    stored: tuple[Turn, ...]
+    lease: str
 
 
 @dataclass(frozen=True, slots=True)

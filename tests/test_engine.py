@@ -30,6 +30,7 @@ from bot.store.memory import MemoryStore
 from bot.store.sqlite import SqliteStore
 from tests.support.engine import FAST, build_engine, dm, group, key, reply, send
 from tests.support.fakes import ScriptedBackend, StatefulBackend, WindowEcho, make_persona
+from tests.support.faults import FlakyStore
 
 # -- chat ----------------------------------------------------------------------------
 
@@ -514,6 +515,42 @@ def engine_now() -> float:
     import time
 
     return time.time()
+
+
+async def test_a_new_message_reads_and_stores_its_turn_in_one_store_call() -> None:
+    async with MemoryStore() as inner:
+        store = FlakyStore(inner, rate=0.0)
+        engine = build_engine(store, WindowEcho())
+        assert (await reply(engine, dm("alice", "hello"))).kind is ReplyKind.CHAT
+        # the read of the epoch and window and the user's turn: one call; the reply: one
+        assert store.calls["read_and_append"] == 1
+        assert store.calls["append_turns"] == 2
+        assert store.calls["load_window"] == 1, "no read of its own before the append"
+        window = await inner.load_window(key("alice"), 5)
+        assert [t.role for t in window.turns] == ["user", "assistant"]
+
+
+async def test_a_lost_answer_of_the_first_try_keeps_the_turn_once_and_frees_the_lease() -> None:
+    async with MemoryStore() as inner:
+        # only the first append (the user's turn, with the lease) is applied and its
+        # answer lost
+        appends = 0
+
+        def first_append(op: str, _: object) -> bool:
+            nonlocal appends
+            appends += op == "append_turns"
+            return op == "append_turns" and appends == 1
+
+        store = FlakyStore(inner, rate=1.0, after_share=1.0, select=first_append)
+        # (a lease left behind would make "again" wait this long, then refuse it)
+        engine = build_engine(store, WindowEcho(), settings=EngineSettings(lease_wait_seconds=0.2))
+        replies = [await reply(engine, dm("alice", text)) for text in ("hello", "again")]
+        assert [d.kind for d in replies] == [ReplyKind.CHAT, ReplyKind.CHAT]
+        assert store.injected["append_turns", "after"] == 1
+        assert store.calls["append_turns"] == 4, "each turn appended once, none refused"
+        window = await inner.load_window(key("alice"), 10)
+        assert [t.text for t in window.turns if t.role == "user"] == ["hello", "again"]
+        assert len(window.turns) == 4
 
 
 async def test_store_failing_on_the_reply_keeps_the_user_turn() -> None:

@@ -29,10 +29,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from bot.backends.base import Backend, MeteredStream, ReplyContext, TokenUsage
 from bot.backoff import Backoff
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 LAST_RESORT = "offline"
 
 CircuitState = Literal["closed", "open", "half-open"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +213,15 @@ class ReplyGuard:
                     # Inlined rather than a nested generator: every word passes here.
                     kwargs = with_context if backend.name in self._takes_context else extra
                     source = backend.reply(persona, window, message, state, **kwargs)
-                    async with aclosing(source):  # type: ignore[type-var]
+                    try:  # (as contextlib.aclosing, without its object and two awaits)
                         while True:
+                            watch = call.watch
                             try:
-                                call.watch.start_wait()
-                                delta = await anext(source)
+                                watch.start_wait()
+                                if watch.armed:
+                                    delta = await anext(source)
+                                else:  # no timer until the backend really keeps us waiting
+                                    delta = await _arm_on_suspend(anext(source), watch)
                             except StopAsyncIteration:
                                 call.succeeded(source)
                                 return
@@ -228,11 +233,13 @@ class ReplyGuard:
                             except Exception as exc:  # a backend bug must not stop the engine
                                 raise call.bug(exc) from exc
                             finally:
-                                call.watch.end_wait()
+                                watch.end_wait()
                             if delta:
                                 if not call.produced:
                                     call.first_text()
                                 yield delta
+                    finally:
+                        await source.aclose()  # type: ignore[attr-defined]
                 except BackendError as exc:
                     call.failed(exc)
                     if call.produced:
@@ -270,21 +277,35 @@ class _Watchdog:
     ``asyncio.timeout`` around every delta would cost a timer per word; this keeps one
     timer per stream and re-arms it only when it fires. It is armed only while the
     task awaits the backend, so a slow consumer (an adapter waiting out a platform's
-    rate limit between deltas) is never cancelled by it.
+    rate limit between deltas) is never cancelled by it. And it is armed only once the
+    backend first really keeps the task waiting (:func:`_arm_on_suspend`): a reply
+    that is ready at once (the offline brain's) costs no timer at all, and a timer
+    could not have interrupted it anyway, as the task never let the loop run.
     """
+
+    __slots__ = ("_deadline", "_handle", "_idle", "_loop", "_task", "_waiting_since", "fired")
 
     def __init__(self, idle: float, total: float):
         self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
         self._idle = idle
         self._deadline = self._loop.time() + total
         self._waiting_since: float | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
         self.fired = False
-        self._handle = self._loop.call_at(
-            min(self._loop.time() + idle, self._deadline), self._check
-        )
+
+    @property
+    def armed(self) -> bool:
+        return self._handle is not None
+
+    def arm(self) -> None:
+        """Start the timer: the task now waits on the backend (see :meth:`start_wait`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        assert self._waiting_since is not None
+        self._task = task
+        due = min(self._waiting_since + self._idle, self._deadline)
+        self._handle = self._loop.call_at(due, self._check)
 
     def start_wait(self) -> None:
         now = self._loop.time()
@@ -296,6 +317,7 @@ class _Watchdog:
         self._waiting_since = None
 
     def uncancel(self) -> int:
+        assert self._task is not None
         return self._task.uncancel()
 
     def _check(self) -> None:
@@ -305,13 +327,45 @@ class _Watchdog:
         else:
             due = min(self._waiting_since + self._idle, self._deadline)
             if now >= due:
+                assert self._task is not None
                 self.fired = True
                 self._task.cancel()
                 return
         self._handle = self._loop.call_at(due, self._check)
 
     def close(self) -> None:
-        self._handle.cancel()
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+@types.coroutine
+def _arm_on_suspend(step: Awaitable[T], watch: _Watchdog) -> Generator[Any, Any, T]:
+    """Await ``step`` (the backend's next delta), arming ``watch`` when, and only when,
+    it suspends the task: the rest is delegated as ``await`` (``yield from``) would."""
+    inner = step.__await__()
+    try:
+        pending = inner.send(None)
+    except StopIteration as ready:  # ready at once: the loop never ran, no timer needed
+        return cast(T, ready.value)
+    watch.arm()
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+            raise
+        except BaseException as exc:  # a cancellation, the watchdog's included: pass it in
+            try:
+                pending = inner.throw(exc)
+            except StopIteration as done:
+                return cast(T, done.value)
+        else:
+            try:
+                pending = inner.send(sent)
+            except StopIteration as done:
+                return cast(T, done.value)
 
 
 class _Attempt:

@@ -312,6 +312,23 @@ class ConversationStore(PreferenceStore, Protocol):
         holder has it (else leave it as it is), in the same write. With no ``turns``,
         only the lease changes (and the version moves on): how ``/retry`` takes it."""
 
+    async def read_and_append(
+        self,
+        key: ConversationKey,
+        max_turns: int,
+        turns: Sequence[NewTurn],
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+    ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+        """:meth:`epoch_and_window`, then :meth:`append_turns` at that window's version
+        with that epoch: what a new message does, in one trip where the store can.
+        Returns the epoch, the window as it was before the append, the new version and
+        the stored turns. When the owner is deleted (epoch None) nothing is appended
+        (the version is the window's, no turns). Raises as ``append_turns`` does; a
+        store that makes it two trips may raise :class:`~bot.errors.VersionConflict`
+        (another process appended between them), one trip never does."""
+
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         """Free the conversation's lease if ``holder`` has it (a reply that was not
         stored: the backend failed). Nothing else changes, not even the version."""

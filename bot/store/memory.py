@@ -458,6 +458,18 @@ class MemoryStore:
         epoch: int | None = None,
     ) -> tuple[int, tuple[Turn, ...]]:
         await self._enter("append_turns")
+        return self._append_now(key, turns, expected_version, now, take_lease, release_lease, epoch)
+
+    def _append_now(
+        self,
+        key: ConversationKey,
+        turns: Sequence[NewTurn],
+        expected_version: int,
+        now: float,
+        take_lease: Lease | None,
+        release_lease: str | None,
+        epoch: int | None,
+    ) -> tuple[int, tuple[Turn, ...]]:
         conversation = self._current_for_write(key, expected_version, now, epoch)
         held = conversation.lease
         if held is not None and lease_blocks(held.holder, held.until, take_lease, now):
@@ -485,6 +497,26 @@ class MemoryStore:
         conversation.version += 1
         self._keep(key, conversation)
         return conversation.version, stored
+
+    async def read_and_append(
+        self,
+        key: ConversationKey,
+        max_turns: int,
+        turns: Sequence[NewTurn],
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+    ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+        # one trip (nothing runs between the read and the append); faults are aimed at
+        # the read and the append it stands for, as tests aim them
+        await self._enter("epoch_and_window")
+        epoch, window = self._epochs.get(key.owner, 0), self._window(key, max_turns)
+        if epoch is None:
+            return None, window, window.version, ()
+        if self._fail is not None and (error := self._fail("append_turns")) is not None:
+            raise error
+        version, stored = self._append_now(key, turns, window.version, now, take_lease, None, epoch)
+        return epoch, window, version, stored
 
     async def save_conversation_state(
         self,

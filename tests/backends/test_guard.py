@@ -12,7 +12,7 @@ from bot.backends.base import MeteredStream, TokenUsage
 from bot.backends.guard import CircuitBreaker, GuardPolicy, ReplyGuard, ReplyOutcome
 from bot.backends.offline import OfflineBackend
 from bot.config import EngineSettings
-from bot.errors import BackendError, BackendUnavailable
+from bot.errors import BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import ReplyKind, Turn
 from bot.personas import Persona
 from bot.store.memory import MemoryStore
@@ -297,3 +297,123 @@ async def test_the_fallback_note_follows_the_reply_and_is_not_stored(
     assert done.shown == done.text + done.note
     stored = (await store.load_window(key("alice"), 5)).turns[-1].text
     assert stored == done.text
+
+
+# -- the watchdog: timeouts, and no timer for a reply that is ready at once ---------------
+
+
+class Paced:
+    """Yields ``words`` with a sleep of ``pauses[i]`` (None: no await at all) before
+    word ``i``; notes whether its stream was closed."""
+
+    name = "paced"
+
+    def __init__(self, words: Sequence[str], pauses: Sequence[float | None]):
+        self._words = words
+        self._pauses = pauses
+        self.closed = 0
+
+    async def reply(
+        self, persona: Persona, window: Sequence[Turn], message: Turn, state: dict[str, Any]
+    ) -> AsyncGenerator[str, None]:
+        try:
+            for word, pause in zip(self._words, self._pauses, strict=True):
+                if pause is not None:
+                    await asyncio.sleep(pause)
+                yield word
+        finally:
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def count_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The deadlines of the timers the guard asks the running loop for from now on
+    (a backend's own sleeps are not counted)."""
+    loop = asyncio.get_running_loop()
+    asked: list[float] = []
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        if type(getattr(callback, "__self__", None)).__module__ == "bot.backends.guard":
+            asked.append(when)
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    return asked
+
+
+async def test_a_reply_ready_at_once_costs_no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    guard = ReplyGuard({"offline": OfflineBackend(seed=1)}, GuardPolicy())
+    timers = count_timers(monkeypatch)
+    for _ in range(3):
+        assert await text_of(guard, card(backend="offline"))
+    assert timers == []
+
+
+async def test_a_backend_that_keeps_the_task_waiting_gets_one_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = Paced(["a ", "b ", "c "], [0.001, 0.001, None])
+    guard = ReplyGuard({"paced": backend}, GuardPolicy(first_delta_timeout=5, total_timeout=9))
+    timers = count_timers(monkeypatch)
+    assert await text_of(guard, card(backend="paced")) == "a b c "
+    assert len(timers) == 1, "armed at the first wait, then kept: not one per delta"
+
+
+async def test_a_stall_after_a_ready_first_delta_is_timed_out() -> None:
+    backend = Paced(["quick ", "never"], [None, 30])
+    guard = ReplyGuard({"paced": backend}, GuardPolicy(first_delta_timeout=0.05, retries=0))
+    stream = guard.stream(card(backend="paced"), [], MESSAGE, {})
+    assert await anext(stream) == "quick "
+    async with asyncio.timeout(10):
+        with pytest.raises(BackendTimeout):
+            await anext(stream)
+    assert backend.closed == 1
+
+
+async def test_a_trickle_is_cut_at_the_total_timeout() -> None:
+    backend = Paced(["w "] * 1000, [None] + [0.02] * 999)
+    policy = GuardPolicy(first_delta_timeout=1, total_timeout=0.2, retries=0)
+    guard = ReplyGuard({"paced": backend}, policy)
+    words: list[str] = []
+
+    async def read() -> None:
+        async for delta in guard.stream(card(backend="paced"), [], MESSAGE, {}):
+            words.append(delta)
+
+    with pytest.raises(BackendTimeout):
+        await read()
+    assert 1 < len(words) < 1000
+
+
+async def test_a_slow_reader_is_not_timed_out_by_a_waiting_backend() -> None:
+    backend = Paced(["a ", "b ", "c "], [0.001, 0.001, 0.001])
+    guard = ReplyGuard({"paced": backend}, GuardPolicy(first_delta_timeout=0.05, retries=0))
+    read = []
+    async for delta in guard.stream(card(backend="paced"), [], MESSAGE, {}):
+        read.append(delta)
+        await asyncio.sleep(0.15)  # the adapter waits out a rate limit: 3x the idle timeout
+    assert read == ["a ", "b ", "c "]
+
+
+async def test_the_callers_cancellation_goes_on_and_closes_the_backend() -> None:
+    backend = Paced(["late"], [30])
+    guard = ReplyGuard({"paced": backend}, GuardPolicy(first_delta_timeout=20, retries=0))
+    started = asyncio.Event()
+
+    async def read() -> None:
+        stream = guard.stream(card(backend="paced"), [], MESSAGE, {})
+        started.set()
+        async for _ in stream:
+            pass
+
+    task = asyncio.create_task(read())
+    await started.wait()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.closed == 1
+    assert guard.circuit("paced") == "closed"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot import userpersona
-from bot.errors import StoreError, UsernameTaken, VersionConflict
+from bot.errors import ConversationBusy, StoreError, UsernameTaken, VersionConflict
 from bot.messages import (
     ConversationKey,
     Identity,
@@ -18,7 +18,7 @@ from bot.messages import (
     account_owner,
     guest_owner,
 )
-from bot.store.base import Account, Store, Usage, WebSession
+from bot.store.base import Account, Lease, Store, Usage, WebSession
 from bot.store.dynamo import DynamoStore
 
 ALICE_TG = Identity("telegram", "1001")
@@ -785,3 +785,67 @@ async def test_delete_account_deletes_its_usage(store: Store) -> None:
     await store.delete_account(account.id)
     assert await store.get_usage(account_owner(account.id)) == Usage()
     assert await store.get_usage(account_owner(other.id)) == Usage(3, 3, 1)
+
+
+# -- read_and_append: what a new message does, in one call --------------------------------
+
+
+async def test_read_and_append_reads_then_stores_the_turn(store: Store) -> None:
+    conversation = key(guest_owner(ALICE_TG))
+    epoch, window, version, stored = await store.read_and_append(conversation, 10, said("a"), 1.0)
+    assert (epoch, window.version, window.turns, version) == (0, 0, (), 1)
+    assert [(t.seq, t.text) for t in stored] == [(1, "a")]
+    await chat(store, conversation, "b")
+    epoch, window, version, stored = await store.read_and_append(
+        conversation, 1, said("c"), 2.0, take_lease=Lease("w1", 100.0)
+    )
+    # the window as it was before the append: the newest max_turns turns
+    assert (epoch, window.version, [t.text for t in window.turns]) == (0, 2, ["b"])
+    assert (version, [(t.seq, t.text) for t in stored]) == (3, [(3, "c")])
+    assert await texts_in(store, conversation) == ["a", "b", "c"]
+    with pytest.raises(ConversationBusy):  # the lease was taken with the turn
+        await store.append_turns(conversation, said("d"), 3, 3.0, take_lease=Lease("w2", 200.0))
+
+
+async def test_read_and_append_refused_by_a_lease_stores_nothing(store: Store) -> None:
+    conversation = key(guest_owner(ALICE_TG))
+    await store.append_turns(conversation, said("a"), 0, 1.0, take_lease=Lease("w1", 100.0))
+    with pytest.raises(ConversationBusy):
+        await store.read_and_append(conversation, 10, said("b"), 2.0, take_lease=Lease("w2", 200.0))
+    assert await texts_in(store, conversation) == ["a"]
+
+
+async def test_read_and_append_for_a_deleted_owner_stores_nothing(store: Store) -> None:
+    account = await new_account(store)
+    conversation = key(account_owner(account.id))
+    await chat(store, conversation, "hello")
+    await store.delete_account(account.id)
+    epoch, window, version, stored = await store.read_and_append(conversation, 10, said("x"), 2.0)
+    assert (epoch, window.turns, stored, version) == (None, (), (), window.version)
+    assert await texts_in(store, conversation) == []
+
+
+async def test_read_and_append_in_a_forgotten_owners_new_epoch(store: Store) -> None:
+    conversation = key(guest_owner(ALICE_TG))
+    await chat(store, conversation, "before")
+    await store.forget_owner(conversation.owner)
+    epoch, window, _, _ = await store.read_and_append(conversation, 10, said("after"), 2.0)
+    assert (epoch, window.turns) == (await store.owner_epoch(conversation.owner), ())
+    assert await texts_in(store, conversation) == ["after"]
+
+
+async def test_concurrent_read_and_appends_lose_and_repeat_nothing(store: Store) -> None:
+    conversation = key(guest_owner(ALICE_TG))
+
+    async def send(text: str) -> str | None:
+        try:
+            await store.read_and_append(conversation, 10, said(text), 1.0)
+        except VersionConflict:  # (a store of two trips only)
+            return None
+        return text
+
+    sent = await asyncio.gather(*(send(f"m{i}") for i in range(6)))
+    window = await store.load_window(conversation, 10)
+    assert sorted(t.text for t in window.turns) == sorted(t for t in sent if t is not None)
+    assert [t.seq for t in window.turns] == list(range(1, len(window.turns) + 1))
+    assert len(window.turns) >= 1

@@ -285,6 +285,25 @@ class FlakyStore:
             epoch=epoch,
         )
 
+    async def read_and_append(
+        self,
+        key: ConversationKey,
+        max_turns: int,
+        turns: Sequence[NewTurn],
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+    ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+        # as the read and the append it stands for, so faults land where tests aim them
+        self.calls["read_and_append"] += 1
+        epoch, window = await self.epoch_and_window(key, max_turns)
+        if epoch is None:
+            return None, window, window.version, ()
+        version, stored = await self.append_turns(
+            key, turns, window.version, now, take_lease=take_lease, epoch=epoch
+        )
+        return epoch, window, version, stored
+
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         await self._call("release_lease", self.inner.release_lease, key, holder)
 

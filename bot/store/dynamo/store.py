@@ -401,6 +401,25 @@ class DynamoStore:
             key, turns, expected_version, now, take_lease, release_lease, epoch
         )
 
+    async def read_and_append(
+        self,
+        key: ConversationKey,
+        max_turns: int,
+        turns: Sequence[NewTurn],
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+    ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+        # two trips (the read is usually prefetched: no call); the version check of the
+        # append refuses it when another process appended in between
+        epoch, window = await self.epoch_and_window(key, max_turns)
+        if epoch is None:
+            return None, window, window.version, ()
+        version, stored = await self.append_turns(
+            key, turns, window.version, now, take_lease=take_lease, epoch=epoch
+        )
+        return epoch, window, version, stored
+
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         await self._conversations.release_lease(key, holder)
 

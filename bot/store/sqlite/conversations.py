@@ -204,6 +204,25 @@ def append(
     return version, stored
 
 
+def read_and_append(
+    conn: sqlite3.Connection,
+    recent: RecentTurns,
+    owners: OwnerCache,
+    key: ConversationKey,
+    max_turns: int,
+    turns: tuple[NewTurn, ...],
+    now: float,
+    lease: LeaseChange,
+) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+    """The epoch and the window, then the append at that version: one operation, so
+    nothing comes between them (and the read is served by the recent-turns cache)."""
+    epoch, window = epoch_and_window(conn, recent, owners, key, max_turns)
+    if epoch is None:
+        return None, window, window.version, ()
+    version, stored = append(conn, recent, owners, key, turns, window.version, now, epoch, lease)
+    return epoch, window, version, stored
+
+
 def save_state(
     conn: sqlite3.Connection,
     recent: RecentTurns,

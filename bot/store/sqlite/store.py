@@ -233,6 +233,26 @@ class SqliteStore:
             lease,
         )
 
+    async def read_and_append(
+        self,
+        key: ConversationKey,
+        max_turns: int,
+        turns: Sequence[NewTurn],
+        now: float,
+        *,
+        take_lease: Lease | None = None,
+    ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+        return await self._db.write(
+            conversations.read_and_append,
+            self._recent,
+            self._owners,
+            key,
+            max_turns,
+            tuple(turns),
+            now,
+            conversations.LeaseChange(take_lease),
+        )
+
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         await self._db.write(conversations.release_lease, key, holder)
 
