@@ -124,6 +124,7 @@ __all__ = [
     "WebSession",
     "WebSessionStore",
     "lease_blocks",
+    "read_then_append",
 ]
 
 # -- the areas ----------------------------------------------------------------------------
@@ -429,3 +430,23 @@ class Store(
     """Persistence for accounts, identities, codes, sessions, preferences and
     conversations: every area (see "Who needs what" in the module doc). The wiring
     opens one and hands each part the narrower protocol it needs."""
+
+
+async def read_then_append(
+    store: ConversationStore,
+    key: ConversationKey,
+    max_turns: int,
+    turns: Sequence[NewTurn],
+    now: float,
+    take_lease: Lease | None,
+) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
+    """:meth:`ConversationStore.read_and_append` in two trips, for a store that cannot
+    make it one: the append's version check refuses it (``VersionConflict``) when
+    another process appended in between."""
+    epoch, window = await store.epoch_and_window(key, max_turns)
+    if epoch is None:
+        return None, window, window.version, ()
+    version, stored = await store.append_turns(
+        key, turns, window.version, now, take_lease=take_lease, epoch=epoch
+    )
+    return epoch, window, version, stored

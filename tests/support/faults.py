@@ -40,6 +40,7 @@ from bot.store.base import (
     Store,
     Usage,
     WebSession,
+    read_then_append,
 )
 
 T = TypeVar("T")
@@ -296,13 +297,7 @@ class FlakyStore:
     ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
         # as the read and the append it stands for, so faults land where tests aim them
         self.calls["read_and_append"] += 1
-        epoch, window = await self.epoch_and_window(key, max_turns)
-        if epoch is None:
-            return None, window, window.version, ()
-        version, stored = await self.append_turns(
-            key, turns, window.version, now, take_lease=take_lease, epoch=epoch
-        )
-        return epoch, window, version, stored
+        return await read_then_append(self, key, max_turns, turns, now, take_lease)
 
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         await self._call("release_lease", self.inner.release_lease, key, holder)

@@ -36,6 +36,7 @@ from bot.store.base import (
     PendingLink,
     Usage,
     WebSession,
+    read_then_append,
 )
 from bot.store.dynamo import accounts, consent, events, keys
 from bot.store.dynamo.codec import Item, integer, number, optional_text, text, values
@@ -412,13 +413,7 @@ class DynamoStore:
     ) -> tuple[int | None, ConversationWindow, int, tuple[Turn, ...]]:
         # two trips (the read is usually prefetched: no call); the version check of the
         # append refuses it when another process appended in between
-        epoch, window = await self.epoch_and_window(key, max_turns)
-        if epoch is None:
-            return None, window, window.version, ()
-        version, stored = await self.append_turns(
-            key, turns, window.version, now, take_lease=take_lease, epoch=epoch
-        )
-        return epoch, window, version, stored
+        return await read_then_append(self, key, max_turns, turns, now, take_lease)
 
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         await self._conversations.release_lease(key, holder)
